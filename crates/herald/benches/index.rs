@@ -1,0 +1,65 @@
+//! Match cost of the subscription index with 100,000 subscriptions, cache cold and warm.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use herald::index::{Entry, Index};
+use herald::{Message, Target};
+
+struct Nop;
+impl Target for Nop {
+    fn deliver(&self, _: u64, _: &Message) -> bool {
+        true
+    }
+}
+
+/// 100,000 subscriptions shaped like a busy application: mostly literal subjects spread over
+/// services and entities, some `*` and `>` patterns.
+fn fill(index: &Index) {
+    let target: Arc<dyn Target> = Arc::new(Nop);
+    for i in 0..100_000u64 {
+        let pattern = match i % 10 {
+            0 => format!("svc{}.*.updated", i % 100),
+            1 => format!("svc{}.{}.>", i % 100, i % 1000),
+            _ => format!(
+                "svc{}.{}.{}",
+                i % 100,
+                i,
+                if i % 3 == 0 { "created" } else { "updated" }
+            ),
+        };
+        index.insert(Arc::new(Entry {
+            id: i,
+            pattern: pattern.into(),
+            queue: None,
+            owner: 0,
+            sid: i,
+            target: target.clone(),
+        }));
+    }
+}
+
+fn match_cost(c: &mut Criterion) {
+    let mut g = c.benchmark_group("match_100k_subs");
+    let subject = "svc42.4242.updated";
+
+    let cold = Index::with_cache_capacity(0);
+    fill(&cold);
+    assert!(!cold.lookup(subject).unwrap().is_empty());
+    g.bench_function("cold_cache", |b| {
+        b.iter(|| black_box(cold.lookup(black_box(subject)).unwrap()))
+    });
+
+    let warm = Index::default();
+    fill(&warm);
+    warm.lookup(subject).unwrap();
+    g.bench_function("warm_cache", |b| {
+        b.iter(|| black_box(warm.lookup(black_box(subject)).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, match_cost);
+criterion_main!(benches);

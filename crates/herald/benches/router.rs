@@ -1,0 +1,113 @@
+//! Publish and fan-out throughput of the local router, with `tokio::sync::broadcast` measured
+//! in the same run as the 1-to-N reference.
+//!
+//! Each iteration publishes a batch and then drains every subscriber, so the numbers cover the
+//! whole path a message takes (match, enqueue, wake, dequeue), not only the publisher's half.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use herald::{Bytes, Router, SubscribeOptions};
+
+const BATCH: usize = 1024;
+
+fn publish_one_subscriber(c: &mut Criterion) {
+    let mut g = c.benchmark_group("publish_1_sub");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let router = Router::new(BATCH, "bench");
+    let mut sub = router.subscribe("events").unwrap();
+    let payload = Bytes::from_static(b"0123456789abcdef");
+    g.bench_function("herald", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                router.publish("events", payload.clone()).unwrap();
+            }
+            for _ in 0..BATCH {
+                black_box(sub.try_recv().unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fan_out");
+    for subs in [1usize, 10, 1000] {
+        // Keep the total work per iteration similar across fan-out widths.
+        let batch = (BATCH * 10 / subs).clamp(16, BATCH);
+        g.throughput(Throughput::Elements((batch * subs) as u64));
+        let payload = Bytes::from_static(b"0123456789abcdef");
+
+        let router = Router::new(batch, "bench");
+        let mut receivers: Vec<_> = (0..subs)
+            .map(|_| router.subscribe("fan.out").unwrap())
+            .collect();
+        g.bench_with_input(BenchmarkId::new("herald", subs), &subs, |b, _| {
+            b.iter(|| {
+                for _ in 0..batch {
+                    router.publish("fan.out", payload.clone()).unwrap();
+                }
+                for r in &mut receivers {
+                    for _ in 0..batch {
+                        black_box(r.try_recv().unwrap());
+                    }
+                }
+            })
+        });
+
+        let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(batch);
+        let mut receivers: Vec<_> = (0..subs).map(|_| tx.subscribe()).collect();
+        g.bench_with_input(BenchmarkId::new("tokio_broadcast", subs), &subs, |b, _| {
+            b.iter(|| {
+                for _ in 0..batch {
+                    tx.send(payload.clone()).unwrap();
+                }
+                for r in &mut receivers {
+                    for _ in 0..batch {
+                        black_box(r.try_recv().unwrap());
+                    }
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+fn many_subjects_with_wildcards(c: &mut Criterion) {
+    let mut g = c.benchmark_group("subjects_10k_wildcards");
+    let subjects: Vec<String> = (0..10_000)
+        .map(|i| format!("metrics.host{i}.cpu"))
+        .collect();
+    let router = Router::new(16, "bench");
+    let opts = || SubscribeOptions::new().capacity(subjects.len());
+    let mut subs = vec![
+        router.subscribe_with("metrics.*.cpu", opts()).unwrap(),
+        router.subscribe_with("metrics.>", opts()).unwrap(),
+        router.subscribe_with(">", opts()).unwrap(),
+    ];
+    // Plus a literal subscriber on every 10th subject, as dashboards would have.
+    for s in subjects.iter().step_by(10) {
+        subs.push(router.subscribe(s).unwrap());
+    }
+    g.throughput(Throughput::Elements(subjects.len() as u64));
+    let payload = Bytes::from_static(b"42");
+    g.bench_function("herald_publish_round_robin", |b| {
+        b.iter(|| {
+            for s in &subjects {
+                router.publish(s, payload.clone()).unwrap();
+            }
+            for sub in &mut subs {
+                while sub.try_recv().is_ok() {}
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    publish_one_subscriber,
+    fan_out,
+    many_subjects_with_wildcards
+);
+criterion_main!(benches);

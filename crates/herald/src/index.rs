@@ -1,0 +1,445 @@
+//! The subscription index: which subscriptions match a subject.
+//!
+//! A trie keyed by token, with separate children for `*` and `>` so that a match visits at most
+//! three children per token. In front of it sits a bounded cache from subject to match result:
+//! most traffic hits few subjects, and a hit is one hash lookup under a read lock.
+//!
+//! Invariants:
+//! - every subscription is in the trie exactly once, at the node its pattern spells;
+//! - nodes that hold no subscription and no child are removed, so the trie does not grow with
+//!   subscribe/unsubscribe churn;
+//! - a cached result is never stale: a change removes the cached subjects its pattern matches,
+//!   and a result computed before a change is not cached after it (the generation check).
+//!
+//! Writers (subscribe, unsubscribe) take the trie's write lock; publishers take read locks only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+
+use crate::error::Result;
+use crate::subject::{self, Subject};
+use crate::target::Target;
+
+/// Default bound on cached subjects per index.
+pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
+
+/// One subscription as the index holds it.
+pub struct Entry {
+    /// Unique within the node; the key for removal.
+    pub id: u64,
+    /// The pattern subscribed to.
+    pub pattern: Arc<str>,
+    /// Queue group, if any: one member per group gets each message.
+    pub queue: Option<Arc<str>>,
+    /// The router (sender identity) that made it, for publish-except-self.
+    pub owner: u64,
+    /// The target's own id for this subscription, passed back on delivery.
+    pub sid: u64,
+    /// Where matched messages go.
+    pub target: Arc<dyn Target>,
+}
+
+/// The subscriptions that match one subject.
+pub struct Matches {
+    /// The subject, shared: publishing a cached subject needs no allocation for it.
+    pub subject: Subject,
+    /// Plain subscriptions: each gets a copy.
+    pub plain: Vec<Arc<Entry>>,
+    /// Queue groups: each inner list is one group; one member of each gets a copy.
+    pub groups: Vec<Vec<Arc<Entry>>>,
+}
+
+impl Matches {
+    /// True when nothing matches.
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.groups.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct TrieNode {
+    literal: FxHashMap<Box<str>, TrieNode>,
+    star: Option<Box<TrieNode>>,
+    // The `>` child: holds subscriptions only (nothing may follow `>`).
+    full: Option<Box<TrieNode>>,
+    subs: Vec<Arc<Entry>>,
+}
+
+impl TrieNode {
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+            && self.literal.is_empty()
+            && self.star.is_none()
+            && self.full.is_none()
+    }
+
+    fn count_nodes(&self) -> usize {
+        1 + self
+            .literal
+            .values()
+            .map(TrieNode::count_nodes)
+            .sum::<usize>()
+            + self.star.as_ref().map_or(0, |n| n.count_nodes())
+            + self.full.as_ref().map_or(0, |n| n.count_nodes())
+    }
+
+    fn insert<'a>(&mut self, mut tokens: impl Iterator<Item = &'a str>, entry: Arc<Entry>) {
+        let mut node = self;
+        for token in tokens.by_ref() {
+            node = match token {
+                "*" => node.star.get_or_insert_with(Box::default),
+                ">" => node.full.get_or_insert_with(Box::default),
+                _ => node.literal.entry(token.into()).or_default(),
+            };
+        }
+        node.subs.push(entry);
+    }
+
+    /// Removes subscription `id` below this node along `tokens`, pruning emptied nodes.
+    fn remove<'a>(
+        &mut self,
+        mut tokens: impl Iterator<Item = &'a str>,
+        id: u64,
+    ) -> Option<Arc<Entry>> {
+        let Some(token) = tokens.next() else {
+            let pos = self.subs.iter().position(|e| e.id == id)?;
+            return Some(self.subs.swap_remove(pos));
+        };
+        match token {
+            "*" | ">" => {
+                let slot = if token == "*" {
+                    &mut self.star
+                } else {
+                    &mut self.full
+                };
+                let child = slot.as_mut()?;
+                let removed = child.remove(tokens, id);
+                if child.is_empty() {
+                    *slot = None;
+                }
+                removed
+            }
+            _ => {
+                let child = self.literal.get_mut(token)?;
+                let removed = child.remove(tokens, id);
+                if child.is_empty() {
+                    self.literal.remove(token);
+                }
+                removed
+            }
+        }
+    }
+
+    /// Collects the subscriptions matching `rest` (a non-empty remainder of a literal subject).
+    fn collect(&self, rest: &str, out: &mut Vec<Arc<Entry>>) {
+        let (token, tail) = match rest.find('.') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        if let Some(full) = &self.full {
+            out.extend(full.subs.iter().cloned());
+        }
+        if let Some(child) = self.literal.get(token) {
+            child.descend(tail, out);
+        }
+        if let Some(star) = &self.star {
+            star.descend(tail, out);
+        }
+    }
+
+    fn descend(&self, tail: Option<&str>, out: &mut Vec<Arc<Entry>>) {
+        match tail {
+            None => out.extend(self.subs.iter().cloned()),
+            Some(rest) => self.collect(rest, out),
+        }
+    }
+
+    fn for_each(&self, f: &mut impl FnMut(&Arc<Entry>)) {
+        self.subs.iter().for_each(&mut *f);
+        for child in self.literal.values() {
+            child.for_each(f);
+        }
+        if let Some(n) = &self.star {
+            n.for_each(f);
+        }
+        if let Some(n) = &self.full {
+            n.for_each(f);
+        }
+    }
+}
+
+/// A subscription index with a match cache; shared by all publishers and subscribers of a scope.
+pub struct Index {
+    trie: RwLock<TrieNode>,
+    // Bumped (under the trie's write lock) on every change.
+    generation: AtomicU64,
+    cache: RwLock<FxHashMap<Arc<str>, Arc<Matches>>>,
+    cache_capacity: usize,
+    len: AtomicU64,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::with_cache_capacity(DEFAULT_CACHE_CAPACITY)
+    }
+}
+
+impl Index {
+    /// An empty index whose cache holds at most `cache_capacity` subjects (0 disables it).
+    pub fn with_cache_capacity(cache_capacity: usize) -> Self {
+        Index {
+            trie: RwLock::default(),
+            generation: AtomicU64::new(0),
+            cache: RwLock::default(),
+            cache_capacity,
+            len: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a subscription. The pattern must already be valid.
+    pub fn insert(&self, entry: Arc<Entry>) {
+        let pattern = entry.pattern.clone();
+        {
+            let mut trie = self.trie.write();
+            trie.insert(pattern.split('.'), entry);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        self.len.fetch_add(1, Ordering::Relaxed);
+        self.invalidate(&pattern);
+    }
+
+    /// Removes subscription `id` subscribed with `pattern`; returns it if it was there.
+    pub fn remove(&self, pattern: &str, id: u64) -> Option<Arc<Entry>> {
+        let removed = {
+            let mut trie = self.trie.write();
+            let removed = trie.remove(pattern.split('.'), id);
+            self.generation.fetch_add(1, Ordering::Release);
+            removed
+        }?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.invalidate(pattern);
+        Some(removed)
+    }
+
+    /// The subscriptions matching `subject`, validating it as a literal subject on a cache miss
+    /// (a cached subject is known to be valid).
+    pub fn lookup(&self, subject: &str) -> Result<Arc<Matches>> {
+        if let Some(hit) = self.cache.read().get(subject) {
+            return Ok(hit.clone());
+        }
+        subject::check_literal(subject)?;
+        let (matches, generation) = {
+            let trie = self.trie.read();
+            let generation = self.generation.load(Ordering::Acquire);
+            let mut found = Vec::new();
+            trie.collect(subject, &mut found);
+            (group(Subject::from_valid(subject), found), generation)
+        };
+        let matches = Arc::new(matches);
+        if self.cache_capacity > 0 {
+            let mut cache = self.cache.write();
+            // A change after our read would have bumped the generation: do not cache a result
+            // that may already be stale.
+            if self.generation.load(Ordering::Acquire) == generation {
+                if cache.len() >= self.cache_capacity {
+                    evict(&mut cache);
+                }
+                cache.insert(matches.subject.shared().clone(), matches.clone());
+            }
+        }
+        Ok(matches)
+    }
+
+    /// Changes on every subscribe and unsubscribe; lets callers keep private caches of
+    /// [`lookup`](Index::lookup) results and know when to drop them.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed) as usize
+    }
+
+    /// True when there is no subscription.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of trie nodes, the root included (for tests of pruning).
+    pub fn node_count(&self) -> usize {
+        self.trie.read().count_nodes()
+    }
+
+    /// Number of cached subjects.
+    pub fn cached(&self) -> usize {
+        self.cache.read().len()
+    }
+
+    /// Takes every subscription out of the index (a scope shutting down).
+    pub fn drain(&self) -> Vec<Arc<Entry>> {
+        let mut all = Vec::new();
+        {
+            let mut trie = self.trie.write();
+            trie.for_each(&mut |e| all.push(e.clone()));
+            *trie = TrieNode::default();
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        self.len.store(0, Ordering::Relaxed);
+        self.cache.write().clear();
+        all
+    }
+
+    fn invalidate(&self, pattern: &str) {
+        let mut cache = self.cache.write();
+        if !cache.is_empty() {
+            cache.retain(|cached, _| !subject::matches(pattern, cached));
+        }
+    }
+}
+
+/// Splits matched entries into plain subscriptions and queue groups.
+fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
+    let mut plain = Vec::with_capacity(found.len());
+    let mut groups: Vec<Vec<Arc<Entry>>> = Vec::new();
+    for entry in found {
+        match &entry.queue {
+            None => plain.push(entry),
+            Some(q) => match groups.iter_mut().find(|g| g[0].queue.as_ref() == Some(q)) {
+                Some(g) => g.push(entry),
+                None => groups.push(vec![entry]),
+            },
+        }
+    }
+    Matches {
+        subject,
+        plain,
+        groups,
+    }
+}
+
+/// Drops about a quarter of the cache, arbitrary entries (hash order is effectively random).
+fn evict(cache: &mut FxHashMap<Arc<str>, Arc<Matches>>) {
+    let mut n = cache.len() / 4 + 1;
+    cache.retain(|_, _| {
+        if n > 0 {
+            n -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    struct Nop;
+    impl Target for Nop {
+        fn deliver(&self, _: u64, _: &Message) -> bool {
+            true
+        }
+    }
+
+    fn entry(id: u64, pattern: &str, queue: Option<&str>) -> Arc<Entry> {
+        Arc::new(Entry {
+            id,
+            pattern: pattern.into(),
+            queue: queue.map(Into::into),
+            owner: 0,
+            sid: id,
+            target: Arc::new(Nop),
+        })
+    }
+
+    fn ids(index: &Index, subject: &str) -> Vec<u64> {
+        let m = index.lookup(subject).unwrap();
+        let mut ids: Vec<u64> = m
+            .plain
+            .iter()
+            .chain(m.groups.iter().flatten())
+            .map(|e| e.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn wildcards_match_as_nats() {
+        let index = Index::default();
+        index.insert(entry(1, "a.b.c", None));
+        index.insert(entry(2, "a.*.c", None));
+        index.insert(entry(3, "a.>", None));
+        index.insert(entry(4, ">", None));
+        index.insert(entry(5, "*.*", None));
+        assert_eq!(ids(&index, "a.b.c"), [1, 2, 3, 4]);
+        assert_eq!(ids(&index, "a.b"), [3, 4, 5]);
+        assert_eq!(ids(&index, "a"), [4]);
+        assert_eq!(ids(&index, "x.y.z"), [4]);
+    }
+
+    #[test]
+    fn cache_follows_changes() {
+        let index = Index::default();
+        assert!(index.lookup("a.b").unwrap().is_empty());
+        index.insert(entry(1, "a.*", None));
+        assert_eq!(ids(&index, "a.b"), [1]);
+        assert_eq!(index.cached(), 1);
+        index.insert(entry(2, "x.y", None)); // unrelated: cached entry survives
+        assert_eq!(index.cached(), 1);
+        index.remove("a.*", 1).unwrap();
+        assert_eq!(index.cached(), 0);
+        assert!(ids(&index, "a.b").is_empty());
+    }
+
+    #[test]
+    fn queue_members_are_grouped_by_name() {
+        let index = Index::default();
+        index.insert(entry(1, "jobs.>", Some("w")));
+        index.insert(entry(2, "jobs.*", Some("w")));
+        index.insert(entry(3, "jobs.*", Some("v")));
+        index.insert(entry(4, "jobs.a", None));
+        let m = index.lookup("jobs.a").unwrap();
+        assert_eq!(m.plain.len(), 1);
+        let mut sizes: Vec<usize> = m.groups.iter().map(Vec::len).collect();
+        sizes.sort();
+        assert_eq!(sizes, [1, 2]);
+    }
+
+    #[test]
+    fn removal_prunes_nodes() {
+        let index = Index::default();
+        for round in 0..100u64 {
+            index.insert(entry(round, &format!("a.{round}.*.>"), None));
+            index.insert(entry(1000 + round, "a.b", None));
+            index.remove(&format!("a.{round}.*.>"), round).unwrap();
+            index.remove("a.b", 1000 + round).unwrap();
+        }
+        assert_eq!(index.node_count(), 1);
+        assert!(index.is_empty());
+        assert!(index.remove("a.b", 7).is_none());
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let index = Index::with_cache_capacity(64);
+        index.insert(entry(1, ">", None));
+        for i in 0..1000 {
+            assert_eq!(ids(&index, &format!("s.{i}")), [1]);
+        }
+        assert!(index.cached() <= 64);
+    }
+
+    #[test]
+    fn invalid_subjects_are_refused() {
+        let index = Index::default();
+        assert!(index.lookup("a.*").is_err());
+        assert!(index.lookup("a..b").is_err());
+        assert_eq!(index.cached(), 0);
+    }
+}

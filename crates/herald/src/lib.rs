@@ -1,0 +1,60 @@
+//! herald: embeddable, clusterable publish/subscribe.
+//!
+//! An application makes a [`Node`] (its membership in a cluster; [`Node::local`] joins none)
+//! and from it [`Router`]s, one per *scope*. Routers subscribe to subjects and patterns
+//! (`orders.*`, `orders.>`), publish to subjects, answer requests, and manage named groups of
+//! topics. Subscriptions are bounded buffers that drop the oldest message when their reader
+//! falls behind, so a slow subscriber never slows a publisher.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), herald::Error> {
+//! let router = herald::Router::new(100, "my_app");
+//! let mut sub = router.subscribe("events")?;
+//! router.publish("events", "Hello, cluster!")?;
+//! let msg = sub.recv().await.expect("open subscription");
+//! assert_eq!(msg.text()?, "Hello, cluster!");
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! Data flows one way: publish → [`index`] (which subscriptions match) → [`target`]s
+//! (a subscription's mailbox, later a connection or a cluster route) → the reader.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`subject`] | subject and pattern rules, validation, the reference matcher |
+//! | [`index`] | the subscription trie and its bounded match cache |
+//! | `router` | scopes, [`Router`], and the fan-out loop |
+//! | `node` | [`Node`]: owner of scopes, cluster membership |
+//! | `subscription` | bounded mailboxes, drop policy, [`Subscription`], callbacks |
+//! | [`target`] | the [`Target`] trait every delivery destination implements |
+//! | `message` | [`Message`] and [`HeaderMap`] |
+//! | `request` | the per-scope reply inbox behind [`Router::request`] |
+//! | `groups` | named groups of topics ([`Groups`]) |
+//! | `error` | [`Error`] and the receive errors |
+
+mod error;
+mod groups;
+pub mod index;
+mod message;
+mod node;
+mod request;
+mod router;
+pub mod subject;
+mod subscription;
+pub mod target;
+
+pub use bytes::Bytes;
+pub use error::{Error, RecvTimeoutError, Result, TryRecvError};
+pub use groups::Groups;
+pub use message::{HeaderMap, Message};
+pub use node::Node;
+pub use router::{Router, TargetSubscription};
+pub use subject::Subject;
+pub use subscription::{CallbackHandle, DropPolicy, SubscribeOptions, Subscription};
+pub use target::Target;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,502 @@
+//! Routers and scopes: publish, subscribe, and the fan-out loop.
+//!
+//! A [`Scope`] is the shared state of one scope on a node: its subscription index, its groups
+//! and its request inbox. A [`Router`] is a cheap handle on a scope with a default capacity and
+//! a sender identity. Publishing looks the subject up in the index (usually a cache hit), builds
+//! one shared [`Message`], and hands it to every matching target: each plain subscription, and
+//! one member of each queue group.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::groups::Groups;
+use crate::index::{Entry, Index, Matches};
+use crate::message::{HeaderMap, Message, Responder};
+use crate::node::Node;
+use crate::request::Inbox;
+use crate::subject::{self, Subject};
+use crate::subscription::{CallbackHandle, Mailbox, SubscribeOptions, Subscription};
+use crate::target::Target;
+
+/// Which matching targets a publish reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every match, local or remote.
+    All,
+    /// Only targets in this process.
+    Local,
+    /// Every match except the subscriptions made by this router (sender) id.
+    Others(u64),
+}
+
+impl Reach {
+    fn admits(self, entry: &Entry) -> bool {
+        match self {
+            Reach::All => true,
+            Reach::Local => entry.target.is_local(),
+            Reach::Others(owner) => entry.owner != owner,
+        }
+    }
+}
+
+/// The shared state of one scope on a node.
+pub(crate) struct Scope {
+    pub(crate) name: Arc<str>,
+    pub(crate) index: Index,
+    pub(crate) groups: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    inbox: OnceLock<Arc<Inbox>>,
+    next_id: AtomicU64,
+    node_id: u64,
+    me: Weak<Scope>,
+}
+
+impl Scope {
+    pub(crate) fn new(name: Arc<str>, node_id: u64, me: Weak<Scope>) -> Scope {
+        Scope {
+            name,
+            index: Index::default(),
+            groups: Mutex::default(),
+            inbox: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+            node_id,
+            me,
+        }
+    }
+
+    /// A fresh id, unique within this scope (subscriptions, routers).
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a subscription of `target` to `pattern` after validating it.
+    pub(crate) fn add(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        owner: u64,
+        sid: u64,
+        target: Arc<dyn Target>,
+    ) -> Result<Arc<Entry>> {
+        subject::check(pattern)?;
+        let queue = match queue {
+            Some(q) => Some(check_queue(q)?),
+            None => None,
+        };
+        let entry = Arc::new(Entry {
+            id: self.next_id(),
+            pattern: pattern.into(),
+            queue,
+            owner,
+            sid,
+            target,
+        });
+        self.index.insert(entry.clone());
+        Ok(entry)
+    }
+
+    /// Publishes and returns how many targets took the message (one per queue group at most).
+    pub(crate) fn send(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<HeaderMap>,
+        payload: Bytes,
+        reach: Reach,
+    ) -> Result<usize> {
+        let matches = self.index.lookup(subject)?;
+        let reply = match reply {
+            Some(r) => Some(Subject::new(r)?),
+            None => None,
+        };
+        if matches.is_empty() {
+            return Ok(0);
+        }
+        let responder = reply
+            .as_ref()
+            .map(|_| self.me.clone() as Weak<dyn Responder>);
+        let msg = Message::new(matches.subject.clone(), reply, headers, payload, responder);
+        Ok(fan_out(&matches, &msg, reach))
+    }
+
+    /// The scope's request inbox, subscribed on first use.
+    pub(crate) fn inbox(&self) -> &Arc<Inbox> {
+        self.inbox.get_or_init(|| {
+            let inbox = Arc::new(Inbox::new(format!(
+                "_INBOX.{:016x}{:x}.",
+                self.node_id,
+                fastrand::u32(..)
+            )));
+            let pattern = format!("{}*", inbox.prefix());
+            if let Err(err) = self.add(&pattern, None, 0, 0, inbox.clone()) {
+                // The prefix is built from hex digits: this cannot fail, but never panic on it.
+                tracing::error!(%err, "cannot subscribe the request inbox");
+            }
+            inbox
+        })
+    }
+}
+
+impl Responder for Scope {
+    fn respond(&self, reply: &str, payload: Bytes) -> Result<()> {
+        self.send(reply, None, None, payload, Reach::All).map(drop)
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        for entry in self.index.drain() {
+            entry.target.detach(entry.sid);
+        }
+    }
+}
+
+/// Hands `msg` to every admitted plain match and to one member of each queue group.
+fn fan_out(matches: &Matches, msg: &Message, reach: Reach) -> usize {
+    let mut delivered = 0;
+    for entry in &matches.plain {
+        if reach.admits(entry) && entry.target.deliver(entry.sid, msg) {
+            delivered += 1;
+        }
+    }
+    for group in &matches.groups {
+        if deliver_to_one(group, msg, reach) {
+            delivered += 1;
+        }
+    }
+    delivered
+}
+
+/// Delivers to one member of a queue group: a random start spreads the load; local members are
+/// tried before remote ones; a closed member is skipped.
+fn deliver_to_one(group: &[Arc<Entry>], msg: &Message, reach: Reach) -> bool {
+    let len = group.len();
+    let start = if len == 1 { 0 } else { fastrand::usize(..len) };
+    for local_pass in [true, false] {
+        for k in 0..len {
+            let entry = &group[(start + k) % len];
+            if entry.target.is_local() == local_pass
+                && reach.admits(entry)
+                && entry.target.deliver(entry.sid, msg)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn check_queue(queue: &str) -> Result<Arc<str>> {
+    if queue.is_empty()
+        || queue
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(Error::InvalidSubject {
+            subject: queue.to_owned(),
+            reason: "a queue group name must be non-empty, without whitespace or control characters",
+        });
+    }
+    Ok(queue.into())
+}
+
+/// A handle for publishing and subscribing in one scope of a node.
+///
+/// Cheap to clone; clones share the scope, the default capacity and the sender identity (used
+/// by [`publish_others`](Router::publish_others)). All calls except `request` are synchronous
+/// and never block on the network.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), herald::Error> {
+/// let router = herald::Router::new(100, "my_app");
+/// let mut sub = router.subscribe("events.*")?;
+/// router.publish("events.login", "alice")?;
+/// let msg = sub.try_recv().expect("delivered synchronously");
+/// assert_eq!((msg.subject(), msg.text()?), ("events.login", "alice"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Router {
+    node: Node,
+    scope: Arc<Scope>,
+    capacity: usize,
+    id: u64,
+}
+
+impl Router {
+    /// A router for `scope` on a private local node, with `capacity` per subscription.
+    /// Same as `Node::local().router(scope, capacity)`.
+    pub fn new(capacity: usize, scope: &str) -> Router {
+        Node::local().router(scope, capacity)
+    }
+
+    pub(crate) fn from_parts(node: Node, scope: Arc<Scope>, capacity: usize) -> Router {
+        let id = scope.next_id();
+        Router {
+            node,
+            scope,
+            capacity,
+            id,
+        }
+    }
+
+    /// The scope this router publishes and subscribes in.
+    pub fn scope(&self) -> &str {
+        &self.scope.name
+    }
+
+    /// The node this router belongs to.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The default capacity of this router's subscriptions.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Subscribes to `pattern` (wildcards allowed) with the router's capacity and drop-oldest.
+    pub fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        self.subscribe_with(pattern, SubscribeOptions::new())
+    }
+
+    /// Subscribes to `pattern` as a member of queue group `queue`: each message goes to one
+    /// member of the group (preferring members on this node), besides all plain subscribers.
+    pub fn subscribe_queue(&self, pattern: &str, queue: &str) -> Result<Subscription> {
+        self.subscribe_with(pattern, SubscribeOptions::new().queue(queue))
+    }
+
+    /// Subscribes with explicit options (capacity, drop policy, queue group).
+    pub fn subscribe_with(&self, pattern: &str, options: SubscribeOptions) -> Result<Subscription> {
+        let capacity = options.capacity.unwrap_or(self.capacity);
+        if capacity == 0 {
+            return Err(Error::InvalidCapacity);
+        }
+        let mailbox = Arc::new(Mailbox::new(capacity, options.policy));
+        let entry = self.scope.add(
+            pattern,
+            options.queue.as_deref(),
+            self.id,
+            0,
+            mailbox.clone(),
+        )?;
+        Ok(Subscription::new(
+            mailbox,
+            entry.id,
+            entry.pattern.clone(),
+            entry.queue.clone(),
+            Arc::downgrade(&self.scope),
+        ))
+    }
+
+    /// Runs `callback` for each message on `pattern`, in order, off the publisher's stack (on a
+    /// task of the current tokio runtime, or on a thread of its own outside one). A panic in
+    /// the callback is caught, logged and counted; later messages still reach it.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), herald::Error> {
+    /// let router = herald::Router::new(100, "my_app");
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let cancel = router.on("notifications", move |msg| tx.send(msg.text().unwrap().to_owned()).unwrap())?;
+    /// router.publish("notifications", "ding")?;
+    /// assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap(), "ding");
+    /// cancel.cancel();
+    /// # Ok(()) }
+    /// ```
+    pub fn on<F>(&self, pattern: &str, callback: F) -> Result<CallbackHandle>
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
+        Ok(CallbackHandle::spawn(self.subscribe(pattern)?, callback))
+    }
+
+    /// Like [`on`](Router::on), as a member of queue group `queue`.
+    pub fn on_queue<F>(&self, pattern: &str, queue: &str, callback: F) -> Result<CallbackHandle>
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
+        Ok(CallbackHandle::spawn(
+            self.subscribe_queue(pattern, queue)?,
+            callback,
+        ))
+    }
+
+    /// Publishes `payload` on the literal `subject` to every matching subscription, on this
+    /// node and (when clustered) on others.
+    pub fn publish(&self, subject: &str, payload: impl Into<Bytes>) -> Result<()> {
+        self.scope
+            .send(subject, None, None, payload.into(), Reach::All)
+            .map(drop)
+    }
+
+    /// Publishes with headers.
+    pub fn publish_with_headers(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        payload: impl Into<Bytes>,
+    ) -> Result<()> {
+        self.scope
+            .send(subject, None, Some(headers), payload.into(), Reach::All)
+            .map(drop)
+    }
+
+    /// Publishes with a reply subject, for responders to answer on.
+    pub fn publish_with_reply(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<()> {
+        self.scope
+            .send(subject, Some(reply), None, payload.into(), Reach::All)
+            .map(drop)
+    }
+
+    /// Publishes `value` encoded as JSON.
+    pub fn publish_json<T: Serialize + ?Sized>(&self, subject: &str, value: &T) -> Result<()> {
+        self.publish(subject, serde_json::to_vec(value)?)
+    }
+
+    /// Publishes to subscriptions on this node only, never to other nodes of the cluster.
+    pub fn publish_local(&self, subject: &str, payload: impl Into<Bytes>) -> Result<()> {
+        self.scope
+            .send(subject, None, None, payload.into(), Reach::Local)
+            .map(drop)
+    }
+
+    /// Publishes to every matching subscription except those made through this router (and its
+    /// clones), like Phoenix.PubSub's `broadcast_from`.
+    pub fn publish_others(&self, subject: &str, payload: impl Into<Bytes>) -> Result<()> {
+        self.scope
+            .send(subject, None, None, payload.into(), Reach::Others(self.id))
+            .map(drop)
+    }
+
+    /// Publishes a request and waits for the first reply.
+    ///
+    /// Fails at once with [`Error::NoResponders`] when nobody subscribes to `subject`, and with
+    /// [`Error::Timeout`] when no reply comes within `timeout`. Needs a tokio runtime with time.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), herald::Error> {
+    /// use std::time::Duration;
+    /// let router = herald::Router::new(100, "my_app");
+    /// let _echo = router.on("svc.echo", |msg| { let _ = msg.respond(msg.payload().clone()); })?;
+    /// let reply = router.request("svc.echo", "ping", Duration::from_secs(5)).await?;
+    /// assert_eq!(reply.text()?, "ping");
+    /// # Ok(()) }
+    /// ```
+    pub async fn request(
+        &self,
+        subject: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.request_inner(subject, None, payload.into(), timeout)
+            .await
+    }
+
+    /// Like [`request`](Router::request), with headers.
+    pub async fn request_with_headers(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.request_inner(subject, Some(headers), payload.into(), timeout)
+            .await
+    }
+
+    async fn request_inner(
+        &self,
+        subject: &str,
+        headers: Option<HeaderMap>,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message> {
+        let mut pending = self.scope.inbox().register();
+        let delivered =
+            self.scope
+                .send(subject, Some(pending.reply()), headers, payload, Reach::All)?;
+        if delivered == 0 {
+            return Err(Error::NoResponders(subject.to_owned()));
+        }
+        pending.wait(timeout).await
+    }
+
+    /// The named groups of topics of this router's scope.
+    pub fn groups(&self) -> Groups<'_> {
+        Groups::new(self)
+    }
+
+    pub(crate) fn scope_state(&self) -> &Arc<Scope> {
+        &self.scope
+    }
+
+    /// Number of subscriptions in this router's scope on this node (all routers of the scope).
+    pub fn subscription_count(&self) -> usize {
+        self.scope.index.len()
+    }
+
+    /// The scope's subscription index, for diagnostics (sizes, cache, trie nodes).
+    pub fn index(&self) -> &Index {
+        &self.scope.index
+    }
+
+    /// Subscribes a custom delivery [`Target`] (a network connection, a route) to `pattern`.
+    /// Matching messages are handed to `target.deliver(sid, ..)`. Remove it with
+    /// [`unsubscribe_target`](Router::unsubscribe_target).
+    pub fn subscribe_target(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        sid: u64,
+        target: Arc<dyn Target>,
+    ) -> Result<TargetSubscription> {
+        let entry = self.scope.add(pattern, queue, self.id, sid, target)?;
+        Ok(TargetSubscription {
+            id: entry.id,
+            pattern: entry.pattern.clone(),
+        })
+    }
+
+    /// Removes a subscription made with [`subscribe_target`](Router::subscribe_target); false
+    /// when it was already gone.
+    pub fn unsubscribe_target(&self, sub: &TargetSubscription) -> bool {
+        self.scope.index.remove(&sub.pattern, sub.id).is_some()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("scope", &self.scope.name)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// A subscription of a custom [`Target`], as returned by [`Router::subscribe_target`].
+#[derive(Debug, Clone)]
+pub struct TargetSubscription {
+    id: u64,
+    pattern: Arc<str>,
+}
+
+impl TargetSubscription {
+    /// The pattern subscribed to.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+}

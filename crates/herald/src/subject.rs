@@ -1,0 +1,224 @@
+//! Subjects and patterns (SPEC section 1).
+//!
+//! A subject is one or more tokens joined by `.`; a token is one or more characters other than
+//! `.`, whitespace and NUL. A *pattern* may also use `*` as a whole token (exactly one token) and
+//! `>` as the last token (one or more tokens). `*` or `>` inside a longer token is a literal
+//! character, as in NATS. Publishing needs a *literal* subject: no wildcard tokens.
+//!
+//! Validation is a single pass over the bytes with no allocation; errors name the subject and
+//! the first rule it broke.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Longest subject or pattern accepted, in bytes (the NATS control-line limit).
+pub const MAX_SUBJECT_LEN: usize = 4096;
+
+/// What a subject string is, once it is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No wildcard tokens: can be published to.
+    Literal,
+    /// Holds a `*` or `>` token: can only be subscribed to.
+    Pattern,
+}
+
+/// Checks `s` against the rules of SPEC section 1 and says whether it is literal or a pattern.
+///
+/// # Examples
+/// ```
+/// use herald::subject::{check, Kind};
+/// assert_eq!(check("orders.eu.42").unwrap(), Kind::Literal);
+/// assert_eq!(check("orders.*.>").unwrap(), Kind::Pattern);
+/// assert!(check("orders..42").is_err());
+/// ```
+pub fn check(s: &str) -> Result<Kind> {
+    let fail = |reason| Err(invalid(s, reason));
+    if s.is_empty() {
+        return fail("empty subject");
+    }
+    if s.len() > MAX_SUBJECT_LEN {
+        return fail("longer than 4096 bytes");
+    }
+    let mut kind = Kind::Literal;
+    let mut tokens = s.split('.').peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            "" => {
+                return fail(if s.starts_with('.') {
+                    "leading dot"
+                } else if s.ends_with('.') {
+                    "trailing dot"
+                } else {
+                    "empty token"
+                });
+            }
+            "*" => kind = Kind::Pattern,
+            ">" => {
+                if tokens.peek().is_some() {
+                    return fail("'>' must be the last token");
+                }
+                kind = Kind::Pattern;
+            }
+            _ => {
+                if token.bytes().any(|b| b.is_ascii_whitespace() || b == 0) {
+                    return fail("whitespace or NUL in a token");
+                }
+                if token.chars().any(char::is_whitespace) {
+                    return fail("whitespace in a token");
+                }
+            }
+        }
+    }
+    Ok(kind)
+}
+
+/// Checks that `s` is a valid subject to publish to (literal, no wildcards).
+pub fn check_literal(s: &str) -> Result<()> {
+    match check(s)? {
+        Kind::Literal => Ok(()),
+        Kind::Pattern => Err(invalid(s, "wildcards are not allowed in a publish subject")),
+    }
+}
+
+/// Does literal `subject` match `pattern`? Both are assumed valid.
+///
+/// Used off the hot path (cache invalidation, tools); the index does the real matching.
+pub fn matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+fn invalid(s: &str, reason: &'static str) -> Error {
+    let subject = match s.char_indices().nth(256) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    };
+    Error::InvalidSubject { subject, reason }
+}
+
+/// A validated literal subject, cheap to clone (shared, immutable).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(Arc<str>);
+
+impl Subject {
+    /// Validates `s` as a literal subject.
+    pub fn new(s: &str) -> Result<Self> {
+        check_literal(s)?;
+        Ok(Subject(Arc::from(s)))
+    }
+
+    /// Wraps a subject the caller has already validated.
+    pub(crate) fn from_valid(s: &str) -> Self {
+        Subject(Arc::from(s))
+    }
+
+    /// The subject as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Subject {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Subject {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(s: &str) -> &'static str {
+        match check(s) {
+            Err(Error::InvalidSubject { reason, .. }) => reason,
+            other => panic!("{s:?} should be invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_spec_examples() {
+        for s in [
+            "user.created",
+            "room:frontend",
+            "orders.eu.42",
+            "a-b_c/d",
+            "a*",
+            "b>",
+            "a.>x",
+        ] {
+            assert_eq!(check(s).unwrap(), Kind::Literal, "{s}");
+        }
+        for s in ["a.*.c", "orders.>", "*", ">", "*.*", "a.*.>"] {
+            assert_eq!(check(s).unwrap(), Kind::Pattern, "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_with_named_reason() {
+        assert_eq!(reason(""), "empty subject");
+        assert_eq!(reason(".a"), "leading dot");
+        assert_eq!(reason("a."), "trailing dot");
+        assert_eq!(reason("a..b"), "empty token");
+        assert_eq!(reason("a.>.b"), "'>' must be the last token");
+        assert_eq!(reason("a b"), "whitespace or NUL in a token");
+        assert_eq!(reason("a\tb"), "whitespace or NUL in a token");
+        assert_eq!(reason("a\0b"), "whitespace or NUL in a token");
+        assert_eq!(reason("a\u{3000}b"), "whitespace in a token");
+        assert_eq!(reason(&"a".repeat(4097)), "longer than 4096 bytes");
+        assert!(check(&"a".repeat(4096)).is_ok());
+    }
+
+    #[test]
+    fn error_names_subject_and_reason() {
+        let err = check_literal("orders.*").unwrap_err().to_string();
+        assert!(err.contains("orders.*"), "{err}");
+        assert!(err.contains("wildcards"), "{err}");
+    }
+
+    #[test]
+    fn matching_rules() {
+        assert!(matches("a.*.c", "a.b.c"));
+        assert!(!matches("a.*.c", "a.b.b.c"));
+        assert!(matches("a.>", "a.b"));
+        assert!(matches("a.>", "a.b.c"));
+        assert!(!matches("a.>", "a"));
+        assert!(matches(">", "a"));
+        assert!(!matches("a*", "ab"));
+        assert!(matches("a*", "a*"));
+    }
+}

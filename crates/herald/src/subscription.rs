@@ -1,0 +1,426 @@
+//! Buffered subscriptions: a bounded mailbox per subscription, its drop policy, and the ways to
+//! read it (async, blocking, with timeout, as a `Stream`, or through a callback).
+//!
+//! The mailbox is a lock-free bounded queue (`crossbeam_queue::ArrayQueue`). Publishers push into
+//! it from any thread and never wait: when it is full, drop-oldest evicts the oldest message with
+//! `force_push`, drop-newest refuses the new one; either way the drop is counted. The reader is
+//! woken through an [`AtomicWaker`], which holds either a task's waker or, for blocking reads, a
+//! waker that unparks the reading thread.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
+use crossbeam_queue::ArrayQueue;
+
+use crate::error::{RecvTimeoutError, TryRecvError};
+use crate::message::Message;
+use crate::router::Scope;
+use crate::target::Target;
+
+/// What a full subscription does with one more message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DropPolicy {
+    /// Evict the oldest buffered message to make room: the newest `capacity` messages are kept.
+    #[default]
+    DropOldest,
+    /// Refuse the new message: the oldest `capacity` messages are kept.
+    DropNewest,
+}
+
+/// Settings for [`Router::subscribe_with`](crate::Router::subscribe_with).
+///
+/// # Examples
+/// ```
+/// use herald::{DropPolicy, SubscribeOptions};
+/// let opts = SubscribeOptions::new().capacity(10).drop_policy(DropPolicy::DropNewest).queue("workers");
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    pub(crate) capacity: Option<usize>,
+    pub(crate) policy: DropPolicy,
+    pub(crate) queue: Option<String>,
+}
+
+impl SubscribeOptions {
+    /// The router's defaults: its capacity, drop-oldest, no queue group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Buffer at most `capacity` undelivered messages (instead of the router's capacity).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// What to drop when the buffer is full.
+    pub fn drop_policy(mut self, policy: DropPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Join queue group `queue`: each message goes to one member of the group.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+}
+
+/// The bounded buffer behind one subscription; the index's [`Target`] for it.
+pub(crate) struct Mailbox {
+    queue: ArrayQueue<Message>,
+    waker: AtomicWaker,
+    dropped: AtomicU64,
+    closed: AtomicBool,
+    policy: DropPolicy,
+}
+
+impl Mailbox {
+    pub(crate) fn new(capacity: usize, policy: DropPolicy) -> Self {
+        Mailbox {
+            queue: ArrayQueue::new(capacity),
+            waker: AtomicWaker::new(),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            policy,
+        }
+    }
+
+    /// Marks the mailbox closed and wakes its reader; true only for the first call.
+    pub(crate) fn close(&self) -> bool {
+        let first = !self.closed.swap(true, Ordering::AcqRel);
+        self.waker.wake();
+        first
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        if let Some(msg) = self.queue.pop() {
+            return Poll::Ready(Some(msg));
+        }
+        self.waker.register(cx.waker());
+        // Re-check after registering, or a push between the pop and the register is missed.
+        match self.queue.pop() {
+            Some(msg) => Poll::Ready(Some(msg)),
+            None if self.is_closed() => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Target for Mailbox {
+    fn deliver(&self, _sid: u64, msg: &Message) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let lost = match self.policy {
+            DropPolicy::DropOldest => self.queue.force_push(msg.clone()).is_some(),
+            DropPolicy::DropNewest => self.queue.push(msg.clone()).is_err(),
+        };
+        if lost {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.waker.wake();
+        true
+    }
+
+    fn detach(&self, _sid: u64) {
+        self.close();
+    }
+}
+
+/// Wakes a thread parked in a blocking receive.
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A buffered subscription to a pattern.
+///
+/// Read it with [`recv`](Subscription::recv) (async), [`try_recv`](Subscription::try_recv),
+/// [`recv_blocking`](Subscription::recv_blocking), [`recv_timeout`](Subscription::recv_timeout),
+/// or as a [`futures_core::Stream`]. It holds at most its capacity of undelivered messages and
+/// counts what its drop policy discarded ([`dropped`](Subscription::dropped)).
+///
+/// Dropping it cancels it. Receiving ends (`None`, or `Closed`) once it is cancelled or its node
+/// has been dropped; a subscription does not keep its node alive.
+pub struct Subscription {
+    mailbox: Arc<Mailbox>,
+    id: u64,
+    pattern: Arc<str>,
+    queue: Option<Arc<str>>,
+    scope: Weak<Scope>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        mailbox: Arc<Mailbox>,
+        id: u64,
+        pattern: Arc<str>,
+        queue: Option<Arc<str>>,
+        scope: Weak<Scope>,
+    ) -> Self {
+        Subscription {
+            mailbox,
+            id,
+            pattern,
+            queue,
+            scope,
+        }
+    }
+
+    /// The next message; `None` once the subscription is cancelled or its node is gone.
+    pub async fn recv(&mut self) -> Option<Message> {
+        poll_fn(|cx| self.mailbox.poll_recv(cx)).await
+    }
+
+    /// The next buffered message, without waiting.
+    pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        match self.mailbox.queue.pop() {
+            Some(msg) => Ok(msg),
+            None if self.mailbox.is_closed() => Err(TryRecvError::Closed),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// The next message, parking this thread until one comes; `None` once closed.
+    /// For code outside an async runtime; do not call it on a runtime thread.
+    pub fn recv_blocking(&mut self) -> Option<Message> {
+        self.recv_until(None).ok()
+    }
+
+    /// The next message, parking this thread for at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            match self.mailbox.poll_recv(&mut cx) {
+                Poll::Ready(Some(msg)) => return Ok(msg),
+                Poll::Ready(None) => return Err(RecvTimeoutError::Closed),
+                Poll::Pending => match deadline {
+                    None => std::thread::park(),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return Err(RecvTimeoutError::Timeout);
+                        }
+                        std::thread::park_timeout(deadline - now);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Stops the subscription: it leaves the index at once, buffered messages are discarded,
+    /// and receiving returns `None`. Idempotent; dropping the subscription does the same.
+    pub fn cancel(&self) {
+        cancel(&self.mailbox, &self.scope, &self.pattern, self.id);
+    }
+
+    /// True once cancelled (or closed because the node is gone).
+    pub fn is_cancelled(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+
+    /// Messages discarded by the drop policy so far.
+    pub fn dropped(&self) -> u64 {
+        self.mailbox.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages buffered and not yet received.
+    pub fn len(&self) -> usize {
+        self.mailbox.queue.len()
+    }
+
+    /// True when nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.mailbox.queue.is_empty()
+    }
+
+    /// The most messages this subscription buffers.
+    pub fn capacity(&self) -> usize {
+        self.mailbox.queue.capacity()
+    }
+
+    /// The pattern subscribed to.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The queue group, if any.
+    pub fn queue(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+}
+
+fn cancel(mailbox: &Mailbox, scope: &Weak<Scope>, pattern: &str, id: u64) {
+    if mailbox.close() {
+        if let Some(scope) = scope.upgrade() {
+            scope.index.remove(pattern, id);
+        }
+        while mailbox.queue.pop().is_some() {}
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Message;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.mailbox.poll_recv(cx)
+    }
+}
+
+impl futures_core::FusedStream for Subscription {
+    fn is_terminated(&self) -> bool {
+        self.mailbox.is_closed() && self.mailbox.queue.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("pattern", &self.pattern)
+            .field("queue", &self.queue)
+            .field("buffered", &self.len())
+            .field("dropped", &self.dropped())
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// The handle of a callback subscription made with [`Router::on`](crate::Router::on).
+///
+/// [`cancel`](CallbackHandle::cancel) stops the callback. Dropping the handle does **not**
+/// cancel: a callback lives until cancelled or until its node is dropped, so
+/// `router.on(..)?;` on its own is a fire-and-forget listener.
+#[derive(Clone)]
+pub struct CallbackHandle {
+    mailbox: Arc<Mailbox>,
+    id: u64,
+    pattern: Arc<str>,
+    scope: Weak<Scope>,
+    panics: Arc<AtomicU64>,
+}
+
+impl CallbackHandle {
+    /// Wraps `sub` and runs `callback` for each of its messages, in order, off the publisher's
+    /// stack: on a task of the current tokio runtime if there is one, else on a thread of its own.
+    pub(crate) fn spawn<F>(sub: Subscription, callback: F) -> Self
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
+        let handle = CallbackHandle {
+            mailbox: sub.mailbox.clone(),
+            id: sub.id,
+            pattern: sub.pattern.clone(),
+            scope: sub.scope.clone(),
+            panics: Arc::new(AtomicU64::new(0)),
+        };
+        let mut runner = Runner {
+            sub,
+            callback,
+            panics: handle.panics.clone(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    while let Some(msg) = runner.sub.recv().await {
+                        runner.run(msg);
+                    }
+                });
+            }
+            Err(_) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("herald-on-{}", handle.pattern))
+                    .spawn(move || {
+                        while let Some(msg) = runner.sub.recv_blocking() {
+                            runner.run(msg);
+                        }
+                    });
+                if let Err(err) = spawned {
+                    tracing::error!(pattern = %handle.pattern, %err, "cannot start a callback thread; callback cancelled");
+                    handle.cancel();
+                }
+            }
+        }
+        handle
+    }
+
+    /// Stops the callback and removes its subscription. Idempotent.
+    pub fn cancel(&self) {
+        cancel(&self.mailbox, &self.scope, &self.pattern, self.id);
+    }
+
+    /// True once cancelled (or closed because the node is gone).
+    pub fn is_cancelled(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+
+    /// How many times the callback panicked (each panic is contained and logged).
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Messages discarded because the callback fell behind by more than the capacity.
+    pub fn dropped(&self) -> u64 {
+        self.mailbox.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for CallbackHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackHandle")
+            .field("pattern", &self.pattern)
+            .field("cancelled", &self.is_cancelled())
+            .field("panics", &self.panics())
+            .finish()
+    }
+}
+
+struct Runner<F> {
+    sub: Subscription,
+    callback: F,
+    panics: Arc<AtomicU64>,
+}
+
+impl<F: FnMut(Message)> Runner<F> {
+    fn run(&mut self, msg: Message) {
+        let subject = msg.subject_shared().clone();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.callback)(msg)));
+        if let Err(panic) = outcome {
+            self.panics.fetch_add(1, Ordering::Relaxed);
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(pattern = %self.sub.pattern, %subject, panic = %what, "callback panicked; it keeps receiving");
+        }
+    }
+}
