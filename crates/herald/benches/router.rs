@@ -14,10 +14,12 @@ const BATCH: usize = 1024;
 fn publish_one_subscriber(c: &mut Criterion) {
     let mut g = c.benchmark_group("publish_1_sub");
     g.throughput(Throughput::Elements(BATCH as u64));
+    let payload = Bytes::from(vec![7u8; 16]);
+
+    // The whole path on one thread: publish a batch, then receive it.
     let router = Router::new(BATCH, "bench");
     let mut sub = router.subscribe("events").unwrap();
-    let payload = Bytes::from_static(b"0123456789abcdef");
-    g.bench_function("herald", |b| {
+    g.bench_function("publish_then_receive_same_thread", |b| {
         b.iter(|| {
             for _ in 0..BATCH {
                 router.publish("events", payload.clone()).unwrap();
@@ -27,6 +29,27 @@ fn publish_one_subscriber(c: &mut Criterion) {
             }
         })
     });
+
+    // The publisher's rate while a reader on the other core drains the subscription.
+    let router = Router::new(BATCH * 64, "bench");
+    let mut sub = router.subscribe("events").unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while sub.recv_blocking().is_some() {
+            n += 1;
+        }
+        (n, sub.dropped())
+    });
+    g.bench_function("publish_with_reader_thread", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                router.publish("events", payload.clone()).unwrap();
+            }
+        })
+    });
+    drop(router); // ends the reader
+    let (received, dropped) = reader.join().unwrap();
+    eprintln!("publish_with_reader_thread: reader received {received}, dropped {dropped}");
     g.finish();
 }
 
@@ -36,7 +59,8 @@ fn fan_out(c: &mut Criterion) {
         // Keep the total work per iteration similar across fan-out widths.
         let batch = (BATCH * 10 / subs).clamp(16, BATCH);
         g.throughput(Throughput::Elements((batch * subs) as u64));
-        let payload = Bytes::from_static(b"0123456789abcdef");
+        // A shared (heap) payload: clones cost a reference count, as with real payloads.
+        let payload = Bytes::from(vec![7u8; 16]);
 
         let router = Router::new(batch, "bench");
         let mut receivers: Vec<_> = (0..subs)

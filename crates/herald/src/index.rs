@@ -12,7 +12,12 @@
 //!   and a result computed before a change is not cached after it (the generation check).
 //!
 //! Writers (subscribe, unsubscribe) take the trie's write lock; publishers take read locks only.
+//! A publishing thread also keeps a small private cache of recent results
+//! ([`Index::with_matches`]), checked against the index's generation, so the hot path of a
+//! publisher that repeats subjects takes no lock and touches no shared counter.
 
+use std::cell::RefCell;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -171,8 +176,27 @@ impl TrieNode {
     }
 }
 
+/// Slots of the per-thread cache (direct-mapped by subject hash).
+const LOCAL_SLOTS: usize = 64;
+
+/// Gives every index an id, so a thread's private cache can tell indexes apart.
+static NEXT_INDEX_ID: AtomicU64 = AtomicU64::new(1);
+
+struct LocalSlot {
+    index: u64,
+    generation: u64,
+    matches: Arc<Matches>,
+}
+
+thread_local! {
+    // A publishing thread's recent lookups. It may keep up to LOCAL_SLOTS results (and the
+    // targets they name) alive after they went stale, until the slot is reused.
+    static LOCAL: RefCell<[Option<LocalSlot>; LOCAL_SLOTS]> = const { RefCell::new([const { None }; LOCAL_SLOTS]) };
+}
+
 /// A subscription index with a match cache; shared by all publishers and subscribers of a scope.
 pub struct Index {
+    id: u64,
     trie: RwLock<TrieNode>,
     // Bumped (under the trie's write lock) on every change.
     generation: AtomicU64,
@@ -191,6 +215,7 @@ impl Index {
     /// An empty index whose cache holds at most `cache_capacity` subjects (0 disables it).
     pub fn with_cache_capacity(cache_capacity: usize) -> Self {
         Index {
+            id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
             trie: RwLock::default(),
             generation: AtomicU64::new(0),
             cache: RwLock::default(),
@@ -253,6 +278,44 @@ impl Index {
         Ok(matches)
     }
 
+    /// Runs `f` on the subscriptions matching `subject`, like [`lookup`](Index::lookup), but
+    /// first tries this thread's private cache: a hit takes no lock and no reference count.
+    ///
+    /// `f` runs while the private cache is borrowed; a nested call (a target that publishes
+    /// from inside `deliver`) simply uses the shared path.
+    pub fn with_matches<R>(&self, subject: &str, f: impl FnOnce(&Matches) -> R) -> Result<R> {
+        let mut f = Some(f);
+        let local = LOCAL.try_with(|local| {
+            // Borrowed already: a nested call from inside `f`.
+            let mut slots = local.try_borrow_mut().ok()?;
+            let generation = self.generation.load(Ordering::Acquire);
+            let slot =
+                &mut slots[rustc_hash::FxBuildHasher.hash_one(subject) as usize % LOCAL_SLOTS];
+            let fresh = matches!(slot, Some(s) if s.index == self.id
+                && s.generation == generation
+                && s.matches.subject.as_str() == subject);
+            if !fresh {
+                let matches = match self.lookup(subject) {
+                    Ok(matches) => matches,
+                    Err(err) => return Some(Err(err)),
+                };
+                *slot = Some(LocalSlot {
+                    index: self.id,
+                    generation,
+                    matches,
+                });
+            }
+            let (slot, f) = (slot.as_ref()?, f.take()?);
+            Some(Ok(f(&slot.matches)))
+        });
+        match (local, f) {
+            (Ok(Some(result)), _) => result,
+            // Nested, or the thread is shutting down: use the shared cache.
+            (_, Some(f)) => self.lookup(subject).map(|m| f(&m)),
+            (_, None) => Err(crate::Error::Closed("subject lookup failed")),
+        }
+    }
+
     /// Changes on every subscribe and unsubscribe; lets callers keep private caches of
     /// [`lookup`](Index::lookup) results and know when to drop them.
     pub fn generation(&self) -> u64 {
@@ -293,11 +356,17 @@ impl Index {
         all
     }
 
+    /// Drops the shared cache's results that a change of `pattern` affects, then bumps the
+    /// generation again so that no thread keeps a result it took from the shared cache before
+    /// this invalidation.
     fn invalidate(&self, pattern: &str) {
-        let mut cache = self.cache.write();
-        if !cache.is_empty() {
-            cache.retain(|cached, _| !subject::matches(pattern, cached));
+        {
+            let mut cache = self.cache.write();
+            if !cache.is_empty() {
+                cache.retain(|cached, _| !subject::matches(pattern, cached));
+            }
         }
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -395,6 +464,25 @@ mod tests {
         index.remove("a.*", 1).unwrap();
         assert_eq!(index.cached(), 0);
         assert!(ids(&index, "a.b").is_empty());
+    }
+
+    #[test]
+    fn thread_cache_follows_changes() {
+        let index = Index::default();
+        let other = Index::default();
+        let count = |index: &Index, s: &str| index.with_matches(s, |m| m.plain.len()).unwrap();
+        assert_eq!(count(&index, "a.b"), 0);
+        index.insert(entry(1, "a.*", None));
+        assert_eq!(count(&index, "a.b"), 1);
+        assert_eq!(count(&other, "a.b"), 0, "slots are per index");
+        index.insert(entry(2, "a.b", None));
+        assert_eq!(count(&index, "a.b"), 2);
+        index.remove("a.*", 1).unwrap();
+        assert_eq!(count(&index, "a.b"), 1);
+        assert!(index.with_matches("a.*", |_| ()).is_err());
+        // A nested call from inside the callback takes the shared path.
+        let nested = index.with_matches("a.b", |_| count(&index, "a.b")).unwrap();
+        assert_eq!(nested, 1);
     }
 
     #[test]

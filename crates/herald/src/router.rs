@@ -110,19 +110,20 @@ impl Scope {
         payload: Bytes,
         reach: Reach,
     ) -> Result<usize> {
-        let matches = self.index.lookup(subject)?;
         let reply = match reply {
             Some(r) => Some(Subject::new(r)?),
             None => None,
         };
-        if matches.is_empty() {
-            return Ok(0);
-        }
-        let responder = reply
-            .as_ref()
-            .map(|_| self.me.clone() as Weak<dyn Responder>);
-        let msg = Message::new(matches.subject.clone(), reply, headers, payload, responder);
-        Ok(fan_out(&matches, &msg, reach))
+        self.index.with_matches(subject, |matches| {
+            if matches.is_empty() {
+                return 0;
+            }
+            let responder = reply
+                .as_ref()
+                .map(|_| self.me.clone() as Weak<dyn Responder>);
+            let msg = Message::new(matches.subject.clone(), reply, headers, payload, responder);
+            fan_out(matches, &msg, reach)
+        })
     }
 
     /// The scope's request inbox, subscribed on first use.
