@@ -50,6 +50,30 @@ fn publish_one_subscriber(c: &mut Criterion) {
     drop(router); // ends the reader
     let (received, dropped) = reader.join().unwrap();
     eprintln!("publish_with_reader_thread: reader received {received}, dropped {dropped}");
+
+    // The same with tokio's broadcast channel, its reader blocking on a thread of its own.
+    let (tx, mut rx) = tokio::sync::broadcast::channel::<Bytes>(BATCH * 64);
+    let reader = std::thread::spawn(move || {
+        let (mut n, mut lagged) = (0u64, 0u64);
+        loop {
+            match rx.blocking_recv() {
+                Ok(_) => n += 1,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => lagged += k,
+                Err(_) => break,
+            }
+        }
+        (n, lagged)
+    });
+    g.bench_function("tokio_broadcast_with_reader_thread", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                tx.send(payload.clone()).unwrap();
+            }
+        })
+    });
+    drop(tx);
+    let (received, lagged) = reader.join().unwrap();
+    eprintln!("tokio_broadcast_with_reader_thread: reader received {received}, lagged {lagged}");
     g.finish();
 }
 

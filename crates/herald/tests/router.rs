@@ -615,3 +615,15 @@ fn publishing_while_subscribers_are_dropped_concurrently() {
     }
     assert_eq!(router.subscription_count(), 0);
 }
+
+#[test]
+fn handles_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Node>();
+    send_sync::<Router>();
+    send_sync::<Message>();
+    send_sync::<herald::CallbackHandle>();
+    send_sync::<Error>();
+    send::<herald::Subscription>();
+}
