@@ -1,0 +1,182 @@
+//! Writers: append protocol operations to an output buffer, without allocating beyond it.
+
+/// `PING\r\n`.
+pub const PING: &[u8] = b"PING\r\n";
+/// `PONG\r\n`.
+pub const PONG: &[u8] = b"PONG\r\n";
+/// `+OK\r\n`.
+pub const OK: &[u8] = b"+OK\r\n";
+
+/// Appends the decimal form of `n`.
+pub fn number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `MSG <subject> <sid> [reply] <size>` CRLF payload CRLF.
+pub fn msg(out: &mut Vec<u8>, subject: &str, sid: &str, reply: Option<&str>, payload: &[u8]) {
+    out.reserve(subject.len() + sid.len() + reply.map_or(0, str::len) + payload.len() + 32);
+    out.extend_from_slice(b"MSG ");
+    out.extend_from_slice(subject.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(sid.as_bytes());
+    out.push(b' ');
+    if let Some(reply) = reply {
+        out.extend_from_slice(reply.as_bytes());
+        out.push(b' ');
+    }
+    number(out, payload.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `HMSG <subject> <sid> [reply] <header size> <total size>` CRLF headers payload CRLF.
+pub fn hmsg(
+    out: &mut Vec<u8>,
+    subject: &str,
+    sid: &str,
+    reply: Option<&str>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    out.reserve(
+        subject.len() + sid.len() + reply.map_or(0, str::len) + headers.len() + payload.len() + 48,
+    );
+    out.extend_from_slice(b"HMSG ");
+    out.extend_from_slice(subject.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(sid.as_bytes());
+    out.push(b' ');
+    if let Some(reply) = reply {
+        out.extend_from_slice(reply.as_bytes());
+        out.push(b' ');
+    }
+    number(out, headers.len() as u64);
+    out.push(b' ');
+    number(out, (headers.len() + payload.len()) as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(headers);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `PUB <subject> [reply] <size>` CRLF payload CRLF.
+pub fn publish(out: &mut Vec<u8>, subject: &str, reply: Option<&str>, payload: &[u8]) {
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(subject.as_bytes());
+    out.push(b' ');
+    if let Some(reply) = reply {
+        out.extend_from_slice(reply.as_bytes());
+        out.push(b' ');
+    }
+    number(out, payload.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `HPUB <subject> [reply] <header size> <total size>` CRLF headers payload CRLF.
+pub fn hpublish(
+    out: &mut Vec<u8>,
+    subject: &str,
+    reply: Option<&str>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    out.extend_from_slice(b"HPUB ");
+    out.extend_from_slice(subject.as_bytes());
+    out.push(b' ');
+    if let Some(reply) = reply {
+        out.extend_from_slice(reply.as_bytes());
+        out.push(b' ');
+    }
+    number(out, headers.len() as u64);
+    out.push(b' ');
+    number(out, (headers.len() + payload.len()) as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(headers);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `SUB <subject> [queue] <sid>` CRLF.
+pub fn sub(out: &mut Vec<u8>, subject: &str, queue: Option<&str>, sid: &str) {
+    out.extend_from_slice(b"SUB ");
+    out.extend_from_slice(subject.as_bytes());
+    out.push(b' ');
+    if let Some(queue) = queue {
+        out.extend_from_slice(queue.as_bytes());
+        out.push(b' ');
+    }
+    out.extend_from_slice(sid.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `UNSUB <sid> [max]` CRLF.
+pub fn unsub(out: &mut Vec<u8>, sid: &str, max: Option<u64>) {
+    out.extend_from_slice(b"UNSUB ");
+    out.extend_from_slice(sid.as_bytes());
+    if let Some(max) = max {
+        out.push(b' ');
+        number(out, max);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `INFO {json}` CRLF.
+pub fn info(out: &mut Vec<u8>, json: &[u8]) {
+    out.extend_from_slice(b"INFO ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `CONNECT {json}` CRLF.
+pub fn connect(out: &mut Vec<u8>, json: &[u8]) {
+    out.extend_from_slice(b"CONNECT ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `-ERR '<text>'` CRLF.
+pub fn err(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"-ERR '");
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"'\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn forms() {
+        let mut out = Vec::new();
+        msg(&mut out, "a.b", "1", Some("r"), b"hi");
+        assert_eq!(out, b"MSG a.b 1 r 2\r\nhi\r\n");
+        out.clear();
+        hmsg(&mut out, "a", "9", None, b"NATS/1.0\r\n\r\n", b"x");
+        assert_eq!(out, b"HMSG a 9 12 13\r\nNATS/1.0\r\n\r\nx\r\n");
+        out.clear();
+        err(&mut out, "Slow Consumer");
+        assert_eq!(out, b"-ERR 'Slow Consumer'\r\n");
+    }
+}
