@@ -24,20 +24,8 @@ pub fn number(out: &mut Vec<u8>, mut n: u64) {
 
 /// `MSG <subject> <sid> [reply] <size>` CRLF payload CRLF.
 pub fn msg(out: &mut Vec<u8>, subject: &str, sid: &str, reply: Option<&str>, payload: &[u8]) {
-    out.reserve(subject.len() + sid.len() + reply.map_or(0, str::len) + payload.len() + 32);
-    out.extend_from_slice(b"MSG ");
-    out.extend_from_slice(subject.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(sid.as_bytes());
-    out.push(b' ');
-    if let Some(reply) = reply {
-        out.extend_from_slice(reply.as_bytes());
-        out.push(b' ');
-    }
-    number(out, payload.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\n");
+    head(out, b"MSG ", subject, Some(sid), reply, payload.len());
+    body(out, None, payload);
 }
 
 /// `HMSG <subject> <sid> [reply] <header size> <total size>` CRLF headers payload CRLF.
@@ -49,40 +37,21 @@ pub fn hmsg(
     headers: &[u8],
     payload: &[u8],
 ) {
-    out.reserve(
-        subject.len() + sid.len() + reply.map_or(0, str::len) + headers.len() + payload.len() + 48,
+    head(
+        out,
+        b"HMSG ",
+        subject,
+        Some(sid),
+        reply,
+        headers.len() + payload.len(),
     );
-    out.extend_from_slice(b"HMSG ");
-    out.extend_from_slice(subject.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(sid.as_bytes());
-    out.push(b' ');
-    if let Some(reply) = reply {
-        out.extend_from_slice(reply.as_bytes());
-        out.push(b' ');
-    }
-    number(out, headers.len() as u64);
-    out.push(b' ');
-    number(out, (headers.len() + payload.len()) as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(headers);
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\n");
+    body(out, Some(headers), payload);
 }
 
 /// `PUB <subject> [reply] <size>` CRLF payload CRLF.
 pub fn publish(out: &mut Vec<u8>, subject: &str, reply: Option<&str>, payload: &[u8]) {
-    out.extend_from_slice(b"PUB ");
-    out.extend_from_slice(subject.as_bytes());
-    out.push(b' ');
-    if let Some(reply) = reply {
-        out.extend_from_slice(reply.as_bytes());
-        out.push(b' ');
-    }
-    number(out, payload.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\n");
+    head(out, b"PUB ", subject, None, reply, payload.len());
+    body(out, None, payload);
 }
 
 /// `HPUB <subject> [reply] <header size> <total size>` CRLF headers payload CRLF.
@@ -93,18 +62,51 @@ pub fn hpublish(
     headers: &[u8],
     payload: &[u8],
 ) {
-    out.extend_from_slice(b"HPUB ");
-    out.extend_from_slice(subject.as_bytes());
-    out.push(b' ');
-    if let Some(reply) = reply {
-        out.extend_from_slice(reply.as_bytes());
+    head(
+        out,
+        b"HPUB ",
+        subject,
+        None,
+        reply,
+        headers.len() + payload.len(),
+    );
+    body(out, Some(headers), payload);
+}
+
+/// The operation, subject, sid and reply of a message-carrying line, each followed by a space.
+fn head(
+    out: &mut Vec<u8>,
+    op: &[u8],
+    subject: &str,
+    sid: Option<&str>,
+    reply: Option<&str>,
+    body_len: usize,
+) {
+    out.reserve(
+        op.len()
+            + subject.len()
+            + sid.map_or(0, str::len)
+            + reply.map_or(0, str::len)
+            + body_len
+            + 48,
+    );
+    out.extend_from_slice(op);
+    for part in [Some(subject), sid, reply].into_iter().flatten() {
+        out.extend_from_slice(part.as_bytes());
         out.push(b' ');
     }
-    number(out, headers.len() as u64);
-    out.push(b' ');
-    number(out, (headers.len() + payload.len()) as u64);
+}
+
+/// The sizes (header size first when there are headers), CRLF, the bytes, CRLF.
+fn body(out: &mut Vec<u8>, headers: Option<&[u8]>, payload: &[u8]) {
+    let header_len = headers.map_or(0, <[u8]>::len);
+    if headers.is_some() {
+        number(out, header_len as u64);
+        out.push(b' ');
+    }
+    number(out, (header_len + payload.len()) as u64);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(headers);
+    out.extend_from_slice(headers.unwrap_or_default());
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
 }
