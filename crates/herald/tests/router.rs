@@ -627,3 +627,69 @@ fn handles_can_cross_threads() {
     send_sync::<Error>();
     send::<herald::Subscription>();
 }
+
+/// Many publishers, one reader that sleeps whenever the queue is empty: every message must
+/// arrive or be counted as dropped, and the reader must not hang (no lost wake-up), for an async
+/// reader and a blocking one, with and without drops.
+#[test]
+fn no_lost_wakeups_under_concurrent_publishers() {
+    for (capacity, blocking) in [(200_000, false), (200_000, true), (8, false), (8, true)] {
+        let case = format!("capacity {capacity}, blocking {blocking}");
+        let router = Router::new(capacity, "s");
+        let mut sub = router.subscribe("w.*").unwrap();
+        let publishers = 4;
+        let per = 20_000;
+        let reader = {
+            let case = case.clone();
+            thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let mut received = 0u64;
+                // Publishers never pause for long: a receive this slow means a lost wake-up
+                // (a blocking receive would otherwise recover at its deadline and hide it).
+                let stall = Duration::from_secs(3);
+                loop {
+                    let started = std::time::Instant::now();
+                    let msg = if blocking {
+                        sub.recv_timeout(stall)
+                            .unwrap_or_else(|e| panic!("{case}: {e} after {received}"))
+                    } else {
+                        rt.block_on(async { tokio::time::timeout(stall, sub.recv()).await })
+                            .unwrap_or_else(|_| panic!("{case}: timed out after {received}"))
+                            .unwrap()
+                    };
+                    assert!(
+                        started.elapsed() < stall,
+                        "{case}: lost wake-up after {received}"
+                    );
+                    received += 1;
+                    // Published after every publisher finished: the newest, never evicted.
+                    if msg.subject() == "w.end" {
+                        return (received, sub.dropped());
+                    }
+                }
+            })
+        };
+        let handles: Vec<_> = (0..publishers)
+            .map(|p| {
+                let router = router.clone();
+                thread::spawn(move || {
+                    for i in 0..per {
+                        router.publish(&format!("w.{p}"), format!("{i}")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        router.publish("w.end", "").unwrap();
+        let (received, dropped) = reader.join().unwrap();
+        assert_eq!(received + dropped, (publishers * per + 1) as u64, "{case}");
+        if capacity > publishers * per {
+            assert_eq!(dropped, 0, "{case}");
+        }
+    }
+}
