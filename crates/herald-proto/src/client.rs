@@ -76,14 +76,11 @@ pub fn parse_client<'a>(
             3 => (a[0], Some(a[1]), a[2]),
             _ => return Err(bad("PUB", "expected <subject> [reply] <size>")),
         };
-        let size = checked_size(size, limits, "PUB")?;
-        let Some((payload, end)) = scan::payload(buf, after, size, "PUB")? else {
+        let Some((payload, end)) = scan::body(buf, after, size, limits, "PUB")? else {
             return Ok(Parsed::Incomplete);
         };
         let subject = scan::text(subject, "PUB", "subject is not UTF-8")?;
-        let reply = reply
-            .map(|r| scan::text(r, "PUB", "reply is not UTF-8"))
-            .transpose()?;
+        let reply = scan::opt_text(reply, "PUB", "reply is not UTF-8")?;
         return Ok(Parsed::Op(
             ClientOp::Pub {
                 subject,
@@ -105,19 +102,13 @@ pub fn parse_client<'a>(
                 ));
             }
         };
-        let hsize = scan::size(hsize).ok_or(bad("HPUB", "invalid header size"))?;
-        let tsize = checked_size(tsize, limits, "HPUB")?;
-        if hsize > tsize {
-            return Err(bad("HPUB", "header size larger than total size"));
-        }
-        let Some((all, end)) = scan::payload(buf, after, tsize, "HPUB")? else {
+        let Some((headers, payload, end)) =
+            scan::headed_body(buf, after, hsize, tsize, limits, "HPUB")?
+        else {
             return Ok(Parsed::Incomplete);
         };
         let subject = scan::text(subject, "HPUB", "subject is not UTF-8")?;
-        let reply = reply
-            .map(|r| scan::text(r, "HPUB", "reply is not UTF-8"))
-            .transpose()?;
-        let (headers, payload) = all.split_at(hsize);
+        let reply = scan::opt_text(reply, "HPUB", "reply is not UTF-8")?;
         return Ok(Parsed::Op(
             ClientOp::HPub {
                 subject,
@@ -137,9 +128,7 @@ pub fn parse_client<'a>(
         };
         return done(ClientOp::Sub {
             subject: scan::text(subject, "SUB", "subject is not UTF-8")?,
-            queue: queue
-                .map(|q| scan::text(q, "SUB", "queue is not UTF-8"))
-                .transpose()?,
+            queue: scan::opt_text(queue, "SUB", "queue is not UTF-8")?,
             sid: scan::text(sid, "SUB", "sid is not UTF-8")?,
         });
     }
@@ -169,17 +158,6 @@ pub fn parse_client<'a>(
 
 fn bad(op: &'static str, reason: &'static str) -> ParseError {
     ParseError::BadArgs { op, reason }
-}
-
-fn checked_size(arg: &[u8], limits: &Limits, op: &'static str) -> Result<usize, ParseError> {
-    let size = scan::size(arg).ok_or(bad(op, "invalid size"))?;
-    if size > limits.max_payload {
-        return Err(ParseError::PayloadTooLarge {
-            size,
-            max: limits.max_payload,
-        });
-    }
-    Ok(size)
 }
 
 fn trim(s: &[u8]) -> &[u8] {

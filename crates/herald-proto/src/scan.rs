@@ -136,13 +136,17 @@ pub(crate) fn size(arg: &[u8]) -> Option<usize> {
     })
 }
 
-/// The payload of `len` bytes starting at `at`, followed by CRLF; `Ok(None)` if not all buffered.
-pub(crate) fn payload<'a>(
+/// The body of an operation whose control line ends at `at` and declares `size` bytes: the body
+/// and the offset after its CRLF, or `Ok(None)` until all of it is buffered. The size is checked
+/// against `max_payload` before anything is buffered.
+pub(crate) fn body<'a>(
     buf: &'a [u8],
     at: usize,
-    len: usize,
+    size: &[u8],
+    limits: &Limits,
     op: &'static str,
 ) -> Result<Option<(&'a [u8], usize)>, ParseError> {
+    let len = checked_size(size, limits, op, "invalid size")?;
     let end = at + len;
     if buf.len() < end + 2 {
         return Ok(None);
@@ -151,6 +155,60 @@ pub(crate) fn payload<'a>(
         return Err(ParseError::BadPayloadEnd { op });
     }
     Ok(Some((&buf[at..end], end + 2)))
+}
+
+/// A header block, a payload, and the offset after them.
+pub(crate) type HeadedBody<'a> = (&'a [u8], &'a [u8], usize);
+
+/// Like [`body`] for HPUB/HMSG: `hsize` header bytes within `tsize` bytes in all; gives the
+/// header block, the payload and the offset after the CRLF.
+pub(crate) fn headed_body<'a>(
+    buf: &'a [u8],
+    at: usize,
+    hsize: &[u8],
+    tsize: &[u8],
+    limits: &Limits,
+    op: &'static str,
+) -> Result<Option<HeadedBody<'a>>, ParseError> {
+    let hsize = size(hsize).ok_or(ParseError::BadArgs {
+        op,
+        reason: "invalid header size",
+    })?;
+    if hsize > checked_size(tsize, limits, op, "invalid total size")? {
+        return Err(ParseError::BadArgs {
+            op,
+            reason: "header size larger than total size",
+        });
+    }
+    Ok(body(buf, at, tsize, limits, op)?.map(|(all, end)| {
+        let (headers, payload) = all.split_at(hsize);
+        (headers, payload, end)
+    }))
+}
+
+fn checked_size(
+    arg: &[u8],
+    limits: &Limits,
+    op: &'static str,
+    reason: &'static str,
+) -> Result<usize, ParseError> {
+    let size = size(arg).ok_or(ParseError::BadArgs { op, reason })?;
+    if size > limits.max_payload {
+        return Err(ParseError::PayloadTooLarge {
+            size,
+            max: limits.max_payload,
+        });
+    }
+    Ok(size)
+}
+
+/// An optional argument (a reply subject, a queue group) as UTF-8 text.
+pub(crate) fn opt_text<'a>(
+    arg: Option<&'a [u8]>,
+    op: &'static str,
+    what: &'static str,
+) -> Result<Option<&'a str>, ParseError> {
+    arg.map(|a| text(a, op, what)).transpose()
 }
 
 /// The argument as UTF-8 text, or a BadArgs error.

@@ -42,7 +42,8 @@ pub enum ServerOp<'a> {
     Err(&'a str),
 }
 
-/// Parses one server operation from the start of `buf`.
+/// Parses one server operation from the start of `buf`. `limits.max_payload` bounds what a
+/// MSG or HMSG may declare, so a misbehaving server cannot make a client buffer without end.
 pub fn parse_server<'a>(
     buf: &'a [u8],
     limits: &Limits,
@@ -59,16 +60,13 @@ pub fn parse_server<'a>(
             4 => (a[0], a[1], Some(a[2]), a[3]),
             _ => return Err(bad("MSG", "expected <subject> <sid> [reply] <size>")),
         };
-        let size = scan::size(size).ok_or(bad("MSG", "invalid size"))?;
-        let Some((payload, end)) = scan::payload(buf, after, size, "MSG")? else {
+        let Some((payload, end)) = scan::body(buf, after, size, limits, "MSG")? else {
             return Ok(Parsed::Incomplete);
         };
         let op = ServerOp::Msg {
             subject: scan::text(subject, "MSG", "subject is not UTF-8")?,
             sid: scan::text(sid, "MSG", "sid is not UTF-8")?,
-            reply: reply
-                .map(|r| scan::text(r, "MSG", "reply is not UTF-8"))
-                .transpose()?,
+            reply: scan::opt_text(reply, "MSG", "reply is not UTF-8")?,
             payload,
         };
         return Ok(Parsed::Op(op, end));
@@ -85,21 +83,15 @@ pub fn parse_server<'a>(
                 ));
             }
         };
-        let hsize = scan::size(hsize).ok_or(bad("HMSG", "invalid header size"))?;
-        let tsize = scan::size(tsize).ok_or(bad("HMSG", "invalid total size"))?;
-        if hsize > tsize {
-            return Err(bad("HMSG", "header size larger than total size"));
-        }
-        let Some((all, end)) = scan::payload(buf, after, tsize, "HMSG")? else {
+        let Some((headers, payload, end)) =
+            scan::headed_body(buf, after, hsize, tsize, limits, "HMSG")?
+        else {
             return Ok(Parsed::Incomplete);
         };
-        let (headers, payload) = all.split_at(hsize);
         let op = ServerOp::HMsg {
             subject: scan::text(subject, "HMSG", "subject is not UTF-8")?,
             sid: scan::text(sid, "HMSG", "sid is not UTF-8")?,
-            reply: reply
-                .map(|r| scan::text(r, "HMSG", "reply is not UTF-8"))
-                .transpose()?,
+            reply: scan::opt_text(reply, "HMSG", "reply is not UTF-8")?,
             headers,
             payload,
         };
@@ -134,4 +126,38 @@ pub fn parse_server<'a>(
 
 fn bad(op: &'static str, reason: &'static str) -> ParseError {
     ParseError::BadArgs { op, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_and_limits() {
+        let lim = Limits::default();
+        let p = |b| parse_server(b, &lim);
+        assert_eq!(p(b"+OK\r\n").unwrap(), Parsed::Op(ServerOp::Ok, 5));
+        assert_eq!(
+            p(b"-ERR 'Slow Consumer'\r\n").unwrap(),
+            Parsed::Op(ServerOp::Err("Slow Consumer"), 22)
+        );
+        assert_eq!(
+            p(b"INFO {}\r\n").unwrap(),
+            Parsed::Op(ServerOp::Info(b"{}"), 9)
+        );
+        assert_eq!(p(b"MSG a 1 2\r\nh").unwrap(), Parsed::Incomplete);
+        // A server cannot make a client wait for (and buffer) an oversized body.
+        assert!(matches!(
+            p(b"MSG a 1 1048577\r\n"),
+            Err(ParseError::PayloadTooLarge { .. })
+        ));
+        assert!(matches!(
+            p(b"HMSG a 1 12 1048577\r\n"),
+            Err(ParseError::PayloadTooLarge { .. })
+        ));
+        assert!(matches!(
+            p(b"HMSG a 1 5 3\r\n"),
+            Err(ParseError::BadArgs { .. })
+        ));
+    }
 }
