@@ -284,35 +284,43 @@ impl Index {
     /// `f` runs while the private cache is borrowed; a nested call (a target that publishes
     /// from inside `deliver`) simply uses the shared path.
     pub fn with_matches<R>(&self, subject: &str, f: impl FnOnce(&Matches) -> R) -> Result<R> {
+        // `f` goes back to the caller's side whenever the private path is not taken.
         let mut f = Some(f);
-        let local = LOCAL.try_with(|local| {
+        let private = LOCAL.try_with(|local| {
             // Borrowed already: a nested call from inside `f`.
             let mut slots = local.try_borrow_mut().ok()?;
             let generation = self.generation.load(Ordering::Acquire);
             let slot =
                 &mut slots[rustc_hash::FxBuildHasher.hash_one(subject) as usize % LOCAL_SLOTS];
-            let fresh = matches!(slot, Some(s) if s.index == self.id
-                && s.generation == generation
-                && s.matches.subject.as_str() == subject);
-            if !fresh {
-                let matches = match self.lookup(subject) {
-                    Ok(matches) => matches,
+            let matches = match slot {
+                Some(s)
+                    if s.index == self.id
+                        && s.generation == generation
+                        && s.matches.subject.as_str() == subject =>
+                {
+                    &s.matches
+                }
+                _ => match self.lookup(subject) {
+                    Ok(matches) => {
+                        &slot
+                            .insert(LocalSlot {
+                                index: self.id,
+                                generation,
+                                matches,
+                            })
+                            .matches
+                    }
                     Err(err) => return Some(Err(err)),
-                };
-                *slot = Some(LocalSlot {
-                    index: self.id,
-                    generation,
-                    matches,
-                });
-            }
-            let (slot, f) = (slot.as_ref()?, f.take()?);
-            Some(Ok(f(&slot.matches)))
+                },
+            };
+            f.take().map(|f| Ok(f(matches)))
         });
-        match (local, f) {
+        match (private, f) {
             (Ok(Some(result)), _) => result,
-            // Nested, or the thread is shutting down: use the shared cache.
+            // Nested, or the thread's locals are being destroyed: use the shared cache.
             (_, Some(f)) => self.lookup(subject).map(|m| f(&m)),
-            (_, None) => Err(crate::Error::Closed("subject lookup failed")),
+            // The private path returns `None` only before it takes `f`.
+            (_, None) => unreachable!("with_matches consumed its callback without a result"),
         }
     }
 
