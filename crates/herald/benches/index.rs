@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use herald::Target;
 use herald::index::{Entry, Index};
-use herald::{Message, Target};
 
 struct Nop;
 impl Target for Nop {
-    fn deliver(&self, _: u64, _: &Message) -> bool {
+    fn deliver(&self, _: u64, _: &herald::Delivery<'_>) -> bool {
         true
     }
 }

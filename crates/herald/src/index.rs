@@ -414,11 +414,11 @@ fn evict(cache: &mut FxHashMap<Arc<str>, Arc<Matches>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
+    use crate::target::Delivery;
 
     struct Nop;
     impl Target for Nop {
-        fn deliver(&self, _: u64, _: &Message) -> bool {
+        fn deliver(&self, _: u64, _: &Delivery<'_>) -> bool {
             true
         }
     }

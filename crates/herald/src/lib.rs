@@ -49,10 +49,10 @@ pub use error::{Error, RecvTimeoutError, Result, TryRecvError};
 pub use groups::Groups;
 pub use message::{HeaderMap, Message};
 pub use node::Node;
-pub use router::{Router, TargetSubscription};
+pub use router::{Router, TargetSubscription, WireMessage};
 pub use subject::Subject;
 pub use subscription::{CallbackHandle, DropPolicy, SubscribeOptions, Subscription};
-pub use target::Target;
+pub use target::{Delivery, Target};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../../README.md")]

@@ -4,7 +4,7 @@
 //! one is a reference-count increment, so fan-out to N targets costs N increments, not N copies.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -76,6 +76,20 @@ impl HeaderMap {
         before != self.entries.len()
     }
 
+    /// The fields of a `NATS/1.0` block; a malformed block gives an empty map (a network
+    /// client's bad headers never fail a subscriber).
+    fn from_block(block: &[u8]) -> HeaderMap {
+        let entries = match herald_proto::headers::parse(block) {
+            Ok(parsed) => parsed
+                .fields
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        HeaderMap { entries }
+    }
+
     /// All (name, value) pairs in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(n, v)| (&**n, &**v))
@@ -126,6 +140,68 @@ pub(crate) trait Responder: Send + Sync {
     fn respond(&self, reply: &str, payload: Bytes) -> Result<()>;
 }
 
+/// A message's headers, kept in whichever form they arrived in and converted on demand: a
+/// message from a network client carries its `NATS/1.0` block, passed through to other clients
+/// untouched and parsed only if a local subscriber asks for the map; a message from the
+/// library carries a [`HeaderMap`], encoded once if a network subscriber needs the block.
+#[derive(Default)]
+pub(crate) struct Headers {
+    map: OnceLock<Option<HeaderMap>>,
+    block: OnceLock<Option<Bytes>>,
+}
+
+impl Headers {
+    /// No headers.
+    pub(crate) fn none() -> Headers {
+        Headers {
+            map: OnceLock::from(None),
+            block: OnceLock::from(None),
+        }
+    }
+
+    /// Headers given as a map (by the library).
+    pub(crate) fn from_map(map: Option<HeaderMap>) -> Headers {
+        match map {
+            None => Headers::none(),
+            Some(map) => Headers {
+                map: OnceLock::from(Some(map)),
+                block: OnceLock::new(),
+            },
+        }
+    }
+
+    /// Headers given as a wire block (by a network client).
+    pub(crate) fn from_block(block: Option<Bytes>) -> Headers {
+        match block {
+            None => Headers::none(),
+            Some(block) => Headers {
+                map: OnceLock::new(),
+                block: OnceLock::from(Some(block)),
+            },
+        }
+    }
+
+    fn map(&self) -> Option<&HeaderMap> {
+        self.map
+            .get_or_init(|| {
+                let block = self.block.get()?.as_ref()?;
+                Some(HeaderMap::from_block(block))
+            })
+            .as_ref()
+    }
+
+    fn block(&self) -> Option<&[u8]> {
+        self.block
+            .get_or_init(|| {
+                let map = self.map.get()?.as_ref()?;
+                let mut out = Vec::with_capacity(16 + 32 * map.len());
+                herald_proto::headers::encode(&mut out, None, map.iter());
+                Some(Bytes::from(out))
+            })
+            .as_deref()
+    }
+}
+
 /// A published message as a subscriber sees it: subject, payload, optional headers and reply
 /// subject. Cheap to clone.
 #[derive(Clone)]
@@ -134,7 +210,7 @@ pub struct Message(Arc<Inner>);
 struct Inner {
     subject: Subject,
     reply: Option<Subject>,
-    headers: Option<HeaderMap>,
+    headers: Headers,
     payload: Bytes,
     // Where `respond` publishes; only set when there is a reply subject. Weak, so buffered
     // messages never keep a scope (and through it their own mailbox) alive.
@@ -145,7 +221,7 @@ impl Message {
     pub(crate) fn new(
         subject: Subject,
         reply: Option<Subject>,
-        headers: Option<HeaderMap>,
+        headers: Headers,
         payload: Bytes,
         responder: Option<Weak<dyn Responder>>,
     ) -> Self {
@@ -173,9 +249,16 @@ impl Message {
         self.0.reply.as_deref()
     }
 
-    /// The headers, when the publisher set any.
+    /// The headers, when the publisher set any. A malformed block from a network client reads
+    /// as an empty map.
     pub fn headers(&self) -> Option<&HeaderMap> {
-        self.0.headers.as_ref()
+        self.0.headers.map()
+    }
+
+    /// The headers as a `NATS/1.0` block (final blank line included), as HMSG carries them;
+    /// `None` when the publisher set none.
+    pub fn header_block(&self) -> Option<&[u8]> {
+        self.0.headers.block()
     }
 
     /// The payload bytes.
@@ -233,7 +316,7 @@ impl fmt::Debug for Message {
         if let Some(reply) = &self.0.reply {
             d.field("reply", reply);
         }
-        if let Some(headers) = &self.0.headers {
+        if let Some(headers) = self.headers() {
             d.field("headers", headers);
         }
         d.field("payload", &self.0.payload).finish()
@@ -260,6 +343,23 @@ mod tests {
     }
 
     #[test]
+    fn headers_convert_between_map_and_block() {
+        let mut h = HeaderMap::new();
+        h.append("A", "1").unwrap();
+        h.append("A", "2").unwrap();
+        let from_map = Headers::from_map(Some(h.clone()));
+        assert_eq!(
+            from_map.block().unwrap(),
+            b"NATS/1.0\r\nA: 1\r\nA: 2\r\n\r\n"
+        );
+        let from_block = Headers::from_block(from_map.block().map(Bytes::copy_from_slice));
+        assert_eq!(from_block.map(), Some(&h));
+        let bad = Headers::from_block(Some(Bytes::from_static(b"HTTP/1.1\r\n\r\n")));
+        assert_eq!(bad.map(), Some(&HeaderMap::new()));
+        assert!(Headers::none().map().is_none() && Headers::none().block().is_none());
+    }
+
+    #[test]
     fn bad_headers_are_rejected() {
         let mut h = HeaderMap::new();
         assert!(h.append("", "v").is_err());
@@ -271,7 +371,13 @@ mod tests {
 
     #[test]
     fn respond_without_reply_is_an_error() {
-        let msg = Message::new(Subject::new("a").unwrap(), None, None, Bytes::new(), None);
+        let msg = Message::new(
+            Subject::new("a").unwrap(),
+            None,
+            Headers::none(),
+            Bytes::new(),
+            None,
+        );
         assert!(matches!(msg.respond("x"), Err(Error::NoReplySubject(s)) if s == "a"));
         assert!(msg.text().unwrap().is_empty());
     }

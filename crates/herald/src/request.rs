@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::target::Target;
+use crate::target::{Delivery, Target};
 
 /// Routes replies to the requests waiting for them.
 pub(crate) struct Inbox {
@@ -57,14 +57,14 @@ impl Inbox {
 }
 
 impl Target for Inbox {
-    fn deliver(&self, _sid: u64, msg: &Message) -> bool {
+    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
         let token = msg
             .subject()
             .strip_prefix(self.prefix.as_str())
             .and_then(|t| t.parse::<u64>().ok());
         // Only the first reply wins; later ones (and unknown tokens) are dropped quietly.
         if let Some(tx) = token.and_then(|t| self.waiting.lock().remove(&t)) {
-            let _ = tx.send(msg.clone());
+            let _ = tx.send(msg.message());
         }
         true
     }

@@ -18,12 +18,12 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::groups::Groups;
 use crate::index::{Entry, Index, Matches};
-use crate::message::{HeaderMap, Message, Responder};
+use crate::message::{HeaderMap, Headers, Message, Responder};
 use crate::node::Node;
 use crate::request::Inbox;
 use crate::subject::{self, Subject};
 use crate::subscription::{CallbackHandle, Mailbox, SubscribeOptions, Subscription};
-use crate::target::Target;
+use crate::target::{Delivery, Target};
 
 /// Which matching targets a publish reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +54,12 @@ pub(crate) struct Scope {
     inbox: OnceLock<Arc<Inbox>>,
     next_id: AtomicU64,
     node_id: u64,
-    me: Weak<Scope>,
+    me: Weak<dyn Responder>,
 }
 
 impl Scope {
     pub(crate) fn new(name: Arc<str>, node_id: u64, me: Weak<Scope>) -> Scope {
+        let me: Weak<dyn Responder> = me;
         Scope {
             name,
             index: Index::default(),
@@ -118,11 +119,36 @@ impl Scope {
             if matches.is_empty() {
                 return 0;
             }
-            let responder = reply
-                .as_ref()
-                .map(|_| self.me.clone() as Weak<dyn Responder>);
-            let msg = Message::new(matches.subject.clone(), reply, headers, payload, responder);
-            fan_out(matches, &msg, reach)
+            let responder = reply.as_ref().map(|_| self.me.clone());
+            let msg = Message::new(
+                matches.subject.clone(),
+                reply,
+                Headers::from_map(headers),
+                payload,
+                responder,
+            );
+            fan_out(matches, &Delivery::built(msg), reach)
+        })
+    }
+
+    /// Publishes a message whose parts are borrowed from a network buffer; see
+    /// [`Router::publish_wire`].
+    pub(crate) fn send_wire(&self, msg: &WireMessage<'_>, reach: Reach) -> Result<usize> {
+        if let Some(reply) = msg.reply {
+            subject::check_literal(reply)?;
+        }
+        self.index.with_matches(msg.subject, |matches| {
+            if matches.is_empty() {
+                return 0;
+            }
+            let delivery = Delivery::wire(
+                &matches.subject,
+                msg.reply,
+                msg.headers,
+                msg.payload,
+                &self.me,
+            );
+            fan_out(matches, &delivery, reach)
         })
     }
 
@@ -159,7 +185,7 @@ impl Drop for Scope {
 }
 
 /// Hands `msg` to every admitted plain match and to one member of each queue group.
-fn fan_out(matches: &Matches, msg: &Message, reach: Reach) -> usize {
+fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach) -> usize {
     let mut delivered = 0;
     for entry in &matches.plain {
         if reach.admits(entry) && entry.target.deliver(entry.sid, msg) {
@@ -176,7 +202,7 @@ fn fan_out(matches: &Matches, msg: &Message, reach: Reach) -> usize {
 
 /// Delivers to one member of a queue group: a random start spreads the load; local members are
 /// tried before remote ones; a closed member is skipped.
-fn deliver_to_one(group: &[Arc<Entry>], msg: &Message, reach: Reach) -> bool {
+fn deliver_to_one(group: &[Arc<Entry>], msg: &Delivery<'_>, reach: Reach) -> bool {
     let len = group.len();
     let start = if len == 1 { 0 } else { fastrand::usize(..len) };
     for local_pass in [true, false] {
@@ -338,6 +364,21 @@ impl Router {
             .map(drop)
     }
 
+    /// Publishes a message parsed off the wire by a protocol server, its parts borrowed from
+    /// the server's read buffer: targets that forward it (network connections, routes) copy the
+    /// bytes straight out, and a shared [`Message`] is built only if a local subscription keeps
+    /// it. With `echo` false, the subscriptions made through this router are skipped (NATS's
+    /// `echo: false`). Returns how many targets took it (one per queue group at most), so a
+    /// server can answer "no responders" to a request nobody received.
+    pub fn publish_wire(&self, msg: &WireMessage<'_>, echo: bool) -> Result<usize> {
+        let reach = if echo {
+            Reach::All
+        } else {
+            Reach::Others(self.id)
+        };
+        self.scope.send_wire(msg, reach)
+    }
+
     /// Publishes with headers.
     pub fn publish_with_headers(
         &self,
@@ -486,6 +527,19 @@ impl std::fmt::Debug for Router {
             .field("capacity", &self.capacity)
             .finish()
     }
+}
+
+/// A message as a protocol server parsed it, for [`Router::publish_wire`].
+#[derive(Debug, Clone, Copy)]
+pub struct WireMessage<'a> {
+    /// The literal subject published to.
+    pub subject: &'a str,
+    /// The reply subject, if any.
+    pub reply: Option<&'a str>,
+    /// The `NATS/1.0` header block, final blank line included, if any.
+    pub headers: Option<&'a [u8]>,
+    /// The payload.
+    pub payload: &'a [u8],
 }
 
 /// A subscription of a custom [`Target`], as returned by [`Router::subscribe_target`].

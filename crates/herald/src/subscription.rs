@@ -20,7 +20,7 @@ use crossbeam_queue::ArrayQueue;
 use crate::error::{RecvTimeoutError, TryRecvError};
 use crate::message::Message;
 use crate::router::Scope;
-use crate::target::Target;
+use crate::target::{Delivery, Target};
 
 /// What a full subscription does with one more message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,13 +118,14 @@ impl Mailbox {
 }
 
 impl Target for Mailbox {
-    fn deliver(&self, _sid: u64, msg: &Message) -> bool {
+    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
         if self.is_closed() {
             return false;
         }
+        let msg = msg.message();
         let lost = match self.policy {
-            DropPolicy::DropOldest => self.queue.force_push(msg.clone()).is_some(),
-            DropPolicy::DropNewest => self.queue.push(msg.clone()).is_err(),
+            DropPolicy::DropOldest => self.queue.force_push(msg).is_some(),
+            DropPolicy::DropNewest => self.queue.push(msg).is_err(),
         };
         if lost {
             self.dropped.fetch_add(1, Ordering::Relaxed);

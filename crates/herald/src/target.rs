@@ -4,8 +4,18 @@
 //! [`Target`]: a local subscription's bounded mailbox, a network connection's outbound buffer
 //! (herald-server), or a cluster route. Fan-out is the same loop for all of them, so a message
 //! reaches a socket as cheaply as a local queue.
+//!
+//! Targets receive a [`Delivery`], not a [`Message`]: a message that came off the network
+//! stays in the reader's buffer, borrowed, and a network target copies its bytes straight into
+//! its outbound buffer. Only a target that keeps the message (a local mailbox) asks for a
+//! shared [`Message`], which is then built once per publish, however many keep it.
 
-use crate::message::Message;
+use std::sync::{OnceLock, Weak};
+
+use bytes::Bytes;
+
+use crate::message::{Headers, Message, Responder};
+use crate::subject::Subject;
 
 /// Something that accepts matched messages without blocking.
 ///
@@ -13,12 +23,11 @@ use crate::message::Message;
 /// [`deliver`](Target::deliver) for every match. A target that cannot keep up applies its own
 /// policy (drop a message, mark itself a slow consumer) and says so in its own counters.
 pub trait Target: Send + Sync + 'static {
-    /// Hands `msg` to the target for its subscription `sid` (the value given when subscribing;
-    /// a network connection uses it as the protocol's subscription id).
+    /// Hands `msg` to the target for its subscription `sid` (the value given when subscribing).
     ///
     /// Returns `false` when the target is closed and takes nothing any more; the router then
     /// tries another member of a queue group and does not count it as a responder.
-    fn deliver(&self, sid: u64, msg: &Message) -> bool;
+    fn deliver(&self, sid: u64, msg: &Delivery<'_>) -> bool;
 
     /// Whether this target is in this process. Cluster routes answer `false`: a message that
     /// must stay local (`publish_local`) skips them, and queue groups prefer local members.
@@ -30,5 +39,113 @@ pub trait Target: Send + Sync + 'static {
     /// so the target can tell its reader that no more messages will come.
     fn detach(&self, sid: u64) {
         let _ = sid;
+    }
+}
+
+/// One published message on its way to the targets that match it.
+///
+/// Its parts can be read without building anything; [`message`](Delivery::message) gives the
+/// shared [`Message`], built on the first call and cloned after.
+pub struct Delivery<'a> {
+    source: Source<'a>,
+    message: OnceLock<Message>,
+}
+
+enum Source<'a> {
+    /// Published through the library: the message is built up front.
+    Built,
+    /// Parsed off the wire: parts borrowed from the reader's buffer.
+    Wire {
+        subject: &'a Subject,
+        reply: Option<&'a str>,
+        headers: Option<&'a [u8]>,
+        payload: &'a [u8],
+        responder: &'a Weak<dyn Responder>,
+    },
+}
+
+impl<'a> Delivery<'a> {
+    pub(crate) fn built(message: Message) -> Delivery<'a> {
+        Delivery {
+            source: Source::Built,
+            message: OnceLock::from(message),
+        }
+    }
+
+    pub(crate) fn wire(
+        subject: &'a Subject,
+        reply: Option<&'a str>,
+        headers: Option<&'a [u8]>,
+        payload: &'a [u8],
+        responder: &'a Weak<dyn Responder>,
+    ) -> Delivery<'a> {
+        Delivery {
+            source: Source::Wire {
+                subject,
+                reply,
+                headers,
+                payload,
+                responder,
+            },
+            message: OnceLock::new(),
+        }
+    }
+
+    fn built_message(&self) -> &Message {
+        self.message.get_or_init(|| match &self.source {
+            Source::Wire {
+                subject,
+                reply,
+                headers,
+                payload,
+                responder,
+            } => Message::new(
+                (*subject).clone(),
+                // Checked before fan-out; building it again cannot fail.
+                reply.map(Subject::from_valid),
+                Headers::from_block(headers.map(Bytes::copy_from_slice)),
+                Bytes::copy_from_slice(payload),
+                reply.map(|_| (*responder).clone()),
+            ),
+            // Always set at construction.
+            Source::Built => unreachable!("a built delivery has its message"),
+        })
+    }
+
+    /// The subject it was published on.
+    pub fn subject(&self) -> &str {
+        match &self.source {
+            Source::Wire { subject, .. } => subject.as_str(),
+            Source::Built => self.built_message().subject(),
+        }
+    }
+
+    /// The reply subject, if any.
+    pub fn reply(&self) -> Option<&str> {
+        match &self.source {
+            Source::Wire { reply, .. } => *reply,
+            Source::Built => self.built_message().reply(),
+        }
+    }
+
+    /// The headers as a `NATS/1.0` block, if any.
+    pub fn header_block(&self) -> Option<&[u8]> {
+        match &self.source {
+            Source::Wire { headers, .. } => *headers,
+            Source::Built => self.built_message().header_block(),
+        }
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        match &self.source {
+            Source::Wire { payload, .. } => payload,
+            Source::Built => self.built_message().payload(),
+        }
+    }
+
+    /// The shared message, for a target that keeps it (built on the first call).
+    pub fn message(&self) -> Message {
+        self.built_message().clone()
     }
 }

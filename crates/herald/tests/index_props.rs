@@ -7,14 +7,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use herald::Target;
 use herald::index::{Entry, Index};
 use herald::subject::{Kind, check};
-use herald::{Message, Target};
 use proptest::prelude::*;
 
 struct Nop;
 impl Target for Nop {
-    fn deliver(&self, _: u64, _: &Message) -> bool {
+    fn deliver(&self, _: u64, _: &herald::Delivery<'_>) -> bool {
         true
     }
 }

@@ -492,7 +492,7 @@ fn json_round_trip() {
 /// A target standing in for a remote cluster route.
 struct Remote(AtomicUsize);
 impl Target for Remote {
-    fn deliver(&self, _: u64, _: &Message) -> bool {
+    fn deliver(&self, _: u64, _: &herald::Delivery<'_>) -> bool {
         self.0.fetch_add(1, Ordering::Relaxed);
         true
     }
