@@ -1,0 +1,101 @@
+//! `herald serve`: settings from flags, `HERALD_*` variables and a TOML file; a server until
+//! SIGINT or SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use herald_server::{Config, Server};
+use tracing_subscriber::filter::Targets;
+
+/// Flags of `herald serve`. Every setting of the config file also has a `HERALD_*` variable
+/// (`HERALD_MAX_PAYLOAD`); flags win over variables, which win over the file.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// NATS-protocol listener address (port 0 picks a free port) [default: 127.0.0.1:4222].
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Server name, shown to clients.
+    #[arg(long)]
+    name: Option<String>,
+    /// Log level or filter (error, warn, info, debug, trace; or `herald_server=debug,info`).
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+    /// Largest payload a client may publish, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_payload: Option<usize>,
+    /// Outbound bytes buffered per client before it is a slow consumer [default: 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    max_pending: Option<usize>,
+    /// What to do with a slow consumer: disconnect or drop.
+    #[arg(long, value_name = "POLICY")]
+    slow_consumer: Option<String>,
+    /// Most client connections at once [default: 65536].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// How often idle clients are pinged (e.g. 2m, 30s) [default: 2m].
+    #[arg(long, value_name = "DURATION")]
+    ping_interval: Option<String>,
+}
+
+impl Args {
+    fn flags(&self) -> Vec<(&'static str, String)> {
+        let mut flags = Vec::new();
+        let mut put = |name, value: Option<String>| {
+            if let Some(v) = value {
+                flags.push((name, v));
+            }
+        };
+        put("listen", self.listen.clone());
+        put("name", self.name.clone());
+        put("log", self.log.clone());
+        put("max-payload", self.max_payload.map(|v| v.to_string()));
+        put("max-pending", self.max_pending.map(|v| v.to_string()));
+        put("slow-consumer", self.slow_consumer.clone());
+        put(
+            "max-connections",
+            self.max_connections.map(|v| v.to_string()),
+        );
+        put("ping-interval", self.ping_interval.clone());
+        flags
+    }
+}
+
+/// Runs the server until a signal asks it to stop.
+pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::load(args.config.as_deref(), std::env::vars(), &args.flags())?;
+    let filter: Targets = config
+        .log
+        .parse()
+        .map_err(|e| format!("invalid log filter {:?}: {e}", config.log))?;
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .init();
+    let server = Server::start(config, herald::Node::local())
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    // Scripts and tests read this line to find the port.
+    println!("listening nats {}", server.nats_addr());
+    tracing::info!(addr = %server.nats_addr(), "serving the NATS protocol");
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,306 @@
+//! Server settings: defaults, then a TOML file, then `HERALD_*` environment variables, then
+//! command-line flags, each layer overriding the one before.
+//!
+//! Every layer is turned into the same TOML table before it is read, so a setting has one name
+//! everywhere: `max_payload` in the file, `HERALD_MAX_PAYLOAD` in the environment,
+//! `--max-payload` on the command line. Unknown names are errors, not silently ignored.
+//!
+//! ```toml
+//! listen = "127.0.0.1:4222"
+//! name = "herald-1"
+//! log = "info"
+//! max_payload = 1048576
+//! max_pending = 67108864
+//! ping_interval = "2m"
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What a server does with a client whose outbound buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumerPolicy {
+    /// Send `-ERR 'Slow Consumer'` (best effort) and close the connection, as nats-server does.
+    Disconnect,
+    /// Keep the connection and drop the messages that do not fit, counting them.
+    Drop,
+}
+
+/// Settings of `herald serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the NATS-protocol listener; port 0 picks a free port.
+    pub listen: String,
+    /// This server's name, shown to clients in INFO.
+    pub name: String,
+    /// Log filter: a level (`info`) or per-target directives (`herald_server=debug,info`).
+    pub log: String,
+    /// Largest payload a client may publish, in bytes (advertised in INFO).
+    pub max_payload: usize,
+    /// Longest protocol control line, in bytes.
+    pub max_control_line: usize,
+    /// Outbound bytes buffered for one client before it is a slow consumer.
+    pub max_pending: usize,
+    /// What happens to a slow consumer.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Longest a write to one client may block before it is a slow consumer.
+    #[serde(with = "duration")]
+    pub write_deadline: Duration,
+    /// Most client connections at once; more are refused with an -ERR.
+    pub max_connections: usize,
+    /// Most subscriptions per connection; 0 means no limit.
+    pub max_subscriptions: usize,
+    /// How often the server pings an idle client.
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    /// Unanswered pings after which a client is a stale connection and is closed.
+    pub max_pings_out: u32,
+    /// Messages each in-process subscription of the server's own services buffers.
+    pub capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:4222".into(),
+            name: "herald".into(),
+            log: "info".into(),
+            max_payload: 1024 * 1024,
+            max_control_line: 4096,
+            max_pending: 64 * 1024 * 1024,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+            write_deadline: Duration::from_secs(10),
+            max_connections: 64 * 1024,
+            max_subscriptions: 0,
+            ping_interval: Duration::from_secs(120),
+            max_pings_out: 2,
+            capacity: 1024,
+        }
+    }
+}
+
+/// A setting that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// What the TOML parser says.
+        message: String,
+    },
+    /// A name that is not a setting.
+    #[error("{origin}: unknown setting {name:?} (known: {known})")]
+    Unknown {
+        /// Where it came from (file, environment, flag).
+        origin: String,
+        /// The name as given.
+        name: String,
+        /// The settings that exist.
+        known: String,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads the layers in order: defaults, `file` (if any), the `HERALD_*` variables among
+    /// `env`, then `flags` as (setting name, value) pairs.
+    ///
+    /// Values from the environment and flags are strings; one that reads as a TOML number or
+    /// boolean is taken as such (`HERALD_MAX_PAYLOAD=2048`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let known = Self::known_names();
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let parsed: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: shown.clone(),
+                        message: e.message().to_owned(),
+                    })?;
+            for (name, value) in parsed {
+                check_known(&known, &shown, &name)?;
+                table.insert(name, value);
+            }
+        }
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("HERALD_") else {
+                continue;
+            };
+            let name = rest.to_ascii_lowercase();
+            check_known(&known, &format!("environment variable {var}"), &name)?;
+            table.insert(name, loose_value(&value));
+        }
+        for (flag, value) in flags {
+            let name = flag.replace('-', "_");
+            check_known(&known, &format!("flag --{flag}"), &name)?;
+            table.insert(name, loose_value(value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if self.max_payload == 0 || self.max_payload > 64 * 1024 * 1024 {
+            return fail("max_payload must be between 1 byte and 64 MiB");
+        }
+        if self.max_control_line < 64 {
+            return fail("max_control_line must be at least 64 bytes");
+        }
+        if self.max_pending < self.max_payload {
+            return fail("max_pending must be at least max_payload");
+        }
+        if self.ping_interval.is_zero() || self.write_deadline.is_zero() {
+            return fail("ping_interval and write_deadline must be more than zero");
+        }
+        if self.max_pings_out == 0 || self.max_connections == 0 || self.capacity == 0 {
+            return fail("max_pings_out, max_connections and capacity must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn known_names() -> Vec<String> {
+        match toml::Table::try_from(Config::default()) {
+            Ok(table) => table.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn check_known(known: &[String], origin: &str, name: &str) -> Result<(), ConfigError> {
+    if known.iter().any(|k| k == name) {
+        return Ok(());
+    }
+    Err(ConfigError::Unknown {
+        origin: origin.to_owned(),
+        name: name.to_owned(),
+        known: known.join(", "),
+    })
+}
+
+/// A string from the environment or a flag as a TOML value: an integer or a boolean when it
+/// reads as one, else the string itself.
+fn loose_value(text: &str) -> toml::Value {
+    if let Ok(n) = text.parse::<i64>() {
+        return toml::Value::Integer(n);
+    }
+    if let Ok(b) = text.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    toml::Value::String(text.to_owned())
+}
+
+/// Durations as human-readable strings (`"2m"`, `"500ms"`) or whole seconds.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(&t)
+                .map_err(|e| D::Error::custom(format!("invalid duration {t:?}: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("herald.toml");
+        std::fs::write(
+            &file,
+            "name = \"from-file\"\nmax_payload = 1000\nping_interval = \"30s\"\nlog = \"debug\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("HERALD_NAME", "from-env"),
+                ("HERALD_MAX_PAYLOAD", "2000"),
+                ("PATH", "/bin"),
+            ]),
+            &[
+                ("name", "from-flag".into()),
+                ("listen", "127.0.0.1:0".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.name, "from-flag");
+        assert_eq!(config.max_payload, 2000);
+        assert_eq!(config.ping_interval, Duration::from_secs(30));
+        assert_eq!(config.log, "debug");
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.max_control_line, 4096);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = Config::load(None, env(&[("HERALD_MAX_PAYLAOD", "1")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("HERALD_MAX_PAYLAOD"), "{err}");
+        let err = Config::load(None, [], &[("max-payload", "lots".into())]).unwrap_err();
+        assert!(err.to_string().contains("max_payload"), "{err}");
+        let err = Config::load(None, [], &[("ping-interval", "soon".into())]).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+        let err = Config::load(None, [], &[("max-pending", "10".into())]).unwrap_err();
+        assert!(err.to_string().contains("max_pending"), "{err}");
+        let err = Config::load(Some(Path::new("/nonexistent/herald.toml")), [], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/herald.toml"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,375 @@
+//! One client connection: its reader task parses the NATS protocol and acts on it; its writer
+//! task ([`Outbound::run_writer`]) drains what publishers queue for it.
+//!
+//! The reader reads as much as the socket has (the buffer grows under load and shrinks when
+//! idle), parses every complete operation in place, and only then goes back to the socket.
+//! A PUB is routed straight from the read buffer: subscribers that are network clients copy
+//! its bytes into their outbound buffers during the call, and their writers are woken once per
+//! read buffer ([`Batch`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Buf, BytesMut};
+use herald::{Router, TargetSubscription, WireMessage};
+use herald_proto::{ClientOp, Parsed, encode, parse_client};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+
+use crate::outbound::{Batch, Close, Outbound, SubTarget};
+use crate::server::Shared;
+
+/// The options a client sends in CONNECT. Fields not listed (auth, tls, nkeys) are ignored, as
+/// nats-server ignores what it does not use; a missing field keeps nats-server's default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+struct ConnectOptions {
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+    name: Option<String>,
+    lang: Option<String>,
+    version: Option<String>,
+    /// herald's extension: the scope this connection publishes and subscribes in.
+    scope: Option<String>,
+}
+
+impl Default for ConnectOptions {
+    /// nats-server treats a connection as verbose and pedantic until CONNECT says otherwise.
+    fn default() -> Self {
+        ConnectOptions {
+            verbose: true,
+            pedantic: true,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            name: None,
+            lang: None,
+            version: None,
+            scope: None,
+        }
+    }
+}
+
+/// A client subscription as the reader keeps it.
+struct ClientSub {
+    handle: TargetSubscription,
+    target: Arc<SubTarget>,
+}
+
+/// The reader side of a connection.
+struct Conn {
+    id: u64,
+    shared: Arc<Shared>,
+    out: Arc<Outbound>,
+    router: Router,
+    opts: ConnectOptions,
+    subs: FxHashMap<Arc<str>, ClientSub>,
+    pings_out: u32,
+    msgs_in: u64,
+    bytes_in: u64,
+}
+
+/// Serves one accepted client until it or the server closes.
+pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
+    let _ = socket.set_nodelay(true);
+    let peer = socket.peer_addr().ok();
+    let (read, write) = socket.into_split();
+    let out = Arc::new(Outbound::new(
+        id,
+        shared.config.max_pending,
+        shared.config.slow_consumer,
+        shared.stats.clone(),
+    ));
+    let writer = tokio::spawn(out.clone().run_writer(write, shared.config.write_deadline));
+    let info = shared.info_json(id, peer);
+    out.push_control(|buf| encode::info(buf, &info));
+    let mut conn = Conn {
+        id,
+        router: shared.node.router("default", shared.config.capacity),
+        shared,
+        out,
+        opts: ConnectOptions::default(),
+        subs: FxHashMap::default(),
+        pings_out: 0,
+        msgs_in: 0,
+        bytes_in: 0,
+    };
+    tracing::debug!(client = id, ?peer, "connected");
+    let why = conn.read_loop(read).await;
+    conn.out.close(why, None);
+    for sub in conn.subs.values() {
+        conn.router.unsubscribe_target(&sub.handle);
+    }
+    conn.flush_counters();
+    let _ = writer.await;
+    tracing::debug!(
+        client = id,
+        ?why,
+        name = conn.opts.name.as_deref().unwrap_or(""),
+        msgs_out = conn.out.msgs_out(),
+        dropped = conn.out.dropped(),
+        "closed"
+    );
+}
+
+impl Conn {
+    /// Reads and handles operations until the connection closes; returns why.
+    async fn read_loop(&mut self, mut read: OwnedReadHalf) -> Close {
+        let mut buf = BytesMut::with_capacity(512);
+        let mut shutdown = self.shared.shutdown.clone();
+        let interval = self.shared.config.ping_interval;
+        let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            if let Some(why) = self.out.closed() {
+                return why;
+            }
+            // Grow by doubling while reads fill the buffer; a large payload reserves its size.
+            if buf.capacity() - buf.len() < 256 {
+                buf.reserve(buf.capacity().clamp(512, 64 * 1024));
+            }
+            tokio::select! {
+                read = read.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Close::ClientGone,
+                    Ok(_) => {
+                        let used = self.handle_buffer(&buf);
+                        buf.advance(used);
+                        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+                            buf = BytesMut::with_capacity(512);
+                        }
+                    }
+                },
+                () = self.out.reader_wakeup() => self.reap_expired(),
+                _ = pings.tick() => self.ping(),
+                _ = shutdown.changed() => {
+                    self.out.close(Close::Shutdown, None);
+                    return Close::Shutdown;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete operation at the start of `buf`; returns the bytes used.
+    fn handle_buffer(&mut self, buf: &[u8]) -> usize {
+        let _batch = Batch::open();
+        let limits = self.shared.limits;
+        let mut pos = 0;
+        while pos < buf.len() {
+            match parse_client(&buf[pos..], &limits) {
+                Ok(Parsed::Op(op, used)) => {
+                    pos += used;
+                    if !self.handle(op) {
+                        break;
+                    }
+                }
+                Ok(Parsed::Incomplete) => break,
+                Err(err) => {
+                    tracing::debug!(client = self.id, %err, "protocol error");
+                    self.out.close(Close::Protocol, Some(err.nats_error()));
+                    break;
+                }
+            }
+        }
+        self.flush_counters();
+        pos
+    }
+
+    /// Acts on one operation; false when the connection is closing.
+    fn handle(&mut self, op: ClientOp<'_>) -> bool {
+        match op {
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.publish(subject, reply, None, payload),
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => self.publish(subject, reply, Some(headers), payload),
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.subscribe(subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.unsubscribe(sid, max),
+            ClientOp::Ping => {
+                self.out.push_control(|b| b.extend_from_slice(encode::PONG));
+                return true;
+            }
+            ClientOp::Pong => {
+                self.pings_out = 0;
+                return true;
+            }
+            ClientOp::Connect(json) => {
+                if !self.connect(json) {
+                    return false;
+                }
+            }
+        }
+        if self.opts.verbose {
+            self.out.push_control(|b| b.extend_from_slice(encode::OK));
+        }
+        self.out.closed().is_none()
+    }
+
+    fn connect(&mut self, json: &[u8]) -> bool {
+        let mut opts: ConnectOptions = match serde_json::from_slice(json) {
+            Ok(opts) => opts,
+            Err(err) => {
+                tracing::debug!(client = self.id, %err, "bad CONNECT");
+                self.out
+                    .close(Close::Protocol, Some("Invalid CONNECT JSON"));
+                return false;
+            }
+        };
+        if opts.no_responders && !opts.headers {
+            self.out.close(
+                Close::Protocol,
+                Some("no responders requires headers support"),
+            );
+            return false;
+        }
+        let scope = opts.scope.take().unwrap_or_else(|| "default".into());
+        if scope != self.router.scope() {
+            if scope.is_empty() {
+                self.out.close(Close::Protocol, Some("Invalid Scope"));
+                return false;
+            }
+            // Subscriptions made before CONNECT stay in the scope they were made in.
+            self.router = self.shared.node.router(&scope, self.shared.config.capacity);
+        }
+        tracing::debug!(
+            client = self.id,
+            name = opts.name.as_deref().unwrap_or(""),
+            lang = opts.lang.as_deref().unwrap_or(""),
+            version = opts.version.as_deref().unwrap_or(""),
+            scope,
+            "CONNECT"
+        );
+        self.opts = opts;
+        true
+    }
+
+    fn publish(
+        &mut self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        self.msgs_in += 1;
+        self.bytes_in += payload.len() as u64;
+        let msg = WireMessage {
+            subject,
+            reply,
+            headers,
+            payload,
+        };
+        match self.router.publish_wire(&msg, self.opts.echo) {
+            Ok(0) => {
+                if let Some(reply) = reply
+                    && self.opts.no_responders
+                {
+                    self.no_responders(reply);
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(client = self.id, %err, "publish refused");
+                if self.opts.pedantic {
+                    self.out
+                        .push_control(|b| encode::err(b, "Invalid Publish Subject"));
+                }
+            }
+        }
+    }
+
+    /// Tells a requester at once that nobody listens: an empty message with status 503 to its
+    /// own subscription that matches the reply subject, as nats-server does.
+    fn no_responders(&self, reply: &str) {
+        let Some(sub) = self
+            .subs
+            .values()
+            .find(|s| herald::subject::matches(s.handle.pattern(), reply))
+        else {
+            return;
+        };
+        let target = sub.target.clone();
+        self.out.push_control(|b| {
+            encode::hmsg(b, reply, target.sid(), None, b"NATS/1.0 503\r\n\r\n", b"");
+        });
+    }
+
+    fn subscribe(&mut self, subject: &str, queue: Option<&str>, sid: &str) {
+        let max = self.shared.config.max_subscriptions;
+        if max != 0 && self.subs.len() >= max {
+            self.out
+                .push_control(|b| encode::err(b, "Maximum Subscriptions Exceeded"));
+            return;
+        }
+        if self.subs.contains_key(sid) {
+            // nats-server keeps the first subscription of a sid and ignores the repeat.
+            return;
+        }
+        let sid: Arc<str> = sid.into();
+        let target = Arc::new(SubTarget::new(self.out.clone(), sid.clone()));
+        match self
+            .router
+            .subscribe_target(subject, queue, 0, target.clone())
+        {
+            Ok(handle) => {
+                self.subs.insert(sid, ClientSub { handle, target });
+            }
+            Err(err) => {
+                tracing::debug!(client = self.id, %err, "SUB refused");
+                self.out.push_control(|b| encode::err(b, "Invalid Subject"));
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, sid: &str, max: Option<u64>) {
+        let done = match (self.subs.get(sid), max) {
+            (None, _) => return,
+            (Some(sub), Some(max)) => sub.target.limit(max),
+            (Some(_), None) => true,
+        };
+        if done && let Some(sub) = self.subs.remove(sid) {
+            self.router.unsubscribe_target(&sub.handle);
+        }
+    }
+
+    /// Removes subscriptions that delivered their UNSUB max.
+    fn reap_expired(&mut self) {
+        for sid in self.out.take_expired() {
+            if let Some(sub) = self.subs.remove(&sid) {
+                self.router.unsubscribe_target(&sub.handle);
+            }
+        }
+    }
+
+    fn ping(&mut self) {
+        if self.pings_out >= self.shared.config.max_pings_out {
+            self.out.close(Close::Stale, Some("Stale Connection"));
+            return;
+        }
+        self.pings_out += 1;
+        self.out.push_control(|b| b.extend_from_slice(encode::PING));
+    }
+
+    fn flush_counters(&mut self) {
+        let stats = &self.shared.stats;
+        if self.msgs_in > 0 {
+            stats.msgs_in.fetch_add(self.msgs_in, Ordering::Relaxed);
+            stats.bytes_in.fetch_add(self.bytes_in, Ordering::Relaxed);
+            self.msgs_in = 0;
+            self.bytes_in = 0;
+        }
+    }
+}

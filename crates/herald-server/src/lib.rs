@@ -1,0 +1,35 @@
+//! herald's server: NATS clients connect to it unchanged and share scopes with the routers of
+//! the process that embeds it.
+//!
+//! # Layout
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | settings and their layers (defaults, TOML file, `HERALD_*`, flags) |
+//! | `server` | the listener, graceful shutdown, the `$HERALD.API.SERVER.INFO` service |
+//! | `conn` | one client: the reader that parses and acts on the protocol |
+//! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
+//! | [`stats`] | server-wide counters |
+//!
+//! Data flows one way: a reader parses a PUB and publishes it through the node's router; the
+//! router hands it to each matching target, which encodes it into its client's outbound
+//! buffer; that client's writer drains the buffer to the socket.
+//!
+//! # Examples
+//! ```
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let config = herald_server::Config { listen: "127.0.0.1:0".into(), ..Default::default() };
+//! let server = herald_server::Server::start(config, herald::Node::local()).await?;
+//! println!("listening nats {}", server.nats_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod conn;
+mod outbound;
+mod server;
+pub mod stats;
+
+pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use server::{NATS_VERSION, SERVER_INFO_SUBJECT, Server};
+pub use stats::StatsSnapshot;

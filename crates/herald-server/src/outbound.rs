@@ -1,0 +1,364 @@
+//! A client's outbound side: the bounded buffer publishers append to, and the writer task that
+//! drains it into the socket.
+//!
+//! Publishers (any connection's reader, or the embedded library) encode `MSG`/`HMSG` straight
+//! into [`Outbound`]'s buffer under a short lock. Appending to an empty buffer schedules one
+//! wake-up of the writer; while a reader works through one read buffer, those wake-ups are
+//! collected ([`Batch`]) and sent once at its end, so a burst of publishes costs each
+//! subscriber one wake-up, not one per message. The writer swaps the whole buffer out and
+//! writes it with a single call, so everything queued meanwhile leaves in one syscall.
+//!
+//! A buffer past `max_pending` bytes (queued plus being written) makes its client a slow
+//! consumer: by default it is closed with `-ERR 'Slow Consumer'`; the publisher never waits.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use herald::{Delivery, Target};
+use herald_proto::encode;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+use crate::config::SlowConsumerPolicy;
+use crate::stats::Stats;
+
+/// Why a connection closes; shown in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// The client went away (EOF or a socket error).
+    ClientGone,
+    /// A protocol violation, already answered with -ERR.
+    Protocol,
+    /// Its outbound buffer overflowed or a write blocked past the deadline.
+    SlowConsumer,
+    /// It missed too many pings.
+    Stale,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+struct State {
+    /// Encoded output not yet handed to the writer.
+    buf: Vec<u8>,
+    /// Bytes the writer took and has not finished writing.
+    in_flight: usize,
+    /// Set once; no more output is accepted after it.
+    closed: Option<Close>,
+    /// Messages appended (for statistics).
+    msgs: u64,
+}
+
+/// The outbound buffer of one client connection.
+pub(crate) struct Outbound {
+    state: Mutex<State>,
+    /// Wakes the writer: data is pending, or the connection closes.
+    writer: Notify,
+    /// Wakes the reader: the connection closes, or a subscription reached its UNSUB max.
+    reader: Notify,
+    /// Subscriptions that reached their UNSUB max, for the reader to remove.
+    expired: Mutex<Vec<Arc<str>>>,
+    max_pending: usize,
+    policy: SlowConsumerPolicy,
+    dropped: AtomicU64,
+    stats: Arc<Stats>,
+    id: u64,
+}
+
+impl Outbound {
+    pub(crate) fn new(
+        id: u64,
+        max_pending: usize,
+        policy: SlowConsumerPolicy,
+        stats: Arc<Stats>,
+    ) -> Outbound {
+        Outbound {
+            state: Mutex::new(State {
+                buf: Vec::new(),
+                in_flight: 0,
+                closed: None,
+                msgs: 0,
+            }),
+            writer: Notify::new(),
+            reader: Notify::new(),
+            expired: Mutex::new(Vec::new()),
+            max_pending,
+            policy,
+            dropped: AtomicU64::new(0),
+            stats,
+            id,
+        }
+    }
+
+    /// Appends protocol output (INFO, PONG, +OK, -ERR) written by `write`. Control output is
+    /// never refused for size: it is small and answers the client's own requests.
+    pub(crate) fn push_control(self: &Arc<Self>, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return;
+        }
+        let was_empty = state.buf.is_empty();
+        write(&mut state.buf);
+        drop(state);
+        if was_empty {
+            Batch::wake(self);
+        }
+    }
+
+    /// Appends one message for subscription `sid`; false if the connection is closed or the
+    /// message was refused as a slow consumer.
+    fn push_msg(self: &Arc<Self>, sid: &str, msg: &Delivery<'_>) -> bool {
+        let payload = msg.payload();
+        let headers = msg.header_block();
+        let size = payload.len() + headers.map_or(0, <[u8]>::len) + msg.subject().len() + 64;
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return false;
+        }
+        if state.buf.len() + state.in_flight + size > self.max_pending {
+            drop(state);
+            return self.slow_consumer();
+        }
+        let was_empty = state.buf.is_empty();
+        match headers {
+            None => encode::msg(&mut state.buf, msg.subject(), sid, msg.reply(), payload),
+            Some(h) => encode::hmsg(&mut state.buf, msg.subject(), sid, msg.reply(), h, payload),
+        }
+        state.msgs += 1;
+        drop(state);
+        if was_empty {
+            Batch::wake(self);
+        }
+        true
+    }
+
+    fn slow_consumer(&self) -> bool {
+        match self.policy {
+            SlowConsumerPolicy::Drop => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            SlowConsumerPolicy::Disconnect => {
+                self.close(Close::SlowConsumer, Some("Slow Consumer"));
+                false
+            }
+        }
+    }
+
+    /// Closes the connection: queues `-ERR '<error>'` if given, refuses further output, and
+    /// lets the writer flush what is queued and the reader stop. Only the first call counts.
+    pub(crate) fn close(&self, why: Close, error: Option<&str>) {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return;
+        }
+        if why == Close::SlowConsumer {
+            // What is queued may never drain; the -ERR goes out alone, best effort.
+            state.buf.clear();
+            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = self.id, "slow consumer: closing the connection");
+        }
+        if let Some(text) = error {
+            encode::err(&mut state.buf, text);
+        }
+        state.closed = Some(why);
+        drop(state);
+        self.writer.notify_one();
+        self.reader.notify_one();
+    }
+
+    /// Why the connection closed, once it has.
+    pub(crate) fn closed(&self) -> Option<Close> {
+        self.state.lock().closed
+    }
+
+    /// Waits until the reader has something to do (close, or expired subscriptions).
+    pub(crate) async fn reader_wakeup(&self) {
+        self.reader.notified().await;
+    }
+
+    /// Takes the sids of subscriptions that reached their UNSUB max.
+    pub(crate) fn take_expired(&self) -> Vec<Arc<str>> {
+        std::mem::take(&mut *self.expired.lock())
+    }
+
+    /// Messages dropped under [`SlowConsumerPolicy::Drop`].
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages queued to this client so far.
+    pub(crate) fn msgs_out(&self) -> u64 {
+        self.state.lock().msgs
+    }
+
+    /// Drains the buffer into `socket` until the connection closes and everything queued
+    /// before the close is written (or the socket fails, or a write outlasts `deadline`).
+    pub(crate) async fn run_writer(
+        self: Arc<Self>,
+        mut socket: OwnedWriteHalf,
+        deadline: Duration,
+    ) {
+        let mut spare = Vec::new();
+        loop {
+            let closing = {
+                let mut state = self.state.lock();
+                std::mem::swap(&mut state.buf, &mut spare);
+                state.in_flight = spare.len();
+                state.closed.is_some()
+            };
+            if !spare.is_empty() {
+                let bytes = spare.len() as u64;
+                let write = tokio::time::timeout(deadline, socket.write_all(&spare));
+                tokio::pin!(write);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut write => break Some(result),
+                        // New data only needs the next round; a slow-consumer close must not
+                        // wait for a write that the client is not reading.
+                        () = self.writer.notified() => {
+                            if self.closed() == Some(Close::SlowConsumer) {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                match result {
+                    Some(Ok(Ok(()))) => {
+                        self.stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    Some(Ok(Err(err))) => {
+                        tracing::debug!(client = self.id, %err, "write failed");
+                        self.close(Close::ClientGone, None);
+                        break;
+                    }
+                    Some(Err(_)) => {
+                        self.close(Close::SlowConsumer, None);
+                        break;
+                    }
+                    None => break,
+                }
+                // Keep a burst's big buffer only while bursts continue; idle clients stay small.
+                if spare.capacity() > 256 * 1024 {
+                    spare = Vec::new();
+                } else {
+                    spare.clear();
+                }
+                self.state.lock().in_flight = 0;
+                continue;
+            }
+            if closing {
+                break;
+            }
+            self.writer.notified().await;
+        }
+        let _ = socket.shutdown().await;
+    }
+
+    /// Marks subscription `sid` for removal by the reader.
+    fn expire(&self, sid: Arc<str>) {
+        self.expired.lock().push(sid);
+        self.reader.notify_one();
+    }
+}
+
+thread_local! {
+    /// Writers to wake at the end of the current read batch on this thread, if one is open.
+    static BATCH: RefCell<Option<Vec<Arc<Outbound>>>> = const { RefCell::new(None) };
+}
+
+/// Collects writer wake-ups while a reader processes one read buffer.
+pub(crate) struct Batch(());
+
+impl Batch {
+    /// Opens a batch on this thread; wake-ups wait until the returned guard is dropped. Must
+    /// not be held across an `.await` (the task may move to another thread).
+    pub(crate) fn open() -> Batch {
+        BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.is_none() {
+                *b = Some(Vec::new());
+            }
+        });
+        Batch(())
+    }
+
+    fn wake(out: &Arc<Outbound>) {
+        let deferred = BATCH.with(|b| match b.try_borrow_mut() {
+            Ok(mut b) => match b.as_mut() {
+                Some(list) => {
+                    list.push(out.clone());
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        });
+        if !deferred {
+            out.writer.notify_one();
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+        for out in list {
+            out.writer.notify_one();
+        }
+    }
+}
+
+/// One client subscription as a delivery target: it knows its sid text and its UNSUB max, so
+/// delivering needs no lookup.
+pub(crate) struct SubTarget {
+    out: Arc<Outbound>,
+    sid: Arc<str>,
+    /// Messages this subscription may still take after UNSUB with max; u64::MAX when unlimited.
+    max: AtomicU64,
+    delivered: AtomicU64,
+}
+
+impl SubTarget {
+    pub(crate) fn new(out: Arc<Outbound>, sid: Arc<str>) -> SubTarget {
+        SubTarget {
+            out,
+            sid,
+            max: AtomicU64::new(u64::MAX),
+            delivered: AtomicU64::new(0),
+        }
+    }
+
+    /// The client's subscription id.
+    pub(crate) fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Applies `UNSUB <sid> <max>`: true when the subscription is done already (it delivered
+    /// `max` or more) and must be removed now.
+    pub(crate) fn limit(&self, max: u64) -> bool {
+        self.max.store(max, Ordering::SeqCst);
+        self.delivered.load(Ordering::SeqCst) >= max
+    }
+}
+
+impl Target for SubTarget {
+    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
+        let max = self.max.load(Ordering::Acquire);
+        if max != u64::MAX {
+            let n = self.delivered.fetch_add(1, Ordering::AcqRel) + 1;
+            if n > max {
+                return false;
+            }
+            if n == max {
+                self.out.expire(self.sid.clone());
+            }
+        } else {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.out.push_msg(&self.sid, msg)
+    }
+}

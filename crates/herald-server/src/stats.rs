@@ -1,0 +1,54 @@
+//! Server-wide counters, updated with relaxed atomics and read as a snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Counters shared by every connection of a server.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Clients closed (or, under the drop policy, first refused) as slow consumers.
+    pub slow_consumers: AtomicU64,
+    /// Messages received from clients.
+    pub msgs_in: AtomicU64,
+    /// Payload bytes received from clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to clients (protocol included).
+    pub bytes_out: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`], as `$HERALD.API.SERVER.INFO` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatsSnapshot {
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Connections open now.
+    pub connections: u64,
+    /// Slow consumers seen.
+    pub slow_consumers: u64,
+    /// Messages received from clients.
+    pub msgs_in: u64,
+    /// Payload bytes received from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+}
+
+impl Stats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections_total: get(&self.connections_total),
+            connections: get(&self.connections),
+            slow_consumers: get(&self.slow_consumers),
+            msgs_in: get(&self.msgs_in),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+        }
+    }
+}
