@@ -1,5 +1,7 @@
 //! The `herald` command.
 
+mod client;
+mod messaging;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +18,14 @@ struct Cli {
 enum Command {
     /// Run a server (NATS protocol on 127.0.0.1:4222 by default).
     Serve(serve::Args),
+    /// Publish a message.
+    Pub(messaging::PubArgs),
+    /// Subscribe and print subject, headers and payload of each message.
+    Sub(messaging::SubArgs),
+    /// Send a request and print the reply.
+    Req(messaging::ReqArgs),
+    /// Answer requests with a fixed response.
+    Reply(messaging::ReplyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +43,10 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Pub(args) => messaging::publish(args).await,
+            Command::Sub(args) => messaging::subscribe(args).await,
+            Command::Req(args) => messaging::request(args).await,
+            Command::Reply(args) => messaging::reply(args).await,
         }
     });
     match result {

@@ -37,6 +37,9 @@ struct ConnectOptions {
     version: Option<String>,
     /// herald's extension: the scope this connection publishes and subscribes in.
     scope: Option<String>,
+    /// Without authentication configured, the user name selects the scope (so any NATS client
+    /// can pick one, with `nats://scope@host:port`); the password is ignored.
+    user: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -52,6 +55,7 @@ impl Default for ConnectOptions {
             lang: None,
             version: None,
             scope: None,
+            user: None,
         }
     }
 }
@@ -236,7 +240,11 @@ impl Conn {
             );
             return false;
         }
-        let scope = opts.scope.take().unwrap_or_else(|| "default".into());
+        let scope = opts
+            .scope
+            .take()
+            .or_else(|| opts.user.take())
+            .unwrap_or_else(|| "default".into());
         if scope != self.router.scope() {
             if scope.is_empty() {
                 self.out.close(Close::Protocol, Some("Invalid Scope"));

@@ -1,0 +1,84 @@
+//! What every client command shares: the servers to connect to, the scope, and the
+//! connection itself (the `async-nats` client, so the commands work against nats-server too).
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, HeaderMap};
+
+/// Connection flags of every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Server URL; repeat it (or separate with commas) to list several.
+    #[arg(
+        long = "server",
+        short = 's',
+        env = "HERALD_SERVER",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub servers: Vec<String>,
+    /// Scope to publish and subscribe in (herald sends it as the CONNECT user name; a server
+    /// without authentication takes that as the scope) [default: the server's `default`].
+    #[arg(long, env = "HERALD_SCOPE")]
+    pub scope: Option<String>,
+    /// How long to wait for the server to answer when connecting.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+impl ClientArgs {
+    /// Connection options with the scope and a client name.
+    pub fn options(&self, name: &str) -> ConnectOptions {
+        let mut options = ConnectOptions::new()
+            .name(name)
+            .connection_timeout(self.connect_timeout);
+        if let Some(scope) = &self.scope {
+            options = options.user_and_password(scope.clone(), String::new());
+        }
+        options
+    }
+
+    /// Connects with [`options`](ClientArgs::options).
+    pub async fn connect(&self, name: &str) -> Result<Client, Box<dyn std::error::Error>> {
+        self.connect_with(self.options(name)).await
+    }
+
+    /// Connects with the given options.
+    pub async fn connect_with(
+        &self,
+        options: ConnectOptions,
+    ) -> Result<Client, Box<dyn std::error::Error>> {
+        options
+            .connect(self.servers.as_slice())
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", self.servers.join(",")).into())
+    }
+}
+
+/// Parses a duration such as `5s`, `250ms` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// Parses `Name: value` header flags into a header map.
+pub fn parse_headers(pairs: &[String]) -> Result<Option<HeaderMap>, String> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = HeaderMap::new();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once(':')
+            .ok_or_else(|| format!("header {pair:?} is not Name:value"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(format!("header name {name:?} is empty or holds whitespace"));
+        }
+        headers.append(name, value.trim());
+    }
+    Ok(Some(headers))
+}

@@ -1,0 +1,211 @@
+//! `herald pub`, `sub`, `req` and `reply`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use async_nats::Message;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::client::{ClientArgs, parse_duration, parse_headers};
+
+type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// `herald pub SUBJECT DATA`.
+#[derive(Debug, clap::Args)]
+pub struct PubArgs {
+    /// Subject to publish on.
+    subject: String,
+    /// Payload (use `-` to read it from standard input).
+    data: String,
+    /// A header, `Name: value`; repeat for several.
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// Reply subject to publish with.
+    #[arg(long)]
+    reply: Option<String>,
+    /// Publish this many times.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `herald sub PATTERN`.
+#[derive(Debug, clap::Args)]
+pub struct SubArgs {
+    /// Subject or pattern (`*` matches one token, `>` the rest).
+    pattern: String,
+    /// Join this queue group: each message goes to one member.
+    #[arg(long, short = 'q')]
+    queue: Option<String>,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `herald req SUBJECT DATA`.
+#[derive(Debug, clap::Args)]
+pub struct ReqArgs {
+    /// Subject to send the request to.
+    subject: String,
+    /// Payload (use `-` to read it from standard input).
+    data: String,
+    /// A header, `Name: value`; repeat for several.
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// How long to wait for the reply.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `herald reply SUBJECT RESPONSE`.
+#[derive(Debug, clap::Args)]
+pub struct ReplyArgs {
+    /// Subject or pattern to answer requests on.
+    subject: String,
+    /// The response sent to every request.
+    response: String,
+    /// Join this queue group (so several responders share the requests).
+    #[arg(long, short = 'q')]
+    queue: Option<String>,
+    /// Exit after answering this many requests.
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn payload(data: &str) -> std::result::Result<Bytes, std::io::Error> {
+    if data == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        Ok(buf.into())
+    } else {
+        Ok(Bytes::copy_from_slice(data.as_bytes()))
+    }
+}
+
+/// Publishes and waits until the server has everything.
+pub async fn publish(args: PubArgs) -> Result {
+    let headers = parse_headers(&args.headers)?;
+    let data = payload(&args.data)?;
+    let client = args.client.connect("herald pub").await?;
+    for _ in 0..args.count {
+        let subject = args.subject.clone();
+        match (&args.reply, &headers) {
+            (None, None) => client.publish(subject, data.clone()).await?,
+            (None, Some(h)) => {
+                client
+                    .publish_with_headers(subject, h.clone(), data.clone())
+                    .await?
+            }
+            (Some(r), None) => {
+                client
+                    .publish_with_reply(subject, r.clone(), data.clone())
+                    .await?
+            }
+            (Some(r), Some(h)) => {
+                client
+                    .publish_with_reply_and_headers(subject, r.clone(), h.clone(), data.clone())
+                    .await?
+            }
+        }
+    }
+    client.flush().await?;
+    Ok(())
+}
+
+/// Prints every message received until interrupted (or `--count`).
+pub async fn subscribe(args: SubArgs) -> Result {
+    let client = args.client.connect("herald sub").await?;
+    let mut sub = match &args.queue {
+        Some(q) => {
+            client
+                .queue_subscribe(args.pattern.clone(), q.clone())
+                .await?
+        }
+        None => client.subscribe(args.pattern.clone()).await?,
+    };
+    client.flush().await?;
+    let mut seen = 0u64;
+    let mut out = std::io::stdout().lock();
+    while args.count.is_none_or(|c| seen < c) {
+        let Some(msg) = sub.next().await else { break };
+        seen += 1;
+        print_message(&mut out, seen, &msg)?;
+    }
+    Ok(())
+}
+
+/// The format of `herald sub`: a header line, the headers, the payload, a blank line.
+fn print_message(out: &mut impl Write, n: u64, msg: &Message) -> std::io::Result<()> {
+    match &msg.reply {
+        Some(reply) => writeln!(out, "[#{n}] {} (reply: {reply})", msg.subject)?,
+        None => writeln!(out, "[#{n}] {}", msg.subject)?,
+    }
+    if let Some(headers) = &msg.headers {
+        for (name, values) in headers.iter() {
+            for value in values {
+                writeln!(out, "{name}: {value}")?;
+            }
+        }
+    }
+    out.write_all(&msg.payload)?;
+    writeln!(out)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// Sends one request and prints the reply.
+pub async fn request(args: ReqArgs) -> Result {
+    let headers = parse_headers(&args.headers)?;
+    let data = payload(&args.data)?;
+    let options = args
+        .client
+        .options("herald req")
+        .request_timeout(Some(args.timeout));
+    let client = args.client.connect_with(options).await?;
+    let reply = match headers {
+        Some(h) => {
+            client
+                .request_with_headers(args.subject.clone(), h, data)
+                .await
+        }
+        None => client.request(args.subject.clone(), data).await,
+    }
+    .map_err(|e| format!("request to {}: {e}", args.subject))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&reply.payload)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Answers every request on a subject with a fixed response.
+pub async fn reply(args: ReplyArgs) -> Result {
+    let client = args.client.connect("herald reply").await?;
+    let mut sub = match &args.queue {
+        Some(q) => {
+            client
+                .queue_subscribe(args.subject.clone(), q.clone())
+                .await?
+        }
+        None => client.subscribe(args.subject.clone()).await?,
+    };
+    client.flush().await?;
+    let response = Bytes::from(args.response.clone());
+    let mut answered = 0u64;
+    while args.count.is_none_or(|c| answered < c) {
+        let Some(msg) = sub.next().await else { break };
+        let Some(reply) = msg.reply else { continue };
+        client.publish(reply, response.clone()).await?;
+        answered += 1;
+        eprintln!("[#{answered}] answered a request on {}", msg.subject);
+    }
+    client.flush().await?;
+    Ok(())
+}
