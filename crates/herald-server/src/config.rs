@@ -151,6 +151,9 @@ impl Config {
             let Some(rest) = var.strip_prefix("HERALD_") else {
                 continue;
             };
+            if CLIENT_VARIABLES.contains(&rest) {
+                continue;
+            }
             let name = rest.to_ascii_lowercase();
             check_known(&known, &format!("environment variable {var}"), &name)?;
             table.insert(name, loose_value(&value));
@@ -159,6 +162,13 @@ impl Config {
             let name = flag.replace('-', "_");
             check_known(&known, &format!("flag --{flag}"), &name)?;
             table.insert(name, loose_value(value));
+        }
+        // Read each setting alone first, so an error names the setting it is about.
+        for (name, value) in &table {
+            let alone = toml::Table::from_iter([(name.clone(), value.clone())]);
+            if let Err(e) = toml::Value::Table(alone).try_into::<Config>() {
+                return Err(ConfigError::Invalid(format!("{name}: {}", e.message())));
+            }
         }
         let config: Config = toml::Value::Table(table)
             .try_into()
@@ -205,6 +215,10 @@ fn check_known(known: &[String], origin: &str, name: &str) -> Result<(), ConfigE
         known: known.join(", "),
     })
 }
+
+/// `HERALD_*` variables of the client commands (`herald pub --server`, `--scope`), not server
+/// settings: a shell that sets them can still run `herald serve`.
+const CLIENT_VARIABLES: &[&str] = &["SERVER", "SCOPE"];
 
 /// A string from the environment or a flag as a TOML value: an integer or a boolean when it
 /// reads as one, else the string itself.
@@ -271,6 +285,7 @@ mod tests {
                 ("HERALD_NAME", "from-env"),
                 ("HERALD_MAX_PAYLOAD", "2000"),
                 ("PATH", "/bin"),
+                ("HERALD_SERVER", "nats://elsewhere:4222"),
             ]),
             &[
                 ("name", "from-flag".into()),

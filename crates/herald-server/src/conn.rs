@@ -280,7 +280,9 @@ impl Conn {
             headers,
             payload,
         };
-        match self.router.publish_wire(&msg, self.opts.echo) {
+        let result = self.router.publish_wire(&msg, self.opts.echo);
+        tracing::trace!(client = self.id, subject, ?result, "PUB");
+        match result {
             Ok(0) => {
                 if let Some(reply) = reply
                     && self.opts.no_responders
@@ -333,6 +335,7 @@ impl Conn {
             .subscribe_target(subject, queue, 0, target.clone())
         {
             Ok(handle) => {
+                tracing::trace!(client = self.id, subject, ?queue, %sid, "SUB");
                 self.subs.insert(sid, ClientSub { handle, target });
             }
             Err(err) => {
@@ -349,6 +352,7 @@ impl Conn {
             (Some(_), None) => true,
         };
         if done && let Some(sub) = self.subs.remove(sid) {
+            sub.target.remove();
             self.router.unsubscribe_target(&sub.handle);
         }
     }
@@ -357,6 +361,7 @@ impl Conn {
     fn reap_expired(&mut self) {
         for sid in self.out.take_expired() {
             if let Some(sub) = self.subs.remove(&sid) {
+                sub.target.remove();
                 self.router.unsubscribe_target(&sub.handle);
             }
         }

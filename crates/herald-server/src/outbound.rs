@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use herald::{Delivery, Target};
@@ -320,6 +320,8 @@ pub(crate) struct SubTarget {
     /// Messages this subscription may still take after UNSUB with max; u64::MAX when unlimited.
     max: AtomicU64,
     delivered: AtomicU64,
+    /// Set on UNSUB: a publisher still holding an older match result delivers nothing more.
+    removed: AtomicBool,
 }
 
 impl SubTarget {
@@ -329,12 +331,18 @@ impl SubTarget {
             sid,
             max: AtomicU64::new(u64::MAX),
             delivered: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
         }
     }
 
     /// The client's subscription id.
     pub(crate) fn sid(&self) -> &str {
         &self.sid
+    }
+
+    /// Marks the subscription removed: it takes no more messages.
+    pub(crate) fn remove(&self) {
+        self.removed.store(true, Ordering::Release);
     }
 
     /// Applies `UNSUB <sid> <max>`: true when the subscription is done already (it delivered
@@ -347,6 +355,9 @@ impl SubTarget {
 
 impl Target for SubTarget {
     fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
+        if self.removed.load(Ordering::Acquire) {
+            return false;
+        }
         let max = self.max.load(Ordering::Acquire);
         if max != u64::MAX {
             let n = self.delivered.fetch_add(1, Ordering::AcqRel) + 1;

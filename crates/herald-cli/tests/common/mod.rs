@@ -1,0 +1,79 @@
+//! A `herald serve` child process for tests: started on a free loopback port, found by the
+//! `listening nats HOST:PORT` line it prints, killed when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `herald serve`.
+pub struct HeraldProcess {
+    child: Option<Child>,
+    /// Address of the NATS listener.
+    pub addr: SocketAddr,
+}
+
+impl HeraldProcess {
+    /// Starts `herald serve --listen 127.0.0.1:0` with extra arguments.
+    pub fn start(extra: &[&str]) -> HeraldProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "--log",
+                &std::env::var("TEST_HERALD_LOG").unwrap_or("warn".into()),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start herald serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening nats ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("herald serve did not print its listening line within 30 s");
+        HeraldProcess {
+            child: Some(child),
+            addr: addr.parse().expect("listening line holds HOST:PORT"),
+        }
+    }
+
+    /// `nats://HOST:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the process to exit; returns its status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("child present until dropped");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("herald serve did not exit within 10 s of SIGTERM")
+            .expect("wait for herald serve")
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
