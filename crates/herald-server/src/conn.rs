@@ -38,8 +38,11 @@ struct ConnectOptions {
     /// herald's extension: the scope this connection publishes and subscribes in.
     scope: Option<String>,
     /// Without authentication configured, the user name selects the scope (so any NATS client
-    /// can pick one, with `nats://scope@host:port`); the password is ignored.
+    /// can pick one: `nats://scope:@host:port`, or a user option); the password is ignored.
     user: Option<String>,
+    /// Likewise for a token, when there is no user: nats-py and nats.go send the user of a
+    /// password-less URL (`nats://scope@host`) as `auth_token`.
+    auth_token: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -56,6 +59,7 @@ impl Default for ConnectOptions {
             version: None,
             scope: None,
             user: None,
+            auth_token: None,
         }
     }
 }
@@ -244,6 +248,7 @@ impl Conn {
             .scope
             .take()
             .or_else(|| opts.user.take())
+            .or_else(|| opts.auth_token.take())
             .unwrap_or_else(|| "default".into());
         if scope != self.router.scope() {
             if scope.is_empty() {
