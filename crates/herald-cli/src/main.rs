@@ -1,5 +1,6 @@
 //! The `herald` command.
 
+mod bench;
 mod client;
 mod messaging;
 mod serve;
@@ -26,6 +27,8 @@ enum Command {
     Req(messaging::ReqArgs),
     /// Answer requests with a fixed response.
     Reply(messaging::ReplyArgs),
+    /// Measure publish/subscribe or request/reply throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
             Command::Sub(args) => messaging::subscribe(args).await,
             Command::Req(args) => messaging::request(args).await,
             Command::Reply(args) => messaging::reply(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {
