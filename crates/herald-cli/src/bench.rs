@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Notify};
 
 use crate::client::{ClientArgs, parse_duration};
 
@@ -190,10 +190,69 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 1_000_000_000, 3).expect("constant bounds are valid")
 }
 
+/// Keeps publishers at most `window` messages ahead of the average subscriber, so a run
+/// measures what a server sustains, not how fast an outbound buffer fills before the server
+/// cuts a reader off as a slow consumer. Subscribers report progress in steps of
+/// [`REPORT_EVERY`] messages.
+struct Flow {
+    published: AtomicU64,
+    received: AtomicU64,
+    subs: u64,
+    window: u64,
+    progress: Notify,
+}
+
+/// How many messages a subscriber receives between two progress reports.
+const REPORT_EVERY: u64 = 1024;
+
+impl Flow {
+    fn new(subs: usize, size: usize) -> Arc<Flow> {
+        // About 8 MiB in flight per subscriber, and well above the reporting step.
+        let window = (8 * 1024 * 1024 / (size as u64 + 32)).max(8 * REPORT_EVERY);
+        Arc::new(Flow {
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            subs: subs as u64,
+            window,
+            progress: Notify::new(),
+        })
+    }
+
+    fn received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+        self.progress.notify_waiters();
+    }
+
+    fn total_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more messages may be published.
+    async fn admit(&self, n: u64, idle: Duration) -> Result {
+        let published = self.published.fetch_add(n, Ordering::Relaxed) + n;
+        if self.subs == 0 {
+            return Ok(());
+        }
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if published <= self.received.load(Ordering::Relaxed) / self.subs + self.window {
+                return Ok(());
+            }
+            if tokio::time::timeout(idle, notified).await.is_err() {
+                return Err(
+                    "subscribers stopped receiving (disconnected as slow consumers?)".into(),
+                );
+            }
+        }
+    }
+}
+
 /// Publish/subscribe with async-nats on both sides.
 async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
     let base_time = Instant::now();
-    let received = Arc::new(AtomicU64::new(0));
+    let flow = Flow::new(args.subs, args.size);
     let bar = progress(args.msgs * args.subs.max(1) as u64, "messages", args.json);
     let ready = Arc::new(Barrier::new(args.subs + 1));
     let mut subscribers = Vec::new();
@@ -209,12 +268,7 @@ async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
             .map_err(|e| e.to_string())?;
         let mut sub = client.subscribe(args.subject.clone()).await?;
         sync_nats(&client).await?;
-        let (received, ready, want, idle) = (
-            received.clone(),
-            ready.clone(),
-            args.msgs,
-            args.idle_timeout,
-        );
+        let (flow, ready, want, idle) = (flow.clone(), ready.clone(), args.msgs, args.idle_timeout);
         subscribers.push(tokio::spawn(async move {
             ready.wait().await;
             let mut hist = histogram();
@@ -224,11 +278,14 @@ async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
                     Ok(Some(msg)) => {
                         record(&mut hist, &msg.payload, base_time);
                         got += 1;
-                        received.fetch_add(1, Ordering::Relaxed);
+                        if got.is_multiple_of(REPORT_EVERY) {
+                            flow.received(REPORT_EVERY);
+                        }
                     }
                     _ => break,
                 }
             }
+            flow.received(got % REPORT_EVERY);
             drop(client);
             (got, hist, Instant::now())
         }));
@@ -243,22 +300,21 @@ async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
             .connect("herald bench pub")
             .await
             .map_err(|e| e.to_string())?;
-        let (subject, size, received) = (args.subject.clone(), args.size, received.clone());
-        let bar = bar.clone();
+        let (subject, size, flow) = (args.subject.clone(), args.size, flow.clone());
+        let (bar, idle) = (bar.clone(), args.idle_timeout);
         let watch_subs = args.subs > 0;
         publishers.push(tokio::spawn(async move {
             let mut payload = vec![0u8; size];
             for i in 0..count {
+                if i % 256 == 0 {
+                    flow.admit(256.min(count - i), idle).await?;
+                }
                 stamp(&mut payload, base_time);
                 client
                     .publish(subject.clone(), Bytes::copy_from_slice(&payload))
                     .await?;
                 if i % 4096 == 0 {
-                    bar.set_position(if watch_subs {
-                        received.load(Ordering::Relaxed)
-                    } else {
-                        i
-                    });
+                    bar.set_position(if watch_subs { flow.total_received() } else { i });
                 }
             }
             client.flush().await?;
@@ -414,7 +470,7 @@ impl RawConn {
 /// Publish/subscribe with the raw client.
 async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
     let base_time = Instant::now();
-    let received = Arc::new(AtomicU64::new(0));
+    let flow = Flow::new(args.subs, args.size);
     let bar = progress(args.msgs * args.subs.max(1) as u64, "messages", args.json);
     let ready = Arc::new(Barrier::new(args.subs + 1));
     let mut subscribers = Vec::new();
@@ -424,12 +480,7 @@ async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
             .write_all(format!("SUB {} 1\r\n", args.subject).as_bytes())
             .await?;
         conn.round_trip(args.idle_timeout).await?;
-        let (received, ready, want, idle) = (
-            received.clone(),
-            ready.clone(),
-            args.msgs,
-            args.idle_timeout,
-        );
+        let (flow, ready, want, idle) = (flow.clone(), ready.clone(), args.msgs, args.idle_timeout);
         subscribers.push(tokio::spawn(async move {
             ready.wait().await;
             let mut hist = histogram();
@@ -444,15 +495,15 @@ async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
                         }
                         got += 1;
                         batch += 1;
-                        if batch == 4096 {
-                            received.fetch_add(batch, Ordering::Relaxed);
+                        if batch == REPORT_EVERY {
+                            flow.received(batch);
                             batch = 0;
                         }
                     }
                     got >= want
                 })
                 .await;
-            received.fetch_add(batch, Ordering::Relaxed);
+            flow.received(batch);
             (got, hist, Instant::now())
         }));
     }
@@ -462,7 +513,7 @@ async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
     for count in split(args.msgs, args.pubs) {
         let mut conn = RawConn::open(args).await?;
         let (subject, size, idle) = (args.subject.clone(), args.size, args.idle_timeout);
-        let (bar, received, watch_subs) = (bar.clone(), received.clone(), args.subs > 0);
+        let (bar, flow, watch_subs) = (bar.clone(), flow.clone(), args.subs > 0);
         publishers.push(tokio::spawn(async move {
             let header = format!("PUB {subject} {size}\r\n");
             let frame_len = header.len() + size + 2;
@@ -476,6 +527,7 @@ async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
             let mut sent = 0u64;
             while sent < count {
                 let n = per_batch.min(count - sent);
+                flow.admit(n, idle).await?;
                 let bytes = &mut batch[..frame_len * n as usize];
                 for frame in bytes.chunks_mut(frame_len) {
                     stamp(&mut frame[header.len()..header.len() + size], base_time);
@@ -483,7 +535,7 @@ async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
                 conn.socket.write_all(bytes).await?;
                 sent += n;
                 bar.set_position(if watch_subs {
-                    received.load(Ordering::Relaxed)
+                    flow.total_received()
                 } else {
                     sent
                 });

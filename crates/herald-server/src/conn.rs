@@ -22,6 +22,10 @@ use tokio::net::tcp::OwnedReadHalf;
 use crate::outbound::{Batch, Close, Outbound, SubTarget};
 use crate::server::Shared;
 
+/// The smallest and largest read the reader offers the socket.
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 64 * 1024;
+
 /// The options a client sends in CONNECT. Fields not listed (auth, tls, nkeys) are ignored, as
 /// nats-server ignores what it does not use; a missing field keeps nats-server's default.
 #[derive(Debug, Clone, Deserialize)]
@@ -129,7 +133,10 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
 impl Conn {
     /// Reads and handles operations until the connection closes; returns why.
     async fn read_loop(&mut self, mut read: OwnedReadHalf) -> Close {
-        let mut buf = BytesMut::with_capacity(512);
+        let mut buf = BytesMut::new();
+        // How much each read offers the socket: doubles while reads fill it, halves while they
+        // use little of it, so busy clients read 64 KiB at a time and idle ones hold little.
+        let mut want = MIN_READ;
         let mut shutdown = self.shared.shutdown.clone();
         let interval = self.shared.config.ping_interval;
         let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -137,18 +144,20 @@ impl Conn {
             if let Some(why) = self.out.closed() {
                 return why;
             }
-            // Grow by doubling while reads fill the buffer; a large payload reserves its size.
-            if buf.capacity() - buf.len() < 256 {
-                buf.reserve(buf.capacity().clamp(512, 64 * 1024));
-            }
+            buf.reserve(want);
             tokio::select! {
                 read = read.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => return Close::ClientGone,
-                    Ok(_) => {
+                    Ok(n) => {
+                        if n >= want {
+                            want = (want * 2).min(MAX_READ);
+                        } else if n < want / 4 {
+                            want = (want / 2).max(MIN_READ);
+                        }
                         let used = self.handle_buffer(&buf);
                         buf.advance(used);
-                        if buf.is_empty() && buf.capacity() > 64 * 1024 {
-                            buf = BytesMut::with_capacity(512);
+                        if buf.is_empty() && want == MIN_READ && buf.capacity() > 4 * MIN_READ {
+                            buf = BytesMut::new();
                         }
                     }
                 },
@@ -224,7 +233,7 @@ impl Conn {
         if self.opts.verbose {
             self.out.push_control(|b| b.extend_from_slice(encode::OK));
         }
-        self.out.closed().is_none()
+        !self.out.is_closing()
     }
 
     fn connect(&mut self, json: &[u8]) -> bool {

@@ -61,6 +61,8 @@ pub(crate) struct Outbound {
     reader: Notify,
     /// Subscriptions that reached their UNSUB max, for the reader to remove.
     expired: Mutex<Vec<Arc<str>>>,
+    /// Mirrors `State::closed.is_some()`, for checks that need no lock.
+    closing: AtomicBool,
     max_pending: usize,
     policy: SlowConsumerPolicy,
     dropped: AtomicU64,
@@ -85,6 +87,7 @@ impl Outbound {
             writer: Notify::new(),
             reader: Notify::new(),
             expired: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
             max_pending,
             policy,
             dropped: AtomicU64::new(0),
@@ -165,9 +168,15 @@ impl Outbound {
             encode::err(&mut state.buf, text);
         }
         state.closed = Some(why);
+        self.closing.store(true, Ordering::Release);
         drop(state);
         self.writer.notify_one();
         self.reader.notify_one();
+    }
+
+    /// Whether the connection is closing (no lock taken).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Why the connection closed, once it has.
