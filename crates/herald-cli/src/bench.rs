@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Barrier, Notify};
 
-use crate::client::{ClientArgs, parse_duration};
+use crate::client::{ClientArgs, parse_duration, round_trip};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -267,7 +267,7 @@ async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
             .await
             .map_err(|e| e.to_string())?;
         let mut sub = client.subscribe(args.subject.clone()).await?;
-        sync_nats(&client).await?;
+        round_trip(&client).await?;
         let (flow, ready, want, idle) = (flow.clone(), ready.clone(), args.msgs, args.idle_timeout);
         subscribers.push(tokio::spawn(async move {
             ready.wait().await;
@@ -318,7 +318,7 @@ async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
                 }
             }
             client.flush().await?;
-            sync_nats(&client).await?;
+            round_trip(&client).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         }));
     }
@@ -327,17 +327,6 @@ async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
     }
     let published = start.elapsed();
     finish_pubsub(args, "pubsub", start, published, subscribers, bar).await
-}
-
-/// A round trip: a request nobody answers comes back as "no responders" once the server has
-/// handled everything sent before it.
-async fn sync_nats(client: &async_nats::Client) -> Result {
-    let inbox = client.new_inbox();
-    match client.request(inbox, Bytes::new()).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
-        Err(e) => Err(format!("round trip to the server failed: {e}").into()),
-    }
 }
 
 type SubResult = (u64, Histogram<u64>, Instant);
@@ -566,7 +555,7 @@ async fn request(args: &BenchArgs) -> Result<Report> {
         let mut sub = client
             .queue_subscribe(args.subject.clone(), "herald-bench".into())
             .await?;
-        sync_nats(&client).await?;
+        round_trip(&client).await?;
         responders.push(tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 if let Some(reply) = msg.reply {

@@ -55,6 +55,21 @@ impl ClientArgs {
     }
 }
 
+/// Waits until the server has handled everything `client` sent so far. async-nats's `flush`
+/// only empties the client's own buffer; a request on a fresh inbox comes back "no responders"
+/// once the server has processed every earlier operation, so after this a subscription is in
+/// place for other clients' publishes.
+pub async fn round_trip(client: &Client) -> Result<(), String> {
+    match client
+        .request(client.new_inbox(), bytes::Bytes::new())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(e) => Err(format!("round trip to the server failed: {e}")),
+    }
+}
+
 /// Parses a duration such as `5s`, `250ms` or `2m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))

@@ -7,7 +7,7 @@ use async_nats::Message;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::client::{ClientArgs, parse_duration, parse_headers};
+use crate::client::{ClientArgs, parse_duration, parse_headers, round_trip};
 
 type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -131,7 +131,8 @@ pub async fn subscribe(args: SubArgs) -> Result {
         }
         None => client.subscribe(args.pattern.clone()).await?,
     };
-    client.flush().await?;
+    round_trip(&client).await?;
+    eprintln!("subscribed to {}", args.pattern);
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
     while args.count.is_none_or(|c| seen < c) {
@@ -196,7 +197,8 @@ pub async fn reply(args: ReplyArgs) -> Result {
         }
         None => client.subscribe(args.subject.clone()).await?,
     };
-    client.flush().await?;
+    round_trip(&client).await?;
+    eprintln!("answering requests on {}", args.subject);
     let response = Bytes::from(args.response.clone());
     let mut answered = 0u64;
     while args.count.is_none_or(|c| answered < c) {

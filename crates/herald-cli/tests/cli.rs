@@ -1,0 +1,188 @@
+//! The `herald` client commands as a user runs them: `sub`, `pub`, `reply`, `req`, `--help`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::HeraldProcess;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn herald(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(args);
+    cmd
+}
+
+/// Runs a command to completion, within [`WAIT`].
+fn run(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald");
+    finish(child)
+}
+
+fn finish(child: Child) -> Output {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(WAIT)
+        .expect("herald command did not finish in time")
+        .expect("wait for herald")
+}
+
+/// Starts a long-running client command and waits for the stderr line that says it is ready.
+fn start_ready(mut cmd: Command, ready: &str) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let ready = ready.to_owned();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if line.contains(&ready) {
+                let _ = tx.send(());
+                break;
+            }
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    rx.recv_timeout(WAIT)
+        .expect("client command never became ready");
+    child
+}
+
+#[test]
+fn sub_prints_what_pub_sends_in_its_scope() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.url();
+    let sub = start_ready(
+        herald(&[
+            "sub", "greet.*", "--count", "2", "--server", &url, "--scope", "s",
+        ]),
+        "subscribed to greet.*",
+    );
+    let out = run(herald(&[
+        "pub",
+        "greet.other",
+        "wrong scope",
+        "--server",
+        &url,
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    for (subject, data) in [("greet.en", "hello"), ("greet.fr", "bonjour")] {
+        let out = run(herald(&[
+            "pub", subject, data, "-H", "Lang: x", "--server", &url, "--scope", "s",
+        ]));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut sub = sub;
+    let mut stdout = String::new();
+    sub.stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)
+        .expect("read sub output");
+    let status = finish(sub).status;
+    assert!(status.success());
+    assert_eq!(
+        stdout,
+        "[#1] greet.en\nLang: x\nhello\n\n[#2] greet.fr\nLang: x\nbonjour\n\n"
+    );
+}
+
+#[test]
+fn req_gets_what_reply_answers_and_fails_clearly_without_responders() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.url();
+    let replier = start_ready(
+        herald(&[
+            "reply", "svc.time", "noon", "--count", "1", "--server", &url,
+        ]),
+        "answering requests on svc.time",
+    );
+    let out = run(herald(&["req", "svc.time", "now?", "--server", &url]));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "noon\n");
+    assert!(finish(replier).status.success());
+
+    let out = run(herald(&[
+        "req",
+        "svc.none",
+        "x",
+        "--server",
+        &url,
+        "--timeout",
+        "2s",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no responders"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn help_everywhere_and_clear_errors() {
+    for cmd in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["pub", "--help"],
+        &["sub", "--help"],
+        &["req", "--help"],
+        &["reply", "--help"],
+        &["bench", "--help"],
+    ] {
+        let out = run(herald(cmd));
+        assert!(out.status.success(), "{cmd:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{cmd:?}"
+        );
+    }
+    // Nobody listens on this port (a listener bound and dropped).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let out = run(herald(&[
+        "pub",
+        "a",
+        "b",
+        "--server",
+        &url,
+        "--connect-timeout",
+        "1s",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{out:?}"
+    );
+    let out = run(herald(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-payload",
+        "0",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_payload"),
+        "{out:?}"
+    );
+}
