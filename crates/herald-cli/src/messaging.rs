@@ -120,18 +120,36 @@ pub async fn publish(args: PubArgs) -> Result {
     Ok(())
 }
 
-/// Prints every message received until interrupted (or `--count`).
-pub async fn subscribe(args: SubArgs) -> Result {
-    let client = args.client.connect("herald sub").await?;
-    let mut sub = match &args.queue {
+/// Connects and subscribes (in a queue group if given); returns once the server has the
+/// subscription.
+async fn subscribed(
+    args: &ClientArgs,
+    name: &str,
+    pattern: &str,
+    queue: Option<&str>,
+) -> std::result::Result<(async_nats::Client, async_nats::Subscriber), Box<dyn std::error::Error>> {
+    let client = args.connect(name).await?;
+    let sub = match queue {
         Some(q) => {
             client
-                .queue_subscribe(args.pattern.clone(), q.clone())
+                .queue_subscribe(pattern.to_owned(), q.to_owned())
                 .await?
         }
-        None => client.subscribe(args.pattern.clone()).await?,
+        None => client.subscribe(pattern.to_owned()).await?,
     };
     round_trip(&client).await?;
+    Ok((client, sub))
+}
+
+/// Prints every message received until interrupted (or `--count`).
+pub async fn subscribe(args: SubArgs) -> Result {
+    let (_client, mut sub) = subscribed(
+        &args.client,
+        "herald sub",
+        &args.pattern,
+        args.queue.as_deref(),
+    )
+    .await?;
     eprintln!("subscribed to {}", args.pattern);
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
@@ -188,16 +206,13 @@ pub async fn request(args: ReqArgs) -> Result {
 
 /// Answers every request on a subject with a fixed response.
 pub async fn reply(args: ReplyArgs) -> Result {
-    let client = args.client.connect("herald reply").await?;
-    let mut sub = match &args.queue {
-        Some(q) => {
-            client
-                .queue_subscribe(args.subject.clone(), q.clone())
-                .await?
-        }
-        None => client.subscribe(args.subject.clone()).await?,
-    };
-    round_trip(&client).await?;
+    let (client, mut sub) = subscribed(
+        &args.client,
+        "herald reply",
+        &args.subject,
+        args.queue.as_deref(),
+    )
+    .await?;
     eprintln!("answering requests on {}", args.subject);
     let response = Bytes::from(args.response.clone());
     let mut answered = 0u64;
