@@ -275,6 +275,7 @@ impl Conn {
             scope,
             "CONNECT"
         );
+        self.out.set_headers(opts.headers);
         self.opts = opts;
         true
     }

@@ -63,6 +63,9 @@ pub(crate) struct Outbound {
     expired: Mutex<Vec<Arc<str>>>,
     /// Mirrors `State::closed.is_some()`, for checks that need no lock.
     closing: AtomicBool,
+    /// Whether the client said `headers: true` in CONNECT; if not, headers are stripped and it
+    /// gets MSG, as nats-server does for clients without header support.
+    headers: AtomicBool,
     max_pending: usize,
     policy: SlowConsumerPolicy,
     dropped: AtomicU64,
@@ -88,6 +91,7 @@ impl Outbound {
             reader: Notify::new(),
             expired: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
+            headers: AtomicBool::new(false),
             max_pending,
             policy,
             dropped: AtomicU64::new(0),
@@ -115,7 +119,9 @@ impl Outbound {
     /// message was refused as a slow consumer.
     fn push_msg(self: &Arc<Self>, sid: &str, msg: &Delivery<'_>) -> bool {
         let payload = msg.payload();
-        let headers = msg.header_block();
+        let headers = msg
+            .header_block()
+            .filter(|_| self.headers.load(Ordering::Relaxed));
         let size = payload.len() + headers.map_or(0, <[u8]>::len) + msg.subject().len() + 64;
         let mut state = self.state.lock();
         if state.closed.is_some() {
@@ -172,6 +178,11 @@ impl Outbound {
         drop(state);
         self.writer.notify_one();
         self.reader.notify_one();
+    }
+
+    /// Records whether the client takes HMSG (its CONNECT `headers`).
+    pub(crate) fn set_headers(&self, supported: bool) {
+        self.headers.store(supported, Ordering::Relaxed);
     }
 
     /// Whether the connection is closing (no lock taken).

@@ -240,6 +240,25 @@ async fn unsub_with_max_and_no_responders() {
 }
 
 #[tokio::test]
+async fn headers_are_stripped_for_clients_without_header_support() {
+    let server = start(Config::default()).await;
+    let mut old = Raw::quiet(&server).await; // no "headers": true
+    let mut new = Raw::connect(&server).await;
+    new.send(b"CONNECT {\"verbose\":false,\"headers\":true}\r\n")
+        .await;
+    old.send(b"SUB h 1\r\n").await;
+    new.send(b"SUB h 2\r\n").await;
+    old.round_trip().await;
+    new.round_trip().await;
+    new.send(b"HPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\n").await;
+    assert_eq!(
+        new.round_trip().await,
+        ["HMSG h 2 \"NATS/1.0\\r\\n\\r\\n\" hi"]
+    );
+    assert_eq!(old.round_trip().await, ["MSG h 1 hi"]);
+}
+
+#[tokio::test]
 async fn a_client_that_misses_pings_is_stale() {
     let server = start(Config {
         ping_interval: Duration::from_millis(50),
