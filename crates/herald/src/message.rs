@@ -144,61 +144,48 @@ pub(crate) trait Responder: Send + Sync {
 /// message from a network client carries its `NATS/1.0` block, passed through to other clients
 /// untouched and parsed only if a local subscriber asks for the map; a message from the
 /// library carries a [`HeaderMap`], encoded once if a network subscriber needs the block.
-#[derive(Default)]
-pub(crate) struct Headers {
-    map: OnceLock<Option<HeaderMap>>,
-    block: OnceLock<Option<Bytes>>,
+/// Boxed, so a message without headers (the common case) pays one word for them.
+pub(crate) enum Headers {
+    None,
+    Map(Box<(HeaderMap, OnceLock<Bytes>)>),
+    Block(Box<(Bytes, OnceLock<HeaderMap>)>),
 }
 
 impl Headers {
-    /// No headers.
-    pub(crate) fn none() -> Headers {
-        Headers {
-            map: OnceLock::from(None),
-            block: OnceLock::from(None),
-        }
-    }
-
     /// Headers given as a map (by the library).
     pub(crate) fn from_map(map: Option<HeaderMap>) -> Headers {
         match map {
-            None => Headers::none(),
-            Some(map) => Headers {
-                map: OnceLock::from(Some(map)),
-                block: OnceLock::new(),
-            },
+            None => Headers::None,
+            Some(map) => Headers::Map(Box::new((map, OnceLock::new()))),
         }
     }
 
     /// Headers given as a wire block (by a network client).
     pub(crate) fn from_block(block: Option<Bytes>) -> Headers {
         match block {
-            None => Headers::none(),
-            Some(block) => Headers {
-                map: OnceLock::new(),
-                block: OnceLock::from(Some(block)),
-            },
+            None => Headers::None,
+            Some(block) => Headers::Block(Box::new((block, OnceLock::new()))),
         }
     }
 
     fn map(&self) -> Option<&HeaderMap> {
-        self.map
-            .get_or_init(|| {
-                let block = self.block.get()?.as_ref()?;
-                Some(HeaderMap::from_block(block))
-            })
-            .as_ref()
+        match self {
+            Headers::None => None,
+            Headers::Map(m) => Some(&m.0),
+            Headers::Block(b) => Some(b.1.get_or_init(|| HeaderMap::from_block(&b.0))),
+        }
     }
 
     fn block(&self) -> Option<&[u8]> {
-        self.block
-            .get_or_init(|| {
-                let map = self.map.get()?.as_ref()?;
-                let mut out = Vec::with_capacity(16 + 32 * map.len());
-                herald_proto::headers::encode(&mut out, None, map.iter());
-                Some(Bytes::from(out))
-            })
-            .as_deref()
+        match self {
+            Headers::None => None,
+            Headers::Block(b) => Some(&b.0),
+            Headers::Map(m) => Some(m.1.get_or_init(|| {
+                let mut out = Vec::with_capacity(16 + 32 * m.0.len());
+                herald_proto::headers::encode(&mut out, None, m.0.iter());
+                Bytes::from(out)
+            })),
+        }
     }
 }
 
@@ -356,7 +343,7 @@ mod tests {
         assert_eq!(from_block.map(), Some(&h));
         let bad = Headers::from_block(Some(Bytes::from_static(b"HTTP/1.1\r\n\r\n")));
         assert_eq!(bad.map(), Some(&HeaderMap::new()));
-        assert!(Headers::none().map().is_none() && Headers::none().block().is_none());
+        assert!(Headers::None.map().is_none() && Headers::None.block().is_none());
     }
 
     #[test]
@@ -374,7 +361,7 @@ mod tests {
         let msg = Message::new(
             Subject::new("a").unwrap(),
             None,
-            Headers::none(),
+            Headers::None,
             Bytes::new(),
             None,
         );

@@ -48,27 +48,27 @@ pub trait Target: Send + Sync + 'static {
 /// shared [`Message`], built on the first call and cloned after.
 pub struct Delivery<'a> {
     source: Source<'a>,
-    message: OnceLock<Message>,
 }
 
 enum Source<'a> {
     /// Published through the library: the message is built up front.
-    Built,
-    /// Parsed off the wire: parts borrowed from the reader's buffer.
+    Built(Message),
+    /// Parsed off the wire: parts borrowed from the reader's buffer, and the message once a
+    /// target asked for it.
     Wire {
         subject: &'a Subject,
         reply: Option<&'a str>,
         headers: Option<&'a [u8]>,
         payload: &'a [u8],
         responder: &'a Weak<dyn Responder>,
+        message: OnceLock<Message>,
     },
 }
 
 impl<'a> Delivery<'a> {
     pub(crate) fn built(message: Message) -> Delivery<'a> {
         Delivery {
-            source: Source::Built,
-            message: OnceLock::from(message),
+            source: Source::Built(message),
         }
     }
 
@@ -86,37 +86,39 @@ impl<'a> Delivery<'a> {
                 headers,
                 payload,
                 responder,
+                message: OnceLock::new(),
             },
-            message: OnceLock::new(),
         }
     }
 
     fn built_message(&self) -> &Message {
-        self.message.get_or_init(|| match &self.source {
+        match &self.source {
+            Source::Built(message) => message,
             Source::Wire {
                 subject,
                 reply,
                 headers,
                 payload,
                 responder,
-            } => Message::new(
-                (*subject).clone(),
-                // Checked before fan-out; building it again cannot fail.
-                reply.map(Subject::from_valid),
-                Headers::from_block(headers.map(Bytes::copy_from_slice)),
-                Bytes::copy_from_slice(payload),
-                reply.map(|_| (*responder).clone()),
-            ),
-            // Always set at construction.
-            Source::Built => unreachable!("a built delivery has its message"),
-        })
+                message,
+            } => message.get_or_init(|| {
+                Message::new(
+                    (*subject).clone(),
+                    // Checked before fan-out; building it again cannot fail.
+                    reply.map(Subject::from_valid),
+                    Headers::from_block(headers.map(Bytes::copy_from_slice)),
+                    Bytes::copy_from_slice(payload),
+                    reply.map(|_| (*responder).clone()),
+                )
+            }),
+        }
     }
 
     /// The subject it was published on.
     pub fn subject(&self) -> &str {
         match &self.source {
             Source::Wire { subject, .. } => subject.as_str(),
-            Source::Built => self.built_message().subject(),
+            Source::Built(m) => m.subject(),
         }
     }
 
@@ -124,7 +126,7 @@ impl<'a> Delivery<'a> {
     pub fn reply(&self) -> Option<&str> {
         match &self.source {
             Source::Wire { reply, .. } => *reply,
-            Source::Built => self.built_message().reply(),
+            Source::Built(m) => m.reply(),
         }
     }
 
@@ -132,7 +134,7 @@ impl<'a> Delivery<'a> {
     pub fn header_block(&self) -> Option<&[u8]> {
         match &self.source {
             Source::Wire { headers, .. } => *headers,
-            Source::Built => self.built_message().header_block(),
+            Source::Built(m) => m.header_block(),
         }
     }
 
@@ -140,7 +142,7 @@ impl<'a> Delivery<'a> {
     pub fn payload(&self) -> &[u8] {
         match &self.source {
             Source::Wire { payload, .. } => payload,
-            Source::Built => self.built_message().payload(),
+            Source::Built(m) => m.payload(),
         }
     }
 
