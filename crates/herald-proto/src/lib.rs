@@ -12,11 +12,13 @@
 //! | [`server`] | server → client operations (INFO, MSG, HMSG, PING, PONG, +OK, -ERR) |
 //! | [`encode`] | writers for both directions |
 //! | [`headers`] | the `NATS/1.0` header block |
+//! | [`route`] | the route protocol between herald nodes (RS+/RS-, RMSG/HRMSG, ROUTE) |
 //! | `scan` | the shared control-line scanner |
 
 pub mod client;
 pub mod encode;
 pub mod headers;
+pub mod route;
 mod scan;
 pub mod server;
 

@@ -83,3 +83,45 @@ proptest! {
         let _ = headers::parse(&buf);
     }
 }
+
+proptest! {
+    #[test]
+    fn route_round_trip(
+        scope in "[a-z0-9_-]{1,12}",
+        subject in token(),
+        reply in prop::option::of(token()),
+        queues in prop::collection::vec(token(), 0..5),
+        headers in prop::option::of(Just(b"NATS/1.0\r\nK: v\r\n\r\n".to_vec())),
+        payload in prop::collection::vec(any::<u8>(), 0..300),
+        add in any::<bool>(),
+        queue in prop::option::of(token()),
+    ) {
+        use herald_proto::route::{self, RouteMsg, RouteOp, parse_route};
+        let msg = RouteMsg {
+            scope: &scope,
+            subject: &subject,
+            reply: reply.as_deref(),
+            queues: queues.iter().map(String::as_str).collect(),
+            headers: headers.as_deref(),
+            payload: &payload,
+        };
+        let mut out = Vec::new();
+        route::message_op(&mut out, &msg);
+        route::interest(&mut out, add, &scope, &subject, queue.as_deref());
+        // Split anywhere: the first part is incomplete or whole, never an error.
+        for cut in 0..out.len() {
+            let parsed = parse_route(&out[..cut], &Limits::default());
+            prop_assert!(parsed.is_ok(), "cut at {}: {:?}", cut, parsed);
+        }
+        let Parsed::Op(first, used) = parse_route(&out, &Limits::default()).unwrap() else { panic!() };
+        prop_assert_eq!(first, RouteOp::Msg(msg));
+        let Parsed::Op(second, rest) = parse_route(&out[used..], &Limits::default()).unwrap() else { panic!() };
+        prop_assert_eq!(second, RouteOp::Interest { add, scope: &scope, pattern: &subject, queue: queue.as_deref() });
+        prop_assert_eq!(used + rest, out.len());
+    }
+
+    #[test]
+    fn route_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = herald_proto::route::parse_route(&bytes, &Limits::default());
+    }
+}
