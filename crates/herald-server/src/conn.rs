@@ -256,11 +256,16 @@ impl Conn {
         let scope = opts
             .scope
             .take()
-            .or_else(|| opts.user.take())
-            .or_else(|| opts.auth_token.take())
+            .or_else(|| opts.user.take().filter(|u| !u.is_empty()))
+            .or_else(|| opts.auth_token.take().filter(|t| !t.is_empty()))
             .unwrap_or_else(|| "default".into());
         if scope != self.router.scope() {
-            if scope.is_empty() {
+            // A scope is one token on the wire between nodes: no whitespace, no control bytes.
+            if scope.is_empty()
+                || scope
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
                 self.out.close(Close::Protocol, Some("Invalid Scope"));
                 return false;
             }

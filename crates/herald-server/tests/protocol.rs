@@ -172,6 +172,11 @@ async fn protocol_violations_get_the_nats_error_and_close() {
             b"CONNECT {\"no_responders\":true}\r\n",
             "-ERR no responders requires headers support",
         ),
+        (
+            b"CONNECT {\"scope\":\"two words\"}\r\n",
+            "-ERR Invalid Scope",
+        ),
+        (b"CONNECT {\"scope\":\"\"}\r\n", "-ERR Invalid Scope"),
     ];
     for (input, error) in cases {
         let mut c = Raw::connect(&server).await;
