@@ -1,6 +1,6 @@
 //! Client → server operations: what a NATS client sends and herald's server parses.
 
-use crate::scan::{self, Limits, ParseError, Parsed};
+use crate::scan::{self, Limits, ParseError, Parsed, bad, trim};
 
 /// One operation from a client, borrowing from the read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,22 +154,6 @@ pub fn parse_client<'a>(
         return done(ClientOp::Connect(trim(rest)));
     }
     Err(ParseError::UnknownOp)
-}
-
-fn bad(op: &'static str, reason: &'static str) -> ParseError {
-    ParseError::BadArgs { op, reason }
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !scan::is_space(*b))
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !scan::is_space(*b))
-        .map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

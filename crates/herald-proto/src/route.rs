@@ -15,7 +15,7 @@
 //! the receiving node must serve (one member each), besides its plain subscriptions. The `+`
 //! and `|` markers are positional, so any reply subject or queue name reads unambiguously.
 
-use crate::scan::{self, Limits, ParseError, Parsed};
+use crate::scan::{self, Limits, ParseError, Parsed, bad, trim};
 
 /// Most queue groups one RMSG may name.
 pub const MAX_QUEUES: usize = 32;
@@ -241,22 +241,6 @@ pub fn route(out: &mut Vec<u8>, json: &[u8]) {
     out.extend_from_slice(b"ROUTE ");
     out.extend_from_slice(json);
     out.extend_from_slice(b"\r\n");
-}
-
-fn bad(op: &'static str, reason: &'static str) -> ParseError {
-    ParseError::BadArgs { op, reason }
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !scan::is_space(*b))
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !scan::is_space(*b))
-        .map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

@@ -220,6 +220,21 @@ pub(crate) fn text<'a>(
     std::str::from_utf8(arg).map_err(|_| ParseError::BadArgs { op, reason: what })
 }
 
+/// A [`ParseError::BadArgs`] for `op`.
+pub(crate) fn bad(op: &'static str, reason: &'static str) -> ParseError {
+    ParseError::BadArgs { op, reason }
+}
+
+/// `s` without leading and trailing spaces or tabs.
+pub(crate) fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !is_space(*b)).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !is_space(*b))
+        .map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

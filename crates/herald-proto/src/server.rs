@@ -1,7 +1,7 @@
 //! Server → client operations: what herald's server sends and a client (herald's raw bench
 //! client, the tests) parses.
 
-use crate::scan::{self, Limits, ParseError, Parsed};
+use crate::scan::{self, Limits, ParseError, Parsed, bad};
 
 /// One operation from a server, borrowing from the read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +122,6 @@ pub fn parse_server<'a>(
         return done(ServerOp::Info(&rest[start..]));
     }
     Err(ParseError::UnknownOp)
-}
-
-fn bad(op: &'static str, reason: &'static str) -> ParseError {
-    ParseError::BadArgs { op, reason }
 }
 
 #[cfg(test)]

@@ -300,9 +300,7 @@ impl Conn {
             headers,
             payload,
         };
-        let result = self.router.publish_wire(&msg, self.opts.echo);
-        tracing::trace!(client = self.id, subject, ?result, "PUB");
-        match result {
+        match self.router.publish_wire(&msg, self.opts.echo) {
             Ok(0) => {
                 if let Some(reply) = reply
                     && self.opts.no_responders
