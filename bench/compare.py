@@ -20,30 +20,29 @@ import time
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
-def start_herald(binary):
+def start(cmd, from_stderr, pattern, name):
+    """Starts a server and reads its listening address from its output."""
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--log", "warn"],
-        stdout=subprocess.PIPE, text=True)
+        cmd, text=True,
+        stdout=None if from_stderr else subprocess.PIPE,
+        stderr=subprocess.PIPE if from_stderr else None)
+    stream = proc.stderr if from_stderr else proc.stdout
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        m = re.match(r"listening nats (\S+)", line)
+        m = re.search(pattern, stream.readline())
         if m:
             return proc, "nats://" + m.group(1)
-    raise SystemExit("herald serve did not report its port")
+    raise SystemExit(f"{name} did not report its port")
+
+
+def start_herald(binary):
+    return start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "warn"],
+                 False, r"listening nats (\S+)", "herald serve")
 
 
 def start_nats(binary):
-    proc = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", "-1"],
-        stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        m = re.search(r"Listening for client connections on (\S+)", line)
-        if m:
-            return proc, "nats://" + m.group(1)
-    raise SystemExit("nats-server did not report its port")
+    return start([binary, "-a", "127.0.0.1", "-p", "-1"],
+                 True, r"Listening for client connections on (\S+)", "nats-server")
 
 
 def bench(herald, url, pid, args):
