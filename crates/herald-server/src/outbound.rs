@@ -147,7 +147,13 @@ impl Outbound {
     fn slow_consumer(&self) -> bool {
         match self.policy {
             SlowConsumerPolicy::Drop => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        client = self.id,
+                        "slow consumer: dropping what does not fit"
+                    );
+                }
                 false
             }
             SlowConsumerPolicy::Disconnect => {

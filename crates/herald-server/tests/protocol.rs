@@ -328,6 +328,64 @@ async fn a_slow_consumer_is_cut_off_and_nobody_else_slows_down() {
     assert!(ops.len() < N, "the slow consumer got everything");
 }
 
+/// Publishes `n` messages of 16 KiB on `data` from a fresh connection, with a round trip at
+/// the end (which also shows the publisher was never held up).
+async fn flood(server: &Server, n: usize) {
+    let mut publisher = Raw::quiet(server).await;
+    let mut frame = b"PUB data 16384\r\n".to_vec();
+    frame.extend(std::iter::repeat_n(b'x', 16384));
+    frame.extend_from_slice(b"\r\n");
+    for _ in 0..n {
+        publisher.send(&frame).await;
+    }
+    publisher.round_trip().await;
+}
+
+#[tokio::test]
+async fn under_the_drop_policy_a_slow_consumer_stays_and_loses_the_excess() {
+    let server = start(Config {
+        max_pending: 256 * 1024,
+        max_payload: 64 * 1024,
+        slow_consumer: herald_server::SlowConsumerPolicy::Drop,
+        ..Config::default()
+    })
+    .await;
+    let mut slow = Raw::quiet(&server).await;
+    slow.send(b"SUB data 1\r\n").await;
+    slow.round_trip().await;
+    // 32 MiB: far more than the socket buffers and 256 KiB of pending output hold.
+    flood(&server, 2000).await;
+    assert_eq!(server.stats().slow_consumers, 1);
+    // Still connected: it reads what was kept, then its PONG.
+    let kept = slow.round_trip().await;
+    assert!(!kept.is_empty() && kept.len() < 2000, "kept {}", kept.len());
+}
+
+#[tokio::test]
+async fn a_write_blocked_past_the_deadline_is_a_slow_consumer() {
+    let server = start(Config {
+        write_deadline: Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await;
+    let mut slow = Raw::quiet(&server).await;
+    slow.send(b"SUB data 1\r\n").await;
+    slow.round_trip().await;
+    // Well under max_pending (64 MiB), but the client reads nothing, so a write blocks.
+    flood(&server, 2000).await;
+    // Reading now would unblock the write; wait (yielding to the server, bounded) until the
+    // deadline has cut the client off.
+    tokio::time::timeout(WAIT, async {
+        while server.stats().slow_consumers == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the blocked writer was not cut off");
+    let ops = slow.until_closed().await;
+    assert!(ops.len() < 2000, "the blocked client got everything");
+}
+
 #[tokio::test]
 async fn disconnects_garbage_and_limits_leave_others_alone() {
     let server = start(Config {
