@@ -56,12 +56,59 @@ pub struct RouteMsg<'a> {
     /// The reply subject, if any.
     pub reply: Option<&'a str>,
     /// Queue groups the receiving node serves, one member each.
-    pub queues: Vec<&'a str>,
+    pub queues: Queues<'a>,
     /// The `NATS/1.0` header block (HRMSG only).
     pub headers: Option<&'a [u8]>,
     /// The payload.
     pub payload: &'a [u8],
 }
+
+/// The queue groups named by an RMSG: as read off the wire (a space-separated span, so
+/// parsing allocates nothing) or as a list a sender chose. Both compare and iterate alike.
+#[derive(Debug, Clone, Copy)]
+pub enum Queues<'a> {
+    /// Names separated by spaces or tabs, as they appear after `|` (empty: none).
+    Wire(&'a str),
+    /// Names given one by one.
+    List(&'a [&'a str]),
+}
+
+impl<'a> Queues<'a> {
+    /// No queue groups.
+    pub const NONE: Queues<'static> = Queues::List(&[]);
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let (wire, list) = match *self {
+            Queues::Wire(s) => (Some(s.split([' ', '\t']).filter(|q| !q.is_empty())), None),
+            Queues::List(l) => (None, Some(l.iter().copied())),
+        };
+        wire.into_iter().flatten().chain(list.into_iter().flatten())
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// Whether `queue` is one of them.
+    pub fn contains(&self, queue: &str) -> bool {
+        self.iter().any(|q| q == queue)
+    }
+}
+
+impl PartialEq for Queues<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Queues<'_> {}
 
 /// Parses one route operation from the start of `buf`.
 ///
@@ -71,7 +118,8 @@ pub struct RouteMsg<'a> {
 /// use herald_proto::{Limits, Parsed};
 /// let buf = b"RMSG app orders.1 + _INBOX.x | workers 2\r\nhi\r\n";
 /// let Parsed::Op(RouteOp::Msg(m), used) = parse_route(buf, &Limits::default()).unwrap() else { panic!() };
-/// assert_eq!((m.scope, m.subject, m.reply, m.queues, m.payload), ("app", "orders.1", Some("_INBOX.x"), vec!["workers"], &b"hi"[..]));
+/// assert_eq!((m.scope, m.subject, m.reply, m.payload), ("app", "orders.1", Some("_INBOX.x"), &b"hi"[..]));
+/// assert_eq!(m.queues.iter().collect::<Vec<_>>(), ["workers"]);
 /// assert_eq!(used, buf.len());
 /// ```
 pub fn parse_route<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<RouteOp<'a>>, ParseError> {
@@ -147,17 +195,19 @@ fn message<'a>(
         reply = Some(scan::text(r, op, "reply is not UTF-8")?);
         i += 2;
     }
-    let mut queues = Vec::new();
+    let mut queues = Queues::NONE;
     if head.get(i) == Some(&&b"|"[..]) {
-        for q in &head[i + 1..] {
-            queues.push(scan::text(q, op, "queue is not UTF-8")?);
-        }
-        if queues.is_empty() {
+        let names = &head[i + 1..];
+        let (Some(first), Some(last)) = (names.first(), names.last()) else {
             return Err(bad(op, "'|' without queue groups"));
-        }
-        if queues.len() > MAX_QUEUES {
+        };
+        if names.len() > MAX_QUEUES {
             return Err(bad(op, "too many queue groups"));
         }
+        // The span from the first name to the end of the last, in place.
+        let start = first.as_ptr() as usize - rest.as_ptr() as usize;
+        let end = last.as_ptr() as usize - rest.as_ptr() as usize + last.len();
+        queues = Queues::Wire(scan::text(&rest[start..end], op, "queue is not UTF-8")?);
         i = head.len();
     }
     if i != head.len() {
@@ -216,7 +266,7 @@ pub fn message_op(out: &mut Vec<u8>, msg: &RouteMsg<'_>) {
     }
     if !msg.queues.is_empty() {
         out.extend_from_slice(b" |");
-        for q in &msg.queues {
+        for q in msg.queues.iter() {
             out.push(b' ');
             out.extend_from_slice(q.as_bytes());
         }
@@ -289,7 +339,7 @@ mod tests {
         let RouteOp::Msg(m) = one(b"RMSG s x + | | + q 0\r\n\r\n").unwrap() else {
             panic!()
         };
-        assert_eq!((m.reply, m.queues), (Some("|"), vec!["+", "q"]));
+        assert_eq!((m.reply, m.queues), (Some("|"), Queues::List(&["+", "q"])));
         let RouteOp::Msg(m) = one(b"HRMSG s x 12 14\r\nNATS/1.0\r\n\r\nhi\r\n").unwrap() else {
             panic!()
         };

@@ -97,11 +97,12 @@ proptest! {
         queue in prop::option::of(token()),
     ) {
         use herald_proto::route::{self, RouteMsg, RouteOp, parse_route};
+        let queue_list: Vec<&str> = queues.iter().map(String::as_str).collect();
         let msg = RouteMsg {
             scope: &scope,
             subject: &subject,
             reply: reply.as_deref(),
-            queues: queues.iter().map(String::as_str).collect(),
+            queues: route::Queues::List(&queue_list),
             headers: headers.as_deref(),
             payload: &payload,
         };

@@ -33,6 +33,7 @@ fn fill(index: &Index) {
             owner: 0,
             sid: i,
             target: target.clone(),
+            local: true,
         }));
     }
 }

@@ -43,6 +43,10 @@ pub enum Error {
     /// A group operation named a group that does not exist in this scope.
     #[error("group {0:?} not found")]
     NotFound(String),
+    /// A cluster operation failed: a node could not start (address in use, bad seed), or a
+    /// member stayed unreachable. The text says which and why.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A request got no reply within its timeout.
     #[error("request timed out after {0:?}")]
     Timeout(Duration),

@@ -45,6 +45,9 @@ pub struct Entry {
     pub sid: u64,
     /// Where matched messages go.
     pub target: Arc<dyn Target>,
+    /// `target.is_local()`, read once: fan-out tells local targets from cluster routes
+    /// without a call per entry.
+    pub local: bool,
 }
 
 /// The subscriptions that match one subject.
@@ -431,6 +434,7 @@ mod tests {
             owner: 0,
             sid: id,
             target: Arc::new(Nop),
+            local: true,
         })
     }
 

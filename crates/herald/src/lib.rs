@@ -26,6 +26,7 @@
 //! | [`index`] | the subscription trie and its bounded match cache |
 //! | `router` | scopes, [`Router`], and the fan-out loop |
 //! | `node` | [`Node`]: owner of scopes, cluster membership |
+//! | `cluster` | gossip membership (chitchat), routes between nodes, interest, [`NodeBuilder`] |
 //! | `subscription` | bounded mailboxes, drop policy, [`Subscription`], callbacks |
 //! | [`target`] | the [`Target`] trait every delivery destination implements |
 //! | `message` | [`Message`] and [`HeaderMap`] |
@@ -33,6 +34,7 @@
 //! | `groups` | named groups of topics ([`Groups`]) |
 //! | `error` | [`Error`] and the receive errors |
 
+mod cluster;
 mod error;
 mod groups;
 pub mod index;
@@ -45,6 +47,7 @@ mod subscription;
 pub mod target;
 
 pub use bytes::Bytes;
+pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, NodeBuilder, RouteInfo};
 pub use error::{Error, RecvTimeoutError, Result, TryRecvError};
 pub use groups::Groups;
 pub use message::{HeaderMap, Message};

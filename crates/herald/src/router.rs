@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::groups::Groups;
 use crate::index::{Entry, Index, Matches};
@@ -24,24 +25,38 @@ use crate::request::Inbox;
 use crate::subject::{self, Subject};
 use crate::subscription::{CallbackHandle, Mailbox, SubscribeOptions, Subscription};
 use crate::target::{Delivery, Target};
+use herald_proto::route::Queues;
+use smallvec::SmallVec;
 
 /// Which matching targets a publish reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reach {
+pub(crate) enum Reach<'q> {
     /// Every match, local or remote.
     All,
     /// Only targets in this process.
     Local,
     /// Every match except the subscriptions made by this router (sender) id.
     Others(u64),
+    /// A message another node forwarded: local plain subscriptions, and one local member of
+    /// each queue group the sender named (it chose this node for them). Never forwarded on:
+    /// a message crosses one route.
+    Routed(Queues<'q>),
 }
 
-impl Reach {
+impl Reach<'_> {
     fn admits(self, entry: &Entry) -> bool {
         match self {
             Reach::All => true,
-            Reach::Local => entry.target.is_local(),
+            Reach::Local | Reach::Routed(_) => entry.local,
             Reach::Others(owner) => entry.owner != owner,
+        }
+    }
+
+    /// Whether this publish serves queue group `queue` at all.
+    fn serves(self, queue: Option<&str>) -> bool {
+        match (self, queue) {
+            (Reach::Routed(queues), Some(q)) => queues.contains(q),
+            _ => true,
         }
     }
 }
@@ -55,10 +70,18 @@ pub(crate) struct Scope {
     next_id: AtomicU64,
     node_id: u64,
     me: Weak<dyn Responder>,
+    // Told of every local subscription that comes and goes, to share interest with other
+    // nodes; `None` on a node that joins no cluster.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Scope {
-    pub(crate) fn new(name: Arc<str>, node_id: u64, me: Weak<Scope>) -> Scope {
+    pub(crate) fn new(
+        name: Arc<str>,
+        node_id: u64,
+        me: Weak<Scope>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Scope {
         let me: Weak<dyn Responder> = me;
         Scope {
             name,
@@ -68,6 +91,7 @@ impl Scope {
             next_id: AtomicU64::new(1),
             node_id,
             me,
+            cluster,
         }
     }
 
@@ -90,6 +114,7 @@ impl Scope {
             Some(q) => Some(check_queue(q)?),
             None => None,
         };
+        let local = target.is_local();
         let entry = Arc::new(Entry {
             id: self.next_id(),
             pattern: pattern.into(),
@@ -97,9 +122,22 @@ impl Scope {
             owner,
             sid,
             target,
+            local,
         });
         self.index.insert(entry.clone());
+        if let (true, Some(cluster)) = (local, &self.cluster) {
+            cluster.interest(true, &self.name, &entry.pattern, entry.queue.as_ref());
+        }
         Ok(entry)
+    }
+
+    /// Removes subscription `id` (subscribed to `pattern`); returns it if it was there.
+    pub(crate) fn remove(&self, pattern: &str, id: u64) -> Option<Arc<Entry>> {
+        let entry = self.index.remove(pattern, id)?;
+        if let (true, Some(cluster)) = (entry.local, &self.cluster) {
+            cluster.interest(false, &self.name, &entry.pattern, entry.queue.as_ref());
+        }
+        Some(entry)
     }
 
     /// Publishes and returns how many targets took the message (one per queue group at most).
@@ -109,7 +147,7 @@ impl Scope {
         reply: Option<&str>,
         headers: Option<HeaderMap>,
         payload: Bytes,
-        reach: Reach,
+        reach: Reach<'_>,
     ) -> Result<usize> {
         let reply = match reply {
             Some(r) => Some(Subject::new(r)?),
@@ -133,7 +171,7 @@ impl Scope {
 
     /// Publishes a message whose parts are borrowed from a network buffer; see
     /// [`Router::publish_wire`].
-    pub(crate) fn send_wire(&self, msg: &WireMessage<'_>, reach: Reach) -> Result<usize> {
+    pub(crate) fn send_wire(&self, msg: &WireMessage<'_>, reach: Reach<'_>) -> Result<usize> {
         if let Some(reply) = msg.reply {
             subject::check_literal(reply)?;
         }
@@ -184,39 +222,99 @@ impl Drop for Scope {
     }
 }
 
-/// Hands `msg` to every admitted plain match and to one member of each queue group.
-fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach) -> usize {
+/// Hands `msg` to every admitted plain match and to one member of each queue group, and
+/// forwards it once to each other node with matching interest.
+fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
     let mut delivered = 0;
+    let mut forwards = Forwards::default();
     for entry in &matches.plain {
-        if reach.admits(entry) && entry.target.deliver(entry.sid, msg) {
-            delivered += 1;
+        if !reach.admits(entry) {
+            continue;
+        }
+        if entry.local {
+            delivered += usize::from(entry.target.deliver(entry.sid, msg));
+        } else {
+            forwards.add(&entry.target, None);
         }
     }
     for group in &matches.groups {
-        if deliver_to_one(group, msg, reach) {
-            delivered += 1;
+        match group.first() {
+            Some(first) if reach.serves(first.queue.as_deref()) => {}
+            _ => continue,
+        }
+        match deliver_to_one(group, msg, reach) {
+            Picked::Local => delivered += 1,
+            Picked::Remote(entry) => forwards.add(&entry.target, entry.queue.as_deref()),
+            Picked::None => {}
         }
     }
-    delivered
+    delivered + forwards.send(msg)
+}
+
+/// Which member of a queue group gets a message.
+enum Picked<'m> {
+    /// A local member took it.
+    Local,
+    /// A member on another node: the message is forwarded there, naming the group.
+    Remote(&'m Entry),
+    /// No member took it.
+    None,
 }
 
 /// Delivers to one member of a queue group: a random start spreads the load; local members are
 /// tried before remote ones; a closed member is skipped.
-fn deliver_to_one(group: &[Arc<Entry>], msg: &Delivery<'_>, reach: Reach) -> bool {
+fn deliver_to_one<'m>(group: &'m [Arc<Entry>], msg: &Delivery<'_>, reach: Reach<'_>) -> Picked<'m> {
     let len = group.len();
     let start = if len == 1 { 0 } else { fastrand::usize(..len) };
-    for local_pass in [true, false] {
-        for k in 0..len {
-            let entry = &group[(start + k) % len];
-            if entry.target.is_local() == local_pass
-                && reach.admits(entry)
-                && entry.target.deliver(entry.sid, msg)
-            {
-                return true;
-            }
+    let mut remote = None;
+    for k in 0..len {
+        let entry = &group[(start + k) % len];
+        if !reach.admits(entry) {
+            continue;
+        }
+        if !entry.local {
+            remote = remote.or(Some(&**entry));
+        } else if entry.target.deliver(entry.sid, msg) {
+            return Picked::Local;
         }
     }
-    false
+    remote.map_or(Picked::None, Picked::Remote)
+}
+
+/// The other nodes one publish goes to: each once, with the queue groups it serves there.
+/// Kept on the stack for the usual handful of nodes.
+#[derive(Default)]
+struct Forwards<'m> {
+    list: SmallVec<[Forward<'m>; 4]>,
+}
+
+/// One remote target of a publish, and the queue groups it serves.
+type Forward<'m> = (&'m Arc<dyn Target>, SmallVec<[&'m str; 2]>);
+
+impl<'m> Forwards<'m> {
+    fn add(&mut self, target: &'m Arc<dyn Target>, queue: Option<&'m str>) {
+        let at = match self
+            .list
+            .iter()
+            .position(|(t, _)| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(target)))
+        {
+            Some(at) => at,
+            None => {
+                self.list.push((target, SmallVec::new()));
+                self.list.len() - 1
+            }
+        };
+        if let Some(q) = queue {
+            self.list[at].1.push(q);
+        }
+    }
+
+    fn send(&self, msg: &Delivery<'_>) -> usize {
+        self.list
+            .iter()
+            .filter(|(target, queues)| target.forward(msg, queues))
+            .count()
+    }
 }
 
 fn check_queue(queue: &str) -> Result<Arc<str>> {
@@ -516,7 +614,7 @@ impl Router {
     /// Removes a subscription made with [`subscribe_target`](Router::subscribe_target); false
     /// when it was already gone.
     pub fn unsubscribe_target(&self, sub: &TargetSubscription) -> bool {
-        self.scope.index.remove(&sub.pattern, sub.id).is_some()
+        self.scope.remove(&sub.pattern, sub.id).is_some()
     }
 }
 

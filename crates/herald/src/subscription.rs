@@ -292,7 +292,7 @@ impl Subscription {
 fn cancel(mailbox: &Mailbox, scope: &Weak<Scope>, pattern: &str, id: u64) {
     if mailbox.close() {
         if let Some(scope) = scope.upgrade() {
-            scope.index.remove(pattern, id);
+            scope.remove(pattern, id);
         }
         while mailbox.queue.pop().is_some() {}
     }

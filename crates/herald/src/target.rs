@@ -35,6 +35,17 @@ pub trait Target: Send + Sync + 'static {
         true
     }
 
+    /// Forwards one message to another node, once for all of this target's matching
+    /// subscriptions, asking that node to also serve `queues` (one member of each there).
+    ///
+    /// Only targets that are not [local](Target::is_local) get this call, in place of
+    /// [`deliver`](Target::deliver): a publish reaches each remote node at most once, however
+    /// many of its patterns match. The default delivers as subscription 0.
+    fn forward(&self, msg: &Delivery<'_>, queues: &[&str]) -> bool {
+        let _ = queues;
+        self.deliver(0, msg)
+    }
+
     /// Called once when the router drops subscription `sid` on its own (its node shut down),
     /// so the target can tell its reader that no more messages will come.
     fn detach(&self, sid: u64) {

@@ -89,6 +89,7 @@ proptest! {
                         owner: 0,
                         sid: next,
                         target: target.clone(),
+                        local: true,
                     }));
                     live.push((next, p, q));
                 }

@@ -1,0 +1,609 @@
+//! Clustering: nodes find each other by gossip and forward messages over routes, by interest.
+//!
+//! - **Membership** (`gossip`): [chitchat](https://docs.rs/chitchat), Quickwit's scuttlebutt
+//!   gossip with a phi-accrual failure detector, over UDP on the same port number as the
+//!   route listener. Each node advertises its route address in its gossip state; a node
+//!   started with one seed learns every member. Groups of topics ride on the same state.
+//! - **Routes** (`link`): one TCP connection per pair of nodes, dialled by the node whose
+//!   identity sorts first and opened with a handshake that checks the cluster name and proves
+//!   the shared secret both ways (HMAC-SHA256 over fresh nonces). Nothing else is read or sent
+//!   before it succeeds.
+//! - **Interest**: each node counts its local subscriptions per (scope, pattern, queue group)
+//!   and tells every route when a count goes from 0 to 1 (`RS+`) or back (`RS-`). A new route
+//!   starts with the full set. The far side puts one entry per interest in the scope's index,
+//!   whose target is the route.
+//! - **Forwarding** (in the router's fan-out): a publish goes once to each node with matching
+//!   interest, naming the queue groups that node must serve; it is fanned out there to local
+//!   subscriptions only, so a message crosses one route at most.
+
+mod gossip;
+mod link;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::node::{Node, NodeInner};
+
+pub(crate) use link::Link;
+
+/// Default most bytes a route may have queued for its peer before it is closed as stalled.
+pub const DEFAULT_ROUTE_MAX_PENDING: usize = 64 * 1024 * 1024;
+
+/// How a node joins a cluster; from [`Node::builder`].
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> Result<(), herald::Error> {
+/// let node = herald::Node::builder()
+///     .name("orders-1")
+///     .listen("127.0.0.1:7000")
+///     .seeds(["127.0.0.1:7001"])
+///     .cluster_secret("s3cret")
+///     .start()
+///     .await?;
+/// let router = node.router("shop", 100);
+/// router.publish("orders.created", "42")?; // reaches subscribers on every node
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    name: Option<String>,
+    listen: String,
+    advertise: Option<String>,
+    seeds: Vec<String>,
+    cluster_name: String,
+    secret: String,
+    gossip_interval: Duration,
+    route_max_pending: usize,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        NodeBuilder {
+            name: None,
+            listen: "127.0.0.1:0".into(),
+            advertise: None,
+            seeds: Vec::new(),
+            cluster_name: "herald".into(),
+            secret: String::new(),
+            gossip_interval: Duration::from_millis(100),
+            route_max_pending: DEFAULT_ROUTE_MAX_PENDING,
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// This node's name, unique in the cluster (default: `node-` and random hex).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Where to accept routes (TCP) and gossip (UDP, same port): `HOST:PORT`, port 0 for any
+    /// free port. Default `127.0.0.1:0`.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// The address other nodes should use to reach this one, when it differs from the listen
+    /// address (listening on `0.0.0.0`, behind NAT). Default: the listen address.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// Addresses of nodes to join through (their listen addresses). One reachable seed is
+    /// enough to learn every member; this node's own address may be among them.
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    /// The cluster's name (default `herald`): nodes of different clusters never join.
+    pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.cluster_name = name.into();
+        self
+    }
+
+    /// The secret every member shares. Routes prove it in their handshake and gossip is
+    /// partitioned by it, so a node without it cannot join or inject messages.
+    pub fn cluster_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+
+    /// How often gossip runs (default 100 ms). Failure detection takes about ten rounds.
+    pub fn gossip_interval(mut self, interval: Duration) -> Self {
+        self.gossip_interval = interval;
+        self
+    }
+
+    /// Most bytes a route may queue for a peer that does not read; past it the route is closed
+    /// (and dialled again) rather than grow without bound.
+    pub fn route_max_pending(mut self, bytes: usize) -> Self {
+        self.route_max_pending = bytes;
+        self
+    }
+
+    /// Binds the route and gossip ports, starts gossiping with the seeds, and returns the node.
+    /// Needs a tokio runtime. Fails when the address cannot be bound or resolved.
+    pub async fn start(self) -> Result<Node> {
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("node-{:08x}", fastrand::u32(..)));
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(Error::Cluster(format!(
+                "invalid node name {name:?}: it must be non-empty, without whitespace or control characters"
+            )));
+        }
+        let listen = resolve(&self.listen).await?;
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let me = Peer {
+            name: name.as_str().into(),
+            generation,
+        };
+        let (listener, route_addr) = bind_tcp(listen).await?;
+        let advertised = match &self.advertise {
+            Some(a) => resolve(a).await?,
+            None if route_addr.ip().is_unspecified() => {
+                tracing::warn!(%route_addr, "listening on an unspecified address: advertising 127.0.0.1; set an advertise address for other hosts");
+                SocketAddr::new([127, 0, 0, 1].into(), route_addr.port())
+            }
+            None => route_addr,
+        };
+        let (closing, _) = watch::channel(false);
+        let (changed, _) = watch::channel(0u64);
+        let cluster = Arc::new(Cluster {
+            me: me.clone(),
+            cluster_name: self.cluster_name.clone(),
+            secret: self.secret.clone().into_bytes(),
+            route_addr: advertised,
+            node: OnceLock::new(),
+            state: Mutex::default(),
+            changed,
+            closing,
+            gossip: Mutex::new(None),
+            route_max_pending: self.route_max_pending,
+        });
+        let node = Node::clustered(cluster.clone());
+        let _ = cluster.node.set(Arc::downgrade(&node.inner));
+        let seeds = self
+            .seeds
+            .iter()
+            .filter(|s| !is_self(s, route_addr, advertised))
+            .cloned()
+            .collect();
+        let gossip = gossip::start(&cluster, route_addr, seeds, self.gossip_interval).await?;
+        *cluster.gossip.lock() = Some(gossip);
+        tokio::spawn(link::accept_loop(cluster.clone(), listener));
+        tracing::info!(node = %me, cluster = %self.cluster_name, route = %advertised, "joined cluster");
+        Ok(node)
+    }
+}
+
+/// The first address `addr` resolves to.
+async fn resolve(addr: &str) -> Result<SocketAddr> {
+    let mut addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| Error::Cluster(format!("cannot resolve {addr:?}: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| Error::Cluster(format!("{addr:?} resolves to no address")))
+}
+
+/// Binds the route listener. Gossip takes the same port number over UDP; with port 0, a port
+/// whose UDP twin is taken is given back and another tried.
+async fn bind_tcp(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Cluster(format!("cannot listen for routes on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Cluster(format!("route listener: {e}")))?;
+        match std::net::UdpSocket::bind(local) {
+            // Free over UDP too: release the probe, chitchat binds it next.
+            Ok(_) => return Ok((listener, local)),
+            Err(e) => last = Some(format!("cannot gossip on udp {local}: {e}")),
+        }
+    }
+    Err(Error::Cluster(last.unwrap_or_default()))
+}
+
+/// Whether seed `seed` names this node (a shared seed list may include every member).
+fn is_self(seed: &str, listen: SocketAddr, advertised: SocketAddr) -> bool {
+    let Ok(addr) = seed.parse::<SocketAddr>() else {
+        return false;
+    };
+    addr == listen
+        || addr == advertised
+        || (addr.port() == listen.port() && listen.ip().is_unspecified() && addr.ip().is_loopback())
+}
+
+/// One node process: its name and its start time (milliseconds), which tells a restarted
+/// process from the one it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Peer {
+    pub(crate) name: Arc<str>,
+    pub(crate) generation: u64,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.name, self.generation)
+    }
+}
+
+/// A local interest: (scope, pattern, queue group).
+type InterestKey = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
+/// A node's cluster membership: its routes, the members gossip reports, and the interest it
+/// shares.
+pub(crate) struct Cluster {
+    pub(crate) me: Peer,
+    pub(crate) cluster_name: String,
+    pub(crate) secret: Vec<u8>,
+    route_addr: SocketAddr,
+    node: OnceLock<Weak<NodeInner>>,
+    state: Mutex<State>,
+    /// Bumped whenever a route or the member list changes (flush and waits watch it).
+    changed: watch::Sender<u64>,
+    /// Set once when the node leaves: every task of the cluster ends.
+    pub(crate) closing: watch::Sender<bool>,
+    gossip: Mutex<Option<chitchat::ChitchatHandle>>,
+    pub(crate) route_max_pending: usize,
+}
+
+#[derive(Default)]
+struct State {
+    interest: FxHashMap<InterestKey, usize>,
+    links: BTreeMap<Peer, Arc<Link>>,
+    dialing: BTreeSet<Peer>,
+    /// Live members other than this node, with their route addresses.
+    members: BTreeMap<Peer, SocketAddr>,
+    /// Members that left (gossip declared them dead), and when.
+    departed: BTreeMap<Peer, (SocketAddr, Instant)>,
+    warned_names: BTreeSet<Arc<str>>,
+}
+
+impl Cluster {
+    pub(crate) fn node(&self) -> Option<Arc<NodeInner>> {
+        self.node.get().and_then(Weak::upgrade)
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A local subscription appeared (`add`) or went away: counted, and told to every route
+    /// when the count leaves or reaches zero.
+    pub(crate) fn interest(
+        &self,
+        add: bool,
+        scope: &Arc<str>,
+        pattern: &Arc<str>,
+        queue: Option<&Arc<str>>,
+    ) {
+        let key = (scope.clone(), pattern.clone(), queue.cloned());
+        let mut st = self.state.lock();
+        let edge = if add {
+            let count = st.interest.entry(key).or_insert(0);
+            *count += 1;
+            *count == 1
+        } else {
+            match st.interest.get_mut(&key) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    st.interest.remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if edge {
+            for link in st.links.values() {
+                link.send_interest(add, scope, pattern, queue.map(|q| &**q));
+            }
+        }
+    }
+
+    /// Registers an established route; false if one to the same peer is already up (the new
+    /// one is then closed). The route starts with every local interest, under the same lock
+    /// that orders later changes, so none is missed or sent twice.
+    pub(crate) fn attach(&self, link: &Arc<Link>) -> bool {
+        let mut st = self.state.lock();
+        if st.links.contains_key(&link.peer) {
+            return false;
+        }
+        for (scope, pattern, queue) in st.interest.keys() {
+            link.send_interest(true, scope, pattern, queue.as_deref());
+        }
+        st.links.insert(link.peer.clone(), link.clone());
+        drop(st);
+        self.bump();
+        true
+    }
+
+    /// Forgets a route that closed.
+    pub(crate) fn detach(&self, link: &Arc<Link>) {
+        let mut st = self.state.lock();
+        if st
+            .links
+            .get(&link.peer)
+            .is_some_and(|l| Arc::ptr_eq(l, link))
+        {
+            st.links.remove(&link.peer);
+        }
+        drop(st);
+        self.bump();
+    }
+
+    pub(crate) fn is_member(&self, peer: &Peer) -> Option<SocketAddr> {
+        self.state.lock().members.get(peer).copied()
+    }
+
+    pub(crate) fn done_dialing(&self, peer: &Peer) {
+        self.state.lock().dialing.remove(peer);
+    }
+
+    /// Takes the live member list from gossip: dials new members (when this node sorts first),
+    /// closes routes to members that left.
+    pub(crate) fn set_members(self: &Arc<Self>, live: BTreeMap<Peer, SocketAddr>) {
+        let mut st = self.state.lock();
+        if st.members == live {
+            return;
+        }
+        let now = Instant::now();
+        let gone: Vec<Peer> = st
+            .members
+            .keys()
+            .filter(|p| !live.contains_key(*p))
+            .cloned()
+            .collect();
+        for peer in &gone {
+            if let Some(addr) = st.members.get(peer).copied() {
+                tracing::warn!(peer = %peer, %addr, "member left the cluster (failure detector or shutdown)");
+                st.departed.insert(peer.clone(), (addr, now));
+            }
+            if let Some(link) = st.links.get(peer) {
+                link.fail("the member left the cluster".into());
+            }
+        }
+        for (peer, addr) in &live {
+            st.departed.remove(peer);
+            if !st.members.contains_key(peer) {
+                tracing::info!(peer = %peer, %addr, "member joined");
+            }
+            let clash = live.iter().any(|(p, a)| p.name == peer.name && a != addr)
+                || (peer.name == self.me.name && *addr != self.route_addr);
+            if clash && st.warned_names.insert(peer.name.clone()) {
+                tracing::error!(name = %peer.name, "two live nodes share this name at different addresses; node names must be unique");
+            }
+            if self.me < *peer && !st.links.contains_key(peer) && st.dialing.insert(peer.clone()) {
+                tokio::spawn(link::dial_loop(self.clone(), peer.clone(), *addr));
+            }
+        }
+        // Departed members are kept for a minute, for `cluster status`.
+        st.departed
+            .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
+        st.members = live;
+        drop(st);
+        self.bump();
+    }
+
+    /// Waits until every current member has a route that answered a ping; see [`Node::flush`].
+    pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let (links, missing) = {
+                let st = self.state.lock();
+                let missing: Vec<Peer> = st
+                    .members
+                    .keys()
+                    .filter(|p| !st.links.contains_key(*p))
+                    .cloned()
+                    .collect();
+                (st.links.values().cloned().collect::<Vec<_>>(), missing)
+            };
+            if missing.is_empty() {
+                let pings: Vec<_> = links.iter().map(|l| l.ping()).collect();
+                let all = futures_join(pings);
+                match tokio::time::timeout_at(deadline, all).await {
+                    Ok(true) => return Ok(()),
+                    // A route closed while pinged: look again.
+                    Ok(false) => continue,
+                    Err(_) => {
+                        return Err(Error::Cluster(format!(
+                            "flush: a route did not answer within {timeout:?}"
+                        )));
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                return Err(Error::Cluster(format!(
+                    "flush: no route to {} within {timeout:?}",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+
+    /// Waits until `count` members are live and routed to.
+    pub(crate) async fn wait_for_peers(&self, count: usize, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let routed = {
+                let st = self.state.lock();
+                st.members
+                    .keys()
+                    .filter(|p| st.links.contains_key(*p))
+                    .count()
+            };
+            if routed >= count {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Err(Error::Cluster(format!(
+                    "{routed} of {count} peers routed after {timeout:?}"
+                )));
+            }
+        }
+    }
+
+    /// This node's view of the cluster.
+    pub(crate) fn info(&self) -> ClusterInfo {
+        let st = self.state.lock();
+        let mut members: Vec<MemberInfo> = st
+            .members
+            .iter()
+            .map(|(p, a)| (p, a, "live"))
+            .chain(st.departed.iter().map(|(p, (a, _))| (p, a, "dead")))
+            .map(|(peer, addr, state)| MemberInfo {
+                name: peer.name.to_string(),
+                generation: peer.generation,
+                route_addr: addr.to_string(),
+                state: state.into(),
+                route: st.links.get(peer).map(|l| l.info()),
+            })
+            .collect();
+        // Routes whose peer gossip has not reported yet.
+        for (peer, link) in &st.links {
+            if !st.members.contains_key(peer) && !st.departed.contains_key(peer) {
+                members.push(MemberInfo {
+                    name: peer.name.to_string(),
+                    generation: peer.generation,
+                    route_addr: link.addr.to_string(),
+                    state: "joining".into(),
+                    route: Some(link.info()),
+                });
+            }
+        }
+        members.sort_by(|a, b| (&a.name, a.generation).cmp(&(&b.name, b.generation)));
+        ClusterInfo {
+            cluster: self.cluster_name.clone(),
+            name: self.me.name.to_string(),
+            generation: self.me.generation,
+            route_addr: self.route_addr.to_string(),
+            interest: st.interest.len(),
+            members,
+        }
+    }
+
+    /// Starts leaving (from `Drop`, so not async): every task sees `closing` and ends.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+        for link in self.state.lock().links.values() {
+            link.fail("node shut down".into());
+        }
+        if let Some(gossip) = self.gossip.lock().as_ref() {
+            let _ = gossip.initiate_shutdown();
+        }
+    }
+
+    /// Leaves the cluster and waits for gossip to stop.
+    pub(crate) async fn shutdown(&self) {
+        self.close();
+        let gossip = self.gossip.lock().take();
+        if let Some(gossip) = gossip
+            && let Err(err) = gossip.shutdown().await
+        {
+            tracing::debug!(%err, "gossip shutdown");
+        }
+    }
+}
+
+/// Awaits every ping; true when all were answered.
+async fn futures_join(pings: Vec<tokio::sync::oneshot::Receiver<()>>) -> bool {
+    let mut ok = true;
+    for ping in pings {
+        ok &= ping.await.is_ok();
+    }
+    ok
+}
+
+/// A node's view of its cluster, from [`Node::cluster_info`]; also served as JSON on
+/// `$HERALD.API.CLUSTER.INFO` by `herald serve`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterInfo {
+    /// The cluster's name.
+    pub cluster: String,
+    /// This node's name.
+    pub name: String,
+    /// This node's generation (its start time in milliseconds).
+    pub generation: u64,
+    /// The address other nodes reach this one at.
+    pub route_addr: String,
+    /// Distinct local interests (scope, pattern, queue) this node shares.
+    pub interest: usize,
+    /// Every other member this node knows of.
+    pub members: Vec<MemberInfo>,
+}
+
+/// One other member, as [`ClusterInfo`] lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberInfo {
+    /// Its name.
+    pub name: String,
+    /// Its generation (start time in milliseconds); a restart makes a new one.
+    pub generation: u64,
+    /// Its route address.
+    pub route_addr: String,
+    /// `live`, `dead` (left within the last minute) or `joining` (routed, not yet gossiped).
+    pub state: String,
+    /// The route to it, when one is up.
+    pub route: Option<RouteInfo>,
+}
+
+/// Counters of one route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteInfo {
+    /// `out` when this node dialled it, `in` when the peer did.
+    pub direction: String,
+    /// Interests the peer shared with this node (its distinct subscriptions).
+    pub interest: usize,
+    /// Messages forwarded to the peer.
+    pub msgs_out: u64,
+    /// Messages received from the peer.
+    pub msgs_in: u64,
+    /// Bytes written to the peer.
+    pub bytes_out: u64,
+    /// Bytes read from the peer.
+    pub bytes_in: u64,
+}
