@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod cluster;
 mod messaging;
 mod serve;
 
@@ -27,6 +28,9 @@ enum Command {
     Req(messaging::ReqArgs),
     /// Answer requests with a fixed response.
     Reply(messaging::ReplyArgs),
+    /// Inspect the cluster a server belongs to.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Measure publish/subscribe or request/reply throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -51,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Req(args) => messaging::request(args).await,
             Command::Reply(args) => messaging::reply(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cluster(command) => cluster::run(command).await,
         }
     });
     match result {

@@ -38,6 +38,22 @@ pub struct Args {
     /// How often idle clients are pinged (e.g. 2m, 30s) [default: 2m].
     #[arg(long, value_name = "DURATION")]
     ping_interval: Option<String>,
+    /// Join a cluster: accept routes (TCP) and gossip (UDP) on this address (port 0 picks one).
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster_listen: Option<String>,
+    /// Address other nodes reach this one at, if not the cluster listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster_advertise: Option<String>,
+    /// Route addresses of cluster members to join through, comma-separated (this node's own
+    /// address may be among them).
+    #[arg(long, value_name = "ADDR,..")]
+    seeds: Option<String>,
+    /// Cluster name; nodes of other clusters are refused [default: herald].
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// Secret shared by all members of the cluster.
+    #[arg(long, value_name = "SECRET")]
+    cluster_secret: Option<String>,
 }
 
 impl Args {
@@ -59,6 +75,11 @@ impl Args {
             self.max_connections.map(|v| v.to_string()),
         );
         put("ping-interval", self.ping_interval.clone());
+        put("cluster-listen", self.cluster_listen.clone());
+        put("cluster-advertise", self.cluster_advertise.clone());
+        put("seeds", self.seeds.clone());
+        put("cluster-name", self.cluster_name.clone());
+        put("cluster-secret", self.cluster_secret.clone());
         flags
     }
 }
@@ -79,15 +100,23 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .with(filter)
         .init();
-    let server = Server::start(config, herald::Node::local())
+    let node = match config.cluster() {
+        Some(builder) => builder.start().await?,
+        None => herald::Node::local(),
+    };
+    let server = Server::start(config, node.clone())
         .await
         .map_err(|e| format!("cannot listen: {e}"))?;
-    // Scripts and tests read this line to find the port.
+    // Scripts and tests read these lines to find the ports.
+    if let Some(info) = node.cluster_info() {
+        println!("listening cluster {}", info.route_addr);
+    }
     println!("listening nats {}", server.nats_addr());
     tracing::info!(addr = %server.nats_addr(), "serving the NATS protocol");
     wait_for_signal().await?;
     tracing::info!("shutting down");
     server.shutdown().await;
+    node.shutdown().await;
     Ok(())
 }
 

@@ -12,6 +12,11 @@
 //! max_payload = 1048576
 //! max_pending = 67108864
 //! ping_interval = "2m"
+//! # clustering: a route/gossip address, or seeds, make the server a cluster member
+//! cluster_listen = "127.0.0.1:6222"
+//! seeds = ["127.0.0.1:6223", "127.0.0.1:6224"]   # or "a:1,b:2" in HERALD_SEEDS / --seeds
+//! cluster_name = "herald"
+//! cluster_secret = "s3cret"
 //! ```
 
 use std::path::Path;
@@ -61,6 +66,19 @@ pub struct Config {
     pub max_pings_out: u32,
     /// Messages each in-process subscription of the server's own services buffers.
     pub capacity: usize,
+    /// Address for routes (TCP) and gossip (UDP, same port) with other nodes; empty means
+    /// this server joins no cluster (unless `seeds` are given, then it listens on
+    /// 127.0.0.1 with any free port).
+    pub cluster_listen: String,
+    /// Address other nodes reach this one at, when not `cluster_listen` (empty: the same).
+    pub cluster_advertise: String,
+    /// Route addresses of nodes to join through; this node's own may be among them.
+    #[serde(with = "list")]
+    pub seeds: Vec<String>,
+    /// The cluster's name: nodes of other clusters are refused.
+    pub cluster_name: String,
+    /// The secret all members share; routes prove it in their handshake.
+    pub cluster_secret: String,
 }
 
 impl Default for Config {
@@ -79,6 +97,11 @@ impl Default for Config {
             ping_interval: Duration::from_secs(120),
             max_pings_out: 2,
             capacity: 1024,
+            cluster_listen: String::new(),
+            cluster_advertise: String::new(),
+            seeds: Vec::new(),
+            cluster_name: "herald".into(),
+            cluster_secret: String::new(),
         }
     }
 }
@@ -197,6 +220,26 @@ impl Config {
         Ok(())
     }
 
+    /// How this server's node joins its cluster, or `None` when it joins none. The node is
+    /// named after the server.
+    pub fn cluster(&self) -> Option<herald::NodeBuilder> {
+        if self.cluster_listen.is_empty() && self.seeds.is_empty() {
+            return None;
+        }
+        let mut builder = herald::Node::builder()
+            .name(&self.name)
+            .seeds(self.seeds.iter().cloned())
+            .cluster_name(&self.cluster_name)
+            .cluster_secret(&self.cluster_secret);
+        if !self.cluster_listen.is_empty() {
+            builder = builder.listen(&self.cluster_listen);
+        }
+        if !self.cluster_advertise.is_empty() {
+            builder = builder.advertise(&self.cluster_advertise);
+        }
+        Some(builder)
+    }
+
     fn known_names() -> Vec<String> {
         match toml::Table::try_from(Config::default()) {
             Ok(table) => table.keys().cloned().collect(),
@@ -230,6 +273,35 @@ fn loose_value(text: &str) -> toml::Value {
         return toml::Value::Boolean(b);
     }
     toml::Value::String(text.to_owned())
+}
+
+/// Lists as TOML arrays or as one comma-separated string (how the environment and flags give
+/// them).
+mod list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Raw::deserialize(d)? {
+            Raw::List(v) => v,
+            Raw::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
 }
 
 /// Durations as human-readable strings (`"2m"`, `"500ms"`) or whole seconds.
@@ -300,6 +372,16 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.max_control_line, 4096);
         std::fs::remove_dir_all(dir).unwrap();
+        assert!(config.cluster().is_none());
+        let config = Config::load(
+            None,
+            env(&[("HERALD_SEEDS", "127.0.0.1:1, 127.0.0.1:2")]),
+            &[("cluster-secret", "s".into())],
+        )
+        .unwrap();
+        assert_eq!(config.seeds, ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(config.cluster_secret, "s");
+        assert!(config.cluster().is_some());
     }
 
     #[test]

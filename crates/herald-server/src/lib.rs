@@ -5,7 +5,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | settings and their layers (defaults, TOML file, `HERALD_*`, flags) |
-//! | `server` | the listener, graceful shutdown, the `$HERALD.API.SERVER.INFO` service |
+//! | `server` | the listener, graceful shutdown, the `$HERALD.API.SERVER.INFO` and `CLUSTER.INFO` services |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
 //! | [`stats`] | server-wide counters |
@@ -31,5 +31,7 @@ mod server;
 pub mod stats;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
-pub use server::{NATS_VERSION, SERVER_INFO_SUBJECT, Server};
+pub use server::{
+    CLUSTER_FLUSH_SUBJECT, CLUSTER_INFO_SUBJECT, NATS_VERSION, SERVER_INFO_SUBJECT, Server,
+};
 pub use stats::StatsSnapshot;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald::{CallbackHandle, Node};
+use herald::{CallbackHandle, Node, SubscribeOptions};
 use herald_proto::{Limits, encode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +22,15 @@ pub const NATS_VERSION: &str = "2.11.0";
 
 /// The subject of the server's own information service (JSON request/reply).
 pub const SERVER_INFO_SUBJECT: &str = "$HERALD.API.SERVER.INFO";
+
+/// The subject of the server's cluster view (members, routes, interest), as JSON.
+pub const CLUSTER_INFO_SUBJECT: &str = "$HERALD.API.CLUSTER.INFO";
+
+/// The subject of the cluster barrier: the answer comes once the subscriptions this server
+/// had when the request arrived are known to every member (`Node::flush`). A JSON body
+/// `{"peers": N}` first waits until N other members are routed to; `"timeout_ms"` bounds
+/// that wait (default 5000, under a client's usual request timeout).
+pub const CLUSTER_FLUSH_SUBJECT: &str = "$HERALD.API.CLUSTER.FLUSH";
 
 /// What every connection of one server shares.
 pub(crate) struct Shared {
@@ -60,7 +69,7 @@ pub struct Server {
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
-    _info_service: CallbackHandle,
+    _services: [CallbackHandle; 3],
 }
 
 impl Server {
@@ -83,14 +92,23 @@ impl Server {
             addr: nats_addr,
             config,
         });
-        let info_service = info_service(&shared).map_err(std::io::Error::other)?;
+        let services = [
+            info_service(&shared),
+            cluster_service(&shared),
+            flush_service(&shared),
+        ];
+        let [Ok(info), Ok(cluster), Ok(flush)] = services else {
+            return Err(std::io::Error::other(
+                "cannot subscribe the server's services",
+            ));
+        };
         let accept = tokio::spawn(accept_loop(listener, shared));
         Ok(Server {
             nats_addr,
             stats,
             stop,
             accept,
-            _info_service: info_service,
+            _services: [info, cluster, flush],
         })
     }
 
@@ -165,21 +183,83 @@ async fn refuse(mut socket: TcpStream) {
 }
 
 /// Answers `$HERALD.API.SERVER.INFO` in the default scope with the server's identity and
-/// counters.
+/// counters. Node-only: in a cluster, each server answers for itself.
 fn info_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
     let router = shared.node.router("default", shared.config.capacity);
     let weak = Arc::downgrade(shared);
-    router.on(SERVER_INFO_SUBJECT, move |msg| {
-        let Some(shared) = weak.upgrade() else { return };
-        let body = serde_json::json!({
-            "server_id": shared.server_id,
-            "name": shared.config.name,
-            "version": env!("CARGO_PKG_VERSION"),
-            "nats_version": NATS_VERSION,
-            "stats": shared.stats.snapshot(),
-        });
-        if let Err(err) = msg.respond(body.to_string()) {
-            tracing::debug!(%err, "cannot answer {SERVER_INFO_SUBJECT}");
-        }
-    })
+    router.on_with(
+        SERVER_INFO_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let Some(shared) = weak.upgrade() else { return };
+            let body = serde_json::json!({
+                "server_id": shared.server_id,
+                "name": shared.config.name,
+                "version": env!("CARGO_PKG_VERSION"),
+                "nats_version": NATS_VERSION,
+                "stats": shared.stats.snapshot(),
+            });
+            if let Err(err) = msg.respond(body.to_string()) {
+                tracing::debug!(%err, "cannot answer {SERVER_INFO_SUBJECT}");
+            }
+        },
+    )
+}
+
+/// Answers `$HERALD.API.CLUSTER.INFO` in the default scope with this node's view of its
+/// cluster (`{"error": ..}` when it is in none). Node-only, like the server information.
+fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
+    let router = shared.node.router("default", shared.config.capacity);
+    let node = shared.node.clone();
+    router.on_with(
+        CLUSTER_INFO_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let body = match node.cluster_info() {
+                Some(info) => serde_json::to_string(&info).unwrap_or_default(),
+                None => {
+                    serde_json::json!({ "error": "this server is not in a cluster" }).to_string()
+                }
+            };
+            if let Err(err) = msg.respond(body) {
+                tracing::debug!(%err, "cannot answer {CLUSTER_INFO_SUBJECT}");
+            }
+        },
+    )
+}
+
+/// Answers `$HERALD.API.CLUSTER.FLUSH` once [`Node::flush`] returns: `{}`, or
+/// `{"error": ..}`.
+fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
+    #[derive(serde::Deserialize, Default)]
+    struct Ask {
+        #[serde(default)]
+        peers: usize,
+        timeout_ms: Option<u64>,
+    }
+    let router = shared.node.router("default", shared.config.capacity);
+    let node = shared.node.clone();
+    let runtime = tokio::runtime::Handle::current();
+    router.on_with(
+        CLUSTER_FLUSH_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let node = node.clone();
+            runtime.spawn(async move {
+                let ask: Ask = serde_json::from_slice(msg.payload()).unwrap_or_default();
+                let wait = std::time::Duration::from_millis(ask.timeout_ms.unwrap_or(5000));
+                let done = match node.wait_for_peers(ask.peers, wait).await {
+                    Ok(()) => node.flush().await,
+                    Err(err) => Err(err),
+                };
+                let body = match done {
+                    Ok(()) => "{}".to_owned(),
+                    Err(err) => serde_json::json!({ "error": err.to_string() }).to_string(),
+                };
+                if let Err(err) = msg.respond(body) {
+                    tracing::debug!(%err, "cannot answer {CLUSTER_FLUSH_SUBJECT}");
+                }
+            });
+        },
+    )
 }

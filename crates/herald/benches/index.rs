@@ -34,6 +34,7 @@ fn fill(index: &Index) {
             sid: i,
             target: target.clone(),
             local: true,
+            announced: false,
         }));
     }
 }

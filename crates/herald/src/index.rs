@@ -48,6 +48,9 @@ pub struct Entry {
     /// `target.is_local()`, read once: fan-out tells local targets from cluster routes
     /// without a call per entry.
     pub local: bool,
+    /// Whether other nodes of the cluster were told of it (a local subscription not marked
+    /// node-only, on a clustered node).
+    pub announced: bool,
 }
 
 /// The subscriptions that match one subject.
@@ -435,6 +438,7 @@ mod tests {
             sid: id,
             target: Arc::new(Nop),
             local: true,
+            announced: false,
         })
     }
 

@@ -47,7 +47,9 @@ impl Reach<'_> {
     fn admits(self, entry: &Entry) -> bool {
         match self {
             Reach::All => true,
-            Reach::Local | Reach::Routed(_) => entry.local,
+            Reach::Local => entry.local,
+            // Node-only subscriptions see only this node's publishes.
+            Reach::Routed(_) => entry.announced,
             Reach::Others(owner) => entry.owner != owner,
         }
     }
@@ -100,7 +102,8 @@ impl Scope {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a subscription of `target` to `pattern` after validating it.
+    /// Adds a subscription of `target` to `pattern` after validating it. A local target's
+    /// interest is announced to the cluster unless `node_only`.
     pub(crate) fn add(
         &self,
         pattern: &str,
@@ -108,6 +111,7 @@ impl Scope {
         owner: u64,
         sid: u64,
         target: Arc<dyn Target>,
+        node_only: bool,
     ) -> Result<Arc<Entry>> {
         subject::check(pattern)?;
         let queue = match queue {
@@ -123,9 +127,10 @@ impl Scope {
             sid,
             target,
             local,
+            announced: local && !node_only && self.cluster.is_some(),
         });
         self.index.insert(entry.clone());
-        if let (true, Some(cluster)) = (local, &self.cluster) {
+        if let (true, Some(cluster)) = (entry.announced, &self.cluster) {
             cluster.interest(true, &self.name, &entry.pattern, entry.queue.as_ref());
         }
         Ok(entry)
@@ -134,7 +139,7 @@ impl Scope {
     /// Removes subscription `id` (subscribed to `pattern`); returns it if it was there.
     pub(crate) fn remove(&self, pattern: &str, id: u64) -> Option<Arc<Entry>> {
         let entry = self.index.remove(pattern, id)?;
-        if let (true, Some(cluster)) = (entry.local, &self.cluster) {
+        if let (true, Some(cluster)) = (entry.announced, &self.cluster) {
             cluster.interest(false, &self.name, &entry.pattern, entry.queue.as_ref());
         }
         Some(entry)
@@ -199,7 +204,7 @@ impl Scope {
                 fastrand::u32(..)
             )));
             let pattern = format!("{}*", inbox.prefix());
-            if let Err(err) = self.add(&pattern, None, 0, 0, inbox.clone()) {
+            if let Err(err) = self.add(&pattern, None, 0, 0, inbox.clone(), false) {
                 // The prefix is built from hex digits: this cannot fail, but never panic on it.
                 tracing::error!(%err, "cannot subscribe the request inbox");
             }
@@ -411,6 +416,7 @@ impl Router {
             self.id,
             0,
             mailbox.clone(),
+            options.node_only,
         )?;
         Ok(Subscription::new(
             mailbox,
@@ -441,6 +447,23 @@ impl Router {
         F: FnMut(Message) + Send + 'static,
     {
         Ok(CallbackHandle::spawn(self.subscribe(pattern)?, callback))
+    }
+
+    /// Like [`on`](Router::on), with explicit options (capacity, drop policy, queue group,
+    /// node-only).
+    pub fn on_with<F>(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+        callback: F,
+    ) -> Result<CallbackHandle>
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
+        Ok(CallbackHandle::spawn(
+            self.subscribe_with(pattern, options)?,
+            callback,
+        ))
     }
 
     /// Like [`on`](Router::on), as a member of queue group `queue`.
@@ -604,7 +627,9 @@ impl Router {
         sid: u64,
         target: Arc<dyn Target>,
     ) -> Result<TargetSubscription> {
-        let entry = self.scope.add(pattern, queue, self.id, sid, target)?;
+        let entry = self
+            .scope
+            .add(pattern, queue, self.id, sid, target, false)?;
         Ok(TargetSubscription {
             id: entry.id,
             pattern: entry.pattern.clone(),

@@ -45,6 +45,7 @@ pub struct SubscribeOptions {
     pub(crate) capacity: Option<usize>,
     pub(crate) policy: DropPolicy,
     pub(crate) queue: Option<String>,
+    pub(crate) node_only: bool,
 }
 
 impl SubscribeOptions {
@@ -68,6 +69,14 @@ impl SubscribeOptions {
     /// Join queue group `queue`: each message goes to one member of the group.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());
+        self
+    }
+
+    /// Keep the subscription to this node: other nodes of the cluster are not told of it, so
+    /// only publishes made on this node reach it (a node's own services, such as a server's
+    /// information subject).
+    pub fn node_only(mut self) -> Self {
+        self.node_only = true;
         self
     }
 }

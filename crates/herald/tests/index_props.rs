@@ -90,6 +90,7 @@ proptest! {
                         sid: next,
                         target: target.clone(),
                         local: true,
+                        announced: false,
                     }));
                     live.push((next, p, q));
                 }

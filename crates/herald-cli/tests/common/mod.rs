@@ -14,6 +14,8 @@ pub struct HeraldProcess {
     child: Option<Child>,
     /// Address of the NATS listener.
     pub addr: SocketAddr,
+    /// Address of the route and gossip listener, when clustered.
+    pub cluster: Option<SocketAddr>,
 }
 
 impl HeraldProcess {
@@ -35,18 +37,42 @@ impl HeraldProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening nats ") {
-                    let _ = tx.send(addr.to_owned());
+                if let Some(rest) = line.strip_prefix("listening ") {
+                    let _ = tx.send(rest.to_owned());
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("herald serve did not print its listening line within 30 s");
-        HeraldProcess {
-            child: Some(child),
-            addr: addr.parse().expect("listening line holds HOST:PORT"),
+        // `listening cluster ADDR` (when clustered) comes before `listening nats ADDR`.
+        let mut cluster = None;
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("herald serve did not print its listening line within 30 s");
+            let (kind, addr) = line.split_once(' ').expect("listening KIND ADDR");
+            let addr: SocketAddr = addr.parse().expect("listening line holds HOST:PORT");
+            match kind {
+                "cluster" => cluster = Some(addr),
+                _ => {
+                    return HeraldProcess {
+                        child: Some(child),
+                        addr,
+                        cluster,
+                    };
+                }
+            }
         }
+    }
+
+    /// The route address, for other nodes' `--seeds`.
+    pub fn cluster_addr(&self) -> String {
+        self.cluster.expect("a clustered server").to_string()
+    }
+
+    /// Kills the process with SIGKILL (no chance to say goodbye) and reaps it.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("child present until dropped");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
     }
 
     /// `nats://HOST:PORT`.

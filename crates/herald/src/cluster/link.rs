@@ -525,7 +525,7 @@ impl Link {
         if r.subs.contains_key(&key) {
             return;
         }
-        match r.scope.add(pattern, queue, 0, 0, r.target.clone()) {
+        match r.scope.add(pattern, queue, 0, 0, r.target.clone(), false) {
             Ok(entry) => {
                 r.subs.insert(key, (entry.pattern.clone(), entry.id));
             }
