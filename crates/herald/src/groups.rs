@@ -3,10 +3,17 @@
 //! A group is a name and a set of literal topics; `broadcast` publishes one payload on every
 //! topic of a group. Errors are explicit: creating an existing group is
 //! [`Error::AlreadyExists`], naming a missing one is [`Error::NotFound`].
+//!
+//! On a clustered node groups are cluster-wide: every change is stamped (wall-clock
+//! milliseconds, growing per group, ties broken by node name) and shared through gossip, and
+//! each node keeps the newest version of each group, so a node that joins later learns them
+//! all. A change replaces the whole group: two nodes changing one group within the same
+//! gossip round keep only the later change.
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::router::{Reach, Router};
@@ -32,47 +39,99 @@ pub struct Groups<'a> {
     router: &'a Router,
 }
 
+/// One group as a scope keeps it: its topics and the version that last changed it. A deleted
+/// group stays as a tombstone, so an older copy gossiped by another node cannot bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupState {
+    pub(crate) topics: BTreeSet<String>,
+    pub(crate) deleted: bool,
+    /// Milliseconds since the epoch of the change, made to grow on every change.
+    pub(crate) stamp: u64,
+    /// The node that made the change; breaks ties between equal stamps.
+    pub(crate) origin: String,
+}
+
+impl GroupState {
+    /// Whether this version replaces `other` (last writer wins).
+    pub(crate) fn newer_than(&self, other: &GroupState) -> bool {
+        (self.stamp, &self.origin) > (other.stamp, &other.origin)
+    }
+}
+
 impl<'a> Groups<'a> {
     pub(crate) fn new(router: &'a Router) -> Self {
         Groups { router }
+    }
+
+    /// Stamps a changed group with a new version and shares it with the cluster.
+    fn changed(&self, name: &str, group: &mut GroupState) {
+        let scope = self.router.scope_state();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        group.stamp = now.max(group.stamp + 1);
+        group.origin = scope.node_name();
+        scope.share_group(name, group);
+    }
+
+    /// Runs `op` on live group `name` under the scope's lock; [`Error::NotFound`] if there is
+    /// none. `op` says whether it changed the group.
+    fn with_live<T>(&self, name: &str, op: impl FnOnce(&mut GroupState) -> (T, bool)) -> Result<T> {
+        let mut groups = self.router.scope_state().groups.lock();
+        let group = groups
+            .get_mut(name)
+            .filter(|g| !g.deleted)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+        let (out, changed) = op(group);
+        if changed {
+            self.changed(name, group);
+        }
+        Ok(out)
     }
 
     /// Creates an empty group; [`Error::AlreadyExists`] if the name is taken.
     pub fn create(&self, name: &str) -> Result<()> {
         check_name(name)?;
         let mut groups = self.router.scope_state().groups.lock();
-        if groups.contains_key(name) {
+        let group = groups.entry(name.to_owned()).or_insert(GroupState {
+            topics: BTreeSet::new(),
+            deleted: true,
+            stamp: 0,
+            origin: String::new(),
+        });
+        if !group.deleted {
             return Err(Error::AlreadyExists(name.to_owned()));
         }
-        groups.insert(name.to_owned(), BTreeSet::new());
+        group.deleted = false;
+        group.topics.clear();
+        self.changed(name, group);
         Ok(())
     }
 
     /// Deletes a group; [`Error::NotFound`] if there is none of that name.
     pub fn delete(&self, name: &str) -> Result<()> {
-        match self.router.scope_state().groups.lock().remove(name) {
-            Some(_) => Ok(()),
-            None => Err(Error::NotFound(name.to_owned())),
-        }
+        self.with_live(name, |g| {
+            g.deleted = true;
+            g.topics.clear();
+            ((), true)
+        })
     }
 
     /// Adds a literal topic to a group; says whether it was new (adding twice is harmless).
     pub fn add(&self, name: &str, topic: &str) -> Result<bool> {
         subject::check_literal(topic)?;
-        let mut groups = self.router.scope_state().groups.lock();
-        let topics = groups
-            .get_mut(name)
-            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
-        Ok(topics.insert(topic.to_owned()))
+        self.with_live(name, |g| {
+            let new = g.topics.insert(topic.to_owned());
+            (new, new)
+        })
     }
 
     /// Removes a topic from a group; says whether it was there.
     pub fn remove(&self, name: &str, topic: &str) -> Result<bool> {
-        let mut groups = self.router.scope_state().groups.lock();
-        let topics = groups
-            .get_mut(name)
-            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
-        Ok(topics.remove(topic))
+        self.with_live(name, |g| {
+            let was = g.topics.remove(topic);
+            (was, was)
+        })
     }
 
     /// The topics of a group.
@@ -80,7 +139,8 @@ impl<'a> Groups<'a> {
         let groups = self.router.scope_state().groups.lock();
         groups
             .get(name)
-            .cloned()
+            .filter(|g| !g.deleted)
+            .map(|g| g.topics.clone())
             .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
 
@@ -90,8 +150,9 @@ impl<'a> Groups<'a> {
             .scope_state()
             .groups
             .lock()
-            .keys()
-            .cloned()
+            .iter()
+            .filter(|(_, g)| !g.deleted)
+            .map(|(name, _)| name.clone())
             .collect()
     }
 

@@ -6,7 +6,7 @@
 //! one shared [`Message`], and hands it to every matching target: each plain subscription, and
 //! one member of each queue group.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::groups::Groups;
+use crate::groups::{GroupState, Groups};
 use crate::index::{Entry, Index, Matches};
 use crate::message::{HeaderMap, Headers, Message, Responder};
 use crate::node::Node;
@@ -67,7 +67,7 @@ impl Reach<'_> {
 pub(crate) struct Scope {
     pub(crate) name: Arc<str>,
     pub(crate) index: Index,
-    pub(crate) groups: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    pub(crate) groups: Mutex<BTreeMap<String, GroupState>>,
     inbox: OnceLock<Arc<Inbox>>,
     next_id: AtomicU64,
     node_id: u64,
@@ -193,6 +193,33 @@ impl Scope {
             );
             fan_out(matches, &delivery, reach)
         })
+    }
+
+    /// The name of the node this scope is on, as groups record it ("" on a local node).
+    pub(crate) fn node_name(&self) -> String {
+        self.cluster
+            .as_ref()
+            .map_or_else(String::new, |c| c.me.name.to_string())
+    }
+
+    /// Tells the cluster of a new version of group `name` (nothing on a local node).
+    pub(crate) fn share_group(&self, name: &str, group: &GroupState) {
+        if let Some(cluster) = &self.cluster {
+            cluster.share_group(&self.name, name, group);
+        }
+    }
+
+    /// Takes a version of group `name` that another node shared, if it is newer than ours;
+    /// says whether it was.
+    pub(crate) fn merge_group(&self, name: &str, theirs: &GroupState) -> bool {
+        let mut groups = self.groups.lock();
+        match groups.get(name) {
+            Some(ours) if !theirs.newer_than(ours) => false,
+            _ => {
+                groups.insert(name.to_owned(), theirs.clone());
+                true
+            }
+        }
     }
 
     /// The scope's request inbox, subscribed on first use.

@@ -160,3 +160,67 @@ async fn wrong_secret_cannot_join() {
     bad.router("app", 10).publish("x", "injected").unwrap();
     assert!(sub.try_recv().is_err());
 }
+
+/// Polls `condition` until it holds; gossip has no barrier to wait on. Fails after `WAIT`.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_cluster_wide() {
+    let nodes = cluster(2).await;
+    let (a, b) = (nodes[0].router("app", 10), nodes[1].router("app", 10));
+    a.groups().create("rooms").unwrap();
+    a.groups().add("rooms", "room.lobby").unwrap();
+    a.groups().add("rooms", "room.help").unwrap();
+    let want: std::collections::BTreeSet<String> =
+        ["room.help".to_owned(), "room.lobby".to_owned()].into();
+    eventually("b sees the group", || {
+        b.groups().topics("rooms").ok().as_ref() == Some(&want)
+    })
+    .await;
+    assert!(matches!(
+        b.groups().create("rooms"),
+        Err(Error::AlreadyExists(_))
+    ));
+
+    // A node that joins later learns it too, even with its creator gone from the seed list.
+    let late = node("late", &[addr(&nodes[1])]).await;
+    late.wait_for_peers(2, WAIT).await.unwrap();
+    let c = late.router("app", 10);
+    eventually("the late node sees the group", || {
+        c.groups().topics("rooms").ok().as_ref() == Some(&want)
+    })
+    .await;
+
+    // Broadcast from any node reaches subscribers on every node.
+    let mut on_a = a.subscribe("room.lobby").unwrap();
+    let mut on_b = b.subscribe("room.help").unwrap();
+    nodes[0].flush().await.unwrap();
+    nodes[1].flush().await.unwrap();
+    c.groups().broadcast("rooms", "hello").unwrap();
+    for sub in [&mut on_a, &mut on_b] {
+        let msg = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.text().unwrap(), "hello");
+    }
+
+    // A delete anywhere is seen everywhere, and a later re-create wins over it.
+    b.groups().delete("rooms").unwrap();
+    eventually("a sees the delete", || a.groups().list().is_empty()).await;
+    eventually("c sees the delete", || c.groups().list().is_empty()).await;
+    c.groups().create("rooms").unwrap();
+    eventually("a sees the re-created group", || {
+        a.groups().topics("rooms").is_ok_and(|t| t.is_empty())
+    })
+    .await;
+}

@@ -17,10 +17,12 @@ use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
     spawn_chitchat,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{Cluster, Peer, link};
 use crate::error::{Error, Result};
+use crate::groups::GroupState;
 
 /// The gossip key holding a node's route address.
 const ROUTE_KEY: &str = "route";
@@ -62,15 +64,95 @@ pub(super) async fn start(
         .map_err(|e| Error::Cluster(format!("cannot start gossip on udp {listen}: {e:#}")))?;
     let live = handle.with_chitchat(|c| c.live_nodes_watcher()).await;
     tokio::spawn(follow(cluster.clone(), live));
+    if let Some(groups) = cluster.take_groups_rx() {
+        tokio::spawn(share_groups(handle.chitchat(), groups));
+    }
     Ok(handle)
+}
+
+/// Puts group versions into this node's gossip state, in the order they were made.
+async fn share_groups(
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    mut groups: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    while let Some((key, value)) = groups.recv().await {
+        chitchat.lock().await.self_node_state().set(key, value);
+    }
+}
+
+/// The gossip key prefix of group versions.
+const GROUP_PREFIX: &str = "group:";
+
+/// A group version as gossip carries it.
+#[derive(Serialize, Deserialize)]
+struct SharedGroup {
+    scope: String,
+    name: String,
+    #[serde(flatten)]
+    state: GroupState,
+}
+
+/// The gossip key and value of a group version.
+pub(super) fn group_entry(scope: &str, name: &str, group: &GroupState) -> (String, String) {
+    let key = format!(
+        "{GROUP_PREFIX}{}",
+        serde_json::to_string(&(scope, name)).unwrap_or_default()
+    );
+    let value = serde_json::to_string(&SharedGroup {
+        scope: scope.to_owned(),
+        name: name.to_owned(),
+        state: group.clone(),
+    })
+    .unwrap_or_default();
+    (key, value)
+}
+
+/// Takes the newest version of every group any live member gossips, and mirrors this node's
+/// resulting version into its own state, so a group outlives the node that changed it last.
+fn merge_groups(cluster: &Cluster, live: &BTreeMap<ChitchatId, NodeState>) {
+    let Some(node) = cluster.node() else { return };
+    let mut newest: BTreeMap<&str, SharedGroup> = BTreeMap::new();
+    let mut mine: BTreeMap<&str, &str> = BTreeMap::new();
+    for (id, state) in live {
+        let is_me = *id.node_id == *cluster.me.name && id.generation_id == cluster.me.generation;
+        for (key, versioned) in state.iter_prefix(GROUP_PREFIX) {
+            if is_me {
+                mine.insert(key, &versioned.value);
+            }
+            let Ok(group) = serde_json::from_str::<SharedGroup>(&versioned.value) else {
+                tracing::warn!(peer = %id.node_id, key, "unreadable group in gossip; ignored");
+                continue;
+            };
+            if newest
+                .get(key)
+                .is_none_or(|best| group.state.newer_than(&best.state))
+            {
+                newest.insert(key, group);
+            }
+        }
+    }
+    for (key, group) in newest {
+        let scope = node.scope(&group.scope);
+        scope.merge_group(&group.name, &group.state);
+        let ours = scope.groups.lock().get(&group.name).cloned();
+        if let Some(ours) = ours {
+            let (_, value) = group_entry(&group.scope, &group.name, &ours);
+            if mine.get(key) != Some(&value.as_str()) {
+                let _ = cluster.groups_tx.send((key.to_owned(), value));
+            }
+        }
+    }
 }
 
 /// Hands every change of the live member map to the cluster until the node closes.
 async fn follow(cluster: Arc<Cluster>, mut live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>) {
     let mut closing = cluster.closing.subscribe();
     loop {
-        let members = members(&cluster, &live.borrow_and_update());
-        cluster.set_members(members);
+        {
+            let live = live.borrow_and_update();
+            cluster.set_members(members(&cluster, &live));
+            merge_groups(&cluster, &live);
+        }
         tokio::select! {
             changed = live.changed() => if changed.is_err() { break },
             _ = closing.wait_for(|c| *c) => break,

@@ -31,6 +31,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::groups::GroupState;
 use crate::node::{Node, NodeInner};
 
 pub(crate) use link::Link;
@@ -174,6 +175,7 @@ impl NodeBuilder {
         };
         let (closing, _) = watch::channel(false);
         let (changed, _) = watch::channel(0u64);
+        let (groups_tx, groups_rx) = tokio::sync::mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
             me: me.clone(),
             cluster_name: self.cluster_name.clone(),
@@ -185,6 +187,8 @@ impl NodeBuilder {
             closing,
             gossip: Mutex::new(None),
             route_max_pending: self.route_max_pending,
+            groups_tx,
+            groups_rx: Mutex::new(Some(groups_rx)),
         });
         let node = Node::clustered(cluster.clone());
         let _ = cluster.node.set(Arc::downgrade(&node.inner));
@@ -275,6 +279,9 @@ pub(crate) struct Cluster {
     pub(crate) closing: watch::Sender<bool>,
     gossip: Mutex<Option<chitchat::ChitchatHandle>>,
     pub(crate) route_max_pending: usize,
+    /// Group versions to put in this node's gossip state, in order.
+    pub(crate) groups_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    groups_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
 }
 
 #[derive(Default)]
@@ -331,6 +338,19 @@ impl Cluster {
                 link.send_interest(add, scope, pattern, queue.map(|q| &**q));
             }
         }
+    }
+
+    /// Shares a new version of a group through gossip.
+    pub(crate) fn share_group(&self, scope: &str, name: &str, group: &GroupState) {
+        let (key, value) = gossip::group_entry(scope, name, group);
+        // Closed only when gossip stopped: the node is leaving anyway.
+        let _ = self.groups_tx.send((key, value));
+    }
+
+    pub(crate) fn take_groups_rx(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>> {
+        self.groups_rx.lock().take()
     }
 
     /// Registers an established route; false if one to the same peer is already up (the new
