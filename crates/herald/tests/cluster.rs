@@ -224,3 +224,221 @@ async fn groups_are_cluster_wide() {
     })
     .await;
 }
+
+/// A hand-driven peer on a node's route port, for the bad-input tests.
+mod raw {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    use super::WAIT;
+
+    pub fn mac(key: &[u8], parts: &[&[u8]]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub async fn connect(addr: &str) -> BufReader<TcpStream> {
+        BufReader::new(TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub async fn line(conn: &mut BufReader<TcpStream>) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(WAIT, conn.read_line(&mut line))
+            .await
+            .expect("no line in time")
+            .unwrap();
+        line
+    }
+
+    /// Waits until the node closes the connection (reading and discarding what it sends).
+    pub async fn closed(conn: &mut BufReader<TcpStream>) {
+        let mut sink = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(WAIT, conn.read(&mut sink)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("the node did not close the connection"),
+            }
+        }
+    }
+
+    /// Completes the handshake as node `name` of cluster "herald" with `secret`.
+    pub async fn handshake(addr: &str, name: &str, secret: &str) -> BufReader<TcpStream> {
+        let mut conn = connect(addr).await;
+        let hello = format!(
+            "ROUTE {{\"cluster\":\"herald\",\"name\":\"{name}\",\"generation\":1,\"route\":\"127.0.0.1:9\",\"nonce\":\"n0\"}}\r\n"
+        );
+        conn.write_all(hello.as_bytes()).await.unwrap();
+        let answer = line(&mut conn).await;
+        let json: serde_json::Value =
+            serde_json::from_str(answer.trim().strip_prefix("ROUTE ").expect("ROUTE hello"))
+                .unwrap();
+        let theirs = json["nonce"].as_str().unwrap();
+        let proof = mac(
+            secret.as_bytes(),
+            &[
+                b"herald-route",
+                b"dial",
+                b"herald",
+                theirs.as_bytes(),
+                b"n0",
+            ],
+        );
+        conn.write_all(format!("ROUTE {{\"proof\":\"{proof}\"}}\r\n").as_bytes())
+            .await
+            .unwrap();
+        conn
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_port_refuses_bad_peers() {
+    use tokio::io::AsyncWriteExt;
+    let nodes = cluster(2).await;
+    let port = addr(&nodes[0]);
+    let mut sub = nodes[1].router("app", 1000).subscribe("x").unwrap();
+    nodes[1].flush().await.unwrap();
+
+    // Garbage, an endless control line, a wrong cluster, a wrong secret: each is closed.
+    let mut conn = raw::connect(&port).await;
+    conn.write_all(b"\x00\xffGARBAGE\r\n").await.unwrap();
+    raw::closed(&mut conn).await;
+    let mut conn = raw::connect(&port).await;
+    conn.write_all(&vec![b'R'; 100_000]).await.unwrap();
+    raw::closed(&mut conn).await;
+    let mut conn = raw::connect(&port).await;
+    conn.write_all(b"ROUTE {\"cluster\":\"other\",\"name\":\"x\",\"generation\":1,\"route\":\"127.0.0.1:9\",\"nonce\":\"n\"}\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        raw::line(&mut conn).await,
+        "-ERR 'cluster name mismatch'\r\n"
+    );
+    raw::closed(&mut conn).await;
+    let mut conn = raw::handshake(&port, "intruder", "wrong-secret").await;
+    // Whatever it sends after a failed proof is never applied.
+    conn.write_all(b"RMSG app x 8\r\ninjected\r\n")
+        .await
+        .unwrap();
+    let _hello_was_read = ();
+    assert_eq!(
+        raw::line(&mut conn).await,
+        "-ERR 'authentication failed'\r\n"
+    );
+    raw::closed(&mut conn).await;
+
+    // An authenticated peer that sends a frame over the size limit is cut off.
+    let mut conn = raw::handshake(&port, "huge", "test-secret").await;
+    conn.write_all(b"RMSG app x 999999999999\r\n")
+        .await
+        .unwrap();
+    raw::closed(&mut conn).await;
+
+    // The cluster is unaffected.
+    nodes[0]
+        .router("app", 10)
+        .publish("x", "still fine")
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.text().unwrap(), "still fine");
+    nodes[0].flush().await.unwrap();
+    assert!(sub.try_recv().is_err(), "nothing injected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_route_is_closed_and_never_slows_the_publisher() {
+    let node = Node::builder()
+        .name("busy")
+        .cluster_secret("test-secret")
+        .route_max_pending(64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    // A peer that shares interest in everything, then never reads.
+    let conn = raw::handshake(&addr(&node), "stalled", "test-secret").await;
+    let mut conn = conn;
+    tokio::io::AsyncWriteExt::write_all(&mut conn, b"RS+ app >\r\nPING\r\n")
+        .await
+        .unwrap();
+    // Its PONG answer proves the interest was applied.
+    let mut line = raw::line(&mut conn).await;
+    while line.starts_with("RS+") || line.starts_with("ROUTE") {
+        line = raw::line(&mut conn).await;
+    }
+    assert_eq!(line, "PONG\r\n");
+    let router = node.router("app", 10);
+    let payload = vec![b'x'; 1024];
+    // Far more than the socket buffers and the route's 64 KiB limit hold.
+    for _ in 0..50_000 {
+        router.publish("load", payload.clone()).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node
+        .cluster_info()
+        .unwrap()
+        .members
+        .iter()
+        .any(|m| m.name == "stalled")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled route not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(conn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_seeds_and_twin_names_do_no_harm() {
+    // A seed that answers nothing: the node starts and works alone.
+    let lonely = Node::builder()
+        .name("lonely")
+        .seeds(["127.0.0.1:9"])
+        .start()
+        .await
+        .unwrap();
+    let mut sub = lonely.router("app", 10).subscribe("x").unwrap();
+    lonely.router("app", 10).publish("x", "alone").unwrap();
+    assert_eq!(sub.try_recv().unwrap().text().unwrap(), "alone");
+    lonely.flush().await.unwrap();
+
+    // Two nodes named alike (a configuration mistake, logged): both still get their messages.
+    let first = node("twin", &[]).await;
+    let seed = vec![addr(&first)];
+    let second = node("twin", &seed).await;
+    let third = node("other", &seed).await;
+    for n in [&first, &second, &third] {
+        if let Err(e) = n.wait_for_peers(2, WAIT).await {
+            for n in [&first, &second, &third] {
+                eprintln!("{:#?}", n.cluster_info());
+            }
+            panic!("{e}");
+        }
+    }
+    let mut s1 = first.router("app", 10).subscribe("t").unwrap();
+    let mut s2 = second.router("app", 10).subscribe("t").unwrap();
+    first.flush().await.unwrap();
+    second.flush().await.unwrap();
+    third.router("app", 10).publish("t", "both").unwrap();
+    for sub in [&mut s1, &mut s2] {
+        let msg = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.text().unwrap(), "both");
+    }
+}

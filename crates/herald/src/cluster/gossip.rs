@@ -114,7 +114,9 @@ fn merge_groups(cluster: &Cluster, live: &BTreeMap<ChitchatId, NodeState>) {
     let mut newest: BTreeMap<&str, SharedGroup> = BTreeMap::new();
     let mut mine: BTreeMap<&str, &str> = BTreeMap::new();
     for (id, state) in live {
-        let is_me = *id.node_id == *cluster.me.name && id.generation_id == cluster.me.generation;
+        let is_me = *id.node_id == *cluster.me.name
+            && id.generation_id == cluster.me.generation
+            && id.gossip_advertise_addr == cluster.me.addr;
         for (key, versioned) in state.iter_prefix(GROUP_PREFIX) {
             if is_me {
                 mine.insert(key, &versioned.value);
@@ -168,18 +170,17 @@ fn members(
 ) -> BTreeMap<Peer, SocketAddr> {
     let mut out = BTreeMap::new();
     for (id, state) in live {
+        let Some(Ok(addr)) = state.get(ROUTE_KEY).map(str::parse::<SocketAddr>) else {
+            tracing::warn!(peer = %id.node_id, "member gossips no readable route address; ignored");
+            continue;
+        };
         let peer = Peer {
             name: id.node_id.clone(),
             generation: id.generation_id,
+            addr,
         };
-        if peer == cluster.me {
-            continue;
-        }
-        match state.get(ROUTE_KEY).map(str::parse::<SocketAddr>) {
-            Some(Ok(addr)) => {
-                out.insert(peer, addr);
-            }
-            _ => tracing::warn!(peer = %peer, "member gossips no readable route address; ignored"),
+        if peer != cluster.me {
+            out.insert(peer, addr);
         }
     }
     out

@@ -91,6 +91,8 @@ struct Hello {
     cluster: String,
     name: String,
     generation: u64,
+    /// The sender's advertised route address (part of its identity).
+    route: SocketAddr,
     nonce: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     proof: Option<String>,
@@ -108,6 +110,7 @@ impl Cluster {
             cluster: self.cluster_name.clone(),
             name: self.me.name.to_string(),
             generation: self.me.generation,
+            route: self.me.addr,
             nonce: nonce.to_owned(),
             proof,
         };
@@ -197,6 +200,7 @@ async fn dial_handshake(
     Ok(Peer {
         name: theirs.name.into(),
         generation: theirs.generation,
+        addr: theirs.route,
     })
 }
 
@@ -239,6 +243,7 @@ async fn accept_handshake(
     Ok(Peer {
         name: theirs.name.into(),
         generation: theirs.generation,
+        addr: theirs.route,
     })
 }
 
@@ -347,7 +352,7 @@ async fn dial(
     let answered = tokio::time::timeout(HANDSHAKE_TIMEOUT, shake)
         .await
         .map_err(|_| format!("no handshake within {HANDSHAKE_TIMEOUT:?}"))??;
-    if answered.name != peer.name {
+    if answered != *peer {
         return Err(format!(
             "{addr} answered as {answered}, not {peer}; the member list is stale"
         ));

@@ -160,10 +160,6 @@ impl NodeBuilder {
         let generation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let me = Peer {
-            name: name.as_str().into(),
-            generation,
-        };
         let (listener, route_addr) = bind_tcp(listen).await?;
         let advertised = match &self.advertise {
             Some(a) => resolve(a).await?,
@@ -172,6 +168,11 @@ impl NodeBuilder {
                 SocketAddr::new([127, 0, 0, 1].into(), route_addr.port())
             }
             None => route_addr,
+        };
+        let me = Peer {
+            name: name.as_str().into(),
+            generation,
+            addr: advertised,
         };
         let (closing, _) = watch::channel(false);
         let (changed, _) = watch::channel(0u64);
@@ -247,12 +248,14 @@ fn is_self(seed: &str, listen: SocketAddr, advertised: SocketAddr) -> bool {
         || (addr.port() == listen.port() && listen.ip().is_unspecified() && addr.ip().is_loopback())
 }
 
-/// One node process: its name and its start time (milliseconds), which tells a restarted
-/// process from the one it replaces.
+/// One node process: its name, its start time (milliseconds), which tells a restarted
+/// process from the one it replaces, and its route address, which tells apart two processes
+/// wrongly given one name (and started within the same millisecond).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Peer {
     pub(crate) name: Arc<str>,
     pub(crate) generation: u64,
+    pub(crate) addr: SocketAddr,
 }
 
 impl fmt::Display for Peer {
