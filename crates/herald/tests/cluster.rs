@@ -1,6 +1,8 @@
 //! Nodes of one process clustered over real loopback sockets (gossip on UDP, routes on TCP).
 //! The multi-process tests (kill -9, `herald serve`) live in herald-cli's tests.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use std::time::Duration;
 
 use herald::{Error, Node};
