@@ -87,8 +87,14 @@ impl Args {
 /// Runs the server until a signal asks it to stop.
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(args.config.as_deref(), std::env::vars(), &args.flags())?;
-    let filter: Targets = config
-        .log
+    // chitchat warns on every gossip round about a peer of another cluster; herald says it
+    // once itself. Its errors still show, and a filter that names chitchat wins.
+    let directives = if config.log.contains("chitchat") {
+        config.log.clone()
+    } else {
+        format!("{},chitchat=error", config.log)
+    };
+    let filter: Targets = directives
         .parse()
         .map_err(|e| format!("invalid log filter {:?}: {e}", config.log))?;
     use tracing_subscriber::prelude::*;

@@ -158,6 +158,29 @@ async fn hermes_layout_each_subscriber_once() {
     // C has no interest in user.created: of the four messages A and B published, only their
     // two user.updated crossed a route to C.
     assert_eq!(routed_in(&cc).await - c_before, 2);
+
+    // `herald cluster status` lists the other two members, live and routed.
+    let out = tokio::task::spawn_blocking({
+        let url = a.url();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .args(["cluster", "status", "--server", &url])
+                .output()
+                .expect("run herald cluster status")
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("cluster herald · node a at "), "{text}");
+    for name in ["b", "c"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {text}"));
+        assert!(row.contains(" live ") && !row.contains(" none "), "{row}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,8 @@ use super::{Cluster, Peer, RouteInfo};
 use crate::router::{Reach, Scope, WireMessage};
 use crate::target::{Delivery, Target};
 
+/// What a node sends on each route when it shuts down gracefully.
+const GOODBYE: &str = "node shut down";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// Frames a route accepts: roomy control lines (up to 32 queue groups), payloads up to 64 MiB.
@@ -466,6 +468,18 @@ impl Link {
         rx
     }
 
+    /// Says goodbye (`-ERR 'node shut down'`, so the peer neither redials nor waits for the
+    /// failure detector) and closes.
+    pub(crate) fn leave(&self) {
+        {
+            let mut out = self.out.lock();
+            if !out.closed {
+                herald_proto::encode::err(&mut out.buf, GOODBYE);
+            }
+        }
+        self.fail("node shut down".into());
+    }
+
     /// Marks the route for closing; its tasks do the cleanup (never the caller, who may be a
     /// publisher inside the index).
     pub(crate) fn fail(&self, why: String) {
@@ -612,7 +626,7 @@ async fn run(
             link.fail(why);
         }
         _ = closing.wait_for(Option::is_some) => {}
-        _ = node_closing.wait_for(|c| *c) => link.fail("node shut down".into()),
+        _ = node_closing.wait_for(|c| *c) => link.leave(),
     }
     // Gives the writer a moment to send what is queued (a -ERR, a last message).
     if tokio::time::timeout(Duration::from_secs(1), writer)
@@ -624,7 +638,11 @@ async fn run(
     cluster.detach(&link);
     link.drop_remote_interest();
     let why = link.closing.borrow().clone().unwrap_or_default();
-    tracing::warn!(peer = %link.peer, %addr, "route closed: {why}");
+    if why == "the peer shut down" || why == "node shut down" {
+        tracing::info!(peer = %link.peer, %addr, "route closed: {why}");
+    } else {
+        tracing::warn!(peer = %link.peer, %addr, "route closed: {why}");
+    }
     // Wake whoever waits for a PONG: the route is gone.
     link.out.lock().pongs.clear();
 }
@@ -715,6 +733,10 @@ async fn read_loop(
                             if let Some(tx) = link.out.lock().pongs.pop_front() {
                                 let _ = tx.send(());
                             }
+                        }
+                        RouteOp::Err(GOODBYE) => {
+                            cluster.peer_left(&link.peer);
+                            return Err("the peer shut down".into());
                         }
                         RouteOp::Err(text) => return Err(format!("the peer reported: {text}")),
                         RouteOp::Route(_) => return Err("ROUTE after the handshake".into()),

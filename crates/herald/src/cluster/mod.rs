@@ -193,17 +193,38 @@ impl NodeBuilder {
         });
         let node = Node::clustered(cluster.clone());
         let _ = cluster.node.set(Arc::downgrade(&node.inner));
-        let seeds = self
+        let seeds: Vec<String> = self
             .seeds
             .iter()
             .filter(|s| !is_self(s, route_addr, advertised))
             .cloned()
             .collect();
-        let gossip = gossip::start(&cluster, route_addr, seeds, self.gossip_interval).await?;
+        let gossip =
+            gossip::start(&cluster, route_addr, seeds.clone(), self.gossip_interval).await?;
+        if !seeds.is_empty() {
+            tokio::spawn(warn_if_alone(Arc::downgrade(&cluster), seeds));
+        }
         *cluster.gossip.lock() = Some(gossip);
         tokio::spawn(link::accept_loop(cluster.clone(), listener));
         tracing::info!(node = %me, cluster = %self.cluster_name, route = %advertised, "joined cluster");
         Ok(node)
+    }
+}
+
+/// Says once, clearly, when no seed let this node in: gossip from another cluster (other name
+/// or secret) is dropped without an answer, so silence is all a misconfigured node sees.
+async fn warn_if_alone(cluster: Weak<Cluster>, seeds: Vec<String>) {
+    let patience = Duration::from_secs(5);
+    tokio::time::sleep(patience).await;
+    if let Some(cluster) = cluster.upgrade()
+        && !*cluster.closing.borrow()
+        && cluster.state.lock().members.is_empty()
+    {
+        tracing::warn!(
+            seeds = %seeds.join(","),
+            cluster = %cluster.cluster_name,
+            "no member reachable through the seeds after {patience:?}: check their addresses, the cluster name and the cluster secret"
+        );
     }
 }
 
@@ -296,6 +317,8 @@ struct State {
     members: BTreeMap<Peer, SocketAddr>,
     /// Members that left (gossip declared them dead), and when.
     departed: BTreeMap<Peer, (SocketAddr, Instant)>,
+    /// Members that said goodbye on their route; ignored until gossip forgets them too.
+    left: BTreeSet<Peer>,
     warned_names: BTreeSet<Arc<str>>,
 }
 
@@ -397,8 +420,10 @@ impl Cluster {
 
     /// Takes the live member list from gossip: dials new members (when this node sorts first),
     /// closes routes to members that left.
-    pub(crate) fn set_members(self: &Arc<Self>, live: BTreeMap<Peer, SocketAddr>) {
+    pub(crate) fn set_members(self: &Arc<Self>, mut live: BTreeMap<Peer, SocketAddr>) {
         let mut st = self.state.lock();
+        st.left.retain(|p| live.contains_key(p));
+        live.retain(|p, _| !st.left.contains(p));
         if st.members == live {
             return;
         }
@@ -436,6 +461,18 @@ impl Cluster {
         st.departed
             .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
         st.members = live;
+        drop(st);
+        self.bump();
+    }
+
+    /// A member said goodbye on its route: it is gone now, not after failure detection.
+    pub(crate) fn peer_left(&self, peer: &Peer) {
+        let mut st = self.state.lock();
+        st.left.insert(peer.clone());
+        if let Some(addr) = st.members.remove(peer) {
+            tracing::info!(peer = %peer, %addr, "member left the cluster");
+            st.departed.insert(peer.clone(), (addr, Instant::now()));
+        }
         drop(st);
         self.bump();
     }
@@ -553,7 +590,7 @@ impl Cluster {
     pub(crate) fn close(&self) {
         self.closing.send_replace(true);
         for link in self.state.lock().links.values() {
-            link.fail("node shut down".into());
+            link.leave();
         }
         if let Some(gossip) = self.gossip.lock().as_ref() {
             let _ = gossip.initiate_shutdown();
