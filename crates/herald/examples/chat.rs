@@ -42,11 +42,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let room = node.router("chat", 256);
 
     // Everyone's lines but our own (publish_others below skips this router's subscriptions).
-    let _printer = room.on("room.lobby", |msg: Message| {
-        match msg.json::<Line>() {
-            Ok(line) => println!("<{}> {}", line.from, line.text),
-            Err(err) => eprintln!("(unreadable line: {err})"),
-        }
+    let _printer = room.on("room.lobby", |msg: Message| match msg.json::<Line>() {
+        Ok(line) => println!("<{}> {}", line.from, line.text),
+        Err(err) => eprintln!("(unreadable line: {err})"),
     })?;
     println!("{name} listening on {listen}; type to chat, /who for members, Ctrl-D to leave");
 
@@ -58,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Ok(line) = line else { break };
                 if line.trim() == "/who" {
                     for m in node.cluster_info().map(|i| i.members).unwrap_or_default() {
-                        let route = if m.route.is_some() { "routed" } else { "no route" };
+                        let route = if m.route.is_some() {
+                            "routed"
+                        } else {
+                            "no route"
+                        };
                         println!("  {} at {} ({}, {route})", m.name, m.route_addr, m.state);
                     }
                     continue;
