@@ -5,7 +5,7 @@
 //! idle), parses every complete operation in place, and only then goes back to the socket.
 //! A PUB is routed straight from the read buffer: subscribers that are network clients copy
 //! its bytes into their outbound buffers during the call, and their writers are woken once per
-//! read buffer ([`Batch`]).
+//! read buffer ([`Batch`](herald::batch::Batch)).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,8 +19,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
-use crate::outbound::{Batch, Close, Outbound, SubTarget};
+use crate::outbound::{Close, Outbound, SubTarget};
 use crate::server::Shared;
+use herald::batch::Batch;
 
 /// The smallest and largest read the reader offers the socket.
 const MIN_READ: usize = 512;

@@ -4,18 +4,18 @@
 //! Publishers (any connection's reader, or the embedded library) encode `MSG`/`HMSG` straight
 //! into [`Outbound`]'s buffer under a short lock. Appending to an empty buffer schedules one
 //! wake-up of the writer; while a reader works through one read buffer, those wake-ups are
-//! collected ([`Batch`]) and sent once at its end, so a burst of publishes costs each
+//! collected ([`Batch`](herald::batch::Batch)) and sent once at its end, so a burst of publishes costs each
 //! subscriber one wake-up, not one per message. The writer swaps the whole buffer out and
 //! writes it with a single call, so everything queued meanwhile leaves in one syscall.
 //!
 //! A buffer past `max_pending` bytes (queued plus being written) makes its client a slow
 //! consumer: by default it is closed with `-ERR 'Slow Consumer'`; the publisher never waits.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use herald::batch::{Batch, Wake};
 use herald::{Delivery, Target};
 use herald_proto::encode;
 use parking_lot::Mutex;
@@ -291,50 +291,9 @@ impl Outbound {
     }
 }
 
-thread_local! {
-    /// Writers to wake at the end of the current read batch on this thread, if one is open.
-    static BATCH: RefCell<Option<Vec<Arc<Outbound>>>> = const { RefCell::new(None) };
-}
-
-/// Collects writer wake-ups while a reader processes one read buffer.
-pub(crate) struct Batch(());
-
-impl Batch {
-    /// Opens a batch on this thread; wake-ups wait until the returned guard is dropped. Must
-    /// not be held across an `.await` (the task may move to another thread).
-    pub(crate) fn open() -> Batch {
-        BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            if b.is_none() {
-                *b = Some(Vec::new());
-            }
-        });
-        Batch(())
-    }
-
-    fn wake(out: &Arc<Outbound>) {
-        let deferred = BATCH.with(|b| match b.try_borrow_mut() {
-            Ok(mut b) => match b.as_mut() {
-                Some(list) => {
-                    list.push(out.clone());
-                    true
-                }
-                None => false,
-            },
-            Err(_) => false,
-        });
-        if !deferred {
-            out.writer.notify_one();
-        }
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
-        for out in list {
-            out.writer.notify_one();
-        }
+impl Wake for Outbound {
+    fn wake(&self) {
+        self.writer.notify_one();
     }
 }
 

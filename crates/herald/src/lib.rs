@@ -29,11 +29,13 @@
 //! | `cluster` | gossip membership (chitchat), routes between nodes, interest, [`NodeBuilder`] |
 //! | `subscription` | bounded mailboxes, drop policy, [`Subscription`], callbacks |
 //! | [`target`] | the [`Target`] trait every delivery destination implements |
+//! | [`batch`] | deferred writer wake-ups: one per burst of messages, not one per message |
 //! | `message` | [`Message`] and [`HeaderMap`] |
 //! | `request` | the per-scope reply inbox behind [`Router::request`] |
 //! | `groups` | named groups of topics ([`Groups`]) |
 //! | `error` | [`Error`] and the receive errors |
 
+pub mod batch;
 mod cluster;
 mod error;
 mod groups;

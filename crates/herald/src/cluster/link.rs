@@ -39,6 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 use super::{Cluster, Peer, RouteInfo};
+use crate::batch::{Batch, Wake};
 use crate::router::{Reach, Scope, WireMessage};
 use crate::target::{Delivery, Target};
 
@@ -424,7 +425,7 @@ impl Link {
     }
 
     /// Queues `bytes` unless closed or over the limit; says whether they were queued.
-    fn queue(&self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    fn queue(self: &Arc<Self>, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut out = self.out.lock();
         if out.closed {
             return false;
@@ -442,13 +443,19 @@ impl Link {
         write(&mut out.buf);
         drop(out);
         if was_empty {
-            self.wake.notify_one();
+            Batch::wake(self);
         }
         true
     }
 
     /// Queues `RS+`/`RS-`.
-    pub(crate) fn send_interest(&self, add: bool, scope: &str, pattern: &str, queue: Option<&str>) {
+    pub(crate) fn send_interest(
+        self: &Arc<Self>,
+        add: bool,
+        scope: &str,
+        pattern: &str,
+        queue: Option<&str>,
+    ) {
         self.queue(|buf| route::interest(buf, add, scope, pattern, queue));
     }
 
@@ -562,6 +569,12 @@ impl Link {
                 r.scope.remove(&pattern, id);
             }
         }
+    }
+}
+
+impl Wake for Link {
+    fn wake(&self) {
+        self.wake.notify_one();
     }
 }
 
@@ -694,6 +707,8 @@ async fn read_loop(
     let mut scopes: FxHashMap<Box<str>, Arc<Scope>> = FxHashMap::default();
     loop {
         let mut at = 0;
+        // Writers of local subscribers (and routes) are woken once per read, not per message.
+        let batch = Batch::open();
         loop {
             match parse_route(&buf[at..], &LIMITS) {
                 Ok(Parsed::Op(op, used)) => {
@@ -750,6 +765,7 @@ async fn read_loop(
                 }
             }
         }
+        drop(batch);
         buf.advance(at);
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
