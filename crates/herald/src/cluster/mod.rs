@@ -667,3 +667,23 @@ pub struct RouteInfo {
     /// Bytes read from the peer.
     pub bytes_in: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_skips_itself_in_its_seed_list() {
+        let listen: SocketAddr = "127.0.0.1:7000".parse().unwrap_or_else(|_| unreachable!());
+        let any: SocketAddr = "0.0.0.0:7000".parse().unwrap_or_else(|_| unreachable!());
+        let public: SocketAddr = "10.0.0.5:7000".parse().unwrap_or_else(|_| unreachable!());
+        assert!(is_self("127.0.0.1:7000", listen, listen));
+        assert!(!is_self("127.0.0.1:7001", listen, listen));
+        assert!(!is_self("seed.example:7000", listen, listen));
+        // Listening on every interface: a loopback seed on our port is us, and so is the
+        // advertised address.
+        assert!(is_self("127.0.0.1:7000", any, public));
+        assert!(is_self("10.0.0.5:7000", any, public));
+        assert!(!is_self("10.0.0.6:7000", any, public));
+    }
+}
