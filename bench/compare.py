@@ -3,36 +3,96 @@
 
 Usage: compare.py HERALD_BINARY NATS_SERVER_BINARY   (bench/compare.sh sets this up)
 
-Both servers run at the same time on free loopback ports; each row is measured ROUNDS times
-(env, default 3) per server, herald and nats-server in turn, and the median is reported with
-the server's CPU (cores) over the run. Ratios are herald / nats-server (for latency,
-nats-server / herald, so > 1 means herald is better everywhere).
+Environment:
+  ROUNDS=N        measurements per row and server (default 3); the median is reported
+  ONLY=single     only the single-server table
+  ONLY=cluster    only the 3-node cluster table
+
+Single server: both servers run at the same time on free loopback ports; each row is measured
+ROUNDS times per server, herald and nats-server in turn, and the median is reported with the
+server's CPU (cores) over the run.
+
+Cluster (after the single-server rows): three herald nodes (b and c seeded with a's cluster
+address, one secret) and three nats-server nodes (a full mesh of routes, one cluster name),
+all running at once. Before measuring, every herald node must answer
+$HERALD.API.CLUSTER.FLUSH {"peers":2} and every nats-server must list 2 routes in /routez.
+Each row publishes on node A with one subscriber on B and one on C (`herald bench --server A
+--sub-server B,C`, whose warm-up waits until A forwards to both); it reports delivered msgs/s,
+p99 latency, and each node's CPU (cores, A/B/C) over the run.
+
+Ratios are herald / nats-server (for latency and memory, nats-server / herald, so > 1 means
+herald is better everywhere). Every server process is stopped at the end, also on errors.
 """
 
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ONLY = os.environ.get("ONLY", "")
+CLUSTER_SECRET = "compare-secret"
+
+# Every server process started, so that all of them are stopped at the end.
+PROCESSES = []
+
+
+def spawn(cmd, **kwargs):
+    """Starts a process and records it for stop_all()."""
+    proc = subprocess.Popen(cmd, text=True, **kwargs)
+    PROCESSES.append(proc)
+    return proc
+
+
+def stop(proc):
+    """Stops one process: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in PROCESSES:
+        PROCESSES.remove(proc)
+
+
+def stop_all():
+    for proc in list(PROCESSES):
+        stop(proc)
+
+
+def read_addresses(stream, patterns, name):
+    """Reads lines until each regex of `patterns` has matched, in order; returns group 1 of
+    each."""
+    found = []
+    deadline = time.monotonic() + 30
+    while len(found) < len(patterns) and time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        m = re.search(patterns[len(found)], line)
+        if m:
+            found.append(m.group(1))
+    if len(found) < len(patterns):
+        raise SystemExit(f"{name} did not report its port(s)")
+    return found
 
 
 def start(cmd, from_stderr, pattern, name):
     """Starts a server and reads its listening address from its output."""
-    proc = subprocess.Popen(
-        cmd, text=True,
+    proc = spawn(
+        cmd,
         stdout=None if from_stderr else subprocess.PIPE,
         stderr=subprocess.PIPE if from_stderr else None)
     stream = proc.stderr if from_stderr else proc.stdout
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        m = re.search(pattern, stream.readline())
-        if m:
-            return proc, "nats://" + m.group(1)
-    raise SystemExit(f"{name} did not report its port")
+    return proc, "nats://" + read_addresses(stream, [pattern], name)[0]
 
 
 def start_herald(binary):
@@ -46,8 +106,9 @@ def start_nats(binary):
 
 
 def bench(herald, url, pid, args):
+    pid_args = ["--server-pid", str(pid)] if pid else []
     out = subprocess.run(
-        [herald, "bench", "--json", "--server", url, "--server-pid", str(pid)] + args,
+        [herald, "bench", "--json", "--server", url] + pid_args + args,
         capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         return {"error": out.stderr.strip() or out.stdout.strip()}
@@ -64,12 +125,11 @@ def p99(results):
     return statistics.median(values) if values else None
 
 
-def main():
-    herald_bin, nats_bin = sys.argv[1], sys.argv[2]
+def single_server(herald_bin, nats_bin, version):
+    """The single-server table: every row against one herald and one nats-server."""
     herald, herald_url = start_herald(herald_bin)
     nats, nats_url = start_nats(nats_bin)
     servers = [("herald", herald_url, herald.pid), ("nats-server", nats_url, nats.pid)]
-    version = subprocess.run([nats_bin, "--version"], capture_output=True, text=True).stdout.strip()
     rows = []
     for client in ["raw", "async-nats"]:
         for size, msgs in [(16, 2_000_000), (1024, 500_000)]:
@@ -92,11 +152,10 @@ def main():
         for _ in range(ROUNDS):
             if kind == "memory":
                 # Fresh servers: a heap that earlier rows grew would hide what connections cost.
-                for label, start, binary in [("herald", start_herald, herald_bin), ("nats-server", start_nats, nats_bin)]:
-                    proc, url = start(binary)
+                for label, start_server, binary in [("herald", start_herald, herald_bin), ("nats-server", start_nats, nats_bin)]:
+                    proc, url = start_server(binary)
                     results[label].append(bench(herald_bin, url, proc.pid, args))
-                    proc.terminate()
-                    proc.wait(timeout=10)
+                    stop(proc)
                 continue
             for label, url, pid in servers:
                 results[label].append(bench(herald_bin, url, pid, args))
@@ -122,8 +181,159 @@ def main():
             print(f"| {name} (KiB each) | {hv:.1f} | {nv:.1f} | {ratio} | | |")
         sys.stdout.flush()
     for proc in (herald, nats):
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
+
+
+def free_port():
+    """A port that was free a moment ago (bound to port 0 and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_herald_cluster(binary):
+    """Three herald nodes, b and c seeded with a's cluster address; returns [(proc, url)]."""
+    nodes, seeds = [], []
+    for name in "abc":
+        cmd = [binary, "serve", "--name", name, "--listen", "127.0.0.1:0", "--log", "warn",
+               "--cluster-listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET]
+        if seeds:
+            cmd += ["--seeds", ",".join(seeds)]
+        proc = spawn(cmd, stdout=subprocess.PIPE)
+        cluster, nats = read_addresses(
+            proc.stdout, [r"listening cluster (\S+)", r"listening nats (\S+)"], f"herald node {name}")
+        seeds = seeds or [cluster]
+        nodes.append((proc, "nats://" + nats))
+    for _, url in nodes:
+        wait_herald_routes(binary, url)
+    return nodes
+
+
+def wait_herald_routes(binary, url):
+    """Waits until the node routes to both others and they know its subscriptions."""
+    deadline = time.monotonic() + 30
+    answer = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [binary, "req", "$HERALD.API.CLUSTER.FLUSH", '{"peers":2}', "--server", url,
+             "--timeout", "10s"], capture_output=True, text=True, timeout=30)
+        answer = out.stdout.strip() or out.stderr.strip()
+        if out.returncode == 0 and answer == "{}":
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"herald node {url} has no routes to 2 peers: {answer}")
+
+
+def start_nats_cluster(binary, log):
+    """Three nats-server nodes with a full mesh of routes; returns [(proc, url)]."""
+    ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+    nodes = []
+    for i, (client, cluster, monitor) in enumerate(ports):
+        routes = ",".join(f"nats://127.0.0.1:{c}" for j, (_, c, _) in enumerate(ports) if j != i)
+        proc = spawn([binary, "-a", "127.0.0.1", "-p", str(client), "-m", str(monitor),
+                      "-n", f"nats-{'abc'[i]}", "--cluster_name", "compare",
+                      "--cluster", f"nats://127.0.0.1:{cluster}", "--routes", routes],
+                     stdout=log, stderr=log)
+        nodes.append((proc, f"nats://127.0.0.1:{client}"))
+    for _, _, monitor in ports:
+        wait_nats_routes(monitor)
+    return nodes
+
+
+def wait_nats_routes(monitor):
+    """Waits until the node's /routez lists routes to both others."""
+    deadline = time.monotonic() + 30
+    routes = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/routez", timeout=5) as r:
+                routes = json.load(r).get("num_routes")
+            if routes == 2:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"nats-server (monitor port {monitor}) has {routes} routes, not 2")
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (fields after the last ')' of stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cluster_bench(herald_bin, nodes, args):
+    """One `herald bench` with the publisher on node A and subscribers on B and C, and each
+    node's CPU over it (cores)."""
+    pids = [proc.pid for proc, _ in nodes]
+    before, started = [cpu_ticks(p) for p in pids], time.monotonic()
+    result = bench(herald_bin, nodes[0][1], None,
+                   args + ["--sub-server", f"{nodes[1][1]},{nodes[2][1]}"])
+    wall = time.monotonic() - started
+    ticks = os.sysconf("SC_CLK_TCK")
+    result["node_cpu"] = [(cpu_ticks(p) - b) / ticks / wall for p, b in zip(pids, before)]
+    return result
+
+
+def cluster(herald_bin, nats_bin, version):
+    """The cluster table: publisher on node A, one subscriber on B and one on C."""
+    with tempfile.TemporaryFile("w+") as log:
+        clusters = {"herald": start_herald_cluster(herald_bin),
+                    "nats-server": start_nats_cluster(nats_bin, log)}
+        rows = []
+        for client in ["raw", "async-nats"]:
+            for size, msgs in [(16, 2_000_000), (1024, 500_000)]:
+                n = msgs if client == "raw" else msgs // 4
+                args = ["--size", str(size), "--msgs", str(n), "--subs", "2"]
+                if client == "raw":
+                    args.append("--raw")
+                rows.append((f"{client}, {size} B, A → B + C", args))
+
+        print(f"\nCluster of 3 nodes: herald vs {version}, {ROUNDS} round(s) each, medians; "
+              "ratio > 1: herald better; CPU in cores of nodes A/B/C\n")
+        print("| row | herald | nats-server | ratio | herald CPU A/B/C | nats CPU A/B/C |")
+        print("|---|---|---|---|---|---|")
+        for name, args in rows:
+            results = {label: [] for label in clusters}
+            for _ in range(ROUNDS):
+                for label, nodes in clusters.items():
+                    results[label].append(cluster_bench(herald_bin, nodes, args))
+            print_cluster_rows(name, results)
+            sys.stdout.flush()
+        for nodes in clusters.values():
+            for proc, _ in nodes:
+                stop(proc)
+
+
+def print_cluster_rows(name, results):
+    """Two table rows for one cluster measurement: delivered msgs/s and p99 latency."""
+    errors = [r["error"] for rs in results.values() for r in rs if "error" in r]
+    if errors:
+        print(f"| {name} | error: {errors[0][:80]} | | | | |")
+        return
+    h, n = results["herald"], results["nats-server"]
+    cpu = lambda rs: "/".join(f"{statistics.median(r['node_cpu'][i] for r in rs):.2f}" for i in range(3))
+    lost = [f"{r['expected'] - r['received']:,} lost" for rs in (h, n) for r in rs if r["received"] < r["expected"]]
+    note = f" ⚠ {', '.join(lost)}" if lost else ""
+    hv, nv = median(h, "deliver_rate"), median(n, "deliver_rate")
+    print(f"| {name} (delivered/s){note} | {hv:,.0f} | {nv:,.0f} | {hv / nv:.2f} | {cpu(h)} | {cpu(n)} |")
+    hv, nv = p99(h), p99(n)
+    print(f"| {name} (p99 µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | | |")
+
+
+def main():
+    herald_bin, nats_bin = sys.argv[1], sys.argv[2]
+    if ONLY not in ("", "single", "cluster"):
+        raise SystemExit(f"ONLY={ONLY}: expected single or cluster")
+    version = subprocess.run([nats_bin, "--version"], capture_output=True, text=True).stdout.strip()
+    try:
+        if ONLY in ("", "single"):
+            single_server(herald_bin, nats_bin, version)
+        if ONLY in ("", "cluster"):
+            cluster(herald_bin, nats_bin, version)
+    finally:
+        stop_all()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@
 //! server, not the client, is the bottleneck. Each payload of 8 bytes or more carries its send
 //! time, so subscribers measure latency from publish to receipt (with large batches that
 //! includes queueing: it is the latency under full load, not an idle round trip).
+//!
+//! Against a cluster, `--sub-server` puts the subscribers on other nodes than the publishers.
+//! Every run starts with a warm-up (see [`WarmUp`]) that ends once each publisher's server
+//! forwards to every subscriber, so the timed part never races the spread of subscriptions.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -18,7 +22,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Barrier, Notify};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::client::{ClientArgs, parse_duration, round_trip};
 
@@ -61,8 +66,24 @@ pub struct BenchArgs {
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Server URL for the subscribers (responders with --request), which take them in turn;
+    /// repeat it or separate with commas. Publishers stay on --server. [default: --server]
+    #[arg(long = "sub-server", value_name = "URL", value_delimiter = ',')]
+    sub_servers: Vec<String>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+impl BenchArgs {
+    /// Connection flags of subscriber (or responder) `i`: the next `--sub-server` in turn, or
+    /// the publishers' servers when none is given.
+    fn sub_client(&self, i: usize) -> ClientArgs {
+        let mut client = self.client.clone();
+        if !self.sub_servers.is_empty() {
+            client.servers = vec![self.sub_servers[i % self.sub_servers.len()].clone()];
+        }
+        client
+    }
 }
 
 /// What one run measured.
@@ -206,16 +227,16 @@ struct Flow {
 const REPORT_EVERY: u64 = 1024;
 
 impl Flow {
-    fn new(subs: usize, size: usize) -> Arc<Flow> {
+    fn new(subs: usize, size: usize) -> Flow {
         // About 8 MiB in flight per subscriber, and well above the reporting step.
         let window = (8 * 1024 * 1024 / (size as u64 + 32)).max(8 * REPORT_EVERY);
-        Arc::new(Flow {
+        Flow {
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
             subs: subs as u64,
             window,
             progress: Notify::new(),
-        })
+        }
     }
 
     fn received(&self, n: u64) {
@@ -249,97 +270,266 @@ impl Flow {
     }
 }
 
+/// How often a publisher sends a warm-up message.
+const WARMUP_EVERY: Duration = Duration::from_millis(5);
+
+/// How long the warm-up may take before the run fails.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The warm-up before a timed publish/subscribe run. In a cluster a subscription made on one
+/// node reaches the others in its own time; instead of sleeping, each publisher sends a
+/// warm-up message on the bench subject every [`WARMUP_EVERY`] until every subscriber has
+/// received one from every publisher. Then each publisher's server forwards to every
+/// subscriber, on herald and nats-server alike, and the timed run starts.
+///
+/// A warm-up payload is told from a measured one by its length, which is never `--size`, and
+/// carries its publisher's index; subscribers leave warm-up messages out of their counts and
+/// latencies (some may still arrive after the timed run started).
+struct WarmUp {
+    size: usize,
+    pubs: usize,
+    /// Subscribers that have not yet received a warm-up message from every publisher.
+    cold: AtomicUsize,
+}
+
+impl WarmUp {
+    fn new(pubs: usize, subs: usize, size: usize) -> WarmUp {
+        WarmUp {
+            size,
+            pubs,
+            cold: AtomicUsize::new(subs),
+        }
+    }
+
+    /// The warm-up payload of publisher `index`: the index in 8 bytes (little endian), and one
+    /// more byte when `--size` is 8.
+    fn payload(&self, index: usize) -> Bytes {
+        let mut payload = (index as u64).to_le_bytes().to_vec();
+        if self.size == payload.len() {
+            payload.push(0);
+        }
+        Bytes::from(payload)
+    }
+
+    /// The publisher of a warm-up payload, or `None` for a measured message.
+    fn publisher(&self, payload: &[u8]) -> Option<usize> {
+        if payload.len() == self.size {
+            return None;
+        }
+        let index = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+        Some(index as usize)
+    }
+
+    /// One subscriber's record of the warm-up.
+    fn listener(&self) -> Heard {
+        Heard {
+            from: vec![false; self.pubs],
+            missing: self.pubs,
+        }
+    }
+
+    /// Whether every subscriber has heard from every publisher.
+    fn is_done(&self) -> bool {
+        self.cold.load(Ordering::Acquire) == 0
+    }
+
+    /// Calls `send` (which publishes one warm-up message and flushes it) every
+    /// [`WARMUP_EVERY`] until the warm-up is done; fails after [`WARMUP_TIMEOUT`].
+    async fn send_until_heard(&self, mut send: impl AsyncFnMut() -> Result) -> Result {
+        let deadline = Instant::now() + WARMUP_TIMEOUT;
+        while !self.is_done() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} subscriber(s) received no warm-up message within {WARMUP_TIMEOUT:?} \
+                     (do the servers route to each other?)",
+                    self.cold.load(Ordering::Acquire)
+                )
+                .into());
+            }
+            send().await?;
+            tokio::time::sleep(WARMUP_EVERY).await;
+        }
+        Ok(())
+    }
+}
+
+/// The publishers one subscriber has received a warm-up message from.
+struct Heard {
+    from: Vec<bool>,
+    missing: usize,
+}
+
+impl Heard {
+    /// Takes note of a received payload; returns whether it was a warm-up message (one to
+    /// leave out of the measurement).
+    fn note(&mut self, warm: &WarmUp, payload: &[u8]) -> bool {
+        let Some(index) = warm.publisher(payload) else {
+            return false;
+        };
+        if let Some(seen @ false) = self.from.get_mut(index) {
+            *seen = true;
+            self.missing -= 1;
+            if self.missing == 0 {
+                warm.cold.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        true
+    }
+
+    /// Whether this subscriber has heard from every publisher.
+    fn is_warm(&self) -> bool {
+        self.missing == 0
+    }
+}
+
+/// What the tasks of one publish/subscribe run share.
+struct Run {
+    subject: String,
+    size: usize,
+    /// Messages each subscriber expects.
+    msgs: u64,
+    /// How long a reader or a paced publisher waits for progress before giving up.
+    idle: Duration,
+    /// Origin of the send times stamped into payloads.
+    base_time: Instant,
+    flow: Flow,
+    warm: WarmUp,
+    bar: ProgressBar,
+}
+
+impl Run {
+    fn new(args: &BenchArgs) -> Arc<Run> {
+        Arc::new(Run {
+            subject: args.subject.clone(),
+            size: args.size,
+            msgs: args.msgs,
+            idle: args.idle_timeout,
+            base_time: Instant::now(),
+            flow: Flow::new(args.subs, args.size),
+            warm: WarmUp::new(args.pubs, args.subs, args.size),
+            bar: progress(args.msgs * args.subs.max(1) as u64, "messages", args.json),
+        })
+    }
+
+    /// Moves the progress bar: messages received when there are subscribers, else `sent`.
+    fn show_progress(&self, sent: u64) {
+        self.bar.set_position(if self.flow.subs > 0 {
+            self.flow.total_received()
+        } else {
+            sent
+        });
+    }
+}
+
 /// Publish/subscribe with async-nats on both sides.
 async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
-    let base_time = Instant::now();
-    let flow = Flow::new(args.subs, args.size);
-    let bar = progress(args.msgs * args.subs.max(1) as u64, "messages", args.json);
-    let ready = Arc::new(Barrier::new(args.subs + 1));
+    let run = Run::new(args);
     let mut subscribers = Vec::new();
-    for _ in 0..args.subs {
-        let options = args
-            .client
-            .options("herald bench sub")
-            .subscription_capacity(1 << 20);
-        let client = args
-            .client
-            .connect_with(options)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut sub = client.subscribe(args.subject.clone()).await?;
-        round_trip(&client).await?;
-        let (flow, ready, want, idle) = (flow.clone(), ready.clone(), args.msgs, args.idle_timeout);
-        subscribers.push(tokio::spawn(async move {
-            ready.wait().await;
-            let mut hist = histogram();
-            let mut got = 0;
-            while got < want {
-                match tokio::time::timeout(idle, sub.next()).await {
-                    Ok(Some(msg)) => {
-                        record(&mut hist, &msg.payload, base_time);
-                        got += 1;
-                        if got.is_multiple_of(REPORT_EVERY) {
-                            flow.received(REPORT_EVERY);
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            flow.received(got % REPORT_EVERY);
-            drop(client);
-            (got, hist, Instant::now())
-        }));
+    for i in 0..args.subs {
+        subscribers.push(nats_subscriber(args, i, &run).await?);
     }
-    ready.wait().await;
+    let mut clients = Vec::new();
+    for _ in 0..args.pubs {
+        let client = args.client.connect("herald bench pub").await;
+        clients.push(client.map_err(|e| e.to_string())?);
+    }
+    let warm_ups = clients.iter().enumerate().map(|(i, client)| {
+        let (subject, payload) = (run.subject.clone(), run.warm.payload(i));
+        run.warm.send_until_heard(async move || {
+            client.publish(subject.clone(), payload.clone()).await?;
+            Ok(client.flush().await?)
+        })
+    });
+    futures::future::try_join_all(warm_ups).await?;
     let start = Instant::now();
-    let per_pub = split(args.msgs, args.pubs);
-    let mut publishers = Vec::new();
-    for count in per_pub {
-        let client = args
-            .client
-            .connect("herald bench pub")
-            .await
-            .map_err(|e| e.to_string())?;
-        let (subject, size, flow) = (args.subject.clone(), args.size, flow.clone());
-        let (bar, idle) = (bar.clone(), args.idle_timeout);
-        let watch_subs = args.subs > 0;
-        publishers.push(tokio::spawn(async move {
-            let mut payload = vec![0u8; size];
-            for i in 0..count {
-                if i % 256 == 0 {
-                    flow.admit(256.min(count - i), idle).await?;
-                }
-                stamp(&mut payload, base_time);
-                client
-                    .publish(subject.clone(), Bytes::copy_from_slice(&payload))
-                    .await?;
-                if i % 4096 == 0 {
-                    bar.set_position(if watch_subs { flow.total_received() } else { i });
-                }
-            }
-            client.flush().await?;
-            round_trip(&client).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        }));
-    }
+    let publishers: Vec<_> = clients
+        .into_iter()
+        .zip(split(args.msgs, args.pubs))
+        .map(|(client, count)| tokio::spawn(nats_publisher(client, count, run.clone())))
+        .collect();
     for p in publishers {
         p.await??;
     }
     let published = start.elapsed();
-    finish_pubsub(args, "pubsub", start, published, subscribers, bar).await
+    finish_pubsub(args, start, published, subscribers, &run.bar).await
+}
+
+/// Connects subscriber `i` with async-nats, subscribes, and spawns its reader.
+async fn nats_subscriber(
+    args: &BenchArgs,
+    i: usize,
+    run: &Arc<Run>,
+) -> Result<JoinHandle<SubResult>> {
+    let client_args = args.sub_client(i);
+    let options = client_args
+        .options("herald bench sub")
+        .subscription_capacity(1 << 20);
+    let client = client_args
+        .connect_with(options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut sub = client.subscribe(run.subject.clone()).await?;
+    round_trip(&client).await?;
+    let run = run.clone();
+    Ok(tokio::spawn(async move {
+        let mut heard = run.warm.listener();
+        let mut hist = histogram();
+        let mut got = 0;
+        while got < run.msgs {
+            let wait = if heard.is_warm() {
+                run.idle
+            } else {
+                WARMUP_TIMEOUT
+            };
+            let Ok(Some(msg)) = tokio::time::timeout(wait, sub.next()).await else {
+                break;
+            };
+            if heard.note(&run.warm, &msg.payload) {
+                continue;
+            }
+            record(&mut hist, &msg.payload, run.base_time);
+            got += 1;
+            if got.is_multiple_of(REPORT_EVERY) {
+                run.flow.received(REPORT_EVERY);
+            }
+        }
+        run.flow.received(got % REPORT_EVERY);
+        drop(client);
+        (got, hist, Instant::now())
+    }))
+}
+
+/// Publishes `count` stamped messages with async-nats, paced by the run's flow, and waits
+/// until the server has handled them.
+async fn nats_publisher(client: async_nats::Client, count: u64, run: Arc<Run>) -> Result {
+    let mut payload = vec![0u8; run.size];
+    for i in 0..count {
+        if i % 256 == 0 {
+            run.flow.admit(256.min(count - i), run.idle).await?;
+        }
+        stamp(&mut payload, run.base_time);
+        client
+            .publish(run.subject.clone(), Bytes::copy_from_slice(&payload))
+            .await?;
+        if i % 4096 == 0 {
+            run.show_progress(i);
+        }
+    }
+    client.flush().await?;
+    round_trip(&client).await?;
+    Ok(())
 }
 
 type SubResult = (u64, Histogram<u64>, Instant);
 
 async fn finish_pubsub(
     args: &BenchArgs,
-    mode: &'static str,
     start: Instant,
     published: Duration,
-    subscribers: Vec<tokio::task::JoinHandle<SubResult>>,
-    bar: ProgressBar,
+    subscribers: Vec<JoinHandle<SubResult>>,
+    bar: &ProgressBar,
 ) -> Result<Report> {
-    let mut report = base(args, mode);
+    let mut report = base(args, "pubsub");
     report.publish_rate = args.msgs as f64 / published.as_secs_f64();
     let mut hist = histogram();
     let mut last = start + published;
@@ -374,13 +564,9 @@ struct RawConn {
 }
 
 impl RawConn {
-    async fn open(args: &BenchArgs) -> Result<RawConn> {
-        let url = args
-            .client
-            .servers
-            .first()
-            .ok_or("no --server given")?
-            .clone();
+    /// Connects to the first of `client`'s servers, in its scope.
+    async fn open(client: &ClientArgs) -> Result<RawConn> {
+        let url = client.servers.first().ok_or("no --server given")?.clone();
         let host = url
             .rsplit("://")
             .next()
@@ -397,7 +583,7 @@ impl RawConn {
             socket,
             buf: BytesMut::with_capacity(256 * 1024),
         };
-        let connect = match &args.client.scope {
+        let connect = match &client.scope {
             Some(scope) => serde_json::json!({"verbose": false, "pedantic": false, "user": scope}),
             None => serde_json::json!({"verbose": false, "pedantic": false}),
         };
@@ -456,123 +642,142 @@ impl RawConn {
     }
 }
 
+/// One PUB frame: the command line, the payload, CRLF.
+fn pub_frame(subject: &str, payload: &[u8]) -> Vec<u8> {
+    let mut frame = format!("PUB {subject} {}\r\n", payload.len()).into_bytes();
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(b"\r\n");
+    frame
+}
+
 /// Publish/subscribe with the raw client.
 async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
-    let base_time = Instant::now();
-    let flow = Flow::new(args.subs, args.size);
-    let bar = progress(args.msgs * args.subs.max(1) as u64, "messages", args.json);
-    let ready = Arc::new(Barrier::new(args.subs + 1));
+    let run = Run::new(args);
     let mut subscribers = Vec::new();
-    for _ in 0..args.subs {
-        let mut conn = RawConn::open(args).await?;
-        conn.socket
-            .write_all(format!("SUB {} 1\r\n", args.subject).as_bytes())
-            .await?;
-        conn.round_trip(args.idle_timeout).await?;
-        let (flow, ready, want, idle) = (flow.clone(), ready.clone(), args.msgs, args.idle_timeout);
-        subscribers.push(tokio::spawn(async move {
-            ready.wait().await;
-            let mut hist = histogram();
-            let mut got = 0u64;
-            let mut batch = 0u64;
-            let _ = conn
-                .read_until(idle, |op| {
-                    if let ServerOp::Msg { payload, .. } = op {
-                        // Sample every 64th message: the histogram costs more than the parse.
-                        if got.is_multiple_of(64) {
-                            record(&mut hist, payload, base_time);
-                        }
-                        got += 1;
-                        batch += 1;
-                        if batch == REPORT_EVERY {
-                            flow.received(batch);
-                            batch = 0;
-                        }
-                    }
-                    got >= want
-                })
-                .await;
-            flow.received(batch);
-            (got, hist, Instant::now())
-        }));
+    for i in 0..args.subs {
+        subscribers.push(raw_subscriber(args, i, &run).await?);
     }
-    ready.wait().await;
+    let mut conns = Vec::new();
+    for _ in 0..args.pubs {
+        conns.push(RawConn::open(&args.client).await?);
+    }
+    let warm_ups = conns.iter_mut().enumerate().map(|(i, conn)| {
+        let frame = pub_frame(&run.subject, &run.warm.payload(i));
+        run.warm
+            .send_until_heard(async move || Ok(conn.socket.write_all(&frame).await?))
+    });
+    futures::future::try_join_all(warm_ups).await?;
     let start = Instant::now();
-    let mut publishers = Vec::new();
-    for count in split(args.msgs, args.pubs) {
-        let mut conn = RawConn::open(args).await?;
-        let (subject, size, idle) = (args.subject.clone(), args.size, args.idle_timeout);
-        let (bar, flow, watch_subs) = (bar.clone(), flow.clone(), args.subs > 0);
-        publishers.push(tokio::spawn(async move {
-            let header = format!("PUB {subject} {size}\r\n");
-            let frame_len = header.len() + size + 2;
-            let per_batch = (64 * 1024 / frame_len).max(1) as u64;
-            let mut batch = Vec::with_capacity(frame_len * per_batch as usize);
-            for _ in 0..per_batch {
-                batch.extend_from_slice(header.as_bytes());
-                batch.extend(std::iter::repeat_n(0u8, size));
-                batch.extend_from_slice(b"\r\n");
-            }
-            let mut sent = 0u64;
-            while sent < count {
-                let n = per_batch.min(count - sent);
-                flow.admit(n, idle).await?;
-                let bytes = &mut batch[..frame_len * n as usize];
-                for frame in bytes.chunks_mut(frame_len) {
-                    stamp(&mut frame[header.len()..header.len() + size], base_time);
-                }
-                conn.socket.write_all(bytes).await?;
-                sent += n;
-                bar.set_position(if watch_subs {
-                    flow.total_received()
-                } else {
-                    sent
-                });
-            }
-            conn.round_trip(idle.max(Duration::from_secs(30))).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        }));
-    }
+    let publishers: Vec<_> = conns
+        .into_iter()
+        .zip(split(args.msgs, args.pubs))
+        .map(|(conn, count)| tokio::spawn(raw_publisher(conn, count, run.clone())))
+        .collect();
     for p in publishers {
         p.await??;
     }
     let published = start.elapsed();
-    finish_pubsub(args, "pubsub", start, published, subscribers, bar).await
+    finish_pubsub(args, start, published, subscribers, &run.bar).await
 }
 
-/// Request/reply with async-nats: responders in one queue group, requesters one at a time.
+/// Connects subscriber `i` with the raw client, subscribes, and spawns its reader, which
+/// waits out the warm-up and then counts MSG operations.
+async fn raw_subscriber(
+    args: &BenchArgs,
+    i: usize,
+    run: &Arc<Run>,
+) -> Result<JoinHandle<SubResult>> {
+    let mut conn = RawConn::open(&args.sub_client(i)).await?;
+    conn.socket
+        .write_all(format!("SUB {} 1\r\n", run.subject).as_bytes())
+        .await?;
+    conn.round_trip(run.idle).await?;
+    let run = run.clone();
+    Ok(tokio::spawn(async move {
+        let mut heard = run.warm.listener();
+        let mut hist = histogram();
+        let warm = conn
+            .read_until(WARMUP_TIMEOUT, |op| {
+                if let ServerOp::Msg { payload, .. } = op {
+                    heard.note(&run.warm, payload);
+                }
+                heard.is_warm()
+            })
+            .await;
+        if !matches!(warm, Ok(true)) {
+            return (0, hist, Instant::now());
+        }
+        let mut got = 0u64;
+        let mut batch = 0u64;
+        let _ = conn
+            .read_until(run.idle, |op| {
+                if let ServerOp::Msg { payload, .. } = op
+                    && !heard.note(&run.warm, payload)
+                {
+                    // Sample every 64th message: the histogram costs more than the parse.
+                    if got.is_multiple_of(64) {
+                        record(&mut hist, payload, run.base_time);
+                    }
+                    got += 1;
+                    batch += 1;
+                    if batch == REPORT_EVERY {
+                        run.flow.received(batch);
+                        batch = 0;
+                    }
+                }
+                got >= run.msgs
+            })
+            .await;
+        run.flow.received(batch);
+        (got, hist, Instant::now())
+    }))
+}
+
+/// Publishes `count` stamped messages as pre-encoded PUB frames written 64 KiB at a time,
+/// paced by the run's flow, and waits until the server has handled them.
+async fn raw_publisher(mut conn: RawConn, count: u64, run: Arc<Run>) -> Result {
+    let frame = pub_frame(&run.subject, &vec![0u8; run.size]);
+    let header_len = frame.len() - run.size - 2;
+    let per_batch = (64 * 1024 / frame.len()).max(1) as u64;
+    let mut batch = frame.repeat(per_batch as usize);
+    let mut sent = 0u64;
+    while sent < count {
+        let n = per_batch.min(count - sent);
+        run.flow.admit(n, run.idle).await?;
+        let bytes = &mut batch[..frame.len() * n as usize];
+        for frame in bytes.chunks_mut(frame.len()) {
+            stamp(&mut frame[header_len..header_len + run.size], run.base_time);
+        }
+        conn.socket.write_all(bytes).await?;
+        sent += n;
+        run.show_progress(sent);
+    }
+    conn.round_trip(run.idle.max(Duration::from_secs(30)))
+        .await?;
+    Ok(())
+}
+
+/// Request/reply with async-nats: responders in one queue group (taking the `--sub-server`s in
+/// turn), requesters one request at a time.
 async fn request(args: &BenchArgs) -> Result<Report> {
     if args.subs == 0 {
         return Err("--request needs at least one responder (--subs)".into());
     }
     let mut responders = Vec::new();
-    for _ in 0..args.subs {
-        let client = args
-            .client
-            .connect("herald bench reply")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut sub = client
-            .queue_subscribe(args.subject.clone(), "herald-bench".into())
-            .await?;
-        round_trip(&client).await?;
-        responders.push(tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                if let Some(reply) = msg.reply {
-                    let _ = client.publish(reply, msg.payload).await;
-                }
-            }
-        }));
+    for i in 0..args.subs {
+        responders.push(responder(args, i).await?);
+    }
+    let mut clients = Vec::new();
+    for _ in 0..args.pubs {
+        let client = args.client.connect("herald bench req").await;
+        let client = client.map_err(|e| e.to_string())?;
+        first_answer(&client, &args.subject).await?;
+        clients.push(client);
     }
     let bar = progress(args.msgs, "requests", args.json);
     let start = Instant::now();
     let mut requesters = Vec::new();
-    for count in split(args.msgs, args.pubs) {
-        let client = args
-            .client
-            .connect("herald bench req")
-            .await
-            .map_err(|e| e.to_string())?;
+    for (client, count) in clients.into_iter().zip(split(args.msgs, args.pubs)) {
         let (subject, payload, bar) = (
             args.subject.clone(),
             Bytes::from(vec![0u8; args.size]),
@@ -608,13 +813,58 @@ async fn request(args: &BenchArgs) -> Result<Report> {
     Ok(report)
 }
 
+/// Connects responder `i`, joins the queue group, and spawns its echo loop.
+async fn responder(args: &BenchArgs, i: usize) -> Result<JoinHandle<()>> {
+    let client = args.sub_client(i).connect("herald bench reply").await;
+    let client = client.map_err(|e| e.to_string())?;
+    let mut sub = client
+        .queue_subscribe(args.subject.clone(), "herald-bench".into())
+        .await?;
+    round_trip(&client).await?;
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = client.publish(reply, msg.payload).await;
+            }
+        }
+    }))
+}
+
+/// The request warm-up: retries a request every [`WARMUP_EVERY`] while nobody answers, until
+/// the requester's server knows a responder (one made on another node of a cluster reaches it
+/// in its own time); fails after [`WARMUP_TIMEOUT`]. The queue group takes one responder per
+/// request, so this does not wait for every responder to be known.
+async fn first_answer(client: &async_nats::Client, subject: &str) -> Result {
+    let deadline = Instant::now() + WARMUP_TIMEOUT;
+    loop {
+        let answer = tokio::time::timeout(
+            WARMUP_TIMEOUT,
+            client.request(subject.to_owned(), Bytes::new()),
+        )
+        .await;
+        match answer {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e))
+                if e.kind() == async_nats::RequestErrorKind::NoResponders
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(WARMUP_EVERY).await;
+            }
+            Ok(Err(e)) => return Err(format!("no responder answered the warm-up: {e}").into()),
+            Err(_) => {
+                return Err(format!("no responder answered within {WARMUP_TIMEOUT:?}").into());
+            }
+        }
+    }
+}
+
 /// Opens `n` idle raw connections and measures the server's memory growth.
 async fn idle(args: &BenchArgs, n: usize) -> Result<Report> {
     let pid = args.server_pid.ok_or("--idle needs --server-pid")?;
     let before = rss_kib(pid).ok_or("cannot read the server's memory from /proc")?;
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut conn = RawConn::open(args).await?;
+        let mut conn = RawConn::open(&args.client).await?;
         conn.round_trip(args.idle_timeout).await?;
         conns.push(conn);
     }
