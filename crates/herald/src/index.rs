@@ -61,6 +61,8 @@ pub struct Matches {
     pub plain: Vec<Arc<Entry>>,
     /// Queue groups: each inner list is one group; one member of each gets a copy.
     pub groups: Vec<Vec<Arc<Entry>>>,
+    /// Whether any entry is remote (a cluster route): fan-out takes a shorter path when not.
+    pub remote: bool,
 }
 
 impl Matches {
@@ -388,6 +390,7 @@ impl Index {
 fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
     let mut plain = Vec::with_capacity(found.len());
     let mut groups: Vec<Vec<Arc<Entry>>> = Vec::new();
+    let remote = found.iter().any(|e| !e.local);
     for entry in found {
         match &entry.queue {
             None => plain.push(entry),
@@ -401,6 +404,7 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
         subject,
         plain,
         groups,
+        remote,
     }
 }
 

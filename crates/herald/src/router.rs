@@ -257,6 +257,9 @@ impl Drop for Scope {
 /// Hands `msg` to every admitted plain match and to one member of each queue group, and
 /// forwards it once to each other node with matching interest.
 fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
+    if !matches.remote {
+        return fan_out_local(matches, msg, reach);
+    }
     let mut delivered = 0;
     let mut forwards = Forwards::default();
     for entry in &matches.plain {
@@ -281,6 +284,25 @@ fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
         }
     }
     delivered + forwards.send(msg)
+}
+
+/// [`fan_out`] when every match is in this process (no node to forward to).
+fn fan_out_local(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
+    let mut delivered = 0;
+    for entry in &matches.plain {
+        if reach.admits(entry) && entry.target.deliver(entry.sid, msg) {
+            delivered += 1;
+        }
+    }
+    for group in &matches.groups {
+        let serves = group
+            .first()
+            .is_some_and(|e| reach.serves(e.queue.as_deref()));
+        if serves && matches!(deliver_to_one(group, msg, reach), Picked::Local) {
+            delivered += 1;
+        }
+    }
+    delivered
 }
 
 /// Which member of a queue group gets a message.
