@@ -1,0 +1,430 @@
+//! herald's message log: one stream's messages in append-only segment files.
+//!
+//! # Format
+//! A log is a directory of segment files named by the sequence of their first record
+//! (`00000000000000000001.log`), plus an optional `purged` file. A segment is a run of records
+//! (layout in [`record`]): length, crc32c, sequence, timestamp, subject, headers, payload.
+//!
+//! # Invariants
+//! - Sequences start at 1 and grow by one per append; within a segment they are consecutive
+//!   from the number in its name, and segments are ordered by that number.
+//! - Only the last segment is written to, and only at its end. A segment rolls when the next
+//!   record would take it past `segment_bytes`; the finished segment is synced before the next
+//!   one is created (and the directory synced), so at most the last segment has a torn tail.
+//! - A record is served only after it has been decoded and its checksum verified (recovery),
+//!   or because this process wrote it. Recovery cuts a segment at its first bad record (torn,
+//!   bad length, bad checksum, or out-of-sequence), truncates the file there and reports it in
+//!   [`Recovery`]; nothing after a bad record is trusted.
+//! - Deleting old messages (limits, [`Log::purge`]) moves the first sequence forward; a segment
+//!   is removed when all of its records are deleted. A purge writes the new first sequence to
+//!   `purged` (written to a temporary file, synced, renamed); limits are simply enforced again
+//!   after recovery.
+//! - Appends go to a buffer; [`Log::flush`] writes it with one call, [`Log::sync`] also
+//!   fsyncs. Durability is the caller's policy: syncing once for a batch of appends is group
+//!   commit.
+
+pub mod error;
+pub mod record;
+mod segment;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{Corruption, Error, Result};
+pub use record::{Entry, Stored};
+pub use segment::Truncation;
+
+use error::io;
+use segment::Segment;
+
+/// Limits and layout of one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// A segment rolls past this many bytes (at most 4 GiB).
+    pub segment_bytes: u64,
+    /// Most messages kept (0: no limit); the oldest are deleted first.
+    pub max_msgs: u64,
+    /// Most bytes of records kept (0: no limit).
+    pub max_bytes: u64,
+    /// Messages older than this are deleted by [`Log::expire`] (`None`: kept).
+    pub max_age: Option<Duration>,
+    /// Largest record accepted, in encoded bytes.
+    pub max_msg_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            segment_bytes: 64 * 1024 * 1024,
+            max_msgs: 0,
+            max_bytes: 0,
+            max_age: None,
+            max_msg_size: 8 * 1024 * 1024 + 64 * 1024,
+        }
+    }
+}
+
+/// What opening a log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segment files read.
+    pub segments: usize,
+    /// Records found intact.
+    pub records: u64,
+    /// Bad tails cut off, one per damaged segment.
+    pub truncations: Vec<Truncation>,
+}
+
+/// One stream's log. Not shared: the caller serializes access (one writer task per stream).
+pub struct Log {
+    dir: PathBuf,
+    config: Config,
+    /// Ordered by first sequence; the last is the one appended to. Never empty.
+    segments: Vec<Segment>,
+    /// Encoded records of the last segment not yet written to its file.
+    pending: Vec<u8>,
+    /// Index entries of the last segment that are still in `pending`.
+    pending_records: usize,
+    /// The oldest sequence kept; everything below is deleted.
+    first: u64,
+    /// Live records (fewer than `next - first` only after recovery cut a segment short).
+    count: u64,
+    /// Bytes of live records.
+    bytes: u64,
+}
+
+const PURGED: &str = "purged";
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering every segment.
+    pub fn open(dir: impl Into<PathBuf>, config: Config) -> Result<(Log, Recovery)> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut firsts: Vec<u64> = Vec::new();
+        for item in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let item = item.map_err(io(&dir))?;
+            if let Some(first) = item.file_name().to_str().and_then(segment::parse_name) {
+                firsts.push(first);
+            }
+        }
+        firsts.sort_unstable();
+        let mut recovery = Recovery::default();
+        let mut segments = Vec::with_capacity(firsts.len());
+        for first in firsts {
+            let path = dir.join(segment::file_name(first));
+            let (seg, cut) = Segment::recover(path, first, config.max_msg_size)?;
+            if let Some(cut) = cut {
+                tracing::warn!(
+                    file = %cut.path.display(),
+                    offset = cut.offset,
+                    removed = cut.removed,
+                    "cut a damaged log tail: {}",
+                    cut.reason
+                );
+                recovery.truncations.push(cut);
+            }
+            recovery.records += seg.index.len() as u64;
+            segments.push(seg);
+        }
+        recovery.segments = segments.len();
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, 1)?);
+            sync_dir(&dir)?;
+        }
+        let purged = read_purged(&dir)?;
+        let mut log = Log {
+            first: segments[0].first_seq,
+            dir,
+            config,
+            segments,
+            pending: Vec::new(),
+            pending_records: 0,
+            count: 0,
+            bytes: 0,
+        };
+        log.count = log.segments.iter().map(|s| s.index.len() as u64).sum();
+        log.bytes = log.segments.iter().map(|s| s.written).sum();
+        log.drop_below(purged.unwrap_or(0))?;
+        log.enforce_limits()?;
+        Ok((log, recovery))
+    }
+
+    /// The oldest sequence kept (equal to [`next_seq`](Log::next_seq) when empty).
+    pub fn first_seq(&self) -> u64 {
+        self.first
+    }
+
+    /// The sequence the next append gets.
+    pub fn next_seq(&self) -> u64 {
+        self.active().end_seq()
+    }
+
+    /// Messages kept.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether no message is kept.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of the records kept.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn active(&self) -> &Segment {
+        // `segments` is never empty (open and purge keep one).
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// Appends a message and returns its sequence. It is in the log (readable) at once and
+    /// on disk after [`flush`](Log::flush) / [`sync`](Log::sync). Old messages past the
+    /// message and byte limits are deleted.
+    pub fn append(&mut self, entry: &Entry<'_>) -> Result<u64> {
+        if entry.subject.len() > u16::MAX as usize || entry.headers.len() > u32::MAX as usize {
+            return Err(Error::FieldTooLong);
+        }
+        let size = record::size(entry);
+        if size > self.config.max_msg_size {
+            return Err(Error::TooLarge {
+                size,
+                max: self.config.max_msg_size,
+            });
+        }
+        let active_len = self.active().written + self.pending.len() as u64;
+        if active_len > 0
+            && active_len + size as u64 > self.config.segment_bytes.min(u32::MAX as u64)
+        {
+            self.roll()?;
+        }
+        let seq = self.next_seq();
+        let offset = self.active().written + self.pending.len() as u64;
+        record::encode(&mut self.pending, seq, entry);
+        let last = self.segments.len() - 1;
+        self.segments[last]
+            .index
+            .push((offset as u32, entry.timestamp));
+        self.pending_records += 1;
+        self.count += 1;
+        self.bytes += size as u64;
+        self.enforce_limits()?;
+        Ok(seq)
+    }
+
+    /// Writes appended records to the file (one write). On failure (a full disk) the
+    /// unwritten records are taken back: they were never acknowledged as stored.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let last = self.segments.len() - 1;
+        let pending = std::mem::take(&mut self.pending);
+        match self.segments[last].write(&pending) {
+            Ok(()) => {
+                self.pending_records = 0;
+                let mut pending = pending;
+                pending.clear();
+                self.pending = pending;
+                Ok(())
+            }
+            Err(err) => {
+                let seg = &mut self.segments[last];
+                let keep = seg.index.len() - self.pending_records;
+                seg.index.truncate(keep);
+                // Cut whatever part of the write landed.
+                let _ = seg.file.set_len(seg.written);
+                self.count -= self.pending_records as u64;
+                self.bytes -= pending.len() as u64;
+                self.pending_records = 0;
+                Err(err)
+            }
+        }
+    }
+
+    /// Flushes and fsyncs: every record appended so far survives a crash.
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        let active = self.active();
+        active.file.sync_data().map_err(io(&active.path))
+    }
+
+    /// Starts a new segment at the next sequence; the finished one is written and synced.
+    fn roll(&mut self) -> Result<()> {
+        self.sync()?;
+        let seg = Segment::create(&self.dir, self.next_seq())?;
+        sync_dir(&self.dir)?;
+        self.segments.push(seg);
+        Ok(())
+    }
+
+    /// Reads message `seq`, or `None` if it was deleted or never written.
+    pub fn get(&self, seq: u64) -> Result<Option<Stored>> {
+        if seq < self.first || seq >= self.next_seq() {
+            return Ok(None);
+        }
+        let at = self.segments.partition_point(|s| s.first_seq <= seq);
+        let Some(seg) = at.checked_sub(1).map(|i| &self.segments[i]) else {
+            return Ok(None);
+        };
+        let i = (seq - seg.first_seq) as usize;
+        let Some(&(offset, _)) = seg.index.get(i) else {
+            // A gap left by a segment that recovery cut short.
+            return Ok(None);
+        };
+        let offset = offset as u64;
+        let is_active = std::ptr::eq(seg, self.active());
+        let end = match seg.index.get(i + 1) {
+            Some(&(next, _)) => next as u64,
+            None if is_active => seg.written + self.pending.len() as u64,
+            None => seg.written,
+        };
+        let bytes;
+        let buf: &[u8] = if is_active && offset >= seg.written {
+            let from = (offset - seg.written) as usize;
+            &self.pending[from..(end - seg.written) as usize]
+        } else {
+            bytes = seg.read(offset, (end - offset) as usize)?;
+            &bytes
+        };
+        match record::decode(buf, self.config.max_msg_size.max(buf.len())) {
+            Ok(Some(view)) if view.seq == seq => Ok(Some(view.to_stored())),
+            // Verified when it was recovered or written: only a file changed under us lands here.
+            _ => Err(Error::Io {
+                path: seg.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("record {seq} changed on disk"),
+                ),
+            }),
+        }
+    }
+
+    /// The first kept sequence whose timestamp is at or after `timestamp` (nanoseconds), or
+    /// [`next_seq`](Log::next_seq) if none is.
+    pub fn seq_for_time(&self, timestamp: u64) -> u64 {
+        for seg in &self.segments {
+            if seg.end_seq() <= self.first {
+                continue;
+            }
+            let skip = self.first.saturating_sub(seg.first_seq) as usize;
+            let live = &seg.index[skip..];
+            let i = live.partition_point(|&(_, ts)| ts < timestamp);
+            if i < live.len() {
+                return seg.first_seq + (skip + i) as u64;
+            }
+        }
+        self.next_seq()
+    }
+
+    /// Deletes every message below `up_to` (all of them with `None`), and remembers it.
+    pub fn purge(&mut self, up_to: Option<u64>) -> Result<u64> {
+        let before = self.count;
+        let up_to = up_to.unwrap_or(u64::MAX).min(self.next_seq());
+        self.drop_below(up_to)?;
+        write_purged(&self.dir, self.first)?;
+        Ok(before - self.count)
+    }
+
+    /// Deletes messages older than `max_age` as of `now` (nanoseconds); returns how many.
+    pub fn expire(&mut self, now: u64) -> Result<u64> {
+        let Some(max_age) = self.config.max_age else {
+            return Ok(0);
+        };
+        let cutoff = now.saturating_sub(max_age.as_nanos() as u64);
+        let before = self.count;
+        let to = self.seq_for_time(cutoff);
+        self.drop_below(to)?;
+        Ok(before - self.count)
+    }
+
+    fn enforce_limits(&mut self) -> Result<()> {
+        let over = |log: &Log| {
+            (log.config.max_msgs > 0 && log.count > log.config.max_msgs)
+                || (log.config.max_bytes > 0 && log.bytes > log.config.max_bytes)
+        };
+        while over(self) && self.count > 0 {
+            let first = self.first;
+            self.drop_below(first + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the first sequence up to `seq`, deleting whole segments that fall below it.
+    fn drop_below(&mut self, seq: u64) -> Result<()> {
+        let seq = seq.min(self.next_seq());
+        if seq <= self.first {
+            return Ok(());
+        }
+        for s in &self.segments {
+            let from = self.first.max(s.first_seq);
+            let to = seq.min(s.end_seq());
+            for i in from..to {
+                let k = (i - s.first_seq) as usize;
+                let end = match s.index.get(k + 1) {
+                    Some(&(next, _)) => next as u64,
+                    None if std::ptr::eq(s, self.active()) => s.written + self.pending.len() as u64,
+                    None => s.written,
+                };
+                self.bytes -= end - s.index[k].0 as u64;
+                self.count -= 1;
+            }
+        }
+        self.first = seq;
+        // Remove segments wholly below `first`, but always keep the active one.
+        while self.segments.len() > 1 && self.segments[0].end_seq() <= self.first {
+            let seg = self.segments.remove(0);
+            std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+        }
+        if self.count == 0
+            && self.active().end_seq() <= self.first
+            && !self.active().index.is_empty()
+        {
+            // Everything is deleted: start a fresh segment so the old file can go.
+            self.flush()?;
+            let fresh = Segment::create(&self.dir, self.next_seq())?;
+            sync_dir(&self.dir)?;
+            let old = std::mem::replace(&mut self.segments[0], fresh);
+            std::fs::remove_file(&old.path).map_err(io(&old.path))?;
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+fn read_purged(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join(PURGED);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse() {
+            Ok(seq) => Ok(Some(seq)),
+            Err(_) => {
+                tracing::warn!(file = %path.display(), "unreadable purge mark; ignored");
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+fn write_purged(dir: &Path, first: u64) -> Result<()> {
+    let tmp = dir.join("purged.tmp");
+    let path = dir.join(PURGED);
+    std::fs::write(&tmp, first.to_string()).map_err(io(&tmp))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir)
+}

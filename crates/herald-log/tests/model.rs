@@ -1,0 +1,174 @@
+//! The log against an in-memory model: random appends, flushes, purges, clean reopens and
+//! crashes (reopen without flushing), with segments small enough to roll often and limits
+//! small enough to delete often.
+
+#![allow(clippy::unwrap_used)]
+
+use herald_log::{Config, Entry, Log};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { subject: u8, len: usize },
+    Flush,
+    Purge(u64),
+    PurgeAll,
+    Reopen,
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..4, 0usize..120).prop_map(|(subject, len)| Op::Append { subject, len }),
+        2 => Just(Op::Flush),
+        1 => (0u64..6).prop_map(Op::Purge),
+        1 => Just(Op::PurgeAll),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+    ]
+}
+
+/// What the log should hold: every record ever appended by sequence (1-based), and the range
+/// still kept.
+struct Model {
+    records: Vec<(String, Vec<u8>)>,
+    first: u64,
+    flushed: u64,
+    /// The first sequence as the last purge left it: durable, unlike deletes by limits.
+    purged: u64,
+    config: Config,
+}
+
+impl Model {
+    fn next(&self) -> u64 {
+        self.records.len() as u64 + 1
+    }
+
+    fn size(&self, seq: u64) -> u64 {
+        let (s, p) = &self.records[(seq - 1) as usize];
+        (30 + s.len() + p.len()) as u64
+    }
+
+    fn enforce(&mut self) {
+        loop {
+            let count = self.next() - self.first;
+            let bytes: u64 = (self.first..self.next()).map(|s| self.size(s)).sum();
+            let over = (self.config.max_msgs > 0 && count > self.config.max_msgs)
+                || (self.config.max_bytes > 0 && bytes > self.config.max_bytes);
+            if !over || count == 0 {
+                return;
+            }
+            self.first += 1;
+        }
+    }
+}
+
+fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
+    prop_assert_eq!(log.first_seq(), model.first);
+    prop_assert_eq!(log.next_seq(), model.next());
+    prop_assert_eq!(log.len(), model.next() - model.first);
+    let bytes: u64 = (model.first..model.next()).map(|s| model.size(s)).sum();
+    prop_assert_eq!(log.bytes(), bytes);
+    for seq in model.first.saturating_sub(1)..=model.next() {
+        let got = log.get(seq).unwrap();
+        if seq >= model.first && seq < model.next() {
+            let got = got.expect("kept record readable");
+            let (subject, payload) = &model.records[(seq - 1) as usize];
+            prop_assert_eq!(got.seq, seq);
+            prop_assert_eq!(&got.subject, subject);
+            prop_assert_eq!(&got.payload, payload);
+            prop_assert_eq!(got.timestamp, seq * 1000);
+        } else {
+            prop_assert!(got.is_none(), "seq {} should be gone", seq);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn log_matches_model(
+        ops in prop::collection::vec(op(), 1..80),
+        max_msgs in prop_oneof![Just(0u64), 3u64..12],
+        max_bytes in prop_oneof![Just(0u64), 400u64..1500],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            segment_bytes: 300,
+            max_msgs,
+            max_bytes,
+            max_age: None,
+            max_msg_size: 1024,
+        };
+        let (mut log, _) = Log::open(dir.path(), config.clone()).unwrap();
+        let mut model = Model { records: Vec::new(), first: 1, flushed: 1, purged: 1, config: config.clone() };
+        for op in ops {
+            match op {
+                Op::Append { subject, len } => {
+                    let subject = format!("s.{subject}");
+                    let payload: Vec<u8> = (0..len).map(|i| (i * 7 + model.records.len()) as u8).collect();
+                    let seq = model.next();
+                    let got = log.append(&Entry {
+                        subject: &subject,
+                        headers: b"",
+                        payload: &payload,
+                        timestamp: seq * 1000,
+                    }).unwrap();
+                    prop_assert_eq!(got, seq);
+                    model.records.push((subject, payload));
+                    model.enforce();
+                }
+                Op::Flush => {
+                    log.flush().unwrap();
+                    model.flushed = model.next();
+                }
+                Op::Purge(k) => {
+                    let up_to = model.first + k;
+                    log.purge(Some(up_to)).unwrap();
+                    model.first = model.first.max(up_to.min(model.next()));
+                    model.purged = model.first;
+                    log.sync().unwrap();
+                    model.flushed = model.next();
+                }
+                Op::PurgeAll => {
+                    log.purge(None).unwrap();
+                    model.first = model.next();
+                    model.purged = model.first;
+                    log.sync().unwrap();
+                    model.flushed = model.next();
+                }
+                Op::Reopen => {
+                    log.sync().unwrap();
+                    drop(log);
+                    log = Log::open(dir.path(), config.clone()).unwrap().0;
+                    model.flushed = model.next();
+                }
+                Op::Crash => {
+                    // Appends not flushed may be lost (a finished segment was flushed when it
+                    // rolled); what survives is a prefix, at least up to the last flush.
+                    drop(log);
+                    let (reopened, recovery) = Log::open(dir.path(), config.clone()).unwrap();
+                    log = reopened;
+                    prop_assert!(recovery.truncations.is_empty(), "{:?}", recovery);
+                    let next = log.next_seq();
+                    prop_assert!(next >= model.flushed && next <= model.next(),
+                        "after a crash next is {}, flushed {}, appended up to {}", next, model.flushed, model.next());
+                    model.records.truncate((next - 1) as usize);
+                    // Deletes by limits are not durable until their segment is removed: the
+                    // log may keep more old records than before, never fewer, and never any
+                    // below the last purge; it still honours the limits.
+                    let first = log.first_seq();
+                    prop_assert!(first >= model.purged.min(next) && first <= model.first.min(next),
+                        "first {} outside {}..={}", first, model.purged, model.first);
+                    model.first = first;
+                    model.enforce();
+                    prop_assert_eq!(model.first, first, "the limits hold after recovery");
+                    model.flushed = next;
+                }
+            }
+            check(&log, &model)?;
+        }
+    }
+}
