@@ -26,6 +26,7 @@
 pub mod error;
 pub mod record;
 mod segment;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,7 @@ use std::time::Duration;
 pub use error::{Corruption, Error, Result};
 pub use record::{Entry, Stored};
 pub use segment::Truncation;
+pub use writer::{Fsync, Owned, Writer};
 
 use error::io;
 use segment::Segment;
@@ -253,6 +255,19 @@ impl Log {
         self.flush()?;
         let active = self.active();
         active.file.sync_data().map_err(io(&active.path))
+    }
+
+    /// A handle on the active segment's file, to fsync without holding the log (what has
+    /// been flushed to it so far becomes durable).
+    pub fn sync_handle(&self) -> Option<(std::fs::File, PathBuf)> {
+        let active = self.active();
+        match active.file.try_clone() {
+            Ok(file) => Some((file, active.path.clone())),
+            Err(err) => {
+                tracing::error!(file = %active.path.display(), %err, "cannot clone the segment handle");
+                None
+            }
+        }
     }
 
     /// Starts a new segment at the next sequence; the finished one is written and synced.

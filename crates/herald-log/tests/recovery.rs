@@ -108,3 +108,51 @@ fn oversized_messages_are_refused() {
     ));
     assert!(log.is_empty());
 }
+
+#[test]
+fn the_writer_acknowledges_only_what_is_stored() {
+    use herald_log::{Fsync, Owned, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
+    let writer = std::sync::Arc::new(Writer::spawn(log, Fsync::Always));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let writer = writer.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..250u32 {
+                    let tx = tx.clone();
+                    let msg = Owned {
+                        subject: format!("t.{t}"),
+                        headers: Vec::new(),
+                        payload: i.to_le_bytes().to_vec(),
+                        timestamp: 1,
+                    };
+                    writer.append(msg, move |r| tx.send((t, i, r.unwrap())).unwrap());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(tx);
+    let mut acks: Vec<(u8, u32, u64)> = rx.iter().collect();
+    assert_eq!(acks.len(), 1000);
+    // Each acknowledged sequence holds what its publisher sent; every publisher's order holds.
+    acks.sort_by_key(|a| a.2);
+    let seqs: Vec<u64> = acks.iter().map(|a| a.2).collect();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+    drop(std::sync::Arc::into_inner(writer).expect("threads done"));
+    let (log, recovery) = Log::open(dir.path(), Config::default()).unwrap();
+    assert_eq!(recovery.records, 1000);
+    let mut last = [None::<u32>; 4];
+    for (t, i, seq) in acks {
+        let stored = log.get(seq).unwrap().unwrap();
+        assert_eq!(stored.subject, format!("t.{t}"));
+        assert_eq!(stored.payload, i.to_le_bytes());
+        assert!(last[t as usize].is_none_or(|prev| prev < i));
+        last[t as usize] = Some(i);
+    }
+}
