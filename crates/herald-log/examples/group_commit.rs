@@ -30,7 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         payload: vec![0; 128],
                         timestamp: 0,
                     };
-                    writer.append(msg, move |r| drop(tx.send(r.is_ok())));
+                    writer.append(msg, move |r| {
+                        let _ = tx.send(r.is_ok());
+                    });
                     // Each publisher waits for its ack before the next publish.
                     assert_eq!(rx.recv(), Ok(true));
                 }
