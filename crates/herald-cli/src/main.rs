@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod cluster;
+mod data;
 mod messaging;
 mod serve;
 
@@ -31,6 +32,9 @@ enum Command {
     /// Inspect the cluster a server belongs to.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Offline tools for data directories (no server needed).
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Measure publish/subscribe or request/reply throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -56,6 +60,7 @@ fn main() -> std::process::ExitCode {
             Command::Reply(args) => messaging::reply(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cluster(command) => cluster::run(command).await,
+            Command::Data(command) => data::run(command),
         }
     });
     match result {

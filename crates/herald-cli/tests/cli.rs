@@ -186,3 +186,72 @@ fn help_everywhere_and_clear_errors() {
         "{out:?}"
     );
 }
+
+#[test]
+fn data_inspect_verifies_without_changing_anything() {
+    use herald_log::{Config, Entry, Log};
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("streams").join("orders");
+    let (mut log, _) = Log::open(&dir, Config::default()).expect("open log");
+    for i in 0..3u8 {
+        let payload = format!("order {i}");
+        log.append(&Entry {
+            subject: "orders.created",
+            headers: b"",
+            payload: payload.as_bytes(),
+            timestamp: 1_700_000_000_000_000_000,
+        })
+        .expect("append");
+    }
+    log.sync().expect("sync");
+    drop(log);
+
+    let out = run(herald(&["data", "inspect", &data.path().to_string_lossy()]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("stream orders"), "{text}");
+    assert!(
+        text.contains("#2 ") && text.contains("orders.created") && text.contains("order 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 records, seq 1..=3 in 1 segment(s)"),
+        "{text}"
+    );
+
+    // A flipped bit in the last record: reported, the command fails, the file is untouched.
+    let file = dir.join("00000000000000000001.log");
+    let mut bytes = std::fs::read(&file).expect("read segment");
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1;
+    std::fs::write(&file, &bytes).expect("write segment");
+    let out = run(herald(&[
+        "data",
+        "inspect",
+        &data.path().to_string_lossy(),
+        "--stream",
+        "orders",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("2 records, seq 1..=2"), "{text}");
+    assert!(
+        text.contains("DAMAGED") && text.contains("checksum mismatch"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("read again"),
+        bytes,
+        "inspect wrote nothing"
+    );
+
+    let out = run(herald(&[
+        "data",
+        "inspect",
+        &data.path().to_string_lossy(),
+        "--stream",
+        "nope",
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no stream \"nope\""));
+}

@@ -24,6 +24,7 @@
 //!   commit.
 
 pub mod error;
+pub mod inspect;
 pub mod record;
 mod segment;
 pub mod writer;
