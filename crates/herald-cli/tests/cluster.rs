@@ -343,6 +343,7 @@ async fn embedded_node_and_server_in_one_cluster() {
     let mut from_client = router.subscribe("to.app").unwrap();
     let mut from_app = client.subscribe("to.client").await.unwrap();
     cluster_flush(&client, 1).await;
+    embedded.wait_for_peers(1, WAIT).await.unwrap();
     embedded.flush().await.unwrap();
     router.publish("to.client", "hello client").unwrap();
     assert_eq!(next(&mut from_app).await.payload, "hello client");

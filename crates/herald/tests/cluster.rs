@@ -210,8 +210,11 @@ async fn groups_are_cluster_wide() {
     // Broadcast from any node reaches subscribers on every node.
     let mut on_a = a.subscribe("room.lobby").unwrap();
     let mut on_b = b.subscribe("room.help").unwrap();
-    nodes[0].flush().await.unwrap();
-    nodes[1].flush().await.unwrap();
+    // A flush covers the routes its node has: the late node's must be up on a and b too.
+    for n in &nodes {
+        n.wait_for_peers(2, WAIT).await.unwrap();
+        n.flush().await.unwrap();
+    }
     c.groups().broadcast("rooms", "hello").unwrap();
     for sub in [&mut on_a, &mut on_b] {
         let msg = tokio::time::timeout(WAIT, sub.recv())
