@@ -34,6 +34,12 @@ pub enum Item<'a> {
     },
 }
 
+/// The first sequence a purge left in the log in `dir` (records below it are deleted even if a
+/// segment still holds them), if the log was ever purged.
+pub fn purge_mark(dir: &Path) -> Result<Option<u64>> {
+    crate::read_purged(dir)
+}
+
 /// Calls `visit` for every segment, record and damage of the log in `dir`, without writing
 /// anything. Files that are not segments are ignored.
 pub fn scan(dir: &Path, max_record: usize, mut visit: impl FnMut(Item<'_>)) -> Result<()> {

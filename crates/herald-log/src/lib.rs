@@ -101,6 +101,16 @@ const PURGED: &str = "purged";
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering every segment.
     pub fn open(dir: impl Into<PathBuf>, config: Config) -> Result<(Log, Recovery)> {
+        Log::open_from(dir, config, 1)
+    }
+
+    /// Like [`open`](Log::open), but a log created here starts at sequence `first` (a stream
+    /// restored from a dump keeps its sequences). An existing log keeps its own.
+    pub fn open_from(
+        dir: impl Into<PathBuf>,
+        config: Config,
+        first: u64,
+    ) -> Result<(Log, Recovery)> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut firsts: Vec<u64> = Vec::new();
@@ -131,7 +141,7 @@ impl Log {
         }
         recovery.segments = segments.len();
         if segments.is_empty() {
-            segments.push(Segment::create(&dir, 1)?);
+            segments.push(Segment::create(&dir, first.max(1))?);
             sync_dir(&dir)?;
         }
         let purged = read_purged(&dir)?;
@@ -419,7 +429,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io(dir))
 }
 
-fn read_purged(dir: &Path) -> Result<Option<u64>> {
+pub(crate) fn read_purged(dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(PURGED);
     match std::fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse() {
