@@ -159,6 +159,13 @@ async fn hermes_layout_each_subscriber_once() {
     // two user.updated crossed a route to C.
     assert_eq!(routed_in(&cc).await - c_before, 2);
 
+    // A malformed barrier request gets a clear error, not a silent default.
+    for body in ["not json", "{\"peer\":2}"] {
+        let answer = ask(&ca, "$HERALD.API.CLUSTER.FLUSH", body).await;
+        let err = answer["error"].as_str().unwrap_or_default();
+        assert!(err.starts_with("bad request"), "{body}: {answer}");
+    }
+
     // `herald cluster status` lists the other two members, live and routed.
     let out = tokio::task::spawn_blocking({
         let url = a.url();

@@ -232,6 +232,7 @@ fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
 /// `{"error": ..}`.
 fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
     #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
     struct Ask {
         #[serde(default)]
         peers: usize,
@@ -246,15 +247,24 @@ fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
         move |msg| {
             let node = node.clone();
             runtime.spawn(async move {
-                let ask: Ask = serde_json::from_slice(msg.payload()).unwrap_or_default();
-                let wait = std::time::Duration::from_millis(ask.timeout_ms.unwrap_or(5000));
-                let done = match node.wait_for_peers(ask.peers, wait).await {
-                    Ok(()) => node.flush().await,
+                // An empty body asks for a plain flush; anything else must be the JSON above.
+                let ask: Result<Ask, String> = match msg.payload().trim_ascii() {
+                    b"" => Ok(Ask::default()),
+                    body => serde_json::from_slice(body).map_err(|e| format!("bad request: {e}")),
+                };
+                let done = match ask {
+                    Ok(ask) => {
+                        let wait = std::time::Duration::from_millis(ask.timeout_ms.unwrap_or(5000));
+                        match node.wait_for_peers(ask.peers, wait).await {
+                            Ok(()) => node.flush().await.map_err(|e| e.to_string()),
+                            Err(err) => Err(err.to_string()),
+                        }
+                    }
                     Err(err) => Err(err),
                 };
                 let body = match done {
                     Ok(()) => "{}".to_owned(),
-                    Err(err) => serde_json::json!({ "error": err.to_string() }).to_string(),
+                    Err(err) => serde_json::json!({ "error": err }).to_string(),
                 };
                 if let Err(err) = msg.respond(body) {
                     tracing::debug!(%err, "cannot answer {CLUSTER_FLUSH_SUBJECT}");

@@ -452,3 +452,61 @@ async fn silent_seeds_and_twin_names_do_no_harm() {
         assert_eq!(msg.text().unwrap(), "both");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_only_subscriptions_see_only_their_node() {
+    let nodes = cluster(2).await;
+    let b = nodes[1].router("app", 10);
+    let mut shared = b.subscribe("svc.info").unwrap();
+    let mut mine = b
+        .subscribe_with("svc.info", herald::SubscribeOptions::new().node_only())
+        .unwrap();
+    nodes[1].flush().await.unwrap();
+    nodes[0]
+        .router("app", 10)
+        .publish("svc.info", "from a")
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, shared.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.text().unwrap(), "from a");
+    assert!(
+        mine.try_recv().is_err(),
+        "a's publish reached a node-only subscription"
+    );
+    b.publish("svc.info", "from b").unwrap();
+    assert_eq!(mine.try_recv().unwrap().text().unwrap(), "from b");
+    // Only the shared one is announced.
+    assert_eq!(nodes[1].cluster_info().unwrap().interest, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_shuts_down_says_goodbye() {
+    // Gossip this slow would take over 15 s to notice a silent death: only the goodbye
+    // on the route can make the departure show within the test's wait.
+    let slow = |name: &str| {
+        Node::builder()
+            .name(name)
+            .cluster_secret("test-secret")
+            .gossip_interval(Duration::from_secs(2))
+    };
+    let a = slow("a").start().await.unwrap();
+    let b = slow("b").seeds([addr(&a)]).start().await.unwrap();
+    a.wait_for_peers(1, WAIT).await.unwrap();
+    b.wait_for_peers(1, WAIT).await.unwrap();
+    b.shutdown().await;
+    eventually("a sees b gone", || {
+        a.cluster_info()
+            .unwrap()
+            .members
+            .iter()
+            .all(|m| m.state == "dead" && m.route.is_none())
+    })
+    .await;
+    // And a's barrier no longer waits for b.
+    tokio::time::timeout(WAIT, a.flush())
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -326,7 +326,7 @@ pub(super) async fn dial_loop(cluster: Arc<Cluster>, peer: Peer, mut addr: Socke
                 }
             }
         }
-        match cluster.is_member(&peer) {
+        match cluster.member_addr(&peer) {
             Some(a) => addr = a,
             None => break,
         }

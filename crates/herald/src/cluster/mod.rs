@@ -410,7 +410,7 @@ impl Cluster {
         self.bump();
     }
 
-    pub(crate) fn is_member(&self, peer: &Peer) -> Option<SocketAddr> {
+    pub(crate) fn member_addr(&self, peer: &Peer) -> Option<SocketAddr> {
         self.state.lock().members.get(peer).copied()
     }
 
@@ -495,7 +495,7 @@ impl Cluster {
             };
             if missing.is_empty() {
                 let pings: Vec<_> = links.iter().map(|l| l.ping()).collect();
-                let all = futures_join(pings);
+                let all = all_answered(pings);
                 match tokio::time::timeout_at(deadline, all).await {
                     Ok(true) => return Ok(()),
                     // A route closed while pinged: look again.
@@ -610,7 +610,7 @@ impl Cluster {
 }
 
 /// Awaits every ping; true when all were answered.
-async fn futures_join(pings: Vec<tokio::sync::oneshot::Receiver<()>>) -> bool {
+async fn all_answered(pings: Vec<tokio::sync::oneshot::Receiver<()>>) -> bool {
     let mut ok = true;
     for ping in pings {
         ok &= ping.await.is_ok();
