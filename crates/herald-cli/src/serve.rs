@@ -54,6 +54,12 @@ pub struct Args {
     /// Secret shared by all members of the cluster.
     #[arg(long, value_name = "SECRET")]
     cluster_secret: Option<String>,
+    /// Keep streams in this directory (turns on the JetStream API).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// When stored messages reach the disk: always, never, or an interval (200ms) [default: always].
+    #[arg(long, value_name = "POLICY")]
+    fsync: Option<String>,
 }
 
 impl Args {
@@ -80,6 +86,8 @@ impl Args {
         put("seeds", self.seeds.clone());
         put("cluster-name", self.cluster_name.clone());
         put("cluster-secret", self.cluster_secret.clone());
+        put("data-dir", self.data_dir.clone());
+        put("fsync", self.fsync.clone());
         flags
     }
 }

@@ -187,6 +187,29 @@ impl Log {
         self.bytes
     }
 
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes the limits (a stream's config was updated) and enforces them at once.
+    pub fn set_config(&mut self, config: Config) -> Result<()> {
+        self.config = config;
+        self.enforce_limits()
+    }
+
+    /// The timestamp of message `seq`, from the index (no read), if it is kept.
+    pub fn timestamp(&self, seq: u64) -> Option<u64> {
+        if seq < self.first || seq >= self.next_seq() {
+            return None;
+        }
+        let at = self.segments.partition_point(|s| s.first_seq <= seq);
+        let seg = &self.segments[at.checked_sub(1)?];
+        seg.index
+            .get((seq - seg.first_seq) as usize)
+            .map(|&(_, ts)| ts)
+    }
+
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -17,6 +17,9 @@
 //! seeds = ["127.0.0.1:6223", "127.0.0.1:6224"]   # or "a:1,b:2" in HERALD_SEEDS / --seeds
 //! cluster_name = "herald"
 //! cluster_secret = "s3cret"
+//! # persistence: a data directory turns on streams (the JetStream API)
+//! data_dir = "/var/lib/herald"
+//! fsync = "always"        # or "never", or an interval such as "200ms"
 //! ```
 
 use std::path::Path;
@@ -79,6 +82,13 @@ pub struct Config {
     pub cluster_name: String,
     /// The secret all members share; routes prove it in their handshake.
     pub cluster_secret: String,
+    /// Directory of the streams' data; empty means no streams (the JetStream API is absent,
+    /// as on a nats-server without `-js`).
+    pub data_dir: String,
+    /// When stored messages reach the disk: `always` (an acknowledged publish is on disk;
+    /// concurrent publishers share each fsync), `never` (left to the OS), or an interval such
+    /// as `200ms` (a machine crash loses at most that window; a process crash loses nothing).
+    pub fsync: String,
 }
 
 impl Default for Config {
@@ -102,6 +112,8 @@ impl Default for Config {
             seeds: Vec::new(),
             cluster_name: "herald".into(),
             cluster_secret: String::new(),
+            data_dir: String::new(),
+            fsync: "always".into(),
         }
     }
 }
@@ -217,7 +229,34 @@ impl Config {
         if self.max_pings_out == 0 || self.max_connections == 0 || self.capacity == 0 {
             return fail("max_pings_out, max_connections and capacity must be at least 1");
         }
+        self.fsync_policy()?;
         Ok(())
+    }
+
+    /// The `fsync` setting, read.
+    pub fn fsync_policy(&self) -> Result<herald::streams::Fsync, ConfigError> {
+        use herald::streams::Fsync;
+        match self.fsync.as_str() {
+            "always" => Ok(Fsync::Always),
+            "never" => Ok(Fsync::Never),
+            other => match humantime::parse_duration(other) {
+                Ok(d) if !d.is_zero() => Ok(Fsync::Interval(d)),
+                _ => Err(ConfigError::Invalid(format!(
+                    "fsync must be always, never or an interval such as 200ms, not {other:?}"
+                ))),
+            },
+        }
+    }
+
+    /// Where and how streams keep their data, or `None` when `data_dir` is empty.
+    pub fn streams(&self) -> Option<herald::streams::StreamsOptions> {
+        if self.data_dir.is_empty() {
+            return None;
+        }
+        let fsync = self
+            .fsync_policy()
+            .unwrap_or(herald::streams::Fsync::Always);
+        Some(herald::streams::StreamsOptions::new(&self.data_dir).fsync(fsync))
     }
 
     /// How this server's node joins its cluster, or `None` when it joins none. The node is

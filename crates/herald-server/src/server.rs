@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use herald::streams::Streams;
 use herald::{CallbackHandle, Node, SubscribeOptions};
 use herald_proto::{Limits, encode};
 use tokio::io::AsyncWriteExt;
@@ -40,6 +41,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) shutdown: watch::Receiver<bool>,
     server_id: String,
+    jetstream: bool,
     addr: SocketAddr,
 }
 
@@ -55,6 +57,7 @@ impl Shared {
             "host": self.addr.ip().to_string(),
             "port": self.addr.port(),
             "headers": true,
+            "jetstream": self.jetstream,
             "max_payload": self.config.max_payload,
             "client_id": id,
             "client_ip": peer.map(|p| p.ip().to_string()).unwrap_or_default(),
@@ -69,13 +72,28 @@ pub struct Server {
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
+    streams: Option<Streams>,
     _services: [CallbackHandle; 3],
 }
 
 impl Server {
     /// Binds the listener and starts serving clients on `node` (whose routers the embedding
     /// application may use too: they share scopes with the clients). Needs a tokio runtime.
+    ///
+    /// With a `data_dir`, the streams kept there are recovered first and the JetStream API is
+    /// answered in the default scope.
     pub async fn start(config: Config, node: Node) -> std::io::Result<Server> {
+        let streams = match config.streams() {
+            Some(options) => {
+                let router = node.router("default", config.capacity);
+                Some(
+                    Streams::open(&router, options)
+                        .await
+                        .map_err(|e| std::io::Error::other(format!("cannot open streams: {e}")))?,
+                )
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(&config.listen).await?;
         let nats_addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
@@ -89,6 +107,7 @@ impl Server {
             stats: stats.clone(),
             shutdown,
             server_id: format!("HERALD{:016X}", fastrand::u64(..)),
+            jetstream: streams.is_some(),
             addr: nats_addr,
             config,
         });
@@ -108,6 +127,7 @@ impl Server {
             stats,
             stop,
             accept,
+            streams,
             _services: [info, cluster, flush],
         })
     }
@@ -123,11 +143,20 @@ impl Server {
         self.stats.snapshot()
     }
 
+    /// The streams this server keeps, when it has a data directory.
+    pub fn streams(&self) -> Option<&Streams> {
+        self.streams.as_ref()
+    }
+
     /// Stops accepting, lets every connection write what is queued for it, and closes them;
-    /// returns when all are closed (or after a grace period of 10 s).
+    /// returns when all are closed (or after a grace period of 10 s). Streams are synced and
+    /// durable consumers' states saved.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        if let Some(streams) = &self.streams {
+            streams.close();
+        }
     }
 }
 

@@ -32,6 +32,7 @@
 //! | [`batch`] | deferred writer wake-ups: one per burst of messages, not one per message |
 //! | `message` | [`Message`] and [`HeaderMap`] |
 //! | `request` | the per-scope reply inbox behind [`Router::request`] |
+//! | [`streams`] | streams on herald-log, pull consumers, the JetStream API |
 //! | `groups` | named groups of topics ([`Groups`]) |
 //! | `error` | [`Error`] and the receive errors |
 
@@ -44,6 +45,7 @@ mod message;
 mod node;
 mod request;
 mod router;
+pub mod streams;
 pub mod subject;
 mod subscription;
 pub mod target;

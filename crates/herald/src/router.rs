@@ -195,6 +195,35 @@ impl Scope {
         })
     }
 
+    /// Delivers a message to the subscribers of literal `to` on this node only, showing it to
+    /// them as published on `shown`: JetStream hands a stored message to a pull request's inbox
+    /// under the subject it was stored with. `headers` is a `NATS/1.0` block (a status line
+    /// included). Returns how many took it; 0 means nobody listens on `to` any more.
+    pub(crate) fn send_as(
+        &self,
+        to: &str,
+        shown: &str,
+        reply: Option<&str>,
+        headers: Option<Bytes>,
+        payload: Bytes,
+    ) -> usize {
+        self.index
+            .with_matches(to, |matches| {
+                if matches.is_empty() {
+                    return 0;
+                }
+                let msg = Message::new(
+                    Subject::from_valid(shown),
+                    reply.map(Subject::from_valid),
+                    Headers::from_block(headers),
+                    payload,
+                    reply.map(|_| self.me.clone()),
+                );
+                fan_out(matches, &Delivery::built(msg), Reach::Local)
+            })
+            .unwrap_or(0)
+    }
+
     /// The name of the node this scope is on, as groups record it ("" on a local node).
     pub(crate) fn node_name(&self) -> String {
         self.cluster
