@@ -525,3 +525,59 @@ fn acked_before(acked: &[String], round: u32) -> usize {
     let prefix = format!("r{round:02}-");
     acked.iter().filter(|b| !b.starts_with(&prefix)).count()
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_publishes_and_loses_nothing() {
+    let dir = DataDir::new("full");
+    // Files may not grow past 64 KiB: the segment fills up after about 60 messages of 1 KiB.
+    let server = HeraldProcess::start_with_file_limit(&["--data-dir", dir.path()], 64);
+    let js = jetstream(&server).await;
+    js.create_stream(orders()).await.expect("create stream");
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..200u32 {
+        let body = format!("{i:04}{}", "x".repeat(1020));
+        let ack = js.publish("orders.big", body.clone().into()).await.unwrap();
+        match ack.await {
+            Ok(ack) => {
+                assert_eq!(ack.sequence, acked.len() as u64 + 1);
+                acked.push(body);
+            }
+            Err(err) => {
+                refused = Some(err.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a publish fails once the file is full");
+    assert!(
+        refused.contains("too large") || refused.contains("No space"),
+        "{refused}"
+    );
+    assert!(
+        acked.len() > 10,
+        "only {} stored before the disk filled",
+        acked.len()
+    );
+    // Still answering, with what it has.
+    let mut stream = js.get_stream("ORDERS").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        acked.len() as u64
+    );
+    assert!(server.terminate().success());
+
+    // Room again: everything acknowledged is there, once, in order, and appends continue.
+    let server = HeraldProcess::start(&["--data-dir", dir.path()]);
+    let js = jetstream(&server).await;
+    let stored = read_all(&js, "ORDERS").await;
+    let bodies: Vec<String> = stored.into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies, acked);
+    let ack = js
+        .publish("orders.next", "ok".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, acked.len() as u64 + 1);
+}

@@ -21,7 +21,24 @@ pub struct HeraldProcess {
 impl HeraldProcess {
     /// Starts `herald serve --listen 127.0.0.1:0` with extra arguments.
     pub fn start(extra: &[&str]) -> HeraldProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        HeraldProcess::spawn(Command::new(env!("CARGO_BIN_EXE_herald")), extra)
+    }
+
+    /// Like [`start`](HeraldProcess::start), but no file the server writes may grow past
+    /// `kib` KiB: a write beyond fails with EFBIG, as on a full disk (`ulimit -f`, with
+    /// SIGXFSZ ignored so the failure reaches the server as an error).
+    pub fn start_with_file_limit(extra: &[&str], kib: u64) -> HeraldProcess {
+        let mut sh = Command::new("sh");
+        sh.args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"", kib * 2),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        HeraldProcess::spawn(sh, extra)
+    }
+
+    fn spawn(mut command: Command, extra: &[&str]) -> HeraldProcess {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args([
                 "--log",

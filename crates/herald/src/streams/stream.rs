@@ -200,7 +200,7 @@ impl Stream {
             }
         }
         let headers = msg.header_block().unwrap_or_default();
-        let size = msg.subject().len() + headers.len() + msg.payload().len();
+        let size = headers.len() + msg.payload().len();
         if max_msg_size >= 0 && size as u64 > max_msg_size as u64 {
             return reject(ApiError::msg_too_big());
         }

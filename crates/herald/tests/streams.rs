@@ -1,0 +1,365 @@
+//! Streams and consumers through the library API, on real files in a temporary directory.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald::streams::{
+    AckPolicy, ConsumerConfig, DeliverPolicy, PurgeRequest, StreamConfig, Streams, StreamsOptions,
+};
+use herald::{Error, HeaderMap, Router};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A fresh data directory, removed when dropped.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(name: &str) -> DataDir {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-streams-{name}-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn open(dir: &DataDir) -> (Router, Streams) {
+    let router = Router::new(1000, "app");
+    let streams = Streams::open(&router, StreamsOptions::new(&dir.0))
+        .await
+        .unwrap();
+    (router, streams)
+}
+
+async fn publish_n(streams: &Streams, subject: &str, n: usize) {
+    for i in 1..=n {
+        streams.publish(subject, format!("m{i}")).await.unwrap();
+    }
+}
+
+fn texts(msgs: &[herald::Message]) -> Vec<String> {
+    msgs.iter().map(|m| m.text().unwrap().to_owned()).collect()
+}
+
+fn api_code(err: &Error) -> (u16, u16) {
+    match err {
+        Error::Stream(e) => (e.code, e.err_code),
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_n_waits_for_distinct_consumers() {
+    let dir = DataDir::new("confirm");
+    let (_router, streams) = open(&dir).await;
+    streams
+        .create(StreamConfig::new("ORDERS", ["orders.>"]))
+        .unwrap();
+    streams
+        .create_consumer("ORDERS", ConsumerConfig::durable("billing"))
+        .unwrap();
+    streams
+        .create_consumer("ORDERS", ConsumerConfig::durable("shipping"))
+        .unwrap();
+
+    // Acknowledged only once both consumers acked it.
+    let publish = {
+        let streams = streams.clone();
+        tokio::spawn(async move {
+            streams
+                .publish_confirmed("orders.1", "o1", 2, Duration::from_secs(5))
+                .await
+        })
+    };
+    for consumer in ["billing", "shipping"] {
+        let got = streams.fetch("ORDERS", consumer, 1, WAIT).await.unwrap();
+        assert_eq!(texts(&got), ["o1"]);
+        assert!(
+            !publish.is_finished(),
+            "acknowledged before {consumer} acked"
+        );
+        got[0].ack().unwrap();
+        // The same consumer acking twice counts once.
+        got[0].ack().unwrap();
+    }
+    let ack = tokio::time::timeout(WAIT, publish)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+
+    // Only one of two acks within the timeout: the error says how many did.
+    let publish = {
+        let streams = streams.clone();
+        tokio::spawn(async move {
+            streams
+                .publish_confirmed("orders.2", "o2", 2, Duration::from_millis(500))
+                .await
+        })
+    };
+    let got = streams.fetch("ORDERS", "billing", 1, WAIT).await.unwrap();
+    got[0].ack().unwrap();
+    let err = tokio::time::timeout(WAIT, publish)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("confirmed by 1 of 2"), "{err}");
+    // The message is stored all the same.
+    assert_eq!(streams.info("ORDERS").unwrap().state.messages, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_policies_and_ack_all() {
+    let dir = DataDir::new("policies");
+    let (_router, streams) = open(&dir).await;
+    streams
+        .create(StreamConfig::new("EVENTS", ["ev.*"]))
+        .unwrap();
+    publish_n(&streams, "ev.a", 3).await;
+    let middle = herald::streams::config::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    publish_n(&streams, "ev.b", 2).await;
+
+    let make = |name: &str, policy: DeliverPolicy| ConsumerConfig {
+        deliver_policy: policy,
+        ..ConsumerConfig::durable(name)
+    };
+    streams
+        .create_consumer("EVENTS", make("last", DeliverPolicy::Last))
+        .unwrap();
+    streams
+        .create_consumer("EVENTS", make("new", DeliverPolicy::New))
+        .unwrap();
+    streams
+        .create_consumer(
+            "EVENTS",
+            ConsumerConfig {
+                opt_start_seq: Some(3),
+                ..make("seq", DeliverPolicy::ByStartSequence)
+            },
+        )
+        .unwrap();
+    streams
+        .create_consumer(
+            "EVENTS",
+            ConsumerConfig {
+                opt_start_time: Some(middle),
+                ..make("time", DeliverPolicy::ByStartTime)
+            },
+        )
+        .unwrap();
+    streams
+        .create_consumer(
+            "EVENTS",
+            ConsumerConfig {
+                filter_subject: Some("ev.a".into()),
+                ..make("filtered", DeliverPolicy::All)
+            },
+        )
+        .unwrap();
+    let fetch = |name: &'static str| {
+        let streams = streams.clone();
+        async move {
+            texts(
+                &streams
+                    .fetch("EVENTS", name, 10, Duration::from_millis(200))
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    assert_eq!(fetch("last").await, ["m2"]);
+    assert!(fetch("new").await.is_empty());
+    assert_eq!(fetch("seq").await, ["m3", "m1", "m2"]);
+    assert_eq!(fetch("time").await, ["m1", "m2"]);
+    assert_eq!(fetch("filtered").await, ["m1", "m2", "m3"]);
+    streams.publish("ev.c", "later").await.unwrap();
+    assert_eq!(fetch("new").await, ["later"]);
+
+    // Ack all: acking the third delivery acks the two before it.
+    streams
+        .create_consumer(
+            "EVENTS",
+            ConsumerConfig {
+                ack_policy: AckPolicy::All,
+                ..ConsumerConfig::durable("all")
+            },
+        )
+        .unwrap();
+    let got = streams
+        .fetch("EVENTS", "all", 3, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        streams
+            .consumer_info("EVENTS", "all")
+            .unwrap()
+            .num_ack_pending,
+        3
+    );
+    got[2].ack().unwrap();
+    let info = streams.consumer_info("EVENTS", "all").unwrap();
+    assert_eq!((info.num_ack_pending, info.ack_floor.stream_seq), (0, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configs_and_unknown_acks_get_clear_errors() {
+    let dir = DataDir::new("bad");
+    let (router, streams) = open(&dir).await;
+    let err = streams
+        .create(StreamConfig::new("BAD.NAME", ["x"]))
+        .unwrap_err();
+    assert_eq!(api_code(&err).1, 10052, "{err}");
+    let err = streams
+        .create(StreamConfig {
+            max_age: 1_000_000, // 1 ms
+            ..StreamConfig::new("S", ["s.>"])
+        })
+        .unwrap_err();
+    assert_eq!(api_code(&err).1, 10052, "{err}");
+    let err = streams
+        .create(StreamConfig::new("S", ["bad subject"]))
+        .unwrap_err();
+    assert_eq!(api_code(&err).1, 10052, "{err}");
+    streams.create(StreamConfig::new("S", ["s.>"])).unwrap();
+    assert_eq!(api_code(&streams.info("NOPE").unwrap_err()), (404, 10059));
+
+    // A consumer name that exists with another config.
+    streams
+        .create_consumer("S", ConsumerConfig::durable("c"))
+        .unwrap();
+    let err = streams
+        .create_consumer(
+            "S",
+            ConsumerConfig {
+                deliver_policy: DeliverPolicy::New,
+                ..ConsumerConfig::durable("c")
+            },
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("deliver policy can not be updated"),
+        "{err}"
+    );
+    assert_eq!(
+        api_code(&streams.consumer_info("S", "nope").unwrap_err()),
+        (404, 10014)
+    );
+
+    // Acks for messages never delivered, for unknown consumers and garbage: nothing changes.
+    streams.publish("s.1", "one").await.unwrap();
+    router
+        .request("$JS.ACK.S.c.1.99.1.0.0", "", WAIT)
+        .await
+        .expect("an ack asking for an answer gets one");
+    router.publish("$JS.ACK.S.ghost.1.1.1.0.0", "").unwrap();
+    router.publish("$JS.ACK.S.c.x.y", "+ACK").unwrap();
+    router.publish("$JS.ACK.S.c.1.1.1.0.0", "+WHAT").unwrap();
+    let got = streams
+        .fetch("S", "c", 1, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["one"]);
+
+    // An oversized message is refused with the JetStream error, and not stored.
+    streams
+        .update(StreamConfig {
+            max_msg_size: 8,
+            ..StreamConfig::new("S", ["s.>"])
+        })
+        .unwrap();
+    let err = streams.publish("s.big", "123456789").await.unwrap_err();
+    assert_eq!(api_code(&err), (400, 10054), "{err}");
+    assert_eq!(streams.info("S").unwrap().state.messages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_files_are_cut_or_skipped_on_reopen() {
+    let dir = DataDir::new("damage");
+    {
+        let (_router, streams) = open(&dir).await;
+        streams.create(StreamConfig::new("A", ["a.>"])).unwrap();
+        streams.create(StreamConfig::new("B", ["b.>"])).unwrap();
+        publish_n(&streams, "a.x", 5).await;
+        streams.close();
+    }
+    // A torn tail on A's segment, and B's config overwritten with garbage.
+    let seg = std::fs::read_dir(dir.0.join("streams/A"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let full = bytes.len();
+    bytes.truncate(full - 3);
+    std::fs::write(&seg, &bytes).unwrap();
+    std::fs::write(dir.0.join("streams/B/stream.json"), b"{not json").unwrap();
+
+    let (_router, streams) = open(&dir).await;
+    assert_eq!(streams.names(), ["A"], "B is skipped, not fatal");
+    let info = streams.info("A").unwrap();
+    assert_eq!((info.state.messages, info.state.last_seq), (4, 4));
+    // Appends continue after the cut.
+    assert_eq!(streams.publish("a.x", "new").await.unwrap().seq, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_discard_old_or_refuse_new() {
+    let dir = DataDir::new("limits");
+    let (_router, streams) = open(&dir).await;
+    streams
+        .create(StreamConfig {
+            max_msgs: 3,
+            ..StreamConfig::new("OLD", ["old"])
+        })
+        .unwrap();
+    publish_n(&streams, "old", 5).await;
+    let info = streams.info("OLD").unwrap();
+    assert_eq!((info.state.messages, info.state.first_seq), (3, 3));
+
+    streams
+        .create(StreamConfig {
+            max_msgs: 2,
+            discard: herald::streams::Discard::New,
+            ..StreamConfig::new("NEW", ["new"])
+        })
+        .unwrap();
+    publish_n(&streams, "new", 2).await;
+    let err = streams.publish("new", "x").await.unwrap_err();
+    assert_eq!(api_code(&err), (503, 10077), "{err}");
+
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "once").unwrap();
+    let a = streams
+        .publish_with_headers("old", headers.clone(), "a")
+        .await
+        .unwrap();
+    let b = streams
+        .publish_with_headers("old", headers, "b")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.seq, a.duplicate, b.seq, b.duplicate),
+        (6, false, 6, true)
+    );
+
+    assert_eq!(streams.purge("OLD", PurgeRequest::default()).unwrap(), 3);
+    assert_eq!(streams.info("OLD").unwrap().state.first_seq, 7);
+}
