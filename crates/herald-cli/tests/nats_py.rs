@@ -12,9 +12,24 @@ use common::HeraldProcess;
 #[test]
 fn nats_py_compatibility_script_passes() {
     let server = HeraldProcess::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/nats_py_compat.py");
+    run_script(&server, "nats_py_compat.py");
+}
+
+#[test]
+fn nats_py_jetstream_script_passes() {
+    let dir = std::env::temp_dir().join(format!("herald-py-js-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = HeraldProcess::start(&["--data-dir", dir.to_str().expect("utf-8 path")]);
+    run_script(&server, "nats_py_jetstream.py");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `tests/py/<name>` against `server` and asserts that it passed.
+fn run_script(server: &HeraldProcess, name: &str) {
+    let script = format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"));
     let child = Command::new("python3")
-        .arg(script)
+        .arg(&script)
         .arg(server.url())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

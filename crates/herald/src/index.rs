@@ -72,6 +72,15 @@ impl Matches {
     }
 }
 
+/// How a looked-up subject is validated.
+#[derive(Clone, Copy)]
+enum Check {
+    /// A literal subject (the library's publishes).
+    Literal,
+    /// Any valid subject, wildcard tokens included (a network client's publishes).
+    Wire,
+}
+
 #[derive(Default)]
 struct TrieNode {
     literal: FxHashMap<Box<str>, TrieNode>,
@@ -260,10 +269,18 @@ impl Index {
     /// The subscriptions matching `subject`, validating it as a literal subject on a cache miss
     /// (a cached subject is known to be valid).
     pub fn lookup(&self, subject: &str) -> Result<Arc<Matches>> {
+        self.lookup_checked(subject, Check::Literal)
+    }
+
+    fn lookup_checked(&self, subject: &str, check: Check) -> Result<Arc<Matches>> {
         if let Some(hit) = self.cache.read().get(subject) {
             return Ok(hit.clone());
         }
-        subject::check_literal(subject)?;
+        match check {
+            Check::Literal => subject::check_literal(subject)?,
+            // `*` and `>` tokens are taken as they are: only wildcard subscriptions match them.
+            Check::Wire => drop(subject::check(subject)?),
+        }
         let (matches, generation) = {
             let trie = self.trie.read();
             let generation = self.generation.load(Ordering::Acquire);
@@ -292,6 +309,26 @@ impl Index {
     /// `f` runs while the private cache is borrowed; a nested call (a target that publishes
     /// from inside `deliver`) simply uses the shared path.
     pub fn with_matches<R>(&self, subject: &str, f: impl FnOnce(&Matches) -> R) -> Result<R> {
+        self.with_matches_checked(subject, Check::Literal, f)
+    }
+
+    /// Like [`with_matches`](Index::with_matches) for a subject a network client published,
+    /// which may hold `*` or `>` tokens, as nats-server accepts from a non-pedantic client
+    /// (JetStream clients publish consumer filters such as `orders.>` inside API subjects).
+    pub(crate) fn with_wire_matches<R>(
+        &self,
+        subject: &str,
+        f: impl FnOnce(&Matches) -> R,
+    ) -> Result<R> {
+        self.with_matches_checked(subject, Check::Wire, f)
+    }
+
+    fn with_matches_checked<R>(
+        &self,
+        subject: &str,
+        check: Check,
+        f: impl FnOnce(&Matches) -> R,
+    ) -> Result<R> {
         // `f` goes back to the caller's side whenever the private path is not taken.
         let mut f = Some(f);
         let private = LOCAL.try_with(|local| {
@@ -308,7 +345,7 @@ impl Index {
                 {
                     &s.matches
                 }
-                _ => match self.lookup(subject) {
+                _ => match self.lookup_checked(subject, check) {
                     Ok(matches) => {
                         &slot
                             .insert(LocalSlot {
@@ -326,7 +363,7 @@ impl Index {
         match (private, f) {
             (Ok(Some(result)), _) => result,
             // Nested, or the thread's locals are being destroyed: use the shared cache.
-            (_, Some(f)) => self.lookup(subject).map(|m| f(&m)),
+            (_, Some(f)) => self.lookup_checked(subject, check).map(|m| f(&m)),
             // The private path returns `None` only before it takes `f`.
             (_, None) => unreachable!("with_matches consumed its callback without a result"),
         }

@@ -180,7 +180,7 @@ impl Scope {
         if let Some(reply) = msg.reply {
             subject::check_literal(reply)?;
         }
-        self.index.with_matches(msg.subject, |matches| {
+        self.index.with_wire_matches(msg.subject, |matches| {
             if matches.is_empty() {
                 return 0;
             }
@@ -567,7 +567,8 @@ impl Router {
     /// the server's read buffer: targets that forward it (network connections, routes) copy the
     /// bytes straight out, and a shared [`Message`] is built only if a local subscription keeps
     /// it. With `echo` false, the subscriptions made through this router are skipped (NATS's
-    /// `echo: false`). Returns how many targets took it (one per queue group at most), so a
+    /// `echo: false`). The subject may hold `*` and `>` tokens, as nats-server accepts from
+    /// a non-pedantic client; only wildcard subscriptions match them. Returns how many targets took it (one per queue group at most), so a
     /// server can answer "no responders" to a request nobody received.
     pub fn publish_wire(&self, msg: &WireMessage<'_>, echo: bool) -> Result<usize> {
         let reach = if echo {

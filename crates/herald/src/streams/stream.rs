@@ -280,10 +280,9 @@ impl Stream {
         };
         match result {
             Ok(seq) => {
-                for waiter in &waiters {
-                    self.answer_ack(waiter, seq, true);
-                }
-                match (reply, confirm) {
+                // A confirm-N waiter is in place before any consumer can see the message, and
+                // the message is visible before its publisher hears of it.
+                let ack_now = match (reply, confirm) {
                     (Some(reply), Some((need, timeout))) if need > 0 => {
                         self.confirms.lock().insert(
                             seq,
@@ -294,11 +293,17 @@ impl Stream {
                                 deadline: Instant::now() + timeout,
                             },
                         );
+                        None
                     }
-                    (Some(reply), _) => self.answer_ack(&reply, seq, false),
-                    (None, _) => {}
-                }
+                    (reply, _) => reply,
+                };
                 self.committed.fetch_max(seq, Ordering::AcqRel);
+                for waiter in &waiters {
+                    self.answer_ack(waiter, seq, true);
+                }
+                if let Some(reply) = ack_now {
+                    self.answer_ack(&reply, seq, false);
+                }
                 for consumer in self.consumers.read().values() {
                     consumer.wake();
                 }
