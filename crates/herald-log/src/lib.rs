@@ -355,6 +355,64 @@ impl Log {
         }
     }
 
+    /// Visits the kept messages from sequence `from` on, in order, reading each segment in
+    /// large sequential chunks (a restart's scan of recent messages, without a read per
+    /// message). Stops early when `visit` returns false.
+    pub fn scan(&self, from: u64, mut visit: impl FnMut(&record::View<'_>) -> bool) -> Result<()> {
+        const CHUNK: u64 = 4 * 1024 * 1024;
+        let from = from.max(self.first);
+        for seg in &self.segments {
+            if seg.end_seq() <= from {
+                continue;
+            }
+            let is_active = std::ptr::eq(seg, self.active());
+            let mut i = from.saturating_sub(seg.first_seq) as usize;
+            while i < seg.index.len() {
+                let start = seg.index[i].0 as u64;
+                if start >= seg.written {
+                    // Appended, not yet written: still in the buffer.
+                    let mut buf = &self.pending[(start - seg.written) as usize..];
+                    while let Ok(Some(view)) =
+                        record::decode(buf, self.config.max_msg_size.max(buf.len()))
+                    {
+                        if !visit(&view) {
+                            return Ok(());
+                        }
+                        buf = &buf[view.size..];
+                    }
+                    break;
+                }
+                // Whole records up to about CHUNK bytes, ending at a record boundary.
+                let mut j = i + 1;
+                while j < seg.index.len()
+                    && (seg.index[j].0 as u64) < seg.written
+                    && (seg.index[j].0 as u64) - start < CHUNK
+                {
+                    j += 1;
+                }
+                let end = match seg.index.get(j) {
+                    Some(&(next, _)) => (next as u64).min(seg.written),
+                    None => seg.written,
+                };
+                let bytes = seg.read(start, (end - start) as usize)?;
+                let mut buf = &bytes[..];
+                while let Ok(Some(view)) =
+                    record::decode(buf, self.config.max_msg_size.max(buf.len()))
+                {
+                    if !visit(&view) {
+                        return Ok(());
+                    }
+                    buf = &buf[view.size..];
+                }
+                i = j;
+                if !is_active && end >= seg.written {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The first kept sequence whose timestamp is at or after `timestamp` (nanoseconds), or
     /// [`next_seq`](Log::next_seq) if none is.
     pub fn seq_for_time(&self, timestamp: u64) -> u64 {

@@ -82,6 +82,19 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
             prop_assert!(got.is_none(), "seq {} should be gone", seq);
         }
     }
+    // A sequential scan from any point sees the same records, in order.
+    for from in [0, model.first, (model.first + model.next()) / 2] {
+        let mut seen = Vec::new();
+        log.scan(from, |view| {
+            seen.push((view.seq, view.entry.payload.to_vec()));
+            true
+        })
+        .unwrap();
+        let want: Vec<(u64, Vec<u8>)> = (from.max(model.first)..model.next())
+            .map(|s| (s, model.records[(s - 1) as usize].1.clone()))
+            .collect();
+        prop_assert_eq!(seen, want);
+    }
     Ok(())
 }
 

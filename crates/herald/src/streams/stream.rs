@@ -377,20 +377,22 @@ impl Stream {
         let log = self.writer.log();
         let from = log.seq_for_time(now.saturating_sub(window));
         let mut dedup = self.dedup.lock();
-        for seq in from..log.next_seq() {
-            let Ok(Some(stored)) = log.get(seq) else {
-                continue;
-            };
-            if stored.headers.is_empty() {
-                continue;
+        let scanned = log.scan(from, |view| {
+            if view.entry.headers.is_empty() {
+                return true;
             }
-            let Ok(headers) = herald_proto::headers::parse(&stored.headers) else {
-                continue;
-            };
-            if let Some((_, id)) = headers.fields.iter().find(|(n, _)| *n == "Nats-Msg-Id") {
-                dedup.ids.insert((*id).to_owned(), Seen::Stored(seq));
-                dedup.order.push_back((stored.timestamp, (*id).to_owned()));
+            if let Ok(headers) = herald_proto::headers::parse(view.entry.headers)
+                && let Some((_, id)) = headers.fields.iter().find(|(n, _)| *n == "Nats-Msg-Id")
+            {
+                dedup.ids.insert((*id).to_owned(), Seen::Stored(view.seq));
+                dedup
+                    .order
+                    .push_back((view.entry.timestamp, (*id).to_owned()));
             }
+            true
+        });
+        if let Err(err) = scanned {
+            tracing::error!(stream = %self.name, %err, "cannot read message ids back; duplicates may be stored");
         }
     }
 
