@@ -49,6 +49,10 @@ pub enum Error {
     /// A subject longer than 65,535 bytes or headers over 4 GiB.
     #[error("subject or headers too long for a record")]
     FieldTooLong,
+    /// The log is at a limit and [`Config::discard_new`](crate::Config::discard_new) refuses
+    /// new messages rather than deleting old ones; says which limit.
+    #[error("{0}")]
+    Full(&'static str),
 }
 
 /// A log result.

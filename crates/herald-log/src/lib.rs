@@ -53,6 +53,10 @@ pub struct Config {
     pub max_age: Option<Duration>,
     /// Largest record accepted, in encoded bytes.
     pub max_msg_size: usize,
+    /// At `max_msgs` or `max_bytes`, refuse the new message ([`Error::Full`]) instead of
+    /// deleting the oldest. Checked as each message is appended, so a burst of publishers
+    /// never pushes stored messages out.
+    pub discard_new: bool,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             max_bytes: 0,
             max_age: None,
             max_msg_size: 8 * 1024 * 1024 + 64 * 1024,
+            discard_new: false,
         }
     }
 }
@@ -233,6 +238,14 @@ impl Log {
                 size,
                 max: self.config.max_msg_size,
             });
+        }
+        if self.config.discard_new {
+            if self.config.max_msgs > 0 && self.count >= self.config.max_msgs {
+                return Err(Error::Full("maximum messages exceeded"));
+            }
+            if self.config.max_bytes > 0 && self.bytes + size as u64 > self.config.max_bytes {
+                return Err(Error::Full("maximum bytes exceeded"));
+            }
         }
         let active_len = self.active().written + self.pending.len() as u64;
         if active_len > 0

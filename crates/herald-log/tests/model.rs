@@ -106,6 +106,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..80),
         max_msgs in prop_oneof![Just(0u64), 3u64..12],
         max_bytes in prop_oneof![Just(0u64), 400u64..1500],
+        discard_new in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
@@ -114,6 +115,7 @@ proptest! {
             max_bytes,
             max_age: None,
             max_msg_size: 1024,
+            discard_new,
         };
         let (mut log, _) = Log::open(dir.path(), config.clone()).unwrap();
         let mut model = Model { records: Vec::new(), first: 1, flushed: 1, purged: 1, config: config.clone() };
@@ -128,8 +130,20 @@ proptest! {
                         headers: b"",
                         payload: &payload,
                         timestamp: seq * 1000,
-                    }).unwrap();
-                    prop_assert_eq!(got, seq);
+                    });
+                    if discard_new {
+                        // Full: refused, and nothing old is deleted to make room.
+                        let count = model.next() - model.first;
+                        let bytes: u64 = (model.first..model.next()).map(|s| model.size(s)).sum();
+                        let size = (30 + subject.len() + payload.len()) as u64;
+                        let full = (max_msgs > 0 && count >= max_msgs)
+                            || (max_bytes > 0 && bytes + size > max_bytes);
+                        if full {
+                            prop_assert!(matches!(got, Err(herald_log::Error::Full(_))), "{:?}", got);
+                            continue;
+                        }
+                    }
+                    prop_assert_eq!(got.unwrap(), seq);
                     model.records.push((subject, payload));
                     model.enforce();
                 }

@@ -204,7 +204,8 @@ async fn bad_subjects_are_refused_without_closing() {
     );
     // Not pedantic: an invalid publish subject is dropped quietly, and wildcard tokens are
     // taken as they are (as nats-server does): only wildcard subscriptions match them.
-    c.send(b"PUB ok.* 1\r\nx\r\nPUB a..b 1\r\nx\r\nPUB ok 1\r\ny\r\n").await;
+    c.send(b"PUB ok.* 1\r\nx\r\nPUB a..b 1\r\nx\r\nPUB ok 1\r\ny\r\n")
+        .await;
     assert_eq!(c.round_trip().await, ["MSG ok 3 y"]);
     c.send(b"SUB w.> 4\r\nPUB w.x.> 1\r\nz\r\n").await;
     assert_eq!(c.round_trip().await, ["MSG w.x.> 4 z"]);

@@ -345,6 +345,27 @@ async fn limits_discard_old_or_refuse_new() {
     let err = streams.publish("new", "x").await.unwrap_err();
     assert_eq!(api_code(&err), (503, 10077), "{err}");
 
+    // A burst in flight at once: exactly the room left is stored, the rest refused, and
+    // nothing acknowledged is pushed out.
+    streams
+        .create(StreamConfig {
+            max_msgs: 2,
+            discard: herald::streams::Discard::New,
+            ..StreamConfig::new("BURST", ["burst"])
+        })
+        .unwrap();
+    let burst: Vec<_> = (0..6)
+        .map(|i| streams.publish("burst", format!("b{i}")))
+        .collect();
+    let results = futures::future::join_all(burst).await;
+    let acked: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|a| a.seq))
+        .collect();
+    assert_eq!(acked, [1, 2]);
+    let info = streams.info("BURST").unwrap();
+    assert_eq!((info.state.messages, info.state.first_seq), (2, 1));
+
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", "once").unwrap();
     let a = streams

@@ -494,6 +494,7 @@ impl Store {
                     + herald_log::record::HEADER
                     + 65_536,
             ),
+            discard_new: config.discard == Discard::New,
         }
     }
 

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use herald_log::{Owned, Writer};
 use parking_lot::{Mutex, RwLock};
 
-use super::config::{ApiError, Discard, PubAck, StreamConfig};
+use super::config::{ApiError, PubAck, StreamConfig};
 use super::consumer::Consumer;
 use super::now_ns;
 use crate::router::{Reach, Scope};
@@ -137,16 +137,9 @@ impl Stream {
         let reply = msg.reply();
         let mut msg_id = None;
         let mut confirm: Option<(usize, Duration)> = None;
-        let (max_msg_size, discard_new, no_ack, window, max_msgs, max_bytes) = {
+        let (max_msg_size, no_ack, window) = {
             let c = self.config.lock();
-            (
-                c.max_msg_size,
-                c.discard == Discard::New,
-                c.no_ack,
-                c.duplicate_window,
-                c.max_msgs,
-                c.max_bytes,
-            )
+            (c.max_msg_size, c.no_ack, c.duplicate_window)
         };
         let reject = |err: ApiError| {
             if let (Some(reply), false) = (reply, no_ack) {
@@ -204,15 +197,8 @@ impl Stream {
         if max_msg_size >= 0 && size as u64 > max_msg_size as u64 {
             return reject(ApiError::msg_too_big());
         }
-        if discard_new {
-            let log = self.writer.log();
-            if max_msgs > 0 && log.len() >= max_msgs as u64 {
-                return reject(ApiError::store_failed("maximum messages exceeded"));
-            }
-            if max_bytes > 0 && log.bytes() + size as u64 > max_bytes as u64 {
-                return reject(ApiError::store_failed("maximum bytes exceeded"));
-            }
-        }
+        // `discard: new` is the log's to enforce: it checks each message as it appends, so
+        // a burst in flight cannot pass a check together and push stored messages out.
         let now = now_ns();
         if let Some(id) = msg_id {
             let mut dedup = self.dedup.lock();
@@ -309,7 +295,9 @@ impl Stream {
                 }
             }
             Err(err) => {
-                tracing::error!(stream = %self.name, %err, "cannot store a message");
+                if !matches!(err, herald_log::Error::Full(_)) {
+                    tracing::error!(stream = %self.name, %err, "cannot store a message");
+                }
                 let err = ApiError::store_failed(err.to_string());
                 for waiter in waiters.iter().chain(reply.as_ref()) {
                     self.answer_error(waiter, &err);
