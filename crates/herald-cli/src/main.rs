@@ -6,6 +6,7 @@ mod cluster;
 mod data;
 mod messaging;
 mod serve;
+mod stream;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,11 @@ enum Command {
     /// Inspect the cluster a server belongs to.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Create, list, inspect, purge and delete streams (needs `herald serve --data-dir`).
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
+    /// Pull a stream's messages through a consumer, print and acknowledge them.
+    Consume(stream::ConsumeArgs),
     /// Offline tools for data directories (no server needed).
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -60,6 +66,8 @@ fn main() -> std::process::ExitCode {
             Command::Reply(args) => messaging::reply(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cluster(command) => cluster::run(command).await,
+            Command::Stream(command) => stream::run(command).await,
+            Command::Consume(args) => stream::consume(args).await,
             Command::Data(command) => data::run(command),
         }
     });
