@@ -384,3 +384,49 @@ async fn limits_discard_old_or_refuse_new() {
     assert_eq!(streams.purge("OLD", PurgeRequest::default()).unwrap(), 3);
     assert_eq!(streams.info("OLD").unwrap().state.first_seq, 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_past_a_lost_tail_does_not_skip_new_messages() {
+    let dir = DataDir::new("lost-tail");
+    {
+        let (_router, streams) = open(&dir).await;
+        streams.create(StreamConfig::new("A", ["a"])).unwrap();
+        streams
+            .create_consumer("A", ConsumerConfig::durable("d"))
+            .unwrap();
+        publish_n(&streams, "a", 5).await;
+        let got = streams.fetch("A", "d", 5, WAIT).await.unwrap();
+        for m in &got {
+            m.ack().unwrap();
+        }
+        assert_eq!(
+            streams
+                .consumer_info("A", "d")
+                .unwrap()
+                .ack_floor
+                .stream_seq,
+            5
+        );
+        streams.close();
+    }
+    // The last three records never reached the disk (as after a machine crash with fsync
+    // interval): cut the segment inside record 3.
+    let seg = dir.0.join("streams/A/00000000000000000001.log");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let record = len / 5;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(2 * record + record / 2)
+        .unwrap();
+
+    let (_router, streams) = open(&dir).await;
+    assert_eq!(streams.info("A").unwrap().state.last_seq, 2);
+    assert_eq!(streams.publish("a", "after").await.unwrap().seq, 3);
+    let got = streams
+        .fetch("A", "d", 5, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(texts(&got), ["after"]);
+}

@@ -190,11 +190,15 @@ impl Consumer {
         };
         match saved {
             Some(saved) => {
-                state.next = saved.next;
+                // A log that lost its unsynced tail in a crash (fsync interval or never) may
+                // end before the saved position: new messages reuse those sequences, and the
+                // consumer must not skip them.
+                let end = stream.committed() + 1;
+                state.next = saved.next.min(end);
                 state.cseq = saved.cseq;
-                state.last_sseq = saved.last_sseq;
+                state.last_sseq = saved.last_sseq.min(end - 1);
                 // Unacknowledged before the restart: delivered again as soon as asked.
-                for (sseq, cseq, deliveries) in saved.pending {
+                for (sseq, cseq, deliveries) in saved.pending.into_iter().filter(|p| p.0 < end) {
                     state.pending.insert(
                         sseq,
                         Pending {
@@ -258,7 +262,7 @@ impl Consumer {
             if delete_state {
                 let _ = std::fs::remove_file(file);
             } else {
-                self.save(false);
+                self.save(true);
             }
         }
         self.wake();
