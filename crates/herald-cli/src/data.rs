@@ -84,6 +84,18 @@ fn dump(args: &DumpArgs) -> Result {
         .ok_or("no such stream")?;
     let kept_from = inspect::purge_mark(&dir)?.unwrap_or(0);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // The stream's config first, so a restore makes a stream a server opens.
+    let file = dir.join("stream.json");
+    match std::fs::read(&file) {
+        Ok(bytes) => {
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+            serde_json::to_writer(&mut out, &serde_json::json!({ STREAM_FILE: value }))?;
+            out.write_all(b"\n")?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", file.display()).into()),
+    }
     let mut failed = None;
     inspect::scan(&dir, usize::MAX, |item| {
         if failed.is_some() {
@@ -159,6 +171,7 @@ fn restore_into(
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut log: Option<herald_log::Log> = None;
+    let mut stream_file: Option<serde_json::Value> = None;
     let mut count = 0u64;
     for (n, line) in input.lines().enumerate() {
         let line = line?;
@@ -166,6 +179,12 @@ fn restore_into(
             continue;
         }
         let bad = |what: String| format!("line {}: {what}", n + 1);
+        if line.starts_with(&format!("{{\"{STREAM_FILE}\"")) {
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+            stream_file = Some(value[STREAM_FILE].clone());
+            continue;
+        }
         let rec: Line = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
         let headers = b64
             .decode(&rec.headers)
@@ -198,8 +217,23 @@ fn restore_into(
         Some(log) => log.sync()?,
         None => return Err("nothing to restore: standard input holds no record".into()),
     }
+    match stream_file {
+        Some(mut file) => {
+            // The stream takes the name it is restored under.
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            file["config"]["name"] = name.into();
+            std::fs::write(dir.join("stream.json"), serde_json::to_vec(&file)?)?;
+        }
+        None => eprintln!(
+            "note: the dump holds no stream config; a server opens the stream once {} exists",
+            dir.join("stream.json").display()
+        ),
+    }
     Ok(count)
 }
+
+/// The key of a dump's first line, which holds the stream's `stream.json`.
+const STREAM_FILE: &str = "stream_file";
 
 /// The log directories under `dir`: itself if it holds segments, else `dir/streams/*`.
 fn logs(dir: &Path, stream: Option<&str>) -> std::result::Result<Vec<(String, PathBuf)>, String> {

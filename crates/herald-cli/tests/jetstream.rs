@@ -581,3 +581,58 @@ async fn a_full_disk_refuses_publishes_and_loses_nothing() {
         .unwrap();
     assert_eq!(ack.sequence, acked.len() as u64 + 1);
 }
+
+#[tokio::test]
+async fn dump_and_restore_move_a_stream_between_servers() {
+    let from = DataDir::new("dump-from");
+    let to = DataDir::new("dump-to");
+    let server = HeraldProcess::start(&["--data-dir", from.path()]);
+    let js = jetstream(&server).await;
+    js.create_stream(orders()).await.unwrap();
+    for i in 1..=3 {
+        js.publish(format!("orders.{i}"), format!("order {i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert!(server.terminate().success());
+
+    let herald = env!("CARGO_BIN_EXE_herald");
+    let dump = std::process::Command::new(herald)
+        .args(["data", "dump", from.path(), "--stream", "ORDERS"])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut restore = std::process::Command::new(herald)
+        .args(["data", "restore", to.path(), "--stream", "COPY"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&dump.stdout)
+        .unwrap();
+    assert!(restore.wait().unwrap().success());
+
+    let server = HeraldProcess::start(&["--data-dir", to.path()]);
+    let js = jetstream(&server).await;
+    let mut copy = js.get_stream("COPY").await.expect("restored stream opens");
+    let info = copy.info().await.unwrap();
+    assert_eq!((info.state.messages, info.state.last_sequence), (3, 3));
+    assert_eq!(info.config.subjects, ["orders.>"]);
+    let ack = js
+        .publish("orders.4", "order 4".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!((ack.stream.as_str(), ack.sequence), ("COPY", 4));
+}
