@@ -7,6 +7,7 @@ Environment:
   ROUNDS=N        measurements per row and server (default 3); the median is reported
   ONLY=single     only the single-server table
   ONLY=cluster    only the 3-node cluster table
+  ONLY=js         only the JetStream table (streams on disk)
 
 Single server: both servers run at the same time on free loopback ports; each row is measured
 ROUNDS times per server, herald and nats-server in turn, and the median is reported with the
@@ -20,6 +21,20 @@ Each row publishes on node A with one subscriber on B and one on C (`herald benc
 --sub-server B,C`, whose warm-up waits until A forwards to both); it reports delivered msgs/s,
 p99 latency, and each node's CPU (cores, A/B/C) over the run.
 
+JetStream (after the cluster rows): herald serve --data-dir with --fsync 2m and with --fsync
+always, and nats-server -js -sd with its defaults, all running at once on fresh data
+directories. nats-server 2.9.10 writes each stored message to its block file before the ack
+and fsyncs a stream's files in the background every 2 minutes (SyncInterval set in
+server/stream.go; the sync_interval setting and its "always" came with 2.10, and 2.9.10
+rejects both the config field and a flag), so herald --fsync 2m is the matching durability;
+--fsync always (acked means on disk) has no nats-server 2.9 counterpart and is reported
+separately. Rows: `herald bench --mode js-pub` with 1 and with 256 publishes awaiting their
+ack, `--mode js-consume` (durable pull consumer, batches of 256, an ack per message), and the
+restart time with 1 M messages stored: prefill 1 M messages of 16 B (256 in flight), stop the
+server with SIGTERM, start it again on the same data directory and time from the start of
+the process until $JS.API.STREAM.INFO reports 1 M messages (polled every 5 ms over a fresh
+connection, 120 s at most).
+
 Ratios are herald / nats-server (for latency and memory, nats-server / herald, so > 1 means
 herald is better everywhere). Every server process is stopped at the end, also on errors.
 """
@@ -27,6 +42,7 @@ herald is better everywhere). Every server process is stopped at the end, also o
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -322,16 +338,186 @@ def print_cluster_rows(name, results):
     print(f"| {name} (p99 µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | | |")
 
 
+JS_STREAM = "HERALD_BENCH"
+JS_SUBJECT = "bench.js"
+RESTART_MSGS = 1_000_000
+
+
+def js_servers(herald_bin, nats_bin, root):
+    """herald with --fsync 2m, nats-server -js, herald with --fsync always, each on a fresh data
+    directory under `root`; returns [(label, proc, url)]."""
+    servers = []
+    for label, fsync in [("herald", "2m"), ("nats-server", None), ("herald always", "always")]:
+        data = os.path.join(root, label.replace(" ", "-"))
+        if fsync:
+            proc, url = start([herald_bin, "serve", "--listen", "127.0.0.1:0", "--log", "warn",
+                               "--data-dir", data, "--fsync", fsync],
+                              False, r"listening nats (\S+)", "herald serve")
+        else:
+            proc, url = start([nats_bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", data],
+                              True, r"Listening for client connections on (\S+)", "nats-server")
+        servers.append((label, proc, url))
+    return servers
+
+
+def js(herald_bin, nats_bin, version):
+    """The JetStream table: publish with acks, pull-consume, restart with 1 M messages."""
+    rows = [
+        ("js publish, 16 B, 1 in flight", ["--mode", "js-pub", "--inflight", "1", "--msgs", "10000"]),
+        ("js publish, 16 B, 256 in flight", ["--mode", "js-pub", "--inflight", "256", "--msgs", "200000"]),
+        ("js consume, 16 B, batches of 256", ["--mode", "js-consume", "--batch", "256", "--msgs", "200000"]),
+    ]
+    print(f"\nJetStream, file storage: herald (--fsync 2m) vs {version} (-js: fsync every 2 min), "
+          f"{ROUNDS} round(s) each, medians; ratio > 1: herald better; "
+          "herald --fsync always reported separately\n")
+    print("| row | herald (fsync 2m) | nats-server | ratio | herald (fsync always) | always / nats | herald CPU | nats CPU |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="herald-compare-js-") as root:
+        servers = js_servers(herald_bin, nats_bin, root)
+        for name, args in rows:
+            args = [JS_SUBJECT, "--size", "16", "--stream", JS_STREAM] + args
+            results = {label: [] for label, _, _ in servers}
+            for _ in range(ROUNDS):
+                for label, proc, url in servers:
+                    results[label].append(bench(herald_bin, url, proc.pid, args))
+            print_js_rows(name, args, results)
+            sys.stdout.flush()
+        for _, proc, _ in servers:
+            stop(proc)
+        print_restart_row(herald_bin, nats_bin, root)
+
+
+def print_js_rows(name, args, results):
+    """A rate row (and for publishes an ack latency row) of the JetStream table."""
+    errors = [f"{label}: {r['error']}" for label, rs in results.items() for r in rs if "error" in r]
+    if errors:
+        print(f"| {name} | error: {errors[0][:120]} | | | | | | |")
+        return
+    h, n, a = results["herald"], results["nats-server"], results["herald always"]
+    cpu = lambda rs: f"{median(rs, 'server_cpu_cores'):.2f}"
+    consume = "js-consume" in args
+    key, unit = ("deliver_rate", "consumed/s") if consume else ("publish_rate", "acked/s")
+    hv, nv, av = median(h, key), median(n, key), median(a, key)
+    print(f"| {name} ({unit}) | {hv:,.0f} | {nv:,.0f} | {hv / nv:.2f} | {av:,.0f} | {av / nv:.2f} "
+          f"| {cpu(h)} | {cpu(n)} |")
+    if not consume:
+        for q in ("p50", "p99"):
+            lat = lambda rs: statistics.median(r["latency_us"][q] for r in rs)
+            hv, nv, av = lat(h), lat(n), lat(a)
+            print(f"| {name} (ack latency {q} µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | {av:,} | {nv / av:.2f} | | |")
+
+
+def stream_messages(port, timeout=2.0):
+    """Messages in the bench stream as $JS.API.STREAM.INFO reports them on 127.0.0.1:`port`, or
+    None while the server does not answer that (not listening, JetStream not ready, no
+    stream)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            f = s.makefile("rb")
+            if not f.readline().startswith(b"INFO"):
+                return None
+            s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n'
+                      b"SUB _INBOX.compare.restart 1\r\n"
+                      + f"PUB $JS.API.STREAM.INFO.{JS_STREAM} _INBOX.compare.restart 0\r\n\r\n".encode())
+            while True:
+                line = f.readline()
+                if not line or line.startswith(b"-ERR"):
+                    return None
+                if line.startswith(b"PING"):
+                    s.sendall(b"PONG\r\n")
+                elif line.startswith(b"HMSG"):  # a status (503 no responders): not ready
+                    return None
+                elif line.startswith(b"MSG"):
+                    body = f.read(int(line.split()[-1]) + 2)[:-2]
+                    return json.loads(body).get("state", {}).get("messages")
+    except (OSError, ValueError):
+        return None
+
+
+def restart_time(cmd, port, pid_rss):
+    """Starts `cmd` and returns (seconds from its start until the bench stream reports
+    RESTART_MSGS messages, its RSS in KiB then, the process)."""
+    started = time.monotonic()
+    proc = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while time.monotonic() - started < 120:
+        if proc.poll() is not None:
+            raise SystemExit(f"{cmd[0]} exited during restart")
+        if stream_messages(port) == RESTART_MSGS:
+            return time.monotonic() - started, pid_rss(proc.pid), proc
+        time.sleep(0.005)
+    stop(proc)
+    raise SystemExit(f"{cmd[0]} did not report {RESTART_MSGS:,} messages within 120 s")
+
+
+def wait_port(port):
+    """Waits (30 s at most) until 127.0.0.1:`port` accepts connections."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port} after 30 s")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def print_restart_row(herald_bin, nats_bin, root):
+    """Restart with 1 M messages: prefill, SIGTERM, start again, time until STREAM.INFO."""
+    commands = {
+        "herald": lambda port, data: [herald_bin, "serve", "--listen", f"127.0.0.1:{port}",
+                                      "--log", "warn", "--data-dir", data, "--fsync", "2m"],
+        "nats-server": lambda port, data: [nats_bin, "-a", "127.0.0.1", "-p", str(port),
+                                           "-js", "-sd", data],
+    }
+    times = {label: [] for label in commands}
+    rss = {label: [] for label in commands}
+    for i in range(ROUNDS):
+        for label, command in commands.items():
+            port, data = free_port(), os.path.join(root, f"restart-{label}-{i}")
+            cmd = command(port, data)
+            first = spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_port(port)
+            filled = bench(herald_bin, f"nats://127.0.0.1:{port}", None,
+                           [JS_SUBJECT, "--mode", "js-pub", "--inflight", "256", "--size", "16",
+                            "--msgs", str(RESTART_MSGS), "--stream", JS_STREAM, "--keep"])
+            stop(first)
+            if "error" in filled:
+                print(f"| restart with 1 M messages | error ({label} prefill): {filled['error'][:100]} | | | | | | |")
+                return
+            seconds, kib, proc = restart_time(cmd, port, rss_kib)
+            stop(proc)
+            times[label].append(seconds)
+            rss[label].append(kib)
+            shutil.rmtree(data, ignore_errors=True)
+    h, n = statistics.median(times["herald"]), statistics.median(times["nats-server"])
+    print(f"| restart with 1 M messages of 16 B (ms until STREAM.INFO) | {h * 1000:,.0f} | {n * 1000:,.0f} "
+          f"| {n / h:.2f} | | | | |")
+    h, n = statistics.median(rss["herald"]), statistics.median(rss["nats-server"])
+    print(f"| restart with 1 M messages of 16 B (RSS MiB after) | {h / 1024:,.0f} | {n / 1024:,.0f} "
+          f"| {n / h:.2f} | | | | |")
+    sys.stdout.flush()
+
+
 def main():
     herald_bin, nats_bin = sys.argv[1], sys.argv[2]
-    if ONLY not in ("", "single", "cluster"):
-        raise SystemExit(f"ONLY={ONLY}: expected single or cluster")
+    if ONLY not in ("", "single", "cluster", "js"):
+        raise SystemExit(f"ONLY={ONLY}: expected single, cluster or js")
     version = subprocess.run([nats_bin, "--version"], capture_output=True, text=True).stdout.strip()
     try:
         if ONLY in ("", "single"):
             single_server(herald_bin, nats_bin, version)
         if ONLY in ("", "cluster"):
             cluster(herald_bin, nats_bin, version)
+        if ONLY in ("", "js"):
+            js(herald_bin, nats_bin, version)
     finally:
         stop_all()
 

@@ -6,6 +6,7 @@
 #   bench/compare.sh            # every row, 3 rounds, medians
 #   ROUNDS=1 bench/compare.sh   # quicker
 #   ONLY=cluster bench/compare.sh   # only the 3-node cluster rows (ONLY=single: the others)
+#   ONLY=js bench/compare.sh        # only the JetStream rows (streams on disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

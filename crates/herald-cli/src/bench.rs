@@ -9,6 +9,10 @@
 //! Against a cluster, `--sub-server` puts the subscribers on other nodes than the publishers.
 //! Every run starts with a warm-up (see [`WarmUp`]) that ends once each publisher's server
 //! forwards to every subscriber, so the timed part never races the spread of subscriptions.
+//!
+//! `--mode js-pub` and `--mode js-consume` measure JetStream streams instead (see [`js`]).
+
+mod js;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -70,6 +74,22 @@ pub struct BenchArgs {
     /// repeat it or separate with commas. Publishers stay on --server. [default: --server]
     #[arg(long = "sub-server", value_name = "URL", value_delimiter = ',')]
     sub_servers: Vec<String>,
+    /// Measure a JetStream stream instead: js-pub (publish with acks, --inflight at a time)
+    /// or js-consume (pull-consume a prefilled stream in batches of --batch, acking each).
+    #[arg(long, value_enum)]
+    mode: Option<js::JsMode>,
+    /// With --mode: publishes awaiting their ack at once (1: one at a time).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    inflight: usize,
+    /// With --mode js-consume: messages per fetch.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    batch: usize,
+    /// With --mode: the stream to create (deleted first if it exists) on the bench subject.
+    #[arg(long, default_value = "HERALD_BENCH", value_name = "NAME")]
+    stream: String,
+    /// With --mode: keep the stream and its messages after the run.
+    #[arg(long)]
+    keep: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -95,7 +115,8 @@ struct Report {
     subs: usize,
     size: usize,
     msgs: u64,
-    /// Messages (or requests) published per second.
+    /// Messages (or requests) published per second (js-pub: acknowledged; js-consume: the
+    /// untimed prefill).
     publish_rate: f64,
     /// Messages received per second, over all subscribers (replies with --request).
     deliver_rate: f64,
@@ -110,6 +131,10 @@ struct Report {
     server_rss_kib: Option<u64>,
     /// With --idle: server memory per idle connection, KiB.
     rss_per_idle_conn_kib: Option<f64>,
+    /// JetStream modes: publishes awaiting their ack at once.
+    inflight: Option<usize>,
+    /// With --mode js-consume: messages per fetch.
+    batch: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,6 +158,11 @@ impl Latency {
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    if args.mode.is_some() && (args.raw || args.request || args.idle.is_some()) {
+        return Err(
+            "--mode measures JetStream with async-nats; drop --raw, --request, --idle".into(),
+        );
+    }
     if args.raw && args.request {
         return Err("--raw measures publish/subscribe; use --request without --raw".into());
     }
@@ -141,11 +171,12 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     }
     let cpu_before = args.server_pid.and_then(cpu_ticks);
     let started = Instant::now();
-    let mut report = match (args.idle, args.request, args.raw) {
-        (Some(n), _, _) => idle(&args, n).await,
-        (None, true, _) => request(&args).await,
-        (None, false, true) => pubsub_raw(&args).await,
-        (None, false, false) => pubsub_nats(&args).await,
+    let mut report = match (args.mode, args.idle, args.request, args.raw) {
+        (Some(mode), _, _, _) => js::run(&args, mode).await,
+        (None, Some(n), _, _) => idle(&args, n).await,
+        (None, None, true, _) => request(&args).await,
+        (None, None, false, true) => pubsub_raw(&args).await,
+        (None, None, false, false) => pubsub_nats(&args).await,
     }
     .map_err(|e| e.to_string())?;
     let wall = started.elapsed().as_secs_f64();
@@ -929,10 +960,11 @@ fn print_table(r: &Report) {
     println!("{:<12} {:>14} {:>10}", "", "msgs/s", "MB/s");
     println!(
         "{:<12} {:>14} {:>10.1}",
-        if r.mode == "request" {
-            "requests"
-        } else {
-            "publish"
+        match r.mode {
+            "request" => "requests",
+            "js-pub" => "publish+ack",
+            "js-consume" => "prefill",
+            _ => "publish",
         },
         human(r.publish_rate),
         r.publish_rate * r.size as f64 / 1e6
@@ -940,12 +972,23 @@ fn print_table(r: &Report) {
     if r.subs > 0 && r.mode != "request" {
         println!(
             "{:<12} {:>14} {:>10.1}   ({} of {} received)",
-            "delivered",
+            if r.mode == "js-consume" {
+                "consumed"
+            } else {
+                "delivered"
+            },
             human(r.deliver_rate),
             r.deliver_mb_s,
             human(r.received as f64),
             human(r.expected as f64)
         );
+    }
+    if let Some(n) = r.inflight {
+        let batch = r
+            .batch
+            .map(|b| format!(", fetch batch {b}"))
+            .unwrap_or_default();
+        println!("in flight    {n} publish(es) awaiting their ack{batch}");
     }
     if let Some(l) = &r.latency_us {
         println!(

@@ -1,0 +1,271 @@
+//! The JetStream modes of `herald bench`, with async-nats's JetStream API (the same client
+//! against herald and nats-server):
+//!
+//! - `--mode js-pub`: publishes `--msgs` messages to a fresh file-storage stream and waits for
+//!   each publish ack, with at most `--inflight` publishes awaiting their ack (1: one at a
+//!   time). Only acknowledged publishes count; the clock runs from the first publish to the
+//!   last ack, and the stream must hold every message afterwards.
+//! - `--mode js-consume`: fills a fresh stream with `--msgs` messages (windowed publishes,
+//!   not timed), then a durable pull consumer fetches them in batches of `--batch` and acks
+//!   each one (explicit ack, not double ack). The clock runs from the first fetch to the last
+//!   ack (flushed to the server); the consumer must have no ack pending afterwards.
+//!
+//! The stream (`--stream`, capturing the bench subject) is deleted first if it exists, and
+//! after the run unless `--keep` is given.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+
+use super::{BenchArgs, Latency, Report, Result, base, histogram, progress};
+
+/// What a JetStream run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JsMode {
+    /// Publish with acks, `--inflight` at a time.
+    JsPub,
+    /// Pull-consume a prefilled stream in batches, acking each message.
+    JsConsume,
+}
+
+/// How long a JetStream API call or a publish ack may take before the run fails.
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The durable consumer of `--mode js-consume`.
+const CONSUMER: &str = "herald-bench";
+
+/// Runs one JetStream mode.
+pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
+    if args.pubs != 1 {
+        return Err("the JetStream modes use one connection (--pubs 1)".into());
+    }
+    if args.inflight == 0 || args.batch == 0 {
+        return Err("--inflight and --batch must be at least 1".into());
+    }
+    let client = args.client.connect("herald bench js").await;
+    let client = client.map_err(|e| e.to_string())?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(API_TIMEOUT.max(args.idle_timeout))
+        .max_ack_inflight(args.inflight)
+        .build(client.clone());
+    let stream = fresh_stream(&js, args).await?;
+    let result = match mode {
+        JsMode::JsPub => publish(&js, args).await,
+        JsMode::JsConsume => consume(&client, &js, stream, args).await,
+    };
+    if !args.keep {
+        let deleted = js.delete_stream(&args.stream).await;
+        // A failed run reports its own error; a delete failure only matters after success.
+        if let (Ok(_), Err(err)) = (&result, deleted) {
+            return Err(format!("cannot delete stream {}: {err}", args.stream).into());
+        }
+    }
+    result
+}
+
+/// Deletes the bench stream if it exists and creates it again: file storage, the bench
+/// subject, default limits.
+async fn fresh_stream(js: &jetstream::Context, args: &BenchArgs) -> Result<stream::Stream> {
+    if js.get_stream(&args.stream).await.is_ok() {
+        js.delete_stream(&args.stream)
+            .await
+            .map_err(|e| format!("cannot delete the old stream {}: {e}", args.stream))?;
+    }
+    let config = stream::Config {
+        name: args.stream.clone(),
+        subjects: vec![args.subject.clone()],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    Ok(js
+        .create_stream(config)
+        .await
+        .map_err(|e| format!("cannot create stream {}: {e}", args.stream))?)
+}
+
+/// `--mode js-pub`: timed windowed publishes, then a check that the stream holds them all.
+async fn publish(js: &jetstream::Context, args: &BenchArgs) -> Result<Report> {
+    let bar = progress(args.msgs, "acked", args.json);
+    let mut hist = histogram();
+    let start = Instant::now();
+    let acked = publish_acked(js, args, Some(&mut hist), &bar).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let stored = js
+        .get_stream(&args.stream)
+        .await?
+        .cached_info()
+        .state
+        .messages;
+    if stored != acked {
+        return Err(format!("{acked} publishes acked, but the stream holds {stored}").into());
+    }
+    let mut report = js_base(args, "js-pub");
+    report.publish_rate = acked as f64 / elapsed;
+    report.received = acked;
+    report.expected = args.msgs;
+    report.latency_us = Latency::from(&hist);
+    Ok(report)
+}
+
+/// `--mode js-consume`: an untimed prefill, then timed batched fetches with an ack per
+/// message, then a check that the consumer has nothing left to ack.
+async fn consume(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    mut stream: stream::Stream,
+    args: &BenchArgs,
+) -> Result<Report> {
+    let bar = progress(args.msgs, "prefill", args.json);
+    let start = Instant::now();
+    let prefilled = publish_acked(js, args, None, &bar).await?;
+    let prefill_rate = prefilled as f64 / start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let stored = stream.info().await?.state.messages;
+    if stored != args.msgs {
+        return Err(format!("the prefill left {stored} messages, not {}", args.msgs).into());
+    }
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(CONSUMER.to_owned()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create the consumer: {e}"))?;
+
+    let bar = progress(args.msgs, "consumed", args.json);
+    let mut got = 0u64;
+    let start = Instant::now();
+    while got < args.msgs {
+        let want = (args.msgs - got).min(args.batch as u64) as usize;
+        let mut batch = consumer
+            .batch()
+            .max_messages(want)
+            .expires(args.idle_timeout)
+            .messages()
+            .await
+            .map_err(|e| format!("fetch failed: {e}"))?;
+        let mut in_batch = 0;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(|e| format!("fetch failed: {e}"))?;
+            if msg.payload.len() != args.size {
+                return Err(format!(
+                    "a message of {} bytes, not {}",
+                    msg.payload.len(),
+                    args.size
+                )
+                .into());
+            }
+            msg.ack().await?;
+            in_batch += 1;
+        }
+        if in_batch == 0 {
+            return Err(format!(
+                "no message within {:?} after {got} of {}",
+                args.idle_timeout, args.msgs
+            )
+            .into());
+        }
+        got += in_batch;
+        bar.set_position(got);
+    }
+    // The last acks are sent, not only queued in the client.
+    client.flush().await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    wait_all_acked(stream, args).await?;
+
+    let mut report = js_base(args, "js-consume");
+    report.subs = 1;
+    report.publish_rate = prefill_rate;
+    report.deliver_rate = got as f64 / elapsed;
+    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
+    report.received = got;
+    report.expected = args.msgs;
+    Ok(report)
+}
+
+/// Waits (not timed) until the server has applied every ack: nothing pending, ack floor at
+/// the last message.
+async fn wait_all_acked(stream: stream::Stream, args: &BenchArgs) -> Result {
+    let deadline = Instant::now() + args.idle_timeout.max(Duration::from_secs(10));
+    let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer(CONSUMER).await?;
+    loop {
+        let info = consumer.info().await?;
+        if info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= args.msgs {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the server still has {} acks pending (ack floor {})",
+                info.num_ack_pending, info.ack_floor.stream_sequence
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Publishes `--msgs` messages of `--size` bytes with at most `--inflight` awaiting their
+/// ack; returns how many were acknowledged (all, or an error). With `hist`, records each
+/// publish's time from send to ack.
+async fn publish_acked(
+    js: &jetstream::Context,
+    args: &BenchArgs,
+    mut hist: Option<&mut Histogram<u64>>,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let subject = async_nats::Subject::from(args.subject.as_str());
+    let payload = Bytes::from(vec![0u8; args.size]);
+    let mut window: VecDeque<(Instant, PublishAckFuture)> = VecDeque::with_capacity(args.inflight);
+    let mut acked = 0u64;
+    let mut await_oldest = async |window: &mut VecDeque<(Instant, PublishAckFuture)>| -> Result {
+        let Some((sent, ack)) = window.pop_front() else {
+            return Ok(());
+        };
+        ack.await
+            .map_err(|e| format!("publish not acknowledged: {e}"))?;
+        if let Some(hist) = hist.as_deref_mut() {
+            let _ = hist.record(sent.elapsed().as_micros() as u64);
+        }
+        Ok(())
+    };
+    for _ in 0..args.msgs {
+        if window.len() >= args.inflight {
+            await_oldest(&mut window).await?;
+            acked += 1;
+            if acked.is_multiple_of(1024) {
+                bar.set_position(acked);
+            }
+        }
+        let sent = Instant::now();
+        let ack = js
+            .publish(subject.clone(), payload.clone())
+            .await
+            .map_err(|e| format!("publish failed: {e}"))?;
+        window.push_back((sent, ack));
+    }
+    while !window.is_empty() {
+        await_oldest(&mut window).await?;
+        acked += 1;
+    }
+    Ok(acked)
+}
+
+fn js_base(args: &BenchArgs, mode: &'static str) -> Report {
+    let mut report = base(args, mode);
+    report.subs = 0;
+    report.inflight = Some(args.inflight);
+    if mode == "js-consume" {
+        report.batch = Some(args.batch);
+    }
+    report
+}
