@@ -416,7 +416,13 @@ impl Index {
         {
             let mut cache = self.cache.write();
             if !cache.is_empty() {
-                cache.retain(|cached, _| !subject::matches(pattern, cached));
+                if matches!(subject::check(pattern), Ok(subject::Kind::Literal)) {
+                    // A literal pattern matches only itself: one entry, no scan. Inboxes come
+                    // and go this way (a JetStream fetch subscribes one per batch).
+                    cache.remove(pattern);
+                } else {
+                    cache.retain(|cached, _| !subject::matches(pattern, cached));
+                }
             }
         }
         self.generation.fetch_add(1, Ordering::Release);
