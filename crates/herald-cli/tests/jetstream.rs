@@ -77,6 +77,17 @@ async fn fetch(consumer: &PullConsumer, n: usize, expires: Duration) -> Vec<jets
     out
 }
 
+/// Publishes `order 1` .. `order n` on `orders.1` .. `orders.n`, each acknowledged.
+async fn publish_orders(js: &Context, n: u64) {
+    for i in 1..=n {
+        js.publish(format!("orders.{i}"), format!("order {i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
+
 fn payloads(msgs: &[jetstream::Message]) -> Vec<String> {
     msgs.iter()
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
@@ -254,13 +265,7 @@ async fn naks_redelivery_and_max_deliver() {
     let server = HeraldProcess::start(&["--data-dir", dir.path()]);
     let js = jetstream(&server).await;
     let stream = js.create_stream(orders()).await.expect("create stream");
-    for i in 1..=3 {
-        js.publish(format!("orders.{i}"), format!("order {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    publish_orders(&js, 3).await;
     let consumer: PullConsumer = stream
         .create_consumer(pull::Config {
             durable_name: Some("worker".into()),
@@ -338,13 +343,7 @@ async fn a_durable_consumer_survives_a_restart() {
     let server = HeraldProcess::start(&["--data-dir", dir.path()]);
     let js = jetstream(&server).await;
     let stream = js.create_stream(orders()).await.expect("create stream");
-    for i in 1..=10 {
-        js.publish(format!("orders.{i}"), format!("order {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    publish_orders(&js, 10).await;
     let consumer: PullConsumer = stream
         .create_consumer(pull::Config {
             durable_name: Some("billing".into()),
@@ -589,13 +588,7 @@ async fn dump_and_restore_move_a_stream_between_servers() {
     let server = HeraldProcess::start(&["--data-dir", from.path()]);
     let js = jetstream(&server).await;
     js.create_stream(orders()).await.unwrap();
-    for i in 1..=3 {
-        js.publish(format!("orders.{i}"), format!("order {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    publish_orders(&js, 3).await;
     assert!(server.terminate().success());
 
     let herald = env!("CARGO_BIN_EXE_herald");
