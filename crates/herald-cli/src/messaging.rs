@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use async_nats::Message;
+use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -167,14 +167,23 @@ fn print_message(out: &mut impl Write, n: u64, msg: &Message) -> std::io::Result
         Some(reply) => writeln!(out, "[#{n}] {} (reply: {reply})", msg.subject)?,
         None => writeln!(out, "[#{n}] {}", msg.subject)?,
     }
-    if let Some(headers) = &msg.headers {
+    print_body(out, msg.headers.as_ref(), &msg.payload)
+}
+
+/// The rest of a printed message: its headers (if given), the payload, a blank line.
+pub(crate) fn print_body(
+    out: &mut impl Write,
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    if let Some(headers) = headers {
         for (name, values) in headers.iter() {
             for value in values {
                 writeln!(out, "{name}: {value}")?;
             }
         }
     }
-    out.write_all(&msg.payload)?;
+    out.write_all(payload)?;
     writeln!(out)?;
     writeln!(out)?;
     out.flush()

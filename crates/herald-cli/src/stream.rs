@@ -596,17 +596,8 @@ fn print_message(
         Ok(info) => writeln!(out, "[#{}] {}", info.stream_sequence, msg.subject)?,
         Err(_) => writeln!(out, "[#?] {}", msg.subject)?,
     }
-    if headers && let Some(map) = &msg.headers {
-        for (name, values) in map.iter() {
-            for value in values {
-                writeln!(out, "{name}: {value}")?;
-            }
-        }
-    }
-    out.write_all(&msg.payload)?;
-    writeln!(out)?;
-    writeln!(out)?;
-    out.flush()
+    let shown = if headers { msg.headers.as_ref() } else { None };
+    crate::messaging::print_body(out, shown, &msg.payload)
 }
 
 /// The configuration part of `stream add` and `stream info`.

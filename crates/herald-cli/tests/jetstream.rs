@@ -498,10 +498,10 @@ async fn acknowledged_publishes_survive_kill_9() {
         );
 
         // Publish with 64 in flight; kill -9 after a random number of acks, mid-stream.
-        let kill_after = 1 + (round as usize * 37 + 11) % 150;
+        let kill_at = acked.len() + 1 + (round as usize * 37 + 11) % 150;
         let mut inflight = std::collections::VecDeque::new();
         let mut n = 0u32;
-        while acked.len() < kill_after + acked_before(&acked, round) {
+        while acked.len() < kill_at {
             while inflight.len() < 64 {
                 let body = format!("r{round:02}-{n:05}");
                 n += 1;
@@ -517,12 +517,6 @@ async fn acknowledged_publishes_survive_kill_9() {
         }
         server.kill9();
     }
-}
-
-/// How many acks earlier rounds collected (the kill point counts from this round's start).
-fn acked_before(acked: &[String], round: u32) -> usize {
-    let prefix = format!("r{round:02}-");
-    acked.iter().filter(|b| !b.starts_with(&prefix)).count()
 }
 
 #[tokio::test]

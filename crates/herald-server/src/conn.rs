@@ -297,7 +297,10 @@ impl Conn {
         self.bytes_in += payload.len() as u64;
         // Like nats-server, only a pedantic client is held to literal subjects; others may
         // publish `*` and `>` tokens, which only wildcard subscriptions match.
-        if self.opts.pedantic && herald::subject::check_literal(subject).is_err() {
+        if self.opts.pedantic
+            && subject.contains(['*', '>'])
+            && herald::subject::check_literal(subject).is_err()
+        {
             self.out
                 .push_control(|b| encode::err(b, "Invalid Publish Subject"));
             return;

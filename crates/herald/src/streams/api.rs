@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::Store;
@@ -279,11 +278,7 @@ fn consumer_create(
         }
         if let Some(filter) = filter {
             if !config.filter_subjects.is_empty() {
-                return Err(ApiError::new(
-                    400,
-                    10137,
-                    "consumer with multiple subject filters cannot use subject based API",
-                ));
+                return Err(ApiError::multiple_filters());
             }
             if config.filter_subject.as_deref() != Some(filter.as_str()) {
                 return Err(ApiError::filter_mismatch());
@@ -351,18 +346,17 @@ fn consumer_list(store: &Store, stream: &str, body: &[u8]) -> Vec<u8> {
 
 /// A pull request: queued on the consumer, or answered with a status.
 fn pull(store: &Store, stream: &str, name: &str, body: &[u8], reply: &str) {
-    let status = |text: &str| {
-        let block = format!("NATS/1.0 {text}\r\n\r\n");
-        store
-            .scope
-            .send_as(reply, reply, None, Some(Bytes::from(block)), Bytes::new());
-    };
     let Ok((s, c)) = store.consumer(stream, name) else {
         // What a client sees from a real server when nothing serves the consumer.
-        return status("503");
+        return super::consumer::send_status(&store.scope, reply, "503", None);
     };
     match config::parse_pull(body) {
         Ok(req) => c.pull(&s, &req, reply),
-        Err(err) => status(&format!("400 Bad Request - {}", err.description)),
+        Err(err) => super::consumer::send_status(
+            &store.scope,
+            reply,
+            &format!("400 Bad Request - {}", err.description),
+            None,
+        ),
     }
 }

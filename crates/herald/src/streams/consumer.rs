@@ -33,6 +33,7 @@ use super::config::{
 };
 use super::now_ns;
 use super::stream::Stream;
+use crate::router::Scope;
 use crate::subject;
 use crate::target::Delivery;
 
@@ -85,7 +86,7 @@ struct Pending {
 }
 
 /// A waiting pull request.
-struct Pull {
+pub(crate) struct Pull {
     reply: String,
     left: usize,
     expires: Option<Instant>,
@@ -256,7 +257,7 @@ impl Consumer {
         self.closed.store(true, Ordering::Release);
         let waiting: Vec<Pull> = self.state.lock().waiting.drain(..).collect();
         for pull in waiting {
-            send_status(stream, &pull.reply, "409 Consumer Deleted", None);
+            send_status(&stream.scope, &pull.reply, "409 Consumer Deleted", None);
         }
         if let Some(file) = &self.file {
             if delete_state {
@@ -275,24 +276,24 @@ impl Consumer {
         let batch = req.batch.max(1) as usize;
         if cfg.max_batch > 0 && batch as i64 > cfg.max_batch {
             let text = format!("409 Exceeded MaxRequestBatch of {}", cfg.max_batch);
-            return send_status(stream, reply, &text, None);
+            return send_status(&stream.scope, reply, &text, None);
         }
         if cfg.max_expires > 0 && req.expires > cfg.max_expires {
             let text = format!(
                 "409 Exceeded MaxRequestExpires of {:?}",
                 Duration::from_nanos(cfg.max_expires)
             );
-            return send_status(stream, reply, &text, None);
+            return send_status(&stream.scope, reply, &text, None);
         }
         if cfg.max_bytes > 0 && req.max_bytes > cfg.max_bytes {
             let text = format!("409 Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes);
-            return send_status(stream, reply, &text, None);
+            return send_status(&stream.scope, reply, &text, None);
         }
         if req.idle_heartbeat > 0
             && (req.expires == 0 || req.idle_heartbeat.saturating_mul(2) > req.expires)
         {
             return send_status(
-                stream,
+                &stream.scope,
                 reply,
                 "400 Bad Request - heartbeat value too large",
                 None,
@@ -302,10 +303,10 @@ impl Consumer {
         st.last_active = now_ns();
         st.active_at = now;
         if req.no_wait && req.expires == 0 && !self.has_messages(&st, stream) {
-            return send_status(stream, reply, "404 No Messages", None);
+            return send_status(&stream.scope, reply, "404 No Messages", None);
         }
         if !req.no_wait && st.waiting.len() as i64 >= st.config.max_waiting.max(1) {
-            return send_status(stream, reply, "409 Exceeded MaxWaiting", None);
+            return send_status(&stream.scope, reply, "409 Exceeded MaxWaiting", None);
         }
         st.waiting.push_back(Pull {
             reply: reply.to_owned(),
@@ -392,7 +393,7 @@ impl Consumer {
             match super::config::parse_pull(body) {
                 Ok(req) => self.pull(stream, &req, reply),
                 Err(err) => send_status(
-                    stream,
+                    &stream.scope,
                     reply,
                     &format!("400 Bad Request - {}", err.description),
                     None,
@@ -463,7 +464,7 @@ impl Consumer {
             if pull.bytes_left.is_some_and(|left| size > left) {
                 let pull = st.waiting.pop_front().expect("front exists");
                 send_status(
-                    stream,
+                    &stream.scope,
                     &pull.reply,
                     "409 Message Size Exceeds MaxBytes",
                     Some(&pull),
@@ -528,7 +529,7 @@ impl Consumer {
             let mut keep = VecDeque::with_capacity(st.waiting.len());
             for pull in st.waiting.drain(..) {
                 if pull.no_wait && (pull.delivered > 0 || pull.expires.is_none()) {
-                    send_status(stream, &pull.reply, "404 No Messages", None);
+                    send_status(&stream.scope, &pull.reply, "404 No Messages", None);
                 } else {
                     keep.push_back(pull);
                 }
@@ -567,7 +568,7 @@ impl Consumer {
             true
         });
         for reply in expired {
-            send_status(&stream, &reply, "408 Request Timeout", None);
+            send_status(&stream.scope, &reply, "408 Request Timeout", None);
         }
         let (cseq, last_sseq) = (st.cseq, st.last_sseq);
         for pull in &mut st.waiting {
@@ -743,7 +744,7 @@ fn matches_any(filters: &[String], subject: &str) -> bool {
 
 /// Sends a `NATS/1.0 <status>` message (no payload) to a pull request's inbox; a request
 /// cut short also says how much of it was left.
-fn send_status(stream: &Stream, reply: &str, status: &str, pull: Option<&Pull>) {
+pub(crate) fn send_status(scope: &Scope, reply: &str, status: &str, pull: Option<&Pull>) {
     let block = match pull {
         Some(p) => format!(
             "NATS/1.0 {status}\r\nNats-Pending-Messages: {}\r\nNats-Pending-Bytes: {}\r\n\r\n",
@@ -752,9 +753,7 @@ fn send_status(stream: &Stream, reply: &str, status: &str, pull: Option<&Pull>) 
         ),
         None => format!("NATS/1.0 {status}\r\n\r\n"),
     };
-    stream
-        .scope
-        .send_as(reply, reply, None, Some(Bytes::from(block)), Bytes::new());
+    scope.send_as(reply, reply, None, Some(Bytes::from(block)), Bytes::new());
 }
 
 /// The timer task of one consumer.

@@ -120,6 +120,8 @@ pub(crate) struct Store {
     streams: RwLock<BTreeMap<String, Arc<Stream>>>,
     runtime: tokio::runtime::Handle,
     api: Mutex<Option<CallbackHandle>>,
+    /// Held while a stream is created.
+    creating: Mutex<()>,
     closed: AtomicBool,
 }
 
@@ -151,6 +153,7 @@ impl Streams {
             streams: RwLock::default(),
             runtime,
             api: Mutex::new(None),
+            creating: Mutex::new(()),
             closed: AtomicBool::new(false),
         });
         let opened = store.clone();
@@ -529,8 +532,7 @@ impl Store {
             ));
         }
         // One creation at a time: the overlap check and the insert stay consistent.
-        static CREATING: Mutex<()> = Mutex::new(());
-        let _one = CREATING.lock();
+        let _one = self.creating.lock();
         if let Some(existing) = self.streams.read().get(&config.name) {
             let same = *existing.config.lock() == config;
             return if same {

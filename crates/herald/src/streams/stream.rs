@@ -186,7 +186,7 @@ impl Stream {
                         )));
                     }
                     "Nats-TTL" => {
-                        return reject(ApiError::new(400, 10166, "per-message TTL is disabled"));
+                        return reject(ApiError::msg_ttl_disabled());
                     }
                     _ => {}
                 }
