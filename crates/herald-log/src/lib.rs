@@ -368,6 +368,58 @@ impl Log {
         }
     }
 
+    /// Reads the records of consecutive sequences from `from` on into `out` (replacing what it
+    /// held) with one read: at most `max_records`, and no more than about `max_bytes` (one record
+    /// at least). Returns how many records `out` holds, to be decoded with [`record::decode`];
+    /// 0 when `from` is not kept (deleted, not yet written, or a gap recovery left). A batch
+    /// ends at its segment's end.
+    ///
+    /// Serves a consumer's batch with one system call instead of one [`get`](Log::get) each.
+    pub fn read_batch(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<usize> {
+        out.clear();
+        if from < self.first || from >= self.next_seq() || max_records == 0 {
+            return Ok(0);
+        }
+        let at = self.segments.partition_point(|s| s.first_seq <= from);
+        let Some(seg) = at.checked_sub(1).map(|i| &self.segments[i]) else {
+            return Ok(0);
+        };
+        let i = (from - seg.first_seq) as usize;
+        let Some(&(start, _)) = seg.index.get(i) else {
+            return Ok(0);
+        };
+        let start = start as u64;
+        let mut j = i + 1;
+        while j < seg.index.len()
+            && j - i < max_records
+            && (seg.index[j].0 as u64 - start) < max_bytes as u64
+        {
+            j += 1;
+        }
+        let is_active = std::ptr::eq(seg, self.active());
+        let end = match seg.index.get(j) {
+            Some(&(next, _)) => next as u64,
+            None if is_active => seg.written + self.pending.len() as u64,
+            None => seg.written,
+        };
+        let from_file = end.min(seg.written).saturating_sub(start) as usize;
+        out.resize(from_file, 0);
+        if from_file > 0 {
+            seg.read_into(start, out)?;
+        }
+        if end > seg.written {
+            let lo = start.max(seg.written) - seg.written;
+            out.extend_from_slice(&self.pending[lo as usize..(end - seg.written) as usize]);
+        }
+        Ok(j - i)
+    }
+
     /// Visits the kept messages from sequence `from` on, in order, reading each segment in
     /// large sequential chunks (a restart's scan of recent messages, without a read per
     /// message). Stops early when `visit` returns false.

@@ -132,10 +132,13 @@ impl Segment {
     /// Reads `len` bytes at `offset` from the file.
     pub(crate) fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .map_err(io(&self.path))?;
+        self.read_into(offset, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Fills `buf` from the file at `offset`.
+    pub(crate) fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(io(&self.path))
     }
 
     /// Writes `bytes` at the end of the file.

@@ -95,6 +95,39 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
             .collect();
         prop_assert_eq!(seen, want);
     }
+    // Batches read the same records: consecutive, within their bounds, never empty while
+    // something is kept from there on.
+    let mut buf = Vec::new();
+    for (max_records, max_bytes) in [(1, 1), (3, 10_000), (1000, 100), (1000, 1 << 20)] {
+        let mut seq = model.first.saturating_sub(1);
+        while seq <= model.next() {
+            let n = log
+                .read_batch(seq, max_records, max_bytes, &mut buf)
+                .unwrap();
+            if seq < model.first || seq >= model.next() {
+                prop_assert_eq!(n, 0, "batch at {} should be empty", seq);
+                seq += 1;
+                continue;
+            }
+            prop_assert!(n >= 1 && n <= max_records, "batch of {} at {}", n, seq);
+            let mut rest = &buf[..];
+            for k in 0..n as u64 {
+                let view = herald_log::record::decode(rest, 1 << 20).unwrap().unwrap();
+                prop_assert_eq!(view.seq, seq + k);
+                prop_assert_eq!(
+                    view.entry.payload,
+                    &model.records[(seq + k - 1) as usize].1[..]
+                );
+                rest = &rest[view.size..];
+            }
+            prop_assert!(
+                rest.is_empty(),
+                "{} bytes past the batch's records",
+                rest.len()
+            );
+            seq += n as u64;
+        }
+    }
     Ok(())
 }
 
