@@ -2,7 +2,10 @@
 //!
 //! A trie keyed by token, with separate children for `*` and `>` so that a match visits at most
 //! three children per token. In front of it sits a bounded cache from subject to match result:
-//! most traffic hits few subjects, and a hit is one hash lookup under a read lock.
+//! most traffic hits few subjects, and a hit is one hash lookup under a read lock. A subject is
+//! admitted to that cache on its second miss only (a doorkeeper of recent miss hashes), so the
+//! one-shot subjects of request/reply and JetStream (reply inboxes, ack subjects) neither evict
+//! the subjects that repeat nor cost a cache insert each.
 //!
 //! Invariants:
 //! - every subscription is in the trie exactly once, at the node its pattern spells;
@@ -219,6 +222,9 @@ pub struct Index {
     generation: AtomicU64,
     cache: RwLock<FxHashMap<Arc<str>, Arc<Matches>>>,
     cache_capacity: usize,
+    // Hashes of recent cache misses, direct-mapped: a miss whose hash is already in its slot
+    // is a subject's second miss, and its result is cached.
+    doorkeeper: Box<[AtomicU64]>,
     len: AtomicU64,
 }
 
@@ -237,6 +243,9 @@ impl Index {
             generation: AtomicU64::new(0),
             cache: RwLock::default(),
             cache_capacity,
+            doorkeeper: (0..cache_capacity.next_power_of_two())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             len: AtomicU64::new(0),
         }
     }
@@ -289,7 +298,7 @@ impl Index {
             (group(Subject::from_valid(subject), found), generation)
         };
         let matches = Arc::new(matches);
-        if self.cache_capacity > 0 {
+        if self.cache_capacity > 0 && self.second_miss(subject) {
             let mut cache = self.cache.write();
             // A change after our read would have bumped the generation: do not cache a result
             // that may already be stale.
@@ -367,6 +376,14 @@ impl Index {
             // The private path returns `None` only before it takes `f`.
             (_, None) => unreachable!("with_matches consumed its callback without a result"),
         }
+    }
+
+    /// Records a miss of `subject`; true when the last miss in its doorkeeper slot was the same
+    /// subject (up to a hash collision, which only admits a subject early).
+    fn second_miss(&self, subject: &str) -> bool {
+        let hash = rustc_hash::FxBuildHasher.hash_one(subject) | 1;
+        let slot = &self.doorkeeper[hash as usize & (self.doorkeeper.len() - 1)];
+        slot.swap(hash, Ordering::Relaxed) == hash
     }
 
     /// Changes on every subscribe and unsubscribe; lets callers keep private caches of
@@ -519,6 +536,7 @@ mod tests {
     fn cache_follows_changes() {
         let index = Index::default();
         assert!(index.lookup("a.b").unwrap().is_empty());
+        assert_eq!(index.cached(), 0, "admitted on its second miss");
         index.insert(entry(1, "a.*", None));
         assert_eq!(ids(&index, "a.b"), [1]);
         assert_eq!(index.cached(), 1);
@@ -584,6 +602,20 @@ mod tests {
             assert_eq!(ids(&index, &format!("s.{i}")), [1]);
         }
         assert!(index.cached() <= 64);
+    }
+
+    #[test]
+    fn one_shot_subjects_do_not_evict_repeated_ones() {
+        let index = Index::with_cache_capacity(64);
+        index.insert(entry(1, ">", None));
+        for _ in 0..2 {
+            assert_eq!(ids(&index, "hot"), [1]);
+        }
+        for i in 0..10_000 {
+            assert_eq!(ids(&index, &format!("_INBOX.{i}")), [1]);
+        }
+        assert_eq!(index.cached(), 1, "only the repeated subject is cached");
+        assert!(index.cache.read().contains_key("hot"));
     }
 
     #[test]

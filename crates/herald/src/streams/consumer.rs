@@ -18,6 +18,7 @@
 //! at-least-once, as in JetStream.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -420,13 +421,31 @@ impl Consumer {
         };
         let committed = stream.committed();
         let now = Instant::now();
+        let mut ahead = ReadAhead::default();
+        let mut ack = String::new();
         while !st.waiting.is_empty() && st.pending.len() < window {
             let (seq, redelivery) = match st.redeliver.pop_first() {
                 Some(seq) => (seq, true),
                 None if st.next <= committed => (st.next, false),
                 None => break,
             };
-            let stored = match stream.writer.log().get(seq) {
+            let read = if redelivery {
+                stream
+                    .writer
+                    .log()
+                    .get(seq)
+                    .map(|found| found.map(Record::from))
+            } else {
+                let wanted = st
+                    .waiting
+                    .iter()
+                    .map(|p| p.left as u64)
+                    .sum::<u64>()
+                    .min((window - st.pending.len()) as u64)
+                    .min(committed + 1 - seq);
+                ahead.next(stream, seq, wanted as usize)
+            };
+            let stored = match read {
                 Ok(Some(stored)) => stored,
                 gone => {
                     if let Err(err) = gone {
@@ -441,7 +460,7 @@ impl Consumer {
                     continue;
                 }
             };
-            if !redelivery && !matches_any(&st.filters, &stored.subject) {
+            if !redelivery && !matches_any(&st.filters, stored.subject()) {
                 st.next = seq + 1;
                 continue;
             }
@@ -452,12 +471,14 @@ impl Consumer {
             let cseq = st.cseq + 1;
             let after = if redelivery { st.next - 1 } else { seq };
             let num_pending = committed.saturating_sub(after);
-            let ack = format!(
+            ack.clear();
+            let _ = write!(
+                ack,
                 "{}{deliveries}.{seq}.{cseq}.{}.{num_pending}",
                 self.ack_prefix, stored.timestamp
             );
             let size =
-                stored.subject.len() + ack.len() + stored.headers.len() + stored.payload.len();
+                stored.subject().len() + ack.len() + stored.headers.len() + stored.payload.len();
             let Some(pull) = st.waiting.front_mut() else {
                 break;
             };
@@ -474,13 +495,13 @@ impl Consumer {
                 }
                 continue;
             }
-            let headers = (!stored.headers.is_empty()).then(|| Bytes::from(stored.headers));
+            let headers = (!stored.headers.is_empty()).then(|| stored.headers.clone());
             let took = stream.scope.send_as(
                 &pull.reply,
-                &stored.subject,
+                stored.subject(),
                 Some(&ack),
                 headers,
-                Bytes::from(stored.payload),
+                stored.payload.clone(),
             );
             if took == 0 {
                 // Nobody listens on the inbox any more: drop the request, keep the message.
@@ -711,6 +732,92 @@ impl State {
 }
 
 /// Where a new consumer starts in `stream`.
+/// A message to deliver, its parts sharing one buffer.
+struct Record {
+    timestamp: u64,
+    /// The subject's bytes, checked UTF-8 when decoded.
+    subject: Bytes,
+    headers: Bytes,
+    payload: Bytes,
+}
+
+impl Record {
+    fn subject(&self) -> &str {
+        std::str::from_utf8(&self.subject).unwrap_or_default()
+    }
+}
+
+impl From<herald_log::Stored> for Record {
+    fn from(stored: herald_log::Stored) -> Self {
+        Record {
+            timestamp: stored.timestamp,
+            subject: Bytes::from(stored.subject.into_bytes()),
+            headers: Bytes::from(stored.headers),
+            payload: Bytes::from(stored.payload),
+        }
+    }
+}
+
+/// Records read ahead for one pump: a run of consecutive sequences read from the log at once
+/// (one lock of the log, one read), handed out without copying.
+#[derive(Default)]
+struct ReadAhead {
+    buf: Bytes,
+    /// The sequence of the record at the start of `buf`.
+    seq: u64,
+}
+
+impl ReadAhead {
+    /// Most bytes read at once.
+    const MAX_BYTES: usize = 1 << 20;
+
+    /// Message `seq`, reading it and up to `wanted - 1` following ones when it is not at hand.
+    fn next(
+        &mut self,
+        stream: &Stream,
+        seq: u64,
+        wanted: usize,
+    ) -> herald_log::Result<Option<Record>> {
+        if self.buf.is_empty() || self.seq != seq {
+            let mut buf = Vec::new();
+            let n =
+                stream
+                    .writer
+                    .log()
+                    .read_batch(seq, wanted.max(1), Self::MAX_BYTES, &mut buf)?;
+            if n == 0 {
+                self.buf = Bytes::new();
+                return Ok(None);
+            }
+            self.buf = Bytes::from(buf);
+            self.seq = seq;
+        }
+        let view = match herald_log::record::decode(&self.buf, self.buf.len()) {
+            Ok(Some(view)) if view.seq == seq => view,
+            _ => {
+                self.buf = Bytes::new();
+                return Err(herald_log::Error::Io {
+                    path: stream.writer.log().dir().to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("record {seq} changed on disk"),
+                    ),
+                });
+            }
+        };
+        let record = Record {
+            timestamp: view.entry.timestamp,
+            subject: self.buf.slice_ref(view.entry.subject.as_bytes()),
+            headers: self.buf.slice_ref(view.entry.headers),
+            payload: self.buf.slice_ref(view.entry.payload),
+        };
+        let size = view.size;
+        self.buf = self.buf.slice(size..);
+        self.seq += 1;
+        Ok(Some(record))
+    }
+}
+
 fn start_seq(config: &ConsumerConfig, filters: &[String], stream: &Stream) -> u64 {
     let log = stream.writer.log();
     let first = log.first_seq();
