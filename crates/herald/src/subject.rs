@@ -42,34 +42,43 @@ pub fn check(s: &str) -> Result<Kind> {
     if s.len() > MAX_SUBJECT_LEN {
         return fail("longer than 4096 bytes");
     }
+    let bytes = s.as_bytes();
     let mut kind = Kind::Literal;
-    let mut tokens = s.split('.').peekable();
-    while let Some(token) = tokens.next() {
-        match token {
-            "" => {
-                return fail(if s.starts_with('.') {
-                    "leading dot"
-                } else if s.ends_with('.') {
-                    "trailing dot"
-                } else {
-                    "empty token"
-                });
-            }
-            "*" => kind = Kind::Pattern,
-            ">" => {
-                if tokens.peek().is_some() {
-                    return fail("'>' must be the last token");
+    let mut start = 0;
+    // Whether the current token holds a non-ASCII character or a vertical tab: then it is
+    // looked at again for Unicode whitespace (other ASCII bytes are judged one by one).
+    let mut wide = false;
+    for i in 0..=bytes.len() {
+        match bytes.get(i) {
+            Some(b'.') | None => {
+                let token = &bytes[start..i];
+                match token {
+                    [] => {
+                        return fail(if start == 0 {
+                            "leading dot"
+                        } else if i == bytes.len() {
+                            "trailing dot"
+                        } else {
+                            "empty token"
+                        });
+                    }
+                    b"*" => kind = Kind::Pattern,
+                    b">" if i < bytes.len() => return fail("'>' must be the last token"),
+                    b">" => kind = Kind::Pattern,
+                    _ if wide && s[start..i].chars().any(char::is_whitespace) => {
+                        return fail("whitespace in a token");
+                    }
+                    _ => {}
                 }
-                kind = Kind::Pattern;
+                start = i + 1;
+                wide = false;
             }
-            _ => {
-                if token.bytes().any(|b| b.is_ascii_whitespace() || b == 0) {
-                    return fail("whitespace or NUL in a token");
-                }
-                if token.chars().any(char::is_whitespace) {
-                    return fail("whitespace in a token");
-                }
+            Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0) => {
+                return fail("whitespace or NUL in a token");
             }
+            // Vertical tab is Unicode whitespace but not `is_ascii_whitespace`.
+            Some(0x0b | 0x80..) => wide = true,
+            Some(_) => {}
         }
     }
     Ok(kind)
@@ -201,6 +210,58 @@ mod tests {
         assert_eq!(reason("a\u{3000}b"), "whitespace in a token");
         assert_eq!(reason(&"a".repeat(4097)), "longer than 4096 bytes");
         assert!(check(&"a".repeat(4096)).is_ok());
+    }
+
+    /// The rules as first written: split into tokens, then judge each.
+    fn reference(s: &str) -> std::result::Result<Kind, &'static str> {
+        if s.is_empty() {
+            return Err("empty subject");
+        }
+        if s.len() > MAX_SUBJECT_LEN {
+            return Err("longer than 4096 bytes");
+        }
+        let mut kind = Kind::Literal;
+        let mut tokens = s.split('.').peekable();
+        while let Some(token) = tokens.next() {
+            match token {
+                "" if s.starts_with('.') => return Err("leading dot"),
+                "" if s.ends_with('.') => return Err("trailing dot"),
+                "" => return Err("empty token"),
+                "*" => kind = Kind::Pattern,
+                ">" if tokens.peek().is_some() => return Err("'>' must be the last token"),
+                ">" => kind = Kind::Pattern,
+                _ if token.bytes().any(|b| b.is_ascii_whitespace() || b == 0) => {
+                    return Err("whitespace or NUL in a token");
+                }
+                _ if token.chars().any(char::is_whitespace) => return Err("whitespace in a token"),
+                _ => {}
+            }
+        }
+        Ok(kind)
+    }
+
+    mod props {
+        use super::{Error, check, reference};
+        use proptest::prelude::*;
+
+        fn subjects() -> impl Strategy<Value = String> {
+            let parts = [
+                "a", "bc", ".", "*", ">", " ", "\t", "\u{b}", "\0", "\u{3000}", "é", "\u{85}",
+            ];
+            prop::collection::vec(prop::sample::select(parts.to_vec()), 0..12)
+                .prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn single_pass_agrees_with_the_token_rules(s in subjects()) {
+                let got = check(&s).map_err(|e| match e {
+                    Error::InvalidSubject { reason, .. } => reason,
+                    _ => "other",
+                });
+                prop_assert_eq!(got, reference(&s), "{:?}", s);
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,6 @@
 //! at-least-once, as in JetStream.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -77,6 +76,8 @@ struct State {
     active_at: Instant,
     dirty: bool,
     saved_at: Instant,
+    /// When the timer task runs next, as its last tick decided (`None`: only when woken).
+    timer_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +188,7 @@ impl Consumer {
             active_at: now,
             dirty: true,
             saved_at: now,
+            timer_at: None,
             filters,
             config,
         };
@@ -389,6 +391,9 @@ impl Consumer {
             }
         }
         st.dirty = true;
+        // An ack only removes deadlines: the timer task is woken only when something is now
+        // due before its next run (a nak's delay, deliveries the pump makes, a first save).
+        let mut wake = true;
         if let (AckKind::Next(body), Some(reply)) = (kind, reply) {
             drop(st);
             match super::config::parse_pull(body) {
@@ -402,12 +407,15 @@ impl Consumer {
             }
         } else {
             self.pump(&mut st, stream);
+            wake = st.due_before_timer(self.file.is_some());
             drop(st);
         }
         for seq in acked {
             stream.confirmed_by(seq, &self.name);
         }
-        self.wake();
+        if wake {
+            self.wake();
+        }
         true
     }
 
@@ -422,7 +430,7 @@ impl Consumer {
         let committed = stream.committed();
         let now = Instant::now();
         let mut ahead = ReadAhead::default();
-        let mut ack = String::new();
+        let mut ack = Vec::new();
         while !st.waiting.is_empty() && st.pending.len() < window {
             let (seq, redelivery) = match st.redeliver.pop_first() {
                 Some(seq) => (seq, true),
@@ -472,11 +480,23 @@ impl Consumer {
             let after = if redelivery { st.next - 1 } else { seq };
             let num_pending = committed.saturating_sub(after);
             ack.clear();
-            let _ = write!(
-                ack,
-                "{}{deliveries}.{seq}.{cseq}.{}.{num_pending}",
-                self.ack_prefix, stored.timestamp
-            );
+            ack.extend_from_slice(self.ack_prefix.as_bytes());
+            for (i, n) in [
+                u64::from(deliveries),
+                seq,
+                cseq,
+                stored.timestamp,
+                num_pending,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    ack.push(b'.');
+                }
+                herald_proto::encode::number(&mut ack, n);
+            }
+            let ack = std::str::from_utf8(&ack).unwrap_or_default();
             let size =
                 stored.subject().len() + ack.len() + stored.headers.len() + stored.payload.len();
             let Some(pull) = st.waiting.front_mut() else {
@@ -499,7 +519,7 @@ impl Consumer {
             let took = stream.scope.send_as(
                 &pull.reply,
                 stored.subject(),
-                Some(&ack),
+                Some(ack),
                 headers,
                 stored.payload.clone(),
             );
@@ -633,14 +653,16 @@ impl Consumer {
         if !inactive.is_zero() && st.waiting.is_empty() {
             consider(st.active_at + inactive);
         }
-        if st.dirty && self.file.is_some() {
-            if now.duration_since(st.saved_at) >= SAVE_DELAY {
-                st.saved_at = now;
-                drop(st);
-                self.save(false);
-            } else {
-                consider(st.saved_at + SAVE_DELAY);
-            }
+        let save_now =
+            st.dirty && self.file.is_some() && now.duration_since(st.saved_at) >= SAVE_DELAY;
+        if st.dirty && self.file.is_some() && !save_now {
+            consider(st.saved_at + SAVE_DELAY);
+        }
+        st.timer_at = next;
+        if save_now {
+            st.saved_at = now;
+            drop(st);
+            self.save(false);
         }
         next
     }
@@ -708,6 +730,21 @@ impl Consumer {
 }
 
 impl State {
+    /// Whether something is due before the timer task's next run: an ack deadline, or the
+    /// save of a durable's changed state.
+    fn due_before_timer(&self, durable: bool) -> bool {
+        let mut due = self.deadlines.first().map(|(at, _)| *at);
+        if self.dirty && durable {
+            let save = self.saved_at + SAVE_DELAY;
+            due = Some(due.map_or(save, |d| d.min(save)));
+        }
+        match (due, self.timer_at) {
+            (Some(due), Some(timer)) => due < timer,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
     /// The ack wait for a message's `deliveries`-th delivery (the backoff list if any).
     fn ack_wait(&self, deliveries: u32) -> Duration {
         let backoff = &self.config.backoff;
