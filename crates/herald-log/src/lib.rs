@@ -2,8 +2,12 @@
 //!
 //! # Format
 //! A log is a directory of segment files named by the sequence of their first record
-//! (`00000000000000000001.log`), plus an optional `purged` file. A segment is a run of records
-//! (layout in [`record`]): length, crc32c, sequence, timestamp, subject, headers, payload.
+//! (`00000000000000000001.log`), an index file next to most of them
+//! (`00000000000000000001.idx`), plus an optional `purged` file. A segment is a run of records
+//! (layout in [`record`]): length, crc32c, sequence, timestamp, subject, headers, payload. An
+//! index (layout in the `index` module) describes a prefix of its segment, the first `covered`
+//! bytes: where each record starts, its timestamp, whether it has headers, and the checksum of
+//! the last one; the whole file is checksummed.
 //!
 //! # Invariants
 //! - Sequences start at 1 and grow by one per append; within a segment they are consecutive
@@ -11,10 +15,30 @@
 //! - Only the last segment is written to, and only at its end. A segment rolls when the next
 //!   record would take it past `segment_bytes`; the finished segment is synced before the next
 //!   one is created (and the directory synced), so at most the last segment has a torn tail.
-//! - A record is served only after it has been decoded and its checksum verified (recovery),
-//!   or because this process wrote it. Recovery cuts a segment at its first bad record (torn,
-//!   bad length, bad checksum, or out-of-sequence), truncates the file there and reports it in
-//!   [`Recovery`]; nothing after a bad record is trusted.
+//! - A record is served only after it has been decoded and its checksum verified (recovery, or
+//!   every read: [`Log::get`] and the scans decode what they read, and the records of
+//!   [`Log::read_batch`] are decoded by the caller), or because this process wrote it.
+//!   Recovery cuts a segment at its first bad record (torn, bad length, bad checksum, or
+//!   out-of-sequence), truncates the file there and reports it in [`Recovery`]; nothing after a
+//!   bad record is trusted. Recovery does not decode what a trusted index covers, so damage
+//!   there (a disk flipping bits after the fact) is found when the record is read: `get` and
+//!   `scan_with_headers` return an error, `scan` skips the rest of that chunk.
+//! - An index is written only for bytes already synced: for a segment as it rolls (after its
+//!   sync), for the active segment by [`Log::close`] (after the final sync), and by recovery for
+//!   a finished segment it had to scan. It is written to a temporary file, synced and renamed.
+//! - **While an index file exists, the first `covered` bytes of its segment never change.** A
+//!   segment only grows at its end; recovery cuts a segment below an index's `covered` only
+//!   after removing the index (and syncing the directory); a segment file is created (emptied)
+//!   only after an index of its name is removed the same way; a segment's index is removed
+//!   before the segment. So an index stays true when its segment grows after it was written
+//!   (the active segment reopened and appended to), and it is not removed on reopen.
+//! - Recovery trusts an index only if its checksum matches, it is for the segment's first
+//!   sequence, its offsets tile `covered` bytes with records of possible sizes, the segment
+//!   holds at least `covered` bytes, and the segment's first and last covered records decode at
+//!   the offsets it gives, with the sequence, timestamp, header flag (and, for the last, the
+//!   checksum) it records. The bytes after `covered` are then decoded and verified as if there
+//!   were no index (a torn tail is cut and reported as always). Any other index is removed and
+//!   its segment scanned whole: a bad index costs time, never records.
 //! - Deleting old messages (limits, [`Log::purge`]) moves the first sequence forward; a segment
 //!   is removed when all of its records are deleted. A purge writes the new first sequence to
 //!   `purged` (written to a temporary file, synced, renamed); limits are simply enforced again
@@ -24,6 +48,7 @@
 //!   commit.
 
 pub mod error;
+mod index;
 pub mod inspect;
 pub mod record;
 mod segment;
@@ -81,6 +106,12 @@ pub struct Recovery {
     pub records: u64,
     /// Bad tails cut off, one per damaged segment.
     pub truncations: Vec<Truncation>,
+    /// Segments whose index file was trusted: their records up to the index's end were not
+    /// decoded.
+    pub indexed_segments: usize,
+    /// Bytes decoded and checksummed record by record: whole segments without a usable index,
+    /// and what follows the end of an index.
+    pub scanned_bytes: u64,
 }
 
 /// One stream's log. Not shared: the caller serializes access (one writer task per stream).
@@ -119,19 +150,37 @@ impl Log {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut firsts: Vec<u64> = Vec::new();
+        let mut indexes: Vec<u64> = Vec::new();
         for item in std::fs::read_dir(&dir).map_err(io(&dir))? {
             let item = item.map_err(io(&dir))?;
-            if let Some(first) = item.file_name().to_str().and_then(segment::parse_name) {
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(first) = segment::parse_name(name) {
                 firsts.push(first);
+            } else if let Some(first) = index::parse_name(name) {
+                indexes.push(first);
+            } else if name.ends_with(".idx.tmp") {
+                // An index write cut short.
+                let _ = std::fs::remove_file(item.path());
             }
         }
         firsts.sort_unstable();
+        for first in indexes {
+            if firsts.binary_search(&first).is_err() {
+                // Its segment was removed and a crash came before the index went too.
+                let path = dir.join(index::file_name(first));
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(file = %path.display(), %err, "cannot remove an orphan index");
+                }
+            }
+        }
         let mut recovery = Recovery::default();
         let mut segments = Vec::with_capacity(firsts.len());
-        for first in firsts {
-            let path = dir.join(segment::file_name(first));
-            let (seg, cut) = Segment::recover(path, first, config.max_msg_size)?;
-            if let Some(cut) = cut {
+        let mut buf = Vec::new();
+        for (k, &first) in firsts.iter().enumerate() {
+            let found = Segment::recover(&dir, first, config.max_msg_size, &mut buf)?;
+            let mut seg = found.segment;
+            if let Some(cut) = found.truncation {
                 tracing::warn!(
                     file = %cut.path.display(),
                     offset = cut.offset,
@@ -141,6 +190,17 @@ impl Log {
                 );
                 recovery.truncations.push(cut);
             }
+            if found.indexed {
+                recovery.indexed_segments += 1;
+            } else if k + 1 < firsts.len() {
+                // A finished segment without an index (a crash as it rolled, or a bad index):
+                // index it now so the next open need not scan it again.
+                let written = seg.file.sync_data().map_err(io(&seg.path));
+                if let Err(err) = written.and_then(|()| seg.write_index()) {
+                    tracing::warn!(file = %seg.path.display(), %err, "cannot write a segment index");
+                }
+            }
+            recovery.scanned_bytes += found.scanned;
             recovery.records += seg.index.len() as u64;
             segments.push(seg);
         }
@@ -211,8 +271,9 @@ impl Log {
         let at = self.segments.partition_point(|s| s.first_seq <= seq);
         let seg = &self.segments[at.checked_sub(1)?];
         seg.index
+            .timestamps()
             .get((seq - seg.first_seq) as usize)
-            .map(|&(_, ts)| ts)
+            .copied()
     }
 
     /// The log's directory.
@@ -259,7 +320,7 @@ impl Log {
         let last = self.segments.len() - 1;
         self.segments[last]
             .index
-            .push((offset as u32, entry.timestamp));
+            .push(offset as u32, entry.timestamp, !entry.headers.is_empty());
         self.pending_records += 1;
         self.count += 1;
         self.bytes += size as u64;
@@ -317,9 +378,33 @@ impl Log {
         }
     }
 
-    /// Starts a new segment at the next sequence; the finished one is written and synced.
+    /// Flushes, fsyncs and saves the active segment's index, so that the next open need not
+    /// decode any record: a clean shutdown. (Dropping a log without it loses what was not
+    /// flushed, like a crash, and the next open decodes the active segment's records.)
+    ///
+    /// An error from the flush or sync is what it says: the last appends may not be durable.
+    /// One from writing the index only makes the next open slower.
+    pub fn close(mut self) -> Result<()> {
+        self.close_in_place()
+    }
+
+    /// [`close`](Log::close) for a log that stays in place (the writer's, behind its lock).
+    pub(crate) fn close_in_place(&mut self) -> Result<()> {
+        self.sync()?;
+        let last = self.segments.len() - 1;
+        self.segments[last].write_index()?;
+        sync_dir(&self.dir)
+    }
+
+    /// Starts a new segment at the next sequence; the finished one is written, synced and
+    /// indexed.
     fn roll(&mut self) -> Result<()> {
         self.sync()?;
+        let last = self.segments.len() - 1;
+        if let Err(err) = self.segments[last].write_index() {
+            // Only the next open is slower: it scans the segment and indexes it then.
+            tracing::warn!(%err, "cannot write a segment index");
+        }
         let seg = Segment::create(&self.dir, self.next_seq())?;
         sync_dir(&self.dir)?;
         self.segments.push(seg);
@@ -336,17 +421,12 @@ impl Log {
             return Ok(None);
         };
         let i = (seq - seg.first_seq) as usize;
-        let Some(&(offset, _)) = seg.index.get(i) else {
+        let Some(offset) = seg.index.offset(i) else {
             // A gap left by a segment that recovery cut short.
             return Ok(None);
         };
-        let offset = offset as u64;
         let is_active = std::ptr::eq(seg, self.active());
-        let end = match seg.index.get(i + 1) {
-            Some(&(next, _)) => next as u64,
-            None if is_active => seg.written + self.pending.len() as u64,
-            None => seg.written,
-        };
+        let end = self.end_of(seg, i);
         let bytes;
         let buf: &[u8] = if is_active && offset >= seg.written {
             let from = (offset - seg.written) as usize;
@@ -358,13 +438,7 @@ impl Log {
         match record::decode(buf, self.config.max_msg_size.max(buf.len())) {
             Ok(Some(view)) if view.seq == seq => Ok(Some(view.to_stored())),
             // Verified when it was recovered or written: only a file changed under us lands here.
-            _ => Err(Error::Io {
-                path: seg.path.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("record {seq} changed on disk"),
-                ),
-            }),
+            _ => Err(changed_on_disk(&seg.path, seq)),
         }
     }
 
@@ -391,23 +465,19 @@ impl Log {
             return Ok(0);
         };
         let i = (from - seg.first_seq) as usize;
-        let Some(&(start, _)) = seg.index.get(i) else {
+        let Some(start) = seg.index.offset(i) else {
             return Ok(0);
         };
-        let start = start as u64;
         let mut j = i + 1;
-        while j < seg.index.len()
-            && j - i < max_records
-            && (seg.index[j].0 as u64 - start) < max_bytes as u64
+        while j - i < max_records
+            && seg
+                .index
+                .offset(j)
+                .is_some_and(|next| next - start < max_bytes as u64)
         {
             j += 1;
         }
-        let is_active = std::ptr::eq(seg, self.active());
-        let end = match seg.index.get(j) {
-            Some(&(next, _)) => next as u64,
-            None if is_active => seg.written + self.pending.len() as u64,
-            None => seg.written,
-        };
+        let end = self.end_of(seg, j - 1);
         let from_file = end.min(seg.written).saturating_sub(start) as usize;
         out.resize(from_file, 0);
         if from_file > 0 {
@@ -432,8 +502,7 @@ impl Log {
             }
             let is_active = std::ptr::eq(seg, self.active());
             let mut i = from.saturating_sub(seg.first_seq) as usize;
-            while i < seg.index.len() {
-                let start = seg.index[i].0 as u64;
+            while let Some(start) = seg.index.offset(i) {
                 if start >= seg.written {
                     // Appended, not yet written: still in the buffer.
                     let mut buf = &self.pending[(start - seg.written) as usize..];
@@ -449,16 +518,14 @@ impl Log {
                 }
                 // Whole records up to about CHUNK bytes, ending at a record boundary.
                 let mut j = i + 1;
-                while j < seg.index.len()
-                    && (seg.index[j].0 as u64) < seg.written
-                    && (seg.index[j].0 as u64) - start < CHUNK
+                while seg
+                    .index
+                    .offset(j)
+                    .is_some_and(|next| next < seg.written && next - start < CHUNK)
                 {
                     j += 1;
                 }
-                let end = match seg.index.get(j) {
-                    Some(&(next, _)) => (next as u64).min(seg.written),
-                    None => seg.written,
-                };
+                let end = seg.index.offset(j).unwrap_or(seg.written).min(seg.written);
                 let bytes = seg.read(start, (end - start) as usize)?;
                 let mut buf = &bytes[..];
                 while let Ok(Some(view)) =
@@ -478,6 +545,76 @@ impl Log {
         Ok(())
     }
 
+    /// Like [`scan`](Log::scan), but visits only the kept messages from `from` on that have a
+    /// non-empty header block, in order. Which ones do is known without reading (a bit per
+    /// record, kept since the record was appended or recovered), so only those are read: a log
+    /// where no message in range has headers is not read at all. Nearby records with headers
+    /// are read together, a chunk at a time. Stops early when `visit` returns false.
+    ///
+    /// Rebuilds what depends only on headers (a de-duplication window of message ids) at a
+    /// restart without reading every payload. A record that no longer decodes (its file changed
+    /// under the log) is an error, as for [`get`](Log::get).
+    pub fn scan_with_headers(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&record::View<'_>) -> bool,
+    ) -> Result<()> {
+        // One read spans records with headers at most CHUNK bytes apart from the first one's
+        // start, skipping over no more than GAP bytes of records without headers at a time.
+        const CHUNK: u64 = 1024 * 1024;
+        const GAP: u64 = 16 * 1024;
+        let from = from.max(self.first);
+        let mut bytes = Vec::new();
+        for seg in &self.segments {
+            if seg.end_seq() <= from {
+                continue;
+            }
+            let mut next = seg
+                .index
+                .next_with_headers(from.saturating_sub(seg.first_seq) as usize);
+            while let Some(i) = next {
+                let start = seg.index.offset(i).unwrap_or(0);
+                // The records with headers from i to `last` are read with one call (or taken
+                // from the pending buffer).
+                let (mut last, mut stop) = (i, self.end_of(seg, i));
+                next = seg.index.next_with_headers(i + 1);
+                let buf: &[u8] = if start >= seg.written {
+                    let lo = (start - seg.written) as usize;
+                    &self.pending[lo..(stop - seg.written) as usize]
+                } else {
+                    while let Some(j) = next {
+                        let (s, e) = (seg.index.offset(j).unwrap_or(0), self.end_of(seg, j));
+                        if e > seg.written || s - stop > GAP || e - start > CHUNK {
+                            break;
+                        }
+                        (last, stop) = (j, e);
+                        next = seg.index.next_with_headers(j + 1);
+                    }
+                    bytes.resize((stop - start) as usize, 0);
+                    seg.read_into(start, &mut bytes)?;
+                    &bytes
+                };
+                let mut k = Some(i);
+                while let Some(j) = k.filter(|&j| j <= last) {
+                    let at = (seg.index.offset(j).unwrap_or(0) - start) as usize;
+                    let end = (self.end_of(seg, j) - start) as usize;
+                    let record = &buf[at..end];
+                    let seq = seg.first_seq + j as u64;
+                    match record::decode(record, self.config.max_msg_size.max(record.len())) {
+                        Ok(Some(view)) if view.seq == seq => {
+                            if !visit(&view) {
+                                return Ok(());
+                            }
+                        }
+                        _ => return Err(changed_on_disk(&seg.path, seq)),
+                    }
+                    k = seg.index.next_with_headers(j + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The first kept sequence whose timestamp is at or after `timestamp` (nanoseconds), or
     /// [`next_seq`](Log::next_seq) if none is.
     pub fn seq_for_time(&self, timestamp: u64) -> u64 {
@@ -486,8 +623,8 @@ impl Log {
                 continue;
             }
             let skip = self.first.saturating_sub(seg.first_seq) as usize;
-            let live = &seg.index[skip..];
-            let i = live.partition_point(|&(_, ts)| ts < timestamp);
+            let live = &seg.index.timestamps()[skip..];
+            let i = live.partition_point(|&ts| ts < timestamp);
             if i < live.len() {
                 return seg.first_seq + (skip + i) as u64;
             }
@@ -534,25 +671,24 @@ impl Log {
         if seq <= self.first {
             return Ok(());
         }
+        let (mut count, mut bytes) = (0, 0);
         for s in &self.segments {
             let from = self.first.max(s.first_seq);
             let to = seq.min(s.end_seq());
-            for i in from..to {
-                let k = (i - s.first_seq) as usize;
-                let end = match s.index.get(k + 1) {
-                    Some(&(next, _)) => next as u64,
-                    None if std::ptr::eq(s, self.active()) => s.written + self.pending.len() as u64,
-                    None => s.written,
-                };
-                self.bytes -= end - s.index[k].0 as u64;
-                self.count -= 1;
+            if from < to {
+                let (lo, hi) = ((from - s.first_seq) as usize, (to - s.first_seq) as usize);
+                // Records are contiguous: those deleted span from the first's start to the
+                // last's end.
+                bytes += self.end_of(s, hi - 1) - s.index.offset(lo).unwrap_or(0);
+                count += to - from;
             }
         }
+        self.bytes -= bytes;
+        self.count -= count;
         self.first = seq;
         // Remove segments wholly below `first`, but always keep the active one.
         while self.segments.len() > 1 && self.segments[0].end_seq() <= self.first {
-            let seg = self.segments.remove(0);
-            std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+            self.segments.remove(0).remove()?;
         }
         if self.count == 0
             && self.active().end_seq() <= self.first
@@ -562,14 +698,34 @@ impl Log {
             self.flush()?;
             let fresh = Segment::create(&self.dir, self.next_seq())?;
             sync_dir(&self.dir)?;
-            let old = std::mem::replace(&mut self.segments[0], fresh);
-            std::fs::remove_file(&old.path).map_err(io(&old.path))?;
+            std::mem::replace(&mut self.segments[0], fresh).remove()?;
         }
         Ok(())
     }
+
+    /// Where record `i` of `seg` ends: the next record's start, or the end of what the segment
+    /// holds (in its file and, for the active segment, in the pending buffer).
+    fn end_of(&self, seg: &Segment, i: usize) -> u64 {
+        match seg.index.offset(i + 1) {
+            Some(next) => next,
+            None if std::ptr::eq(seg, self.active()) => seg.written + self.pending.len() as u64,
+            None => seg.written,
+        }
+    }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// A record that no longer decodes as it did when it was written or recovered.
+fn changed_on_disk(path: &Path, seq: u64) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("record {seq} changed on disk"),
+        ),
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))

@@ -1,6 +1,7 @@
-//! The log against an in-memory model: random appends, flushes, purges, clean reopens and
-//! crashes (reopen without flushing), with segments small enough to roll often and limits
-//! small enough to delete often.
+//! The log against an in-memory model: random appends (some with headers), flushes, purges,
+//! clean reopens (which leave every segment indexed), crashes (reopen without flushing, which
+//! leaves the active segment's index stale or absent) and damaged index files, with segments
+//! small enough to roll often and limits small enough to delete often.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,29 +10,44 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { subject: u8, len: usize },
+    Append {
+        subject: u8,
+        len: usize,
+        headers: bool,
+    },
     Flush,
     Purge(u64),
     PurgeAll,
     Reopen,
     Crash,
+    /// Close cleanly, damage one index file (`how`: delete, flip a bit, cut short, replace it
+    /// with another segment's), reopen: what the log serves must not change.
+    DamageIndex {
+        how: u8,
+        pick: usize,
+        at: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0u8..4, 0usize..120).prop_map(|(subject, len)| Op::Append { subject, len }),
+        8 => (0u8..4, 0usize..120, prop::bool::weighted(0.3))
+            .prop_map(|(subject, len, headers)| Op::Append { subject, len, headers }),
         2 => Just(Op::Flush),
         1 => (0u64..6).prop_map(Op::Purge),
         1 => Just(Op::PurgeAll),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
+        1 => (0u8..4, any::<usize>(), any::<usize>())
+            .prop_map(|(how, pick, at)| Op::DamageIndex { how, pick, at }),
     ]
 }
 
 /// What the log should hold: every record ever appended by sequence (1-based), and the range
 /// still kept.
 struct Model {
-    records: Vec<(String, Vec<u8>)>,
+    /// Subject, headers, payload.
+    records: Vec<(String, Vec<u8>, Vec<u8>)>,
     first: u64,
     flushed: u64,
     /// The first sequence as the last purge left it: durable, unlike deletes by limits.
@@ -45,8 +61,8 @@ impl Model {
     }
 
     fn size(&self, seq: u64) -> u64 {
-        let (s, p) = &self.records[(seq - 1) as usize];
-        (30 + s.len() + p.len()) as u64
+        let (s, h, p) = &self.records[(seq - 1) as usize];
+        (30 + s.len() + h.len() + p.len()) as u64
     }
 
     fn enforce(&mut self) {
@@ -73,14 +89,52 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
         let got = log.get(seq).unwrap();
         if seq >= model.first && seq < model.next() {
             let got = got.expect("kept record readable");
-            let (subject, payload) = &model.records[(seq - 1) as usize];
+            let (subject, headers, payload) = &model.records[(seq - 1) as usize];
             prop_assert_eq!(got.seq, seq);
             prop_assert_eq!(&got.subject, subject);
+            prop_assert_eq!(&got.headers, headers);
             prop_assert_eq!(&got.payload, payload);
             prop_assert_eq!(got.timestamp, seq * 1000);
+            prop_assert_eq!(log.timestamp(seq), Some(seq * 1000));
         } else {
             prop_assert!(got.is_none(), "seq {} should be gone", seq);
+            prop_assert_eq!(log.timestamp(seq), None);
         }
+    }
+    // Visiting only the records with headers sees exactly those, in order, from any point.
+    for from in [
+        0,
+        model.first,
+        (model.first + model.next()) / 2,
+        model.next(),
+    ] {
+        let mut seen = Vec::new();
+        log.scan_with_headers(from, |view| {
+            seen.push((
+                view.seq,
+                view.entry.headers.to_vec(),
+                view.entry.payload.to_vec(),
+            ));
+            true
+        })
+        .unwrap();
+        let want: Vec<(u64, Vec<u8>, Vec<u8>)> = (from.max(model.first)..model.next())
+            .map(|s| (s, &model.records[(s - 1) as usize]))
+            .filter(|(_, (_, h, _))| !h.is_empty())
+            .map(|(s, (_, h, p))| (s, h.clone(), p.clone()))
+            .collect();
+        prop_assert_eq!(&seen, &want);
+        // And stops when told to.
+        let mut first = Vec::new();
+        log.scan_with_headers(from, |view| {
+            first.push(view.seq);
+            false
+        })
+        .unwrap();
+        prop_assert_eq!(
+            first,
+            want.first().map(|w| w.0).into_iter().collect::<Vec<_>>()
+        );
     }
     // A sequential scan from any point sees the same records, in order.
     for from in [0, model.first, (model.first + model.next()) / 2] {
@@ -91,7 +145,7 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
         })
         .unwrap();
         let want: Vec<(u64, Vec<u8>)> = (from.max(model.first)..model.next())
-            .map(|s| (s, model.records[(s - 1) as usize].1.clone()))
+            .map(|s| (s, model.records[(s - 1) as usize].2.clone()))
             .collect();
         prop_assert_eq!(seen, want);
     }
@@ -116,7 +170,7 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
                 prop_assert_eq!(view.seq, seq + k);
                 prop_assert_eq!(
                     view.entry.payload,
-                    &model.records[(seq + k - 1) as usize].1[..]
+                    &model.records[(seq + k - 1) as usize].2[..]
                 );
                 rest = &rest[view.size..];
             }
@@ -154,13 +208,18 @@ proptest! {
         let mut model = Model { records: Vec::new(), first: 1, flushed: 1, purged: 1, config: config.clone() };
         for op in ops {
             match op {
-                Op::Append { subject, len } => {
+                Op::Append { subject, len, headers } => {
                     let subject = format!("s.{subject}");
                     let payload: Vec<u8> = (0..len).map(|i| (i * 7 + model.records.len()) as u8).collect();
                     let seq = model.next();
+                    let headers = if headers {
+                        format!("NATS/1.0\r\nNats-Msg-Id: {seq}\r\n\r\n").into_bytes()
+                    } else {
+                        Vec::new()
+                    };
                     let got = log.append(&Entry {
                         subject: &subject,
-                        headers: b"",
+                        headers: &headers,
                         payload: &payload,
                         timestamp: seq * 1000,
                     });
@@ -168,7 +227,7 @@ proptest! {
                         // Full: refused, and nothing old is deleted to make room.
                         let count = model.next() - model.first;
                         let bytes: u64 = (model.first..model.next()).map(|s| model.size(s)).sum();
-                        let size = (30 + subject.len() + payload.len()) as u64;
+                        let size = (30 + subject.len() + headers.len() + payload.len()) as u64;
                         let full = (max_msgs > 0 && count >= max_msgs)
                             || (max_bytes > 0 && bytes + size > max_bytes);
                         if full {
@@ -177,7 +236,7 @@ proptest! {
                         }
                     }
                     prop_assert_eq!(got.unwrap(), seq);
-                    model.records.push((subject, payload));
+                    model.records.push((subject, headers, payload));
                     model.enforce();
                 }
                 Op::Flush => {
@@ -200,9 +259,44 @@ proptest! {
                     model.flushed = model.next();
                 }
                 Op::Reopen => {
-                    log.sync().unwrap();
-                    drop(log);
-                    log = Log::open(dir.path(), config.clone()).unwrap().0;
+                    log.close().unwrap();
+                    let (reopened, recovery) = Log::open(dir.path(), config.clone()).unwrap();
+                    log = reopened;
+                    // Every segment was indexed: nothing is decoded to open.
+                    prop_assert!(recovery.truncations.is_empty(), "{:?}", recovery);
+                    prop_assert_eq!(recovery.scanned_bytes, 0, "{:?}", recovery);
+                    model.flushed = model.next();
+                }
+                Op::DamageIndex { how, pick, at } => {
+                    log.close().unwrap();
+                    let mut indexes: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+                        .unwrap()
+                        .map(|e| e.unwrap().path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+                        .collect();
+                    indexes.sort();
+                    if !indexes.is_empty() {
+                        let victim = &indexes[pick % indexes.len()];
+                        let mut bytes = std::fs::read(victim).unwrap();
+                        let other = indexes.iter().find(|p| *p != victim);
+                        let len = bytes.len();
+                        match (how, other) {
+                            (0, _) => bytes.clear(),
+                            (2, _) => bytes.truncate(at % len),
+                            (3, Some(other)) => bytes = std::fs::read(other).unwrap(),
+                            _ => bytes[at % len] ^= 1 << (at % 8),
+                        }
+                        if bytes.is_empty() {
+                            std::fs::remove_file(victim).unwrap();
+                        } else {
+                            std::fs::write(victim, &bytes).unwrap();
+                        }
+                    }
+                    let (reopened, recovery) = Log::open(dir.path(), config.clone()).unwrap();
+                    log = reopened;
+                    prop_assert!(recovery.truncations.is_empty(), "{:?}", recovery);
+                    // The damaged index was not used: its segment was scanned.
+                    prop_assert_eq!(recovery.scanned_bytes > 0, !indexes.is_empty(), "{:?}", recovery);
                     model.flushed = model.next();
                 }
                 Op::Crash => {
