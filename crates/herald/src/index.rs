@@ -82,6 +82,8 @@ enum Check {
     Literal,
     /// Any valid subject, wildcard tokens included (a network client's publishes).
     Wire,
+    /// Checked already: a reply subject the router accepted with its request.
+    Done,
 }
 
 #[derive(Default)]
@@ -289,6 +291,7 @@ impl Index {
             Check::Literal => subject::check_literal(subject)?,
             // `*` and `>` tokens are taken as they are: only wildcard subscriptions match them.
             Check::Wire => drop(subject::check(subject)?),
+            Check::Done => {}
         }
         let (matches, generation) = {
             let trie = self.trie.read();
@@ -330,6 +333,16 @@ impl Index {
         f: impl FnOnce(&Matches) -> R,
     ) -> Result<R> {
         self.with_matches_checked(subject, Check::Wire, f)
+    }
+
+    /// Like [`with_matches`](Index::with_matches) for a subject already checked as a literal
+    /// subject (the reply subject of a publish, answered later): not checked again.
+    pub(crate) fn with_checked_matches<R>(
+        &self,
+        subject: &str,
+        f: impl FnOnce(&Matches) -> R,
+    ) -> Result<R> {
+        self.with_matches_checked(subject, Check::Done, f)
     }
 
     fn with_matches_checked<R>(

@@ -174,6 +174,26 @@ impl Scope {
         })
     }
 
+    /// Answers on `reply`, a reply subject this scope accepted with a publish (so it is not
+    /// checked again): a JetStream publish ack. Returns how many took it.
+    pub(crate) fn answer(&self, reply: &str, payload: Bytes) -> usize {
+        self.index
+            .with_checked_matches(reply, |matches| {
+                if matches.is_empty() {
+                    return 0;
+                }
+                let msg = Message::new(
+                    matches.subject.clone(),
+                    None,
+                    Headers::from_map(None),
+                    payload,
+                    None,
+                );
+                fan_out(matches, &Delivery::built(msg), Reach::All)
+            })
+            .unwrap_or(0)
+    }
+
     /// Publishes a message whose parts are borrowed from a network buffer; see
     /// [`Router::publish_wire`].
     pub(crate) fn send_wire(&self, msg: &WireMessage<'_>, reach: Reach<'_>) -> Result<usize> {

@@ -25,6 +25,33 @@ pub enum Kind {
     Pattern,
 }
 
+const PLAIN: u8 = 0;
+const DOT: u8 = 1;
+/// ASCII whitespace or NUL: refused.
+const BAD: u8 = 2;
+/// A vertical tab (Unicode whitespace, not ASCII whitespace) or a byte of a non-ASCII
+/// character: the token is looked at as characters.
+const WIDE: u8 = 3;
+
+/// What each byte is to [`check`]: one table lookup per byte on the common path.
+static CLASS: [u8; 256] = {
+    let mut class = [PLAIN; 256];
+    class[b'.' as usize] = DOT;
+    let bad = [b' ', b'\t', b'\n', b'\r', 0x0c, 0];
+    let mut i = 0;
+    while i < bad.len() {
+        class[bad[i] as usize] = BAD;
+        i += 1;
+    }
+    class[0x0b] = WIDE;
+    let mut b = 0x80;
+    while b < 256 {
+        class[b] = WIDE;
+        b += 1;
+    }
+    class
+};
+
 /// Checks `s` against the rules of SPEC section 1 and says whether it is literal or a pattern.
 ///
 /// # Examples
@@ -48,39 +75,46 @@ pub fn check(s: &str) -> Result<Kind> {
     // Whether the current token holds a non-ASCII character or a vertical tab: then it is
     // looked at again for Unicode whitespace (other ASCII bytes are judged one by one).
     let mut wide = false;
-    for i in 0..=bytes.len() {
-        match bytes.get(i) {
-            Some(b'.') | None => {
-                let token = &bytes[start..i];
-                match token {
-                    [] => {
-                        return fail(if start == 0 {
-                            "leading dot"
-                        } else if i == bytes.len() {
-                            "trailing dot"
-                        } else {
-                            "empty token"
-                        });
-                    }
-                    b"*" => kind = Kind::Pattern,
-                    b">" if i < bytes.len() => return fail("'>' must be the last token"),
-                    b">" => kind = Kind::Pattern,
-                    _ if wide && s[start..i].chars().any(char::is_whitespace) => {
-                        return fail("whitespace in a token");
-                    }
-                    _ => {}
-                }
+    let mut token_end = |start: usize, end: usize, wide: bool| -> Result<()> {
+        match &bytes[start..end] {
+            [] => Err(invalid(
+                s,
+                if start == 0 {
+                    "leading dot"
+                } else if end == bytes.len() {
+                    "trailing dot"
+                } else {
+                    "empty token"
+                },
+            )),
+            b"*" => {
+                kind = Kind::Pattern;
+                Ok(())
+            }
+            b">" if end < bytes.len() => Err(invalid(s, "'>' must be the last token")),
+            b">" => {
+                kind = Kind::Pattern;
+                Ok(())
+            }
+            _ if wide && s[start..end].chars().any(char::is_whitespace) => {
+                Err(invalid(s, "whitespace in a token"))
+            }
+            _ => Ok(()),
+        }
+    };
+    for (i, &b) in bytes.iter().enumerate() {
+        match CLASS[b as usize] {
+            PLAIN => {}
+            DOT => {
+                token_end(start, i, wide)?;
                 start = i + 1;
                 wide = false;
             }
-            Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0) => {
-                return fail("whitespace or NUL in a token");
-            }
-            // Vertical tab is Unicode whitespace but not `is_ascii_whitespace`.
-            Some(0x0b | 0x80..) => wide = true,
-            Some(_) => {}
+            BAD => return fail("whitespace or NUL in a token"),
+            _ => wide = true,
         }
     }
+    token_end(start, bytes.len(), wide)?;
     Ok(kind)
 }
 

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use herald_log::{Owned, Writer};
 use parking_lot::{Mutex, RwLock};
 
-use super::config::{ApiError, PubAck, StreamConfig};
+use super::config::{ApiError, StreamConfig};
 use super::consumer::Consumer;
 use super::now_ns;
 use crate::router::{Reach, Scope};
@@ -47,6 +47,8 @@ pub(crate) struct Stream {
     /// Index entries this stream holds in its scope: (pattern, id).
     subscriptions: Mutex<Vec<(Arc<str>, u64)>>,
     pub(crate) closed: AtomicBool,
+    /// `{"stream":"<name>","seq":`, the start of every publish ack.
+    ack_prefix: String,
 }
 
 /// A publish waiting for confirm-N.
@@ -81,7 +83,12 @@ impl Stream {
         scope: Arc<Scope>,
     ) -> Arc<Stream> {
         let last = writer.log().next_seq() - 1;
+        let ack_prefix = format!(
+            "{{\"stream\":{},\"seq\":",
+            serde_json::Value::from(config.name.as_str())
+        );
         let stream = Arc::new(Stream {
+            ack_prefix,
             name: config.name.clone(),
             config: Mutex::new(config),
             created,
@@ -365,10 +372,7 @@ impl Stream {
         let log = self.writer.log();
         let from = log.seq_for_time(now.saturating_sub(window));
         let mut dedup = self.dedup.lock();
-        let scanned = log.scan(from, |view| {
-            if view.entry.headers.is_empty() {
-                return true;
-            }
+        let scanned = log.scan_with_headers(from, |view| {
             if let Ok(headers) = herald_proto::headers::parse(view.entry.headers)
                 && let Some((_, id)) = headers.fields.iter().find(|(n, _)| *n == "Nats-Msg-Id")
             {
@@ -384,14 +388,17 @@ impl Stream {
         }
     }
 
+    /// Sends the publish ack, `{"stream":..,"seq":..}` (`PubAck`'s JSON), built by hand: it
+    /// is one per stored message.
     fn answer_ack(&self, reply: &str, seq: u64, duplicate: bool) {
-        let ack = PubAck {
-            stream: self.name.clone(),
-            seq,
-            duplicate,
-        };
-        let body = serde_json::to_vec(&ack).unwrap_or_default();
-        self.send(reply, body);
+        let mut body = Vec::with_capacity(self.ack_prefix.len() + 40);
+        body.extend_from_slice(self.ack_prefix.as_bytes());
+        herald_proto::encode::number(&mut body, seq);
+        if duplicate {
+            body.extend_from_slice(b",\"duplicate\":true");
+        }
+        body.push(b'}');
+        self.scope.answer(reply, Bytes::from(body));
     }
 
     fn answer_error(&self, reply: &str, err: &ApiError) {
