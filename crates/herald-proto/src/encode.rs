@@ -7,17 +7,30 @@ pub const PONG: &[u8] = b"PONG\r\n";
 /// `+OK\r\n`.
 pub const OK: &[u8] = b"+OK\r\n";
 
-/// Appends the decimal form of `n`.
+/// Two decimal digits for each of 0..100.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends the decimal form of `n` (two digits per division).
 pub fn number(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
@@ -162,7 +175,14 @@ mod tests {
 
     #[test]
     fn numbers() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
+        let edges = (0..20).flat_map(|e| {
+            let p = 10u64.pow(e);
+            [p - 1, p, p + 1]
+        });
+        for n in (0u64..10_000)
+            .chain(edges)
+            .chain([12345, u64::MAX - 1, u64::MAX])
+        {
             let mut out = Vec::new();
             number(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());

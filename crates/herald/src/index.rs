@@ -162,7 +162,8 @@ impl TrieNode {
 
     /// Collects the subscriptions matching `rest` (a non-empty remainder of a literal subject).
     fn collect(&self, rest: &str, out: &mut Vec<Arc<Entry>>) {
-        let (token, tail) = match rest.find('.') {
+        // A byte search: subjects are short, and `str::find` sets up a searcher each call.
+        let (token, tail) = match rest.bytes().position(|b| b == b'.') {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };

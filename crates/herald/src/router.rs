@@ -224,22 +224,16 @@ impl Scope {
         to: &str,
         shown: &str,
         reply: Option<&str>,
-        headers: Option<Bytes>,
-        payload: Bytes,
+        headers: Option<&Bytes>,
+        payload: &Bytes,
     ) -> usize {
         self.index
             .with_matches(to, |matches| {
                 if matches.is_empty() {
                     return 0;
                 }
-                let msg = Message::new(
-                    Subject::from_valid(shown),
-                    reply.map(Subject::from_valid),
-                    Headers::from_block(headers),
-                    payload,
-                    reply.map(|_| self.me.clone()),
-                );
-                fan_out(matches, &Delivery::built(msg), Reach::Local)
+                let delivery = Delivery::stored(shown, reply, headers, payload, &self.me);
+                fan_out(matches, &delivery, Reach::Local)
             })
             .unwrap_or(0)
     }

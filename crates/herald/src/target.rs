@@ -74,6 +74,16 @@ enum Source<'a> {
         responder: &'a Weak<dyn Responder>,
         message: OnceLock<Message>,
     },
+    /// A stored message handed out under its stored subject (JetStream deliveries): parts
+    /// borrowed, shared buffers cloned only if a target keeps the message.
+    Stored {
+        subject: &'a str,
+        reply: Option<&'a str>,
+        headers: Option<&'a Bytes>,
+        payload: &'a Bytes,
+        responder: &'a Weak<dyn Responder>,
+        message: OnceLock<Message>,
+    },
 }
 
 impl<'a> Delivery<'a> {
@@ -92,6 +102,27 @@ impl<'a> Delivery<'a> {
     ) -> Delivery<'a> {
         Delivery {
             source: Source::Wire {
+                subject,
+                reply,
+                headers,
+                payload,
+                responder,
+                message: OnceLock::new(),
+            },
+        }
+    }
+
+    /// A message stored earlier, shown as published on `subject` with `reply` (both valid
+    /// literal subjects).
+    pub(crate) fn stored(
+        subject: &'a str,
+        reply: Option<&'a str>,
+        headers: Option<&'a Bytes>,
+        payload: &'a Bytes,
+        responder: &'a Weak<dyn Responder>,
+    ) -> Delivery<'a> {
+        Delivery {
+            source: Source::Stored {
                 subject,
                 reply,
                 headers,
@@ -122,6 +153,22 @@ impl<'a> Delivery<'a> {
                     reply.map(|_| (*responder).clone()),
                 )
             }),
+            Source::Stored {
+                subject,
+                reply,
+                headers,
+                payload,
+                responder,
+                message,
+            } => message.get_or_init(|| {
+                Message::new(
+                    Subject::from_valid(subject),
+                    reply.map(Subject::from_valid),
+                    Headers::from_block(headers.cloned()),
+                    (*payload).clone(),
+                    reply.map(|_| (*responder).clone()),
+                )
+            }),
         }
     }
 
@@ -129,6 +176,7 @@ impl<'a> Delivery<'a> {
     pub fn subject(&self) -> &str {
         match &self.source {
             Source::Wire { subject, .. } => subject.as_str(),
+            Source::Stored { subject, .. } => subject,
             Source::Built(m) => m.subject(),
         }
     }
@@ -136,7 +184,7 @@ impl<'a> Delivery<'a> {
     /// The reply subject, if any.
     pub fn reply(&self) -> Option<&str> {
         match &self.source {
-            Source::Wire { reply, .. } => *reply,
+            Source::Wire { reply, .. } | Source::Stored { reply, .. } => *reply,
             Source::Built(m) => m.reply(),
         }
     }
@@ -145,6 +193,7 @@ impl<'a> Delivery<'a> {
     pub fn header_block(&self) -> Option<&[u8]> {
         match &self.source {
             Source::Wire { headers, .. } => *headers,
+            Source::Stored { headers, .. } => headers.map(|h| &h[..]),
             Source::Built(m) => m.header_block(),
         }
     }
@@ -153,6 +202,7 @@ impl<'a> Delivery<'a> {
     pub fn payload(&self) -> &[u8] {
         match &self.source {
             Source::Wire { payload, .. } => payload,
+            Source::Stored { payload, .. } => payload,
             Source::Built(m) => m.payload(),
         }
     }

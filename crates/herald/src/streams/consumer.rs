@@ -468,7 +468,8 @@ impl Consumer {
                     continue;
                 }
             };
-            if !redelivery && !matches_any(&st.filters, stored.subject()) {
+            let subject = stored.subject();
+            if !redelivery && !matches_any(&st.filters, subject) {
                 st.next = seq + 1;
                 continue;
             }
@@ -497,8 +498,7 @@ impl Consumer {
                 herald_proto::encode::number(&mut ack, n);
             }
             let ack = std::str::from_utf8(&ack).unwrap_or_default();
-            let size =
-                stored.subject().len() + ack.len() + stored.headers.len() + stored.payload.len();
+            let size = subject.len() + ack.len() + stored.headers.len() + stored.payload.len();
             let Some(pull) = st.waiting.front_mut() else {
                 break;
             };
@@ -515,14 +515,11 @@ impl Consumer {
                 }
                 continue;
             }
-            let headers = (!stored.headers.is_empty()).then(|| stored.headers.clone());
-            let took = stream.scope.send_as(
-                &pull.reply,
-                stored.subject(),
-                Some(ack),
-                headers,
-                stored.payload.clone(),
-            );
+            let headers = (!stored.headers.is_empty()).then_some(&stored.headers);
+            let took =
+                stream
+                    .scope
+                    .send_as(&pull.reply, subject, Some(ack), headers, &stored.payload);
             if took == 0 {
                 // Nobody listens on the inbox any more: drop the request, keep the message.
                 st.waiting.pop_front();
@@ -623,8 +620,8 @@ impl Consumer {
                     &pull.reply,
                     &pull.reply,
                     None,
-                    Some(Bytes::from(block)),
-                    Bytes::new(),
+                    Some(&Bytes::from(block)),
+                    &Bytes::new(),
                 );
                 pull.last_sent = now;
             }
@@ -897,7 +894,7 @@ pub(crate) fn send_status(scope: &Scope, reply: &str, status: &str, pull: Option
         ),
         None => format!("NATS/1.0 {status}\r\n\r\n"),
     };
-    scope.send_as(reply, reply, None, Some(Bytes::from(block)), Bytes::new());
+    scope.send_as(reply, reply, None, Some(&Bytes::from(block)), &Bytes::new());
 }
 
 /// The timer task of one consumer.
