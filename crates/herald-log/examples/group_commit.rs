@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use herald_log::{Config, Fsync, Log, Owned, Writer};
+use herald_log::{Config, Entry, Fsync, Log, Writer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -16,7 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let each: usize = args.next().map_or(Ok(500), |a| a.parse())?;
     let dir = std::env::temp_dir().join(format!("herald-gc-{}", std::process::id()));
     let (log, _) = Log::open(&dir, Config::default())?;
-    let writer = Arc::new(Writer::spawn(log, Fsync::Always));
+    // Each publish's tag is the channel its publisher waits on.
+    let done = |r: herald_log::Result<u64>, tx: std::sync::mpsc::Sender<bool>| {
+        let _ = tx.send(r.is_ok());
+    };
+    let writer = Arc::new(Writer::spawn(log, Fsync::Always, done));
     let started = Instant::now();
     let threads: Vec<_> = (0..publishers)
         .map(|_| {
@@ -24,15 +28,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::thread::spawn(move || {
                 for _ in 0..each {
                     let (tx, rx) = std::sync::mpsc::channel();
-                    let msg = Owned {
-                        subject: "orders".into(),
-                        headers: Vec::new(),
-                        payload: vec![0; 128],
+                    let entry = Entry {
+                        subject: "orders",
+                        headers: b"",
+                        payload: &[0; 128],
                         timestamp: 0,
                     };
-                    writer.append(msg, move |r| {
-                        let _ = tx.send(r.is_ok());
-                    });
+                    writer.append(&entry, tx);
                     // Each publisher waits for its ack before the next publish.
                     assert_eq!(rx.recv(), Ok(true));
                 }

@@ -171,8 +171,10 @@ pub(crate) enum Loaded {
 
 /// Writes the index of the segment starting at `first_seq` to `path`: its first
 /// `index.len()` records, which end at byte `covered`, the last one with crc field
-/// `last_crc`. Written to a temporary file, fsynced, then renamed over `path`; the caller
-/// syncs the directory when it needs the name to be durable.
+/// `last_crc`. Written to a temporary file, then renamed over `path`; the caller syncs the
+/// directory when it needs the name to be durable. The file itself is not fsynced: after a
+/// crash it may be empty or torn, which its checksum shows, and the segment is then scanned
+/// (an index only ever saves time).
 ///
 /// The segment's bytes up to `covered` must already be durable: an index never describes
 /// bytes a crash could take back.
@@ -233,8 +235,7 @@ fn write_file(
         }
     }
     emit(&mut out, &mut file)?;
-    file.write_all(&crc.to_le_bytes()).map_err(io(tmp))?;
-    file.sync_all().map_err(io(tmp))
+    file.write_all(&crc.to_le_bytes()).map_err(io(tmp))
 }
 
 /// Loads the index file at `path` for the segment starting at `first_seq`, whose records are

@@ -25,7 +25,8 @@
 //!   `scan_with_headers` return an error, `scan` skips the rest of that chunk.
 //! - An index is written only for bytes already synced: for a segment as it rolls (after its
 //!   sync), for the active segment by [`Log::close`] (after the final sync), and by recovery for
-//!   a finished segment it had to scan. It is written to a temporary file, synced and renamed.
+//!   a finished segment it had to scan. It is written to a temporary file and renamed, not
+//!   fsynced: a crash may leave it empty or torn, which its checksum shows (see below).
 //! - **While an index file exists, the first `covered` bytes of its segment never change.** A
 //!   segment only grows at its end; recovery cuts a segment below an index's `covered` only
 //!   after removing the index (and syncing the directory); a segment file is created (emptied)
@@ -60,7 +61,7 @@ use std::time::Duration;
 pub use error::{Corruption, Error, Result};
 pub use record::{Entry, Stored};
 pub use segment::Truncation;
-pub use writer::{Fsync, Owned, Writer};
+pub use writer::{Fsync, Writer};
 
 use error::io;
 use segment::Segment;

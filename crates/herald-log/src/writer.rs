@@ -1,13 +1,15 @@
 //! Group commit: one thread appends for many publishers and makes each batch durable at once.
 //!
-//! Publishers hand [`Writer::append`] a message and a completion. The writer thread takes
-//! everything queued, appends it all, writes it with one call, and under [`Fsync::Always`]
-//! fsyncs once for the whole batch before completing any of it: concurrent publishers share
-//! one fsync, and a completion with `Ok(seq)` means the message is on disk. The fsync runs
-//! without the log's lock, so readers are not held up by it.
+//! Publishers hand [`Writer::append`] a message and a tag. The message's bytes are copied into
+//! a staging buffer shared with the writer thread (no allocation per message once the buffer
+//! has grown); the writer thread swaps the whole staging buffer out, appends it all, writes it
+//! with one call, and under [`Fsync::Always`] fsyncs once for the whole batch before
+//! completing any of it: concurrent publishers share one fsync, and a completion with
+//! `Ok(seq)` means the message is on disk. Completions run on the writer thread, in append
+//! order, through the one handler given to [`Writer::spawn`], with each message's tag. The
+//! fsync runs without the log's lock, so readers are not held up by it.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,124 +27,193 @@ pub enum Fsync {
     Never,
 }
 
-/// A message to append, owned so it can cross to the writer thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned {
-    /// The subject.
-    pub subject: String,
-    /// The header block, or empty.
-    pub headers: Vec<u8>,
-    /// The payload.
-    pub payload: Vec<u8>,
-    /// Nanoseconds since the Unix epoch.
-    pub timestamp: u64,
+/// Messages waiting for the writer thread: their bytes back to back, and per message its
+/// lengths, timestamp and tag.
+struct Staged<T> {
+    bytes: Vec<u8>,
+    items: Vec<Item<T>>,
 }
 
-type Done = Box<dyn FnOnce(Result<u64>) + Send>;
+struct Item<T> {
+    timestamp: u64,
+    subject: usize,
+    headers: usize,
+    payload: usize,
+    tag: T,
+}
 
-/// The appending thread of one log, shared by every publisher of its stream.
-pub struct Writer {
-    log: Arc<Mutex<Log>>,
-    tx: Option<Sender<(Owned, Done)>>,
+impl<T> Default for Staged<T> {
+    fn default() -> Self {
+        Staged {
+            bytes: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
+struct Queue<T> {
+    staged: Staged<T>,
+    /// Set when the writer is dropped: the thread completes what is staged and stops.
+    closed: bool,
+}
+
+struct Shared<T> {
+    log: Mutex<Log>,
+    queue: Mutex<Queue<T>>,
+    /// Signalled when the queue goes from empty to not, and at close.
+    ready: Condvar,
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+/// The appending thread of one log, shared by every publisher of its stream. `T` is what a
+/// publisher attaches to a message to know it again in the completion.
+pub struct Writer<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
     thread: Option<JoinHandle<()>>,
-    syncs: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl Writer {
-    /// Starts the writer thread for `log`.
-    pub fn spawn(log: Log, fsync: Fsync) -> Writer {
-        let log = Arc::new(Mutex::new(log));
-        let (tx, rx) = channel();
-        let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<T: Send + 'static> Writer<T> {
+    /// Starts the writer thread for `log`; `done` is called on that thread for each message,
+    /// in append order, with its sequence once it is stored as the fsync policy says (or the
+    /// error that kept it out) and its tag.
+    pub fn spawn(
+        log: Log,
+        fsync: Fsync,
+        done: impl FnMut(Result<u64>, T) + Send + 'static,
+    ) -> Writer<T> {
+        let shared = Arc::new(Shared {
+            log: Mutex::new(log),
+            queue: Mutex::new(Queue {
+                staged: Staged::default(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            syncs: std::sync::atomic::AtomicU64::new(0),
+        });
         let thread = std::thread::Builder::new()
             .name("herald-log-writer".into())
             .spawn({
-                let log = log.clone();
-                let syncs = syncs.clone();
-                move || run(&log, &rx, fsync, &syncs)
+                let shared = shared.clone();
+                move || run(&shared, fsync, done)
             })
             .ok();
-        Writer {
-            log,
-            tx: Some(tx),
-            thread,
-            syncs,
-        }
+        Writer { shared, thread }
     }
 
-    /// Queues `msg`; `done` is called on the writer thread with its sequence once it is
-    /// stored as the fsync policy says, or with the error that kept it out.
-    pub fn append(&self, msg: Owned, done: impl FnOnce(Result<u64>) + Send + 'static) {
-        let request = (msg, Box::new(done) as Done);
-        if let Some(Err(std::sync::mpsc::SendError((_, done)))) =
-            self.tx.as_ref().map(|tx| tx.send(request))
-        {
-            done(Err(crate::Error::Io {
-                path: Default::default(),
-                source: std::io::Error::other("the log writer has stopped"),
-            }));
+    /// Queues `entry` (copied) with `tag`; the completion handler gets the tag back with the
+    /// message's sequence once it is stored, or with the error that kept it out.
+    pub fn append(&self, entry: &Entry<'_>, tag: T) {
+        let mut queue = lock(&self.shared.queue);
+        if queue.closed || self.thread.is_none() {
+            drop(queue);
+            tracing::error!("append to a stopped log writer");
+            return;
+        }
+        let staged = &mut queue.staged;
+        let was_empty = staged.items.is_empty();
+        staged.bytes.extend_from_slice(entry.subject.as_bytes());
+        staged.bytes.extend_from_slice(entry.headers);
+        staged.bytes.extend_from_slice(entry.payload);
+        staged.items.push(Item {
+            timestamp: entry.timestamp,
+            subject: entry.subject.len(),
+            headers: entry.headers.len(),
+            payload: entry.payload.len(),
+            tag,
+        });
+        drop(queue);
+        if was_empty {
+            self.shared.ready.notify_one();
         }
     }
 
     /// The log, for reading (held briefly: the writer needs it for each batch).
     pub fn log(&self) -> MutexGuard<'_, Log> {
-        self.log
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.shared.log)
     }
 
     /// How many times the writer has fsynced (fewer than appends under load: group commit).
     pub fn syncs(&self) -> u64 {
-        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-impl Drop for Writer {
+impl<T: Send + 'static> Drop for Writer<T> {
     /// Completes what is queued, stops the thread, and closes the log as [`Log::close`] does
     /// (synced, the active segment's index written).
     fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(thread) = self.thread.take() {
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_one();
+        if let Some(thread) = self.thread.take()
+            // Dropped from a completion (its handler held the last reference): the thread
+            // finishes on its own after this batch.
+            && thread.thread().id() != std::thread::current().id()
+        {
             let _ = thread.join();
         }
     }
 }
 
-fn run(
-    log: &Mutex<Log>,
-    rx: &Receiver<(Owned, Done)>,
-    fsync: Fsync,
-    syncs: &std::sync::atomic::AtomicU64,
-) {
-    let lock = || log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Result<u64>, T)) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
+    let mut batch = Staged::default();
+    let mut results = Vec::new();
     loop {
-        let first = match fsync {
-            Fsync::Interval(every) if unsynced => {
-                match rx.recv_timeout(every.saturating_sub(last_sync.elapsed())) {
-                    Ok(request) => Some(request),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        let closed = {
+            let mut queue = lock(&shared.queue);
+            loop {
+                if !queue.staged.items.is_empty() || queue.closed {
+                    break;
+                }
+                match fsync {
+                    Fsync::Interval(every) if unsynced => {
+                        let left = every.saturating_sub(last_sync.elapsed());
+                        if left.is_zero() {
+                            break;
+                        }
+                        queue = shared
+                            .ready
+                            .wait_timeout(queue, left)
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .0;
+                    }
+                    _ => {
+                        queue = shared
+                            .ready
+                            .wait(queue)
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    }
                 }
             }
-            _ => match rx.recv() {
-                Ok(request) => Some(request),
-                Err(_) => break,
-            },
+            std::mem::swap(&mut queue.staged, &mut batch);
+            queue.closed
         };
-        let mut batch: Vec<(Owned, Done)> = first.into_iter().collect();
-        batch.extend(rx.try_iter());
-        let mut results = Vec::with_capacity(batch.len());
+        results.clear();
         let handle = {
-            let mut log = lock();
-            for (msg, _) in &batch {
-                results.push(log.append(&Entry {
-                    subject: &msg.subject,
-                    headers: &msg.headers,
-                    payload: &msg.payload,
-                    timestamp: msg.timestamp,
-                }));
+            let mut log = lock(&shared.log);
+            let mut at = 0;
+            for item in &batch.items {
+                let subject = &batch.bytes[at..at + item.subject];
+                let headers = &batch.bytes[at + item.subject..at + item.subject + item.headers];
+                let end = at + item.subject + item.headers + item.payload;
+                let payload = &batch.bytes[at + item.subject + item.headers..end];
+                at = end;
+                results.push(match std::str::from_utf8(subject) {
+                    Ok(subject) => log.append(&Entry {
+                        subject,
+                        headers,
+                        payload,
+                        timestamp: item.timestamp,
+                    }),
+                    Err(_) => Err(crate::Error::FieldTooLong),
+                });
             }
             match log.flush() {
                 Ok(()) => log.sync_handle(),
@@ -160,9 +231,9 @@ fn run(
             }
         };
         let due = match fsync {
-            Fsync::Always => !batch.is_empty(),
+            Fsync::Always => !batch.items.is_empty(),
             Fsync::Interval(every) => {
-                last_sync.elapsed() >= every && (unsynced || !batch.is_empty())
+                last_sync.elapsed() >= every && (unsynced || !batch.items.is_empty())
             }
             Fsync::Never => false,
         };
@@ -173,7 +244,9 @@ fn run(
                     .map_err(|e| format!("{}: fsync: {e}", path.display())),
                 None => Err("no handle on the segment to fsync".to_owned()),
             };
-            syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             last_sync = Instant::now();
             unsynced = false;
             if let Err(text) = synced {
@@ -187,15 +260,19 @@ fn run(
                     }
                 }
             }
-        } else if !batch.is_empty() {
+        } else if !batch.items.is_empty() {
             unsynced = true;
         }
-        for ((_, done), result) in batch.into_iter().zip(results) {
-            done(result);
+        batch.bytes.clear();
+        for (item, result) in batch.items.drain(..).zip(results.drain(..)) {
+            done(result, item.tag);
+        }
+        if closed && lock(&shared.queue).staged.items.is_empty() {
+            break;
         }
     }
     // A clean shutdown: the last sync, and the active segment's index for a fast next open.
-    let mut log = lock();
+    let mut log = lock(&shared.log);
     if let Err(err) = log.close_in_place() {
         tracing::error!(%err, "closing the log failed");
     }

@@ -14,9 +14,13 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Appends the decimal form of `n` (two digits per division).
-pub fn number(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// Appends the decimal form of `n`.
+pub fn number(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(digits(n, &mut [0; 20]));
+}
+
+/// The decimal form of `n`, written at the end of `digits` (two digits per division).
+pub fn digits(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
     while n >= 100 {
         let pair = (n % 100) as usize * 2;
@@ -32,7 +36,7 @@ pub fn number(out: &mut Vec<u8>, mut n: u64) {
         i -= 1;
         digits[i] = b'0' + n as u8;
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 /// `MSG <subject> <sid> [reply] <size>` CRLF payload CRLF.

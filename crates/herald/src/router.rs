@@ -176,20 +176,14 @@ impl Scope {
 
     /// Answers on `reply`, a reply subject this scope accepted with a publish (so it is not
     /// checked again): a JetStream publish ack. Returns how many took it.
-    pub(crate) fn answer(&self, reply: &str, payload: Bytes) -> usize {
+    pub(crate) fn answer(&self, reply: &str, payload: &[u8]) -> usize {
         self.index
             .with_checked_matches(reply, |matches| {
                 if matches.is_empty() {
                     return 0;
                 }
-                let msg = Message::new(
-                    matches.subject.clone(),
-                    None,
-                    Headers::from_map(None),
-                    payload,
-                    None,
-                );
-                fan_out(matches, &Delivery::built(msg), Reach::All)
+                let delivery = Delivery::wire(&matches.subject, None, None, payload, &self.me);
+                fan_out(matches, &delivery, Reach::All)
             })
             .unwrap_or(0)
     }

@@ -469,8 +469,7 @@ impl Store {
             Storage::Memory => Fsync::Never,
             Storage::File => self.fsync,
         };
-        let writer = herald_log::Writer::spawn(log, fsync);
-        let stream = Stream::new(config, created, dir, writer, self.scope.clone());
+        let stream = Stream::new(config, created, dir, log, fsync, self.scope.clone());
         stream
             .subscribe()
             .map_err(|e| ApiError::stream_create(e.to_string()))?;

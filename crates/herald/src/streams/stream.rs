@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use herald_log::{Owned, Writer};
+use herald_log::{Entry, Fsync, Log, Writer};
 use parking_lot::{Mutex, RwLock};
 
 use super::config::{ApiError, StreamConfig};
@@ -37,7 +37,7 @@ pub(crate) struct Stream {
     /// Creation time, ns since the epoch.
     pub(crate) created: u64,
     pub(crate) dir: PathBuf,
-    pub(crate) writer: Writer,
+    pub(crate) writer: Writer<Pending>,
     /// The highest sequence whose append completed: what consumers may read.
     committed: AtomicU64,
     pub(crate) scope: Arc<Scope>,
@@ -57,6 +57,13 @@ struct Confirm {
     need: usize,
     by: Vec<Arc<str>>,
     deadline: Instant,
+}
+
+/// What a capture leaves with a message for the writer's completion.
+pub(crate) struct Pending {
+    reply: Option<String>,
+    msg_id: Option<String>,
+    confirm: Option<(usize, Duration)>,
 }
 
 /// Message ids seen within the duplicate window.
@@ -79,21 +86,29 @@ impl Stream {
         config: StreamConfig,
         created: u64,
         dir: PathBuf,
-        writer: Writer,
+        log: Log,
+        fsync: Fsync,
         scope: Arc<Scope>,
     ) -> Arc<Stream> {
-        let last = writer.log().next_seq() - 1;
+        let last = log.next_seq() - 1;
         let ack_prefix = format!(
             "{{\"stream\":{},\"seq\":",
             serde_json::Value::from(config.name.as_str())
         );
-        let stream = Arc::new(Stream {
+        let stream = Arc::new_cyclic(|me: &Weak<Stream>| Stream {
+            writer: Writer::spawn(log, fsync, {
+                let me = me.clone();
+                move |result, pending| {
+                    if let Some(stream) = me.upgrade() {
+                        stream.stored(result, pending);
+                    }
+                }
+            }),
             ack_prefix,
             name: config.name.clone(),
             config: Mutex::new(config),
             created,
             dir,
-            writer,
             committed: AtomicU64::new(last),
             scope,
             dedup: Mutex::default(),
@@ -231,35 +246,32 @@ impl Stream {
                 }
             }
         }
-        let owned = Owned {
-            subject: msg.subject().to_owned(),
-            headers: headers.to_vec(),
-            payload: msg.payload().to_vec(),
+        let entry = Entry {
+            subject: msg.subject(),
+            headers,
+            payload: msg.payload(),
             timestamp: now,
         };
-        let me = Arc::downgrade(self);
-        let reply = if no_ack {
-            None
-        } else {
-            reply.map(str::to_owned)
+        let pending = Pending {
+            reply: if no_ack {
+                None
+            } else {
+                reply.map(str::to_owned)
+            },
+            msg_id: msg_id.map(str::to_owned),
+            confirm,
         };
-        let msg_id = msg_id.map(str::to_owned);
-        self.writer.append(owned, move |result| {
-            if let Some(stream) = me.upgrade() {
-                stream.stored(result, reply, msg_id, confirm);
-            }
-        });
+        self.writer.append(&entry, pending);
         true
     }
 
     /// The writer's completion for one message (on the writer thread).
-    fn stored(
-        &self,
-        result: herald_log::Result<u64>,
-        reply: Option<String>,
-        msg_id: Option<String>,
-        confirm: Option<(usize, Duration)>,
-    ) {
+    fn stored(&self, result: herald_log::Result<u64>, pending: Pending) {
+        let Pending {
+            reply,
+            msg_id,
+            confirm,
+        } = pending;
         let waiters = msg_id.and_then(|id| {
             let mut dedup = self.dedup.lock();
             match &result {
@@ -391,14 +403,14 @@ impl Stream {
     /// Sends the publish ack, `{"stream":..,"seq":..}` (`PubAck`'s JSON), built by hand: it
     /// is one per stored message.
     fn answer_ack(&self, reply: &str, seq: u64, duplicate: bool) {
-        let mut body = Vec::with_capacity(self.ack_prefix.len() + 40);
+        let mut body = smallvec::SmallVec::<[u8; 128]>::new();
         body.extend_from_slice(self.ack_prefix.as_bytes());
-        herald_proto::encode::number(&mut body, seq);
+        body.extend_from_slice(herald_proto::encode::digits(seq, &mut [0; 20]));
         if duplicate {
             body.extend_from_slice(b",\"duplicate\":true");
         }
         body.push(b'}');
-        self.scope.answer(reply, Bytes::from(body));
+        self.scope.answer(reply, &body);
     }
 
     fn answer_error(&self, reply: &str, err: &ApiError) {
