@@ -29,7 +29,9 @@ server/stream.go; the sync_interval setting and its "always" came with 2.10, and
 rejects both the config field and a flag), so herald --fsync 2m is the matching durability;
 --fsync always (acked means on disk) has no nats-server 2.9 counterpart and is reported
 separately. Rows: `herald bench --mode js-pub` with 1 and with 256 publishes awaiting their
-ack, `--mode js-consume` (durable pull consumer, batches of 256, an ack per message), and the
+ack, `--mode js-consume` (durable pull consumer, batches of 256, an ack per message), the
+windowed publish and the consume again with `--raw` (the timed part on the raw client, so that
+the server and not async-nats is the bottleneck), and the
 restart time with 1 M messages stored: prefill 1 M messages of 16 B (256 in flight), stop the
 server with SIGTERM, start it again on the same data directory and time from the start of
 the process until $JS.API.STREAM.INFO reports 1 M messages (polled every 5 ms over a fresh
@@ -366,6 +368,10 @@ def js(herald_bin, nats_bin, version):
         ("js publish, 16 B, 1 in flight", ["--mode", "js-pub", "--inflight", "1", "--msgs", "10000"]),
         ("js publish, 16 B, 256 in flight", ["--mode", "js-pub", "--inflight", "256", "--msgs", "200000"]),
         ("js consume, 16 B, batches of 256", ["--mode", "js-consume", "--batch", "256", "--msgs", "200000"]),
+        ("js publish, 16 B, 256 in flight, raw client",
+         ["--mode", "js-pub", "--raw", "--inflight", "256", "--msgs", "300000"]),
+        ("js consume, 16 B, batches of 256, raw client",
+         ["--mode", "js-consume", "--raw", "--batch", "256", "--msgs", "300000"]),
     ]
     print(f"\nJetStream, file storage: herald (--fsync 2m) vs {version} (-js: fsync every 2 min), "
           f"{ROUNDS} round(s) each, medians; ratio > 1: herald better; "
@@ -400,7 +406,7 @@ def print_js_rows(name, args, results):
     hv, nv, av = median(h, key), median(n, key), median(a, key)
     print(f"| {name} ({unit}) | {hv:,.0f} | {nv:,.0f} | {hv / nv:.2f} | {av:,.0f} | {av / nv:.2f} "
           f"| {cpu(h)} | {cpu(n)} |")
-    if not consume:
+    if not consume and all(r.get("latency_us") for r in h + n + a):
         for q in ("p50", "p99"):
             lat = lambda rs: statistics.median(r["latency_us"][q] for r in rs)
             hv, nv, av = lat(h), lat(n), lat(a)

@@ -418,3 +418,35 @@ fn errors_are_one_clear_line() {
         );
     }
 }
+
+/// `herald bench --mode js-pub|js-consume`, with async-nats and with the raw client, runs to
+/// the end against herald and reports every message (each mode checks the stream or the
+/// consumer afterwards and fails otherwise).
+#[test]
+fn bench_js_modes_count_every_message() {
+    let server = Server::start();
+    for mode in [
+        &["--mode", "js-pub", "--inflight", "16"][..],
+        &["--mode", "js-pub", "--inflight", "16", "--raw"],
+        &["--mode", "js-consume", "--batch", "64"],
+        &["--mode", "js-consume", "--batch", "64", "--raw"],
+    ] {
+        let mut args = vec!["bench", "bench.js", "--json", "--msgs", "500"];
+        args.extend_from_slice(mode);
+        let report: serde_json::Value =
+            serde_json::from_str(ok(&server.url(), &args).trim()).expect("one JSON report");
+        assert_eq!(report["received"], 500, "{mode:?}: {report}");
+        let rate = if mode[1] == "js-pub" {
+            &report["publish_rate"]
+        } else {
+            &report["deliver_rate"]
+        };
+        assert!(rate.as_f64().is_some_and(|r| r > 0.0), "{mode:?}: {report}");
+        let client = if mode.contains(&"--raw") {
+            "raw"
+        } else {
+            "async-nats"
+        };
+        assert_eq!(report["client"], client);
+    }
+}

@@ -10,6 +10,17 @@
 //!   each one (explicit ack, not double ack). The clock runs from the first fetch to the last
 //!   ack (flushed to the server); the consumer must have no ack pending afterwards.
 //!
+//! With `--raw`, the timed part runs on the raw client instead (pre-encoded frames, header-only
+//! parsing), so that the server rather than async-nats is the bottleneck; setup, prefill and
+//! the checks afterwards stay with async-nats:
+//!
+//! - `js-pub --raw`: one connection subscribes `_INBOX.herald-bench.*` and keeps `--inflight`
+//!   publishes, each with its own reply subject there, awaiting their ack; an ack that is not a
+//!   publish ack of the bench stream fails the run.
+//! - `js-consume --raw`: pull requests (`{"batch": N, "expires": ..}`) on
+//!   `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`; each batch's acks (`PUB <ack subject> 0`)
+//!   are written together with the next pull request.
+//!
 //! The stream (`--stream`, capturing the bench subject) is deleted first if it exists, and
 //! after the run unless `--keep` is given.
 
@@ -24,7 +35,10 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
-use super::{BenchArgs, Latency, Report, Result, base, histogram, progress};
+use herald_proto::ServerOp;
+use tokio::io::AsyncWriteExt;
+
+use super::{BenchArgs, Latency, RawConn, Report, Result, base, histogram, progress};
 
 /// What a JetStream run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,9 +70,10 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
         .max_ack_inflight(args.inflight)
         .build(client.clone());
     let stream = fresh_stream(&js, args).await?;
-    let result = match mode {
-        JsMode::JsPub => publish(&js, args).await,
-        JsMode::JsConsume => consume(&client, &js, stream, args).await,
+    let result = match (mode, args.raw) {
+        (JsMode::JsPub, false) => publish(&js, args).await,
+        (JsMode::JsPub, true) => publish_raw(&js, args).await,
+        (JsMode::JsConsume, raw) => consume(&client, &js, stream, args, raw).await,
     };
     if !args.keep {
         let deleted = js.delete_stream(&args.stream).await;
@@ -115,13 +130,162 @@ async fn publish(js: &jetstream::Context, args: &BenchArgs) -> Result<Report> {
     Ok(report)
 }
 
+/// The reply subjects of `js-pub --raw`: the prefix, then the publish's number.
+const RAW_INBOX: &str = "_INBOX.herald-bench.";
+
+/// `--mode js-pub --raw`: timed windowed publishes from the raw client, then the same check.
+async fn publish_raw(js: &jetstream::Context, args: &BenchArgs) -> Result<Report> {
+    let mut conn = RawConn::open(&args.client).await?;
+    conn.socket
+        .write_all(format!("SUB {RAW_INBOX}* 1\r\n").as_bytes())
+        .await?;
+    conn.round_trip(args.idle_timeout).await?;
+    let expected_ack = format!("{{\"stream\":\"{}\"", args.stream);
+    let payload = vec![0u8; args.size];
+    let bar = progress(args.msgs, "acked", args.json);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let (mut sent, mut acked) = (0u64, 0u64);
+    let refill = (args.inflight as u64 / 4).max(1);
+    let start = Instant::now();
+    while acked < args.msgs {
+        out.clear();
+        while sent < args.msgs && sent - acked < args.inflight as u64 {
+            out.extend_from_slice(b"PUB ");
+            out.extend_from_slice(args.subject.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(RAW_INBOX.as_bytes());
+            herald_proto::encode::number(&mut out, sent);
+            out.push(b' ');
+            herald_proto::encode::number(&mut out, args.size as u64);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&payload);
+            out.extend_from_slice(b"\r\n");
+            sent += 1;
+        }
+        if !out.is_empty() {
+            conn.socket.write_all(&out).await?;
+        }
+        let before = acked;
+        let mut bad = None;
+        let progressed = conn
+            .read_until(args.idle_timeout, |op| {
+                if let ServerOp::Msg { payload, .. } = op {
+                    if !payload.starts_with(expected_ack.as_bytes()) {
+                        bad = Some(String::from_utf8_lossy(payload).into_owned());
+                        return true;
+                    }
+                    acked += 1;
+                }
+                acked - before >= refill || acked == sent
+            })
+            .await?;
+        if let Some(bad) = bad {
+            return Err(format!("publish not acknowledged: {bad}").into());
+        }
+        if !progressed {
+            return Err(format!("no publish ack within {:?}", args.idle_timeout).into());
+        }
+        bar.set_position(acked);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let stored = js
+        .get_stream(&args.stream)
+        .await?
+        .cached_info()
+        .state
+        .messages;
+    if stored != acked {
+        return Err(format!("{acked} publishes acked, but the stream holds {stored}").into());
+    }
+    let mut report = js_base(args, "js-pub");
+    report.publish_rate = acked as f64 / elapsed;
+    report.received = acked;
+    report.expected = args.msgs;
+    Ok(report)
+}
+
+/// The timed part of `js-consume --raw`: batches pulled and acked by the raw client; returns
+/// how many messages were consumed.
+async fn consume_raw(args: &BenchArgs) -> Result<u64> {
+    let mut conn = RawConn::open(&args.client).await?;
+    let inbox = "_INBOX.herald-bench-pull";
+    conn.socket
+        .write_all(format!("SUB {inbox} 1\r\n").as_bytes())
+        .await?;
+    conn.round_trip(args.idle_timeout).await?;
+    let next = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{CONSUMER}", args.stream);
+    let bar = progress(args.msgs, "consumed", args.json);
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut got = 0u64;
+    while got < args.msgs {
+        let want = (args.msgs - got).min(args.batch as u64);
+        let request = format!(
+            "{{\"batch\":{want},\"expires\":{}}}",
+            args.idle_timeout.as_nanos()
+        );
+        out.extend_from_slice(format!("PUB {next} {inbox} {}\r\n", request.len()).as_bytes());
+        out.extend_from_slice(request.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        conn.socket.write_all(&out).await?;
+        out.clear();
+        let mut in_batch = 0u64;
+        let mut problem = None;
+        let done = conn
+            .read_until(args.idle_timeout, |op| {
+                match op {
+                    ServerOp::Msg {
+                        reply: Some(ack),
+                        payload,
+                        ..
+                    } => {
+                        if payload.len() != args.size {
+                            problem = Some(format!("a message of {} bytes", payload.len()));
+                            return true;
+                        }
+                        out.extend_from_slice(b"PUB ");
+                        out.extend_from_slice(ack.as_bytes());
+                        out.extend_from_slice(b" 0\r\n\r\n");
+                        in_batch += 1;
+                    }
+                    ServerOp::HMsg { headers, .. } => {
+                        problem = Some(String::from_utf8_lossy(headers).trim().to_owned());
+                        return true;
+                    }
+                    _ => {}
+                }
+                in_batch == want
+            })
+            .await?;
+        if let Some(problem) = problem {
+            return Err(format!("fetch failed after {got} messages: {problem}").into());
+        }
+        if !done {
+            return Err(format!(
+                "no message within {:?} after {got} of {}",
+                args.idle_timeout, args.msgs
+            )
+            .into());
+        }
+        got += in_batch;
+        bar.set_position(got);
+    }
+    // The last acks reach the server.
+    conn.socket.write_all(&out).await?;
+    conn.round_trip(args.idle_timeout).await?;
+    bar.finish_and_clear();
+    Ok(got)
+}
+
 /// `--mode js-consume`: an untimed prefill, then timed batched fetches with an ack per
-/// message, then a check that the consumer has nothing left to ack.
+/// message (async-nats, or the raw client), then a check that the consumer has nothing left
+/// to ack.
 async fn consume(
     client: &async_nats::Client,
     js: &jetstream::Context,
     mut stream: stream::Stream,
     args: &BenchArgs,
+    raw: bool,
 ) -> Result<Report> {
     let bar = progress(args.msgs, "prefill", args.json);
     let start = Instant::now();
@@ -141,9 +305,33 @@ async fn consume(
         .await
         .map_err(|e| format!("cannot create the consumer: {e}"))?;
 
+    let start = Instant::now();
+    let got = if raw {
+        consume_raw(args).await?
+    } else {
+        consume_nats(client, &consumer, args).await?
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    wait_all_acked(stream, args).await?;
+
+    let mut report = js_base(args, "js-consume");
+    report.subs = 1;
+    report.publish_rate = prefill_rate;
+    report.deliver_rate = got as f64 / elapsed;
+    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
+    report.received = got;
+    report.expected = args.msgs;
+    Ok(report)
+}
+
+/// The timed part of `js-consume` with async-nats: `batch()` fetches, `ack()` per message.
+async fn consume_nats(
+    client: &async_nats::Client,
+    consumer: &jetstream::consumer::PullConsumer,
+    args: &BenchArgs,
+) -> Result<u64> {
     let bar = progress(args.msgs, "consumed", args.json);
     let mut got = 0u64;
-    let start = Instant::now();
     while got < args.msgs {
         let want = (args.msgs - got).min(args.batch as u64) as usize;
         let mut batch = consumer
@@ -179,18 +367,8 @@ async fn consume(
     }
     // The last acks are sent, not only queued in the client.
     client.flush().await?;
-    let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    wait_all_acked(stream, args).await?;
-
-    let mut report = js_base(args, "js-consume");
-    report.subs = 1;
-    report.publish_rate = prefill_rate;
-    report.deliver_rate = got as f64 / elapsed;
-    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
-    report.received = got;
-    report.expected = args.msgs;
-    Ok(report)
+    Ok(got)
 }
 
 /// Waits (not timed) until the server has applied every ack: nothing pending, ack floor at
