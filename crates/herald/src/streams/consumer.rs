@@ -922,7 +922,12 @@ async fn drive(consumer: Arc<Consumer>) {
 
 /// An ack arrived on `$JS.ACK.<stream>.>`: applies it, and answers an ack that asks for it.
 pub(crate) fn on_ack(stream: &Arc<Stream>, msg: &Delivery<'_>) {
-    let mut tokens = msg.subject().split('.');
+    // By byte: this runs once per acknowledged message.
+    let mut tokens = msg
+        .subject()
+        .as_bytes()
+        .split(|&b| b == b'.')
+        .map(|token| std::str::from_utf8(token).unwrap_or_default());
     let (Some(_js), Some(_ack), Some(_stream), Some(name), Some(_delivered), Some(sseq)) = (
         tokens.next(),
         tokens.next(),

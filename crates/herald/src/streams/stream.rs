@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub(crate) struct Stream {
     pub(crate) scope: Arc<Scope>,
     dedup: Mutex<Dedup>,
     confirms: Mutex<BTreeMap<u64, Confirm>>,
+    /// How many entries `confirms` has (kept under its lock): an ack skips the lock when 0.
+    confirming: AtomicUsize,
     pub(crate) consumers: RwLock<BTreeMap<String, Arc<Consumer>>>,
     /// Index entries this stream holds in its scope: (pattern, id).
     subscriptions: Mutex<Vec<(Arc<str>, u64)>>,
@@ -113,6 +115,7 @@ impl Stream {
             scope,
             dedup: Mutex::default(),
             confirms: Mutex::default(),
+            confirming: AtomicUsize::new(0),
             consumers: RwLock::default(),
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
@@ -289,7 +292,8 @@ impl Stream {
                 // the message is visible before its publisher hears of it.
                 let ack_now = match (reply, confirm) {
                     (Some(reply), Some((need, timeout))) if need > 0 => {
-                        self.confirms.lock().insert(
+                        let mut confirms = self.confirms.lock();
+                        confirms.insert(
                             seq,
                             Confirm {
                                 reply,
@@ -298,6 +302,9 @@ impl Stream {
                                 deadline: Instant::now() + timeout,
                             },
                         );
+                        // Before `committed` is raised below: a consumer that sees the
+                        // message sees this count too.
+                        self.confirming.store(confirms.len(), Ordering::Release);
                         None
                     }
                     (reply, _) => reply,
@@ -327,6 +334,9 @@ impl Stream {
 
     /// A consumer acknowledged `seq`: counts it for a confirm-N publish waiting on it.
     pub(crate) fn confirmed_by(&self, seq: u64, consumer: &Arc<str>) {
+        if self.confirming.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut confirms = self.confirms.lock();
         let Some(c) = confirms.get_mut(&seq) else {
             return;
@@ -337,6 +347,7 @@ impl Stream {
         if c.by.len() >= c.need
             && let Some(c) = confirms.remove(&seq)
         {
+            self.confirming.store(confirms.len(), Ordering::Release);
             drop(confirms);
             self.answer_ack(&c.reply, seq, false);
         }
@@ -352,9 +363,12 @@ impl Stream {
                 .filter(|(_, c)| c.deadline <= now)
                 .map(|(seq, _)| *seq)
                 .collect();
-            due.into_iter()
+            let expired = due
+                .into_iter()
                 .filter_map(|seq| confirms.remove(&seq).map(|c| (seq, c)))
-                .collect()
+                .collect();
+            self.confirming.store(confirms.len(), Ordering::Release);
+            expired
         };
         for (seq, c) in expired {
             let err = ApiError::new(
