@@ -70,8 +70,8 @@ struct State {
     /// Ready to be delivered again (ack wait ran out, or a nak).
     redeliver: BTreeSet<u64>,
     waiting: VecDeque<Pull>,
-    /// Last pull or ack, ns since the epoch (reported as `last_active`).
-    last_active: u64,
+    /// Whether a pull or an ack came yet (then `active_at` is reported as `last_active`).
+    touched: bool,
     /// Last pull or ack, for the inactivity threshold.
     active_at: Instant,
     dirty: bool,
@@ -184,7 +184,7 @@ impl Consumer {
             deadlines: BTreeSet::new(),
             redeliver: BTreeSet::new(),
             waiting: VecDeque::new(),
-            last_active: 0,
+            touched: false,
             active_at: now,
             dirty: true,
             saved_at: now,
@@ -303,7 +303,7 @@ impl Consumer {
             );
         }
         let now = Instant::now();
-        st.last_active = now_ns();
+        st.touched = true;
         st.active_at = now;
         if req.no_wait && req.expires == 0 && !self.has_messages(&st, stream) {
             return send_status(&stream.scope, reply, "404 No Messages", None);
@@ -348,9 +348,9 @@ impl Consumer {
             return false;
         }
         let now = Instant::now();
-        st.last_active = now_ns();
+        st.touched = true;
         st.active_at = now;
-        let mut acked: Vec<u64> = Vec::new();
+        let mut acked: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
         match kind {
             AckKind::Ack | AckKind::Next(_) => {
                 if st.config.ack_policy == AckPolicy::All {
@@ -421,6 +421,10 @@ impl Consumer {
 
     /// Fills waiting pull requests: redeliveries first, then new messages, within the window.
     fn pump(&self, st: &mut State, stream: &Stream) {
+        if st.waiting.is_empty() {
+            // Nothing to fill (the common case after an ack).
+            return;
+        }
         let ack_none = st.config.ack_policy == AckPolicy::None;
         let window = if ack_none || st.config.max_ack_pending <= 0 {
             usize::MAX
@@ -714,7 +718,9 @@ impl Consumer {
             delivered: SequenceInfo {
                 consumer_seq: st.cseq,
                 stream_seq: st.last_sseq,
-                last_active: (st.last_active > 0).then(|| rfc3339(st.last_active)),
+                last_active: st.touched.then(|| {
+                    rfc3339(now_ns().saturating_sub(st.active_at.elapsed().as_nanos() as u64))
+                }),
             },
             ack_floor,
             num_ack_pending: st.pending.len(),
