@@ -6,8 +6,8 @@
 //! (`00000000000000000001.idx`), plus an optional `purged` file. A segment is a run of records
 //! (layout in [`record`]): length, crc32c, sequence, timestamp, subject, headers, payload. An
 //! index (layout in the `index` module) describes a prefix of its segment, the first `covered`
-//! bytes: where each record starts, its timestamp, whether it has headers, and the checksum of
-//! the last one; the whole file is checksummed.
+//! bytes: where each record starts, every 64th record's timestamp, whether each has headers,
+//! and the checksum of the last one; the whole file is checksummed.
 //!
 //! # Invariants
 //! - Sequences start at 1 and grow by one per append; within a segment they are consecutive
@@ -36,8 +36,8 @@
 //! - Recovery trusts an index only if its checksum matches, it is for the segment's first
 //!   sequence, its offsets tile `covered` bytes with records of possible sizes, the segment
 //!   holds at least `covered` bytes, and the segment's first and last covered records decode at
-//!   the offsets it gives, with the sequence, timestamp, header flag (and, for the last, the
-//!   checksum) it records. The bytes after `covered` are then decoded and verified as if there
+//!   the offsets it gives, with the sequence and header flag (for the first, the timestamp; for
+//!   the last, the checksum) it records. The bytes after `covered` are then decoded and verified as if there
 //!   were no index (a torn tail is cut and reported as always). Any other index is removed and
 //!   its segment scanned whole: a bad index costs time, never records.
 //! - Deleting old messages (limits, [`Log::purge`]) moves the first sequence forward; a segment
@@ -264,17 +264,28 @@ impl Log {
         self.enforce_limits()
     }
 
-    /// The timestamp of message `seq`, from the index (no read), if it is kept.
+    /// The timestamp of message `seq`, if it is kept (read from the record's header: one
+    /// small read, or none for a record still in the write buffer).
     pub fn timestamp(&self, seq: u64) -> Option<u64> {
         if seq < self.first || seq >= self.next_seq() {
             return None;
         }
         let at = self.segments.partition_point(|s| s.first_seq <= seq);
         let seg = &self.segments[at.checked_sub(1)?];
-        seg.index
-            .timestamps()
-            .get((seq - seg.first_seq) as usize)
-            .copied()
+        self.record_timestamp(seg, (seq - seg.first_seq) as usize)
+    }
+
+    /// The timestamp field of record `i` of `seg`: bytes 16..24 of the record.
+    fn record_timestamp(&self, seg: &Segment, i: usize) -> Option<u64> {
+        let at = seg.index.offset(i)? + 16;
+        let mut field = [0u8; 8];
+        if std::ptr::eq(seg, self.active()) && at >= seg.written {
+            let from = (at - seg.written) as usize;
+            field.copy_from_slice(self.pending.get(from..from + 8)?);
+        } else {
+            seg.read_into(at, &mut field).ok()?;
+        }
+        Some(u64::from_le_bytes(field))
     }
 
     /// The log's directory.
@@ -618,16 +629,42 @@ impl Log {
 
     /// The first kept sequence whose timestamp is at or after `timestamp` (nanoseconds), or
     /// [`next_seq`](Log::next_seq) if none is.
+    ///
+    /// Timestamps are taken as non-decreasing (they are appended in order): a binary search over
+    /// every 64th record's timestamp (in memory), then over the records of one block (a small
+    /// read each). A record that cannot be read counts as later than `timestamp`, so expiry
+    /// keeps it and a consumer starting at a time starts no later than it should.
     pub fn seq_for_time(&self, timestamp: u64) -> u64 {
         for seg in &self.segments {
             if seg.end_seq() <= self.first {
                 continue;
             }
             let skip = self.first.saturating_sub(seg.first_seq) as usize;
-            let live = &seg.index.timestamps()[skip..];
-            let i = live.partition_point(|&ts| ts < timestamp);
-            if i < live.len() {
-                return seg.first_seq + (skip + i) as u64;
+            let n = seg.index.len();
+            let earlier = |i: usize| {
+                self.record_timestamp(seg, i)
+                    .is_some_and(|ts| ts < timestamp)
+            };
+            // Blocks 0..k start before `timestamp`; the first record at or after it is in
+            // block k - 1 (past its first record) or is record 64k.
+            let k = seg.index.samples().partition_point(|&ts| ts < timestamp);
+            let (lo, hi) = match k {
+                0 => (0, 0),
+                k => ((k - 1) * 64 + 1, (k * 64).min(n)),
+            };
+            // The first of lo..hi that is not earlier (hi if all are).
+            let (mut lo, mut hi) = (lo.min(hi), hi);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if earlier(mid) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            let i = lo.max(skip);
+            if i < n {
+                return seg.first_seq + i as u64;
             }
         }
         self.next_seq()

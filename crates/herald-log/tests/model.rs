@@ -101,6 +101,13 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
             prop_assert_eq!(log.timestamp(seq), None);
         }
     }
+    // The first kept message at or after a time.
+    for t in (0..=model.next() * 1000 + 1).step_by(500) {
+        let want = (model.first..model.next())
+            .find(|s| s * 1000 >= t)
+            .unwrap_or(model.next());
+        prop_assert_eq!(log.seq_for_time(t), want, "time {}", t);
+    }
     // Visiting only the records with headers sees exactly those, in order, from any point.
     for from in [
         0,

@@ -325,9 +325,10 @@ fn a_bad_index_is_ignored_and_the_segment_scanned_with_identical_results() {
         Some(resum(bad)),
     ));
     let mut bad = good.clone();
-    let last_ts = 40 + 4 * records + 8 * (records - 1);
-    bad[last_ts] ^= 1;
-    damages.push(("last timestamp".into(), first.clone(), Some(resum(bad))));
+    // The first sampled timestamp: record 0's, which opening checks against the record.
+    let first_ts = 40 + 4 * records;
+    bad[first_ts] ^= 1;
+    damages.push(("first timestamp".into(), first.clone(), Some(resum(bad))));
     let mut bad = good.clone();
     bad[12] ^= 1;
     damages.push(("last record's crc".into(), first.clone(), Some(resum(bad))));
@@ -340,7 +341,7 @@ fn a_bad_index_is_ignored_and_the_segment_scanned_with_identical_results() {
         Some(resum(bad)),
     ));
     let mut bad = good.clone();
-    let flags = 40 + 12 * records;
+    let flags = 40 + 4 * records + 8 * records.div_ceil(64);
     bad[flags] ^= 1;
     damages.push((
         "first record's header flag".into(),
@@ -588,4 +589,47 @@ fn scan_with_headers_visits_only_records_with_headers() {
     let (log, recovery) = Log::open(dir.path(), small()).unwrap();
     assert_eq!(recovery.indexed_segments, 0);
     assert_eq!(visit(&log, 0, usize::MAX), want[4..]);
+}
+
+/// Times map to sequences exactly with only every 64th timestamp in memory: many records a
+/// segment, repeated timestamps, a purge into the middle of a segment, and after a reopen that
+/// trusts the index files.
+#[test]
+fn seq_for_time_finds_the_first_message_at_or_after_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        segment_bytes: 16 * 1024,
+        ..Config::default()
+    };
+    let ts = |seq: u64| (seq / 3) * 10;
+    let (mut log, _) = Log::open(dir.path(), config.clone()).unwrap();
+    for seq in 1..=1000u64 {
+        log.append(&Entry {
+            subject: "t",
+            headers: b"",
+            payload: &[0; 20],
+            timestamp: ts(seq),
+        })
+        .unwrap();
+        if seq % 300 == 0 {
+            log.flush().unwrap();
+        }
+    }
+    log.purge(Some(150)).unwrap();
+    let check = |log: &Log| {
+        for t in 0..=3400 {
+            let want = (150..=1000).find(|&s| ts(s) >= t).unwrap_or(1001);
+            assert_eq!(log.seq_for_time(t), want, "time {t}");
+        }
+        for seq in 150..=1000 {
+            assert_eq!(log.timestamp(seq), Some(ts(seq)));
+        }
+        assert_eq!(log.timestamp(149), None);
+    };
+    check(&log);
+    log.close().unwrap();
+    let (log, recovery) = Log::open(dir.path(), config).unwrap();
+    assert!(recovery.indexed_segments > 1, "{recovery:?}");
+    assert_eq!(recovery.scanned_bytes, 0);
+    check(&log);
 }
