@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         payload: &[0; 128],
                         timestamp: 0,
                     };
-                    writer.append(&entry, tx);
+                    assert!(writer.append(&entry, tx).is_ok(), "the writer runs");
                     // Each publisher waits for its ack before the next publish.
                     assert_eq!(rx.recv(), Ok(true));
                 }

@@ -102,19 +102,20 @@ impl<T: Send + 'static> Writer<T> {
                 let shared = shared.clone();
                 move || run(&shared, fsync, done)
             })
+            .map_err(|err| tracing::error!(%err, "cannot start a log writer thread"))
             .ok();
         Writer { shared, thread }
     }
 
     /// Queues `entry` (copied) with `tag`; the completion handler gets the tag back with the
-    /// message's sequence once it is stored, or with the error that kept it out.
-    pub fn append(&self, entry: &Entry<'_>, tag: T) {
-        let mut queue = lock(&self.shared.queue);
-        if queue.closed || self.thread.is_none() {
-            drop(queue);
-            tracing::error!("append to a stopped log writer");
-            return;
+    /// message's sequence once it is stored, or with the error that kept it out. `Err` gives
+    /// the tag straight back when there is no writer thread (it could not be started): nothing
+    /// was queued and the handler will not be called for it.
+    pub fn append(&self, entry: &Entry<'_>, tag: T) -> std::result::Result<(), T> {
+        if self.thread.is_none() {
+            return Err(tag);
         }
+        let mut queue = lock(&self.shared.queue);
         let staged = &mut queue.staged;
         let was_empty = staged.items.is_empty();
         staged.bytes.extend_from_slice(entry.subject.as_bytes());
@@ -131,6 +132,7 @@ impl<T: Send + 'static> Writer<T> {
         if was_empty {
             self.shared.ready.notify_one();
         }
+        Ok(())
     }
 
     /// The log, for reading (held briefly: the writer needs it for each batch).

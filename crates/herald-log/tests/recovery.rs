@@ -130,7 +130,7 @@ fn the_writer_acknowledges_only_what_is_stored() {
                         payload: &i.to_le_bytes(),
                         timestamp: 1,
                     };
-                    writer.append(&entry, (t, i));
+                    writer.append(&entry, (t, i)).unwrap();
                 }
             })
         })
@@ -272,7 +272,7 @@ fn the_writer_indexes_the_log_when_it_stops() {
             payload: &[i],
             timestamp: 1,
         };
-        writer.append(&entry, ());
+        writer.append(&entry, ()).unwrap();
     }
     assert_eq!(rx.iter().take(10).last(), Some(10));
     drop(writer);

@@ -264,7 +264,13 @@ impl Stream {
             msg_id: msg_id.map(str::to_owned),
             confirm,
         };
-        self.writer.append(&entry, pending);
+        if let Err(pending) = self.writer.append(&entry, pending) {
+            let stopped = herald_log::Error::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the stream's log writer is not running"),
+            };
+            self.stored(Err(stopped), pending);
+        }
         true
     }
 
