@@ -96,9 +96,8 @@ fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Publishes through async-nats's JetStream API, each publish acknowledged (stored) before the
-/// next: the messages get consecutive sequences in this order.
-fn js_publish(url: &str, messages: &[(&str, &str)]) {
+/// Runs `f` with a JetStream context on a fresh async-nats connection to `url`.
+fn with_js<T>(url: &str, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -108,7 +107,14 @@ fn js_publish(url: &str, messages: &[(&str, &str)]) {
             .await
             .expect("connect in time")
             .expect("connect");
-        let js = async_nats::jetstream::new(client);
+        f(async_nats::jetstream::new(client)).await
+    })
+}
+
+/// Publishes through async-nats's JetStream API, each publish acknowledged (stored) before the
+/// next: the messages get consecutive sequences in this order.
+fn js_publish(url: &str, messages: &[(&str, &str)]) {
+    with_js(url, async |js| {
         for (subject, payload) in messages {
             let ack = js
                 .publish(subject.to_string(), payload.to_string().into())
@@ -124,16 +130,7 @@ fn js_publish(url: &str, messages: &[(&str, &str)]) {
 
 /// `(num_ack_pending, ack floor stream sequence)` of a consumer.
 fn ack_state(url: &str, stream: &str, consumer: &str) -> (usize, u64) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let client = tokio::time::timeout(WAIT, async_nats::connect(url))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let js = async_nats::jetstream::new(client);
+    with_js(url, async |js| {
         let stream = js.get_stream_no_info(stream).await.expect("stream handle");
         let info = tokio::time::timeout(WAIT, stream.consumer_info(consumer))
             .await

@@ -615,3 +615,47 @@ async fn api_msg_get_update_account_info_and_inactive_ephemerals() {
         "the inactive ephemeral consumer was not deleted"
     );
 }
+
+/// Reads a durable's saved state file: (next stream sequence, unacknowledged count).
+fn saved_state(dir: &DataDir, stream: &str, consumer: &str) -> Option<(u64, usize)> {
+    let path = dir
+        .0
+        .join(format!("streams/{stream}/consumers/{consumer}.json"));
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some((saved["next"].as_u64()?, saved["pending"].as_array()?.len()))
+}
+
+/// Waits (polling every 20 ms, within [`WAIT`]: the save has no event to wait on) until a
+/// durable's saved state is `want`.
+async fn saved_becomes(dir: &DataDir, stream: &str, consumer: &str, want: (u64, usize)) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while saved_state(dir, stream, consumer) != Some(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saved state is {:?}, not {want:?}",
+            saved_state(dir, stream, consumer)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A durable's deliveries and then its acks reach its state file within the save delay,
+/// without a shutdown and long before any ack wait runs out (an ack must wake the consumer's
+/// timer for the save even though it removes deadlines only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_saves_its_acks_soon_after_them() {
+    let dir = DataDir::new("save-acks");
+    let (_router, streams) = open(&dir).await;
+    streams.create(StreamConfig::new("S", ["s.*"])).unwrap();
+    publish_n(&streams, "s.a", 3).await;
+    streams
+        .create_consumer("S", ConsumerConfig::durable("d"))
+        .unwrap();
+    let got = streams.fetch("S", "d", 3, WAIT).await.unwrap();
+    assert_eq!(got.len(), 3);
+    saved_becomes(&dir, "S", "d", (4, 3)).await;
+    for msg in &got {
+        msg.ack().unwrap();
+    }
+    saved_becomes(&dir, "S", "d", (4, 0)).await;
+}
