@@ -81,7 +81,7 @@ pub fn check(s: &str) -> Result<Kind> {
                 s,
                 if start == 0 {
                     "leading dot"
-                } else if end == bytes.len() {
+                } else if bytes.ends_with(b".") {
                     "trailing dot"
                 } else {
                     "empty token"
@@ -237,6 +237,7 @@ mod tests {
         assert_eq!(reason(".a"), "leading dot");
         assert_eq!(reason("a."), "trailing dot");
         assert_eq!(reason("a..b"), "empty token");
+        assert_eq!(reason("a.."), "trailing dot");
         assert_eq!(reason("a.>.b"), "'>' must be the last token");
         assert_eq!(reason("a b"), "whitespace or NUL in a token");
         assert_eq!(reason("a\tb"), "whitespace or NUL in a token");
