@@ -1,29 +1,50 @@
-//! A fixed amount of publish work, for instruction counting without machine noise:
+//! A fixed amount of publish work, for instruction and cycle counting without machine noise:
 //!
 //! ```sh
 //! cargo build --release -p herald --example hotpath
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/hotpath 1 1000000
+//! perf stat -e cycles:u target/release/examples/hotpath 10 1000000 tokio
 //! ```
-//! Arguments: subscribers, messages. Prints what it did; divide callgrind's total instruction
-//! count by the messages delivered.
+//! Arguments: subscribers, messages, and `tokio` to do the same work with
+//! `tokio::sync::broadcast` instead (the reference the benchmarks compare with), or `thread`
+//! to publish to one subscriber read by another thread (then the publishing rate is printed).
+//! Prints what it did; divide the instruction or cycle count by the messages published.
 
 use herald::{Bytes, Router};
 
+const BATCH: usize = 1024;
+
 fn main() -> Result<(), herald::Error> {
-    let mut args = std::env::args()
-        .skip(1)
-        .map(|a| a.parse::<usize>().unwrap_or(0));
-    let subscribers = args.next().unwrap_or(1).max(1);
-    let messages = args.next().unwrap_or(1_000_000);
-    let batch = 1024;
-    let router = Router::new(batch, "hotpath");
+    let mut args = std::env::args().skip(1);
+    let mut number = || args.next().and_then(|a| a.parse::<usize>().ok());
+    let subscribers = number().unwrap_or(1).max(1);
+    let messages = number().unwrap_or(1_000_000);
+    let tokio = std::env::args().any(|a| a == "tokio");
+    let payload = Bytes::from(vec![7u8; 16]);
+    if std::env::args().any(|a| a == "thread") {
+        return with_reader_thread(messages, &payload);
+    }
+    let received = if tokio {
+        with_tokio(subscribers, messages, &payload)
+    } else {
+        with_herald(subscribers, messages, &payload)?
+    };
+    println!(
+        "{} subscribers={subscribers} published={} delivered={received}",
+        if tokio { "tokio" } else { "herald" },
+        messages / BATCH * BATCH
+    );
+    Ok(())
+}
+
+fn with_herald(subscribers: usize, messages: usize, payload: &Bytes) -> herald::Result<usize> {
+    let router = Router::new(BATCH, "hotpath");
     let mut subs: Vec<_> = (0..subscribers)
         .map(|_| router.subscribe("hot.path"))
         .collect::<Result<_, _>>()?;
-    let payload = Bytes::from(vec![7u8; 16]);
     let mut received = 0usize;
-    for _ in 0..messages / batch {
-        for _ in 0..batch {
+    for _ in 0..messages / BATCH {
+        for _ in 0..BATCH {
             router.publish("hot.path", payload.clone())?;
         }
         for sub in &mut subs {
@@ -32,9 +53,43 @@ fn main() -> Result<(), herald::Error> {
             }
         }
     }
-    println!(
-        "subscribers={subscribers} published={} delivered={received}",
-        messages / batch * batch
-    );
+    Ok(received)
+}
+
+fn with_reader_thread(messages: usize, payload: &Bytes) -> herald::Result<()> {
+    let router = Router::new(BATCH * 64, "hotpath");
+    let mut sub = router.subscribe("hot.path")?;
+    let reader = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while sub.recv_blocking().is_some() {
+            n += 1;
+        }
+        (n, sub.dropped())
+    });
+    let start = std::time::Instant::now();
+    for _ in 0..messages {
+        router.publish("hot.path", payload.clone())?;
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    drop(router);
+    let (received, dropped) = reader.join().unwrap_or_default();
+    println!("thread published={messages} rate={rate:.0}/s received={received} dropped={dropped}");
     Ok(())
+}
+
+fn with_tokio(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
+    let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(BATCH);
+    let mut subs: Vec<_> = (0..subscribers).map(|_| tx.subscribe()).collect();
+    let mut received = 0usize;
+    for _ in 0..messages / BATCH {
+        for _ in 0..BATCH {
+            let _ = tx.send(payload.clone());
+        }
+        for sub in &mut subs {
+            while sub.try_recv().is_ok() {
+                received += 1;
+            }
+        }
+    }
+    received
 }

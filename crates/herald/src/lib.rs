@@ -27,7 +27,8 @@
 //! | `router` | scopes, [`Router`], and the fan-out loop |
 //! | `node` | [`Node`]: owner of scopes, cluster membership |
 //! | `cluster` | gossip membership (chitchat), routes between nodes, interest, [`NodeBuilder`] |
-//! | `subscription` | bounded mailboxes, drop policy, [`Subscription`], callbacks |
+//! | `mailbox` | a subscription's bounded buffer: ring, drop policy, reader wake-up |
+//! | `subscription` | drop policy, [`Subscription`], callbacks |
 //! | [`target`] | the [`Target`] trait every delivery destination implements |
 //! | [`batch`] | deferred writer wake-ups: one per burst of messages, not one per message |
 //! | `message` | [`Message`] and [`HeaderMap`] |
@@ -41,6 +42,7 @@ mod cluster;
 mod error;
 mod groups;
 pub mod index;
+mod mailbox;
 mod message;
 mod node;
 mod request;

@@ -19,11 +19,12 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::groups::{GroupState, Groups};
 use crate::index::{Entry, Index, Matches};
+use crate::mailbox::Mailbox;
 use crate::message::{HeaderMap, Headers, Message, Responder};
 use crate::node::Node;
 use crate::request::Inbox;
 use crate::subject::{self, Subject};
-use crate::subscription::{CallbackHandle, Mailbox, SubscribeOptions, Subscription};
+use crate::subscription::{CallbackHandle, SubscribeOptions, Subscription};
 use crate::target::{Delivery, Target};
 use herald_proto::route::Queues;
 use smallvec::SmallVec;
@@ -158,10 +159,14 @@ impl Scope {
             Some(r) => Some(Subject::new(r)?),
             None => None,
         };
+        // The closure borrows the parts: moving them into it (and it through the index's
+        // cache lookup) costs more than the rest of a cached publish.
+        let mut parts = Some((reply, headers, payload));
         self.index.with_matches(subject, |matches| {
-            if matches.is_empty() {
+            let Some((reply, headers, payload)) = parts.take().filter(|_| !matches.is_empty())
+            else {
                 return 0;
-            }
+            };
             let responder = reply.as_ref().map(|_| self.me.clone());
             let msg = Message::new(
                 matches.subject.clone(),
@@ -170,7 +175,7 @@ impl Scope {
                 payload,
                 responder,
             );
-            fan_out(matches, &Delivery::built(msg), reach)
+            fan_out(matches, Delivery::built(msg), reach)
         })
     }
 
@@ -183,7 +188,7 @@ impl Scope {
                     return 0;
                 }
                 let delivery = Delivery::wire(&matches.subject, None, None, payload, &self.me);
-                fan_out(matches, &delivery, Reach::All)
+                fan_out(matches, delivery, Reach::All)
             })
             .unwrap_or(0)
     }
@@ -205,7 +210,7 @@ impl Scope {
                 msg.payload,
                 &self.me,
             );
-            fan_out(matches, &delivery, reach)
+            fan_out(matches, delivery, reach)
         })
     }
 
@@ -227,7 +232,7 @@ impl Scope {
                     return 0;
                 }
                 let delivery = Delivery::stored(shown, reply, headers, payload, &self.me);
-                fan_out(matches, &delivery, Reach::Local)
+                fan_out(matches, delivery, Reach::Local)
             })
             .unwrap_or(0)
     }
@@ -293,10 +298,11 @@ impl Drop for Scope {
 
 /// Hands `msg` to every admitted plain match and to one member of each queue group, and
 /// forwards it once to each other node with matching interest.
-fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
+fn fan_out(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usize {
     if !matches.remote {
         return fan_out_local(matches, msg, reach);
     }
+    let msg = &msg;
     let mut delivered = 0;
     let mut forwards = Forwards::default();
     for entry in &matches.plain {
@@ -323,11 +329,16 @@ fn fan_out(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
     delivered + forwards.send(msg)
 }
 
-/// [`fan_out`] when every match is in this process (no node to forward to).
-fn fan_out_local(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usize {
+/// [`fan_out`] when every match is in this process (no node to forward to). When there is no
+/// queue group, the last subscription is given the message itself rather than a shared copy.
+fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usize {
+    let (plain, last) = match matches.plain.split_last() {
+        Some((last, rest)) if matches.groups.is_empty() => (rest, Some(last)),
+        _ => (&matches.plain[..], None),
+    };
     let mut delivered = 0;
-    for entry in &matches.plain {
-        if reach.admits(entry) && entry.target.deliver(entry.sid, msg) {
+    for entry in plain {
+        if reach.admits(entry) && entry.target.deliver(entry.sid, &msg) {
             delivered += 1;
         }
     }
@@ -335,9 +346,15 @@ fn fan_out_local(matches: &Matches, msg: &Delivery<'_>, reach: Reach<'_>) -> usi
         let serves = group
             .first()
             .is_some_and(|e| reach.serves(e.queue.as_deref()));
-        if serves && matches!(deliver_to_one(group, msg, reach), Picked::Local) {
+        if serves && matches!(deliver_to_one(group, &msg, reach), Picked::Local) {
             delivered += 1;
         }
+    }
+    if let Some(entry) = last
+        && reach.admits(entry)
+        && entry.target.deliver_owned(entry.sid, msg)
+    {
+        delivered += 1;
     }
     delivered
 }

@@ -1,26 +1,22 @@
 //! Buffered subscriptions: a bounded mailbox per subscription, its drop policy, and the ways to
 //! read it (async, blocking, with timeout, as a `Stream`, or through a callback).
 //!
-//! The mailbox is a lock-free bounded queue (`crossbeam_queue::ArrayQueue`). Publishers push into
-//! it from any thread and never wait: when it is full, drop-oldest evicts the oldest message with
-//! `force_push`, drop-newest refuses the new one; either way the drop is counted. The reader is
-//! woken through an [`AtomicWaker`], which holds either a task's waker or, for blocking reads, a
-//! waker that unparks the reading thread.
+//! The mailbox itself is in [`crate::mailbox`]. Publishers push into it from any thread and never
+//! wait: when it is full, drop-oldest evicts the oldest message, drop-newest refuses the new one;
+//! either way the drop is counted. A reader that finds it empty leaves a waker: a task's, or for
+//! blocking reads one that unparks the reading thread.
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use atomic_waker::AtomicWaker;
-use crossbeam_queue::ArrayQueue;
-
 use crate::error::{RecvTimeoutError, TryRecvError};
+use crate::mailbox::Mailbox;
 use crate::message::Message;
 use crate::router::Scope;
-use crate::target::{Delivery, Target};
 
 /// What a full subscription does with one more message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,73 +77,6 @@ impl SubscribeOptions {
     }
 }
 
-/// The bounded buffer behind one subscription; the index's [`Target`] for it.
-pub(crate) struct Mailbox {
-    queue: ArrayQueue<Message>,
-    waker: AtomicWaker,
-    dropped: AtomicU64,
-    closed: AtomicBool,
-    policy: DropPolicy,
-}
-
-impl Mailbox {
-    pub(crate) fn new(capacity: usize, policy: DropPolicy) -> Self {
-        Mailbox {
-            queue: ArrayQueue::new(capacity),
-            waker: AtomicWaker::new(),
-            dropped: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            policy,
-        }
-    }
-
-    /// Marks the mailbox closed and wakes its reader; true only for the first call.
-    pub(crate) fn close(&self) -> bool {
-        let first = !self.closed.swap(true, Ordering::AcqRel);
-        self.waker.wake();
-        first
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        if let Some(msg) = self.queue.pop() {
-            return Poll::Ready(Some(msg));
-        }
-        self.waker.register(cx.waker());
-        // Re-check after registering, or a push between the pop and the register is missed.
-        match self.queue.pop() {
-            Some(msg) => Poll::Ready(Some(msg)),
-            None if self.is_closed() => Poll::Ready(None),
-            None => Poll::Pending,
-        }
-    }
-}
-
-impl Target for Mailbox {
-    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
-        if self.is_closed() {
-            return false;
-        }
-        let msg = msg.message();
-        let lost = match self.policy {
-            DropPolicy::DropOldest => self.queue.force_push(msg).is_some(),
-            DropPolicy::DropNewest => self.queue.push(msg).is_err(),
-        };
-        if lost {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        self.waker.wake();
-        true
-    }
-
-    fn detach(&self, _sid: u64) {
-        self.close();
-    }
-}
-
 /// Polls of an empty mailbox before a blocking receive parks its thread (half spinning, half
 /// yielding the CPU).
 const SPIN_ROUNDS: u32 = 64;
@@ -205,7 +134,7 @@ impl Subscription {
 
     /// The next buffered message, without waiting.
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
-        match self.mailbox.queue.pop() {
+        match self.mailbox.pop() {
             Some(msg) => Ok(msg),
             None if self.mailbox.is_closed() => Err(TryRecvError::Closed),
             None => Err(TryRecvError::Empty),
@@ -227,7 +156,7 @@ impl Subscription {
         // Spin briefly before parking: a busy publisher then finds a reader that is awake, and
         // neither side pays a futex wake-up per message.
         for round in 0..SPIN_ROUNDS {
-            if let Some(msg) = self.mailbox.queue.pop() {
+            if let Some(msg) = self.mailbox.pop() {
                 return Ok(msg);
             }
             if round < SPIN_ROUNDS / 2 {
@@ -269,22 +198,22 @@ impl Subscription {
 
     /// Messages discarded by the drop policy so far.
     pub fn dropped(&self) -> u64 {
-        self.mailbox.dropped.load(Ordering::Relaxed)
+        self.mailbox.dropped()
     }
 
     /// Messages buffered and not yet received.
     pub fn len(&self) -> usize {
-        self.mailbox.queue.len()
+        self.mailbox.len()
     }
 
     /// True when nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.mailbox.queue.is_empty()
+        self.mailbox.len() == 0
     }
 
     /// The most messages this subscription buffers.
     pub fn capacity(&self) -> usize {
-        self.mailbox.queue.capacity()
+        self.mailbox.capacity()
     }
 
     /// The pattern subscribed to.
@@ -303,7 +232,7 @@ fn cancel(mailbox: &Mailbox, scope: &Weak<Scope>, pattern: &str, id: u64) {
         if let Some(scope) = scope.upgrade() {
             scope.remove(pattern, id);
         }
-        while mailbox.queue.pop().is_some() {}
+        mailbox.clear();
     }
 }
 
@@ -323,7 +252,7 @@ impl futures_core::Stream for Subscription {
 
 impl futures_core::FusedStream for Subscription {
     fn is_terminated(&self) -> bool {
-        self.mailbox.is_closed() && self.mailbox.queue.is_empty()
+        self.mailbox.is_closed() && self.mailbox.len() == 0
     }
 }
 
@@ -414,7 +343,7 @@ impl CallbackHandle {
 
     /// Messages discarded because the callback fell behind by more than the capacity.
     pub fn dropped(&self) -> u64 {
-        self.mailbox.dropped.load(Ordering::Relaxed)
+        self.mailbox.dropped()
     }
 }
 

@@ -29,6 +29,13 @@ pub trait Target: Send + Sync + 'static {
     /// tries another member of a queue group and does not count it as a responder.
     fn deliver(&self, sid: u64, msg: &Delivery<'_>) -> bool;
 
+    /// [`deliver`](Target::deliver), when no other target of this publish sees the message
+    /// after this one: a target that keeps the message can take it
+    /// ([`Delivery::into_message`]) instead of sharing a copy. The default calls `deliver`.
+    fn deliver_owned(&self, sid: u64, msg: Delivery<'_>) -> bool {
+        self.deliver(sid, &msg)
+    }
+
     /// Whether this target is in this process. Cluster routes answer `false`: a message that
     /// must stay local (`publish_local`) skips them, and queue groups prefer local members.
     fn is_local(&self) -> bool {
@@ -136,39 +143,45 @@ impl<'a> Delivery<'a> {
     fn built_message(&self) -> &Message {
         match &self.source {
             Source::Built(message) => message,
+            Source::Wire { message, .. } | Source::Stored { message, .. } => {
+                message.get_or_init(|| self.build())
+            }
+        }
+    }
+
+    /// A new message from borrowed parts.
+    fn build(&self) -> Message {
+        match &self.source {
+            Source::Built(message) => message.clone(),
             Source::Wire {
                 subject,
                 reply,
                 headers,
                 payload,
                 responder,
-                message,
-            } => message.get_or_init(|| {
-                Message::new(
-                    (*subject).clone(),
-                    // Checked before fan-out; building it again cannot fail.
-                    reply.map(Subject::from_valid),
-                    Headers::from_block(headers.map(Bytes::copy_from_slice)),
-                    Bytes::copy_from_slice(payload),
-                    reply.map(|_| (*responder).clone()),
-                )
-            }),
+                ..
+            } => Message::new(
+                (*subject).clone(),
+                // Checked before fan-out; building it again cannot fail.
+                reply.map(Subject::from_valid),
+                Headers::from_block(headers.map(Bytes::copy_from_slice)),
+                Bytes::copy_from_slice(payload),
+                reply.map(|_| (*responder).clone()),
+            ),
             Source::Stored {
                 subject,
                 reply,
                 headers,
                 payload,
                 responder,
-                message,
-            } => message.get_or_init(|| {
-                Message::new(
-                    Subject::from_valid(subject),
-                    reply.map(Subject::from_valid),
-                    Headers::from_block(headers.cloned()),
-                    (*payload).clone(),
-                    reply.map(|_| (*responder).clone()),
-                )
-            }),
+                ..
+            } => Message::new(
+                Subject::from_valid(subject),
+                reply.map(Subject::from_valid),
+                Headers::from_block(headers.cloned()),
+                (*payload).clone(),
+                reply.map(|_| (*responder).clone()),
+            ),
         }
     }
 
@@ -210,5 +223,18 @@ impl<'a> Delivery<'a> {
     /// The shared message, for a target that keeps it (built on the first call).
     pub fn message(&self) -> Message {
         self.built_message().clone()
+    }
+
+    /// The message itself, for the last target of a publish: no copy is shared when this
+    /// delivery holds the only one.
+    pub fn into_message(mut self) -> Message {
+        let cached = match &mut self.source {
+            Source::Built(_) => None,
+            Source::Wire { message, .. } | Source::Stored { message, .. } => message.take(),
+        };
+        match (cached, self.source) {
+            (Some(message), _) | (None, Source::Built(message)) => message,
+            (None, source) => Delivery { source }.build(),
+        }
     }
 }
