@@ -553,6 +553,21 @@ mod tests {
     }
 
     #[test]
+    fn same_subject_sees_every_byte() {
+        for len in 1..=24 {
+            let a = "a".repeat(len);
+            assert!(same_subject(&a, &a.clone()));
+            assert!(!same_subject(&a, &"a".repeat(len + 1)));
+            for at in 0..len {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'b';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_subject(&a, &b), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
     fn wildcards_match_as_nats() {
         let index = Index::default();
         index.insert(entry(1, "a.b.c", None));
