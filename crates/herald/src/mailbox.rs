@@ -164,25 +164,19 @@ mod tests {
     }
 
     #[test]
-    fn drop_oldest_keeps_the_newest_and_counts() {
-        let mb = Mailbox::new(3, DropPolicy::DropOldest);
-        for n in 0..10 {
-            assert!(mb.push(msg(n)));
+    fn each_drop_policy_keeps_its_end_and_counts_the_rest() {
+        for (policy, kept) in [
+            (DropPolicy::DropOldest, ["7", "8", "9"]),
+            (DropPolicy::DropNewest, ["0", "1", "2"]),
+        ] {
+            let mb = Mailbox::new(3, policy);
+            for n in 0..10 {
+                assert!(mb.push(msg(n)));
+            }
+            assert_eq!((mb.len(), mb.dropped()), (3, 7), "{policy:?}");
+            let got: Vec<_> = std::iter::from_fn(|| payload(mb.pop())).collect();
+            assert_eq!(got, kept, "{policy:?}");
         }
-        assert_eq!((mb.len(), mb.dropped()), (3, 7));
-        let got: Vec<_> = std::iter::from_fn(|| payload(mb.pop())).collect();
-        assert_eq!(got, ["7", "8", "9"]);
-    }
-
-    #[test]
-    fn drop_newest_keeps_the_oldest_and_counts() {
-        let mb = Mailbox::new(3, DropPolicy::DropNewest);
-        for n in 0..10 {
-            assert!(mb.push(msg(n)));
-        }
-        assert_eq!((mb.len(), mb.dropped()), (3, 7));
-        let got: Vec<_> = std::iter::from_fn(|| payload(mb.pop())).collect();
-        assert_eq!(got, ["0", "1", "2"]);
     }
 
     struct Count(AtomicUsize);
