@@ -208,7 +208,7 @@ impl Subscription {
 
     /// True when nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.mailbox.len() == 0
+        self.mailbox.is_empty()
     }
 
     /// The most messages this subscription buffers.
@@ -252,7 +252,7 @@ impl futures_core::Stream for Subscription {
 
 impl futures_core::FusedStream for Subscription {
     fn is_terminated(&self) -> bool {
-        self.mailbox.is_closed() && self.mailbox.len() == 0
+        self.mailbox.is_closed() && self.mailbox.is_empty()
     }
 }
 

@@ -238,3 +238,39 @@ impl<'a> Delivery<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_responder() -> Weak<dyn Responder> {
+        Weak::<crate::router::Scope>::new()
+    }
+
+    #[test]
+    fn into_message_takes_what_an_earlier_target_built_or_builds_it() {
+        let subject = Subject::new("a.b").unwrap();
+        let responder = no_responder();
+        let wire = || Delivery::wire(&subject, Some("r.1"), None, b"wire", &responder);
+
+        let fresh = wire().into_message();
+        assert_eq!((fresh.subject(), fresh.reply()), ("a.b", Some("r.1")));
+        assert_eq!(&fresh.payload()[..], b"wire");
+
+        let shared = wire();
+        let first = shared.message();
+        let last = shared.into_message();
+        assert_eq!(
+            first.payload().as_ptr(),
+            last.payload().as_ptr(),
+            "the last target gets the message built for the first, not a copy"
+        );
+
+        let payload = Bytes::from_static(b"stored");
+        let stored = Delivery::stored("s.1", None, None, &payload, &responder).into_message();
+        assert_eq!((stored.subject(), stored.payload()), ("s.1", &payload));
+
+        let built = Delivery::built(fresh.clone()).into_message();
+        assert_eq!(built.payload().as_ptr(), fresh.payload().as_ptr());
+    }
+}
