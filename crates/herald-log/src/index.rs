@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, io};
 use crate::record::HEADER;
+use crate::segment;
 
 const MAGIC: &[u8; 8] = b"HRLDIDX\0";
 const VERSION: u32 = 2;
@@ -40,15 +41,12 @@ const CHUNK: usize = 256 * 1024;
 
 /// The index file of the segment starting at `first_seq`.
 pub(crate) fn file_name(first_seq: u64) -> String {
-    format!("{first_seq:020}.idx")
+    segment::seq_name(first_seq, ".idx")
 }
 
 /// The first sequence an index file name stands for, if it is one.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".idx")?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    segment::parse_seq_name(name, ".idx")
 }
 
 /// Where an index is written before it is renamed into place.

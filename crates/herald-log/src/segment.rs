@@ -12,14 +12,25 @@ use crate::record::{self, View};
 /// Bytes read at a time when a segment is scanned record by record.
 const SCAN_CHUNK: usize = 1024 * 1024;
 
-/// A segment's file name for its first sequence: zero-padded so names sort by sequence.
+/// A segment's file name for its first sequence.
 pub(crate) fn file_name(first_seq: u64) -> String {
-    format!("{first_seq:020}.log")
+    seq_name(first_seq, ".log")
 }
 
 /// The first sequence a segment file name stands for, if it is one.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".log")?;
+    parse_seq_name(name, ".log")
+}
+
+/// A file name for the file that starts at `first_seq` (a segment, its index): the sequence
+/// zero-padded to 20 digits, so names sort by sequence, then `ext`.
+pub(crate) fn seq_name(first_seq: u64, ext: &str) -> String {
+    format!("{first_seq:020}{ext}")
+}
+
+/// The first sequence a name made by [`seq_name`] with `ext` stands for, if it is one.
+pub(crate) fn parse_seq_name(name: &str, ext: &str) -> Option<u64> {
+    let digits = name.strip_suffix(ext)?;
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
