@@ -260,11 +260,7 @@ async fn consume_raw(args: &BenchArgs) -> Result<u64> {
             return Err(format!("fetch failed after {got} messages: {problem}").into());
         }
         if !done {
-            return Err(format!(
-                "no message within {:?} after {got} of {}",
-                args.idle_timeout, args.msgs
-            )
-            .into());
+            return Err(nothing_within(args, got).into());
         }
         got += in_batch;
         bar.set_position(got);
@@ -355,11 +351,7 @@ async fn consume_nats(
             in_batch += 1;
         }
         if in_batch == 0 {
-            return Err(format!(
-                "no message within {:?} after {got} of {}",
-                args.idle_timeout, args.msgs
-            )
-            .into());
+            return Err(nothing_within(args, got).into());
         }
         got += in_batch;
         bar.set_position(got);
@@ -435,6 +427,14 @@ async fn publish_acked(
         acked += 1;
     }
     Ok(acked)
+}
+
+/// A consumer's error when a batch brought nothing within the idle timeout.
+fn nothing_within(args: &BenchArgs, got: u64) -> String {
+    format!(
+        "no message within {:?} after {got} of {}",
+        args.idle_timeout, args.msgs
+    )
 }
 
 fn js_base(args: &BenchArgs, mode: &'static str) -> Report {
