@@ -26,16 +26,7 @@ fn fill(index: &Index) {
             1 => format!("svc{}.k{}.>", k % 100, k),
             _ => format!("svc{}.{}.k{}", i % 100, i, i % 100),
         };
-        index.insert(Arc::new(Entry {
-            id: i,
-            pattern: pattern.into(),
-            queue: None,
-            owner: 0,
-            sid: i,
-            target: target.clone(),
-            local: true,
-            announced: false,
-        }));
+        index.insert(Arc::new(Entry::new(i, &pattern, target.clone())));
     }
 }
 

@@ -54,6 +54,35 @@ pub struct Entry {
     /// Whether other nodes of the cluster were told of it (a local subscription not marked
     /// node-only, on a clustered node).
     pub announced: bool,
+    /// The target when it is a local subscription's mailbox: fan-out then pushes to it
+    /// directly instead of through the `Target` trait.
+    pub(crate) mailbox: Option<Arc<crate::mailbox::Mailbox>>,
+}
+
+impl Entry {
+    /// A plain subscription of `target` to `pattern`, delivered as subscription `id`: what
+    /// code driving an [`Index`] by itself (benchmarks, tools) needs.
+    pub fn new(id: u64, pattern: &str, target: Arc<dyn Target>) -> Entry {
+        Entry {
+            id,
+            pattern: pattern.into(),
+            queue: None,
+            owner: 0,
+            sid: id,
+            local: target.is_local(),
+            target,
+            announced: false,
+            mailbox: None,
+        }
+    }
+
+    /// The same subscription as a member of queue group `queue`.
+    pub fn in_queue(self, queue: &str) -> Entry {
+        Entry {
+            queue: Some(queue.into()),
+            ..self
+        }
+    }
 }
 
 /// Whether two subjects are equal. Most subjects are 8 to 16 bytes long: those are compared as
@@ -82,6 +111,8 @@ pub struct Matches {
     pub groups: Vec<Vec<Arc<Entry>>>,
     /// Whether any entry is remote (a cluster route): fan-out takes a shorter path when not.
     pub remote: bool,
+    /// True when every match is a plain local subscription's mailbox.
+    pub(crate) mailboxes_only: bool,
 }
 
 impl Matches {
@@ -485,6 +516,9 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
     let mut plain = Vec::with_capacity(found.len());
     let mut groups: Vec<Vec<Arc<Entry>>> = Vec::new();
     let remote = found.iter().any(|e| !e.local);
+    let mailboxes_only = found
+        .iter()
+        .all(|e| e.queue.is_none() && e.mailbox.is_some());
     for entry in found {
         match &entry.queue {
             None => plain.push(entry),
@@ -499,6 +533,7 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
         plain,
         groups,
         remote,
+        mailboxes_only,
     }
 }
 
@@ -528,15 +563,10 @@ mod tests {
     }
 
     fn entry(id: u64, pattern: &str, queue: Option<&str>) -> Arc<Entry> {
-        Arc::new(Entry {
-            id,
-            pattern: pattern.into(),
-            queue: queue.map(Into::into),
-            owner: 0,
-            sid: id,
-            target: Arc::new(Nop),
-            local: true,
-            announced: false,
+        let entry = Entry::new(id, pattern, Arc::new(Nop));
+        Arc::new(match queue {
+            Some(q) => entry.in_queue(q),
+            None => entry,
         })
     }
 

@@ -51,6 +51,7 @@ impl Mailbox {
 
     /// Buffers `msg`, applying the drop policy when full, and wakes a waiting reader.
     /// Returns false (and keeps nothing) once the mailbox is closed.
+    #[inline]
     pub(crate) fn push(&self, msg: Message) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
@@ -69,6 +70,7 @@ impl Mailbox {
     }
 
     /// The oldest buffered message, without waiting.
+    #[inline]
     pub(crate) fn pop(&self) -> Option<Message> {
         self.queue.pop()
     }

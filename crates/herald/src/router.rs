@@ -103,7 +103,7 @@ impl Scope {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a subscription of `target` to `pattern` after validating it. A local target's
+    /// Adds a subscription of `sink` to `pattern` after validating it. A local target's
     /// interest is announced to the cluster unless `node_only`.
     pub(crate) fn add(
         &self,
@@ -111,13 +111,17 @@ impl Scope {
         queue: Option<&str>,
         owner: u64,
         sid: u64,
-        target: Arc<dyn Target>,
+        sink: Sink,
         node_only: bool,
     ) -> Result<Arc<Entry>> {
         subject::check(pattern)?;
         let queue = match queue {
             Some(q) => Some(check_queue(q)?),
             None => None,
+        };
+        let (target, mailbox) = match sink {
+            Sink::Mailbox(mailbox) => (mailbox.clone() as Arc<dyn Target>, Some(mailbox)),
+            Sink::Target(target) => (target, None),
         };
         let local = target.is_local();
         let entry = Arc::new(Entry {
@@ -129,6 +133,7 @@ impl Scope {
             target,
             local,
             announced: local && !node_only && self.cluster.is_some(),
+            mailbox,
         });
         self.index.insert(entry.clone());
         if let (true, Some(cluster)) = (entry.announced, &self.cluster) {
@@ -175,6 +180,9 @@ impl Scope {
                 payload,
                 responder,
             );
+            if matches.mailboxes_only {
+                return to_mailboxes(&matches.plain, msg, reach);
+            }
             fan_out(matches, Delivery::built(msg), reach)
         })
     }
@@ -273,7 +281,7 @@ impl Scope {
                 fastrand::u32(..)
             )));
             let pattern = format!("{}*", inbox.prefix());
-            if let Err(err) = self.add(&pattern, None, 0, 0, inbox.clone(), false) {
+            if let Err(err) = self.add(&pattern, None, 0, 0, Sink::Target(inbox.clone()), false) {
                 // The prefix is built from hex digits: this cannot fail, but never panic on it.
                 tracing::error!(%err, "cannot subscribe the request inbox");
             }
@@ -310,7 +318,7 @@ fn fan_out(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usize {
             continue;
         }
         if entry.local {
-            delivered += usize::from(entry.target.deliver(entry.sid, msg));
+            delivered += usize::from(deliver(entry, msg));
         } else {
             forwards.add(&entry.target, None);
         }
@@ -338,7 +346,7 @@ fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usiz
     };
     let mut delivered = 0;
     for entry in plain {
-        if reach.admits(entry) && entry.target.deliver(entry.sid, &msg) {
+        if reach.admits(entry) && deliver(entry, &msg) {
             delivered += 1;
         }
     }
@@ -352,11 +360,57 @@ fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usiz
     }
     if let Some(entry) = last
         && reach.admits(entry)
-        && entry.target.deliver_owned(entry.sid, msg)
+        && match &entry.mailbox {
+            Some(mailbox) => mailbox.push(msg.into_message()),
+            None => entry.target.deliver_owned(entry.sid, msg),
+        }
     {
         delivered += 1;
     }
     delivered
+}
+
+/// [`fan_out`] of a message published through the library when every match is a local
+/// subscription's mailbox (the common embedded case): no [`Delivery`], no virtual call, and
+/// the last mailbox takes the message itself.
+fn to_mailboxes(entries: &[Arc<Entry>], msg: Message, reach: Reach<'_>) -> usize {
+    let Some((last, rest)) = entries.split_last() else {
+        return 0;
+    };
+    let mut delivered = 0;
+    for entry in rest {
+        if let Some(mailbox) = &entry.mailbox
+            && reach.admits(entry)
+            && mailbox.push(msg.clone())
+        {
+            delivered += 1;
+        }
+    }
+    if let Some(mailbox) = &last.mailbox
+        && reach.admits(last)
+        && mailbox.push(msg)
+    {
+        delivered += 1;
+    }
+    delivered
+}
+
+/// Hands `msg` to a local entry: straight into its mailbox when it is a local subscription's,
+/// else through its [`Target`].
+#[inline]
+fn deliver(entry: &Entry, msg: &Delivery<'_>) -> bool {
+    match &entry.mailbox {
+        Some(mailbox) => mailbox.push(msg.message()),
+        None => entry.target.deliver(entry.sid, msg),
+    }
+}
+
+/// What a new subscription hands its messages to.
+pub(crate) enum Sink {
+    /// A local subscription's mailbox: fan-out pushes to it without a virtual call.
+    Mailbox(Arc<Mailbox>),
+    /// Any other target: a network connection, a cluster route, a stream, an inbox.
+    Target(Arc<dyn Target>),
 }
 
 /// Which member of a queue group gets a message.
@@ -382,7 +436,7 @@ fn deliver_to_one<'m>(group: &'m [Arc<Entry>], msg: &Delivery<'_>, reach: Reach<
         }
         if !entry.local {
             remote = remote.or(Some(&**entry));
-        } else if entry.target.deliver(entry.sid, msg) {
+        } else if deliver(entry, msg) {
             return Picked::Local;
         }
     }
@@ -518,7 +572,7 @@ impl Router {
             options.queue.as_deref(),
             self.id,
             0,
-            mailbox.clone(),
+            Sink::Mailbox(mailbox.clone()),
             options.node_only,
         )?;
         Ok(Subscription::new(
@@ -733,7 +787,7 @@ impl Router {
     ) -> Result<TargetSubscription> {
         let entry = self
             .scope
-            .add(pattern, queue, self.id, sid, target, false)?;
+            .add(pattern, queue, self.id, sid, Sink::Target(target), false)?;
         Ok(TargetSubscription {
             id: entry.id,
             pattern: entry.pattern.clone(),

@@ -133,6 +133,7 @@ impl Subscription {
     }
 
     /// The next buffered message, without waiting.
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         match self.mailbox.pop() {
             Some(msg) => Ok(msg),

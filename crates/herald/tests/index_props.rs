@@ -82,15 +82,10 @@ proptest! {
             match op {
                 Op::Insert(p, q) => {
                     next += 1;
-                    index.insert(Arc::new(Entry {
-                        id: next,
-                        pattern: p.as_str().into(),
-                        queue: q.map(|q| format!("q{q}").into()),
-                        owner: 0,
-                        sid: next,
-                        target: target.clone(),
-                        local: true,
-                        announced: false,
+                    let entry = Entry::new(next, &p, target.clone());
+                    index.insert(Arc::new(match q {
+                        Some(q) => entry.in_queue(&format!("q{q}")),
+                        None => entry,
                     }));
                     live.push((next, p, q));
                 }

@@ -40,7 +40,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::{Cluster, Peer, RouteInfo};
 use crate::batch::{Batch, Wake};
-use crate::router::{Reach, Scope, WireMessage};
+use crate::router::{Reach, Scope, Sink, WireMessage};
 use crate::target::{Delivery, Target};
 
 /// What a node sends on each route when it shuts down gracefully.
@@ -551,7 +551,10 @@ impl Link {
         if r.subs.contains_key(&key) {
             return;
         }
-        match r.scope.add(pattern, queue, 0, 0, r.target.clone(), false) {
+        match r
+            .scope
+            .add(pattern, queue, 0, 0, Sink::Target(r.target.clone()), false)
+        {
             Ok(entry) => {
                 r.subs.insert(key, (entry.pattern.clone(), entry.id));
             }

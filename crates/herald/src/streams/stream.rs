@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use super::config::{ApiError, StreamConfig};
 use super::consumer::Consumer;
 use super::now_ns;
-use crate::router::{Reach, Scope};
+use crate::router::{Reach, Scope, Sink};
 use crate::target::{Delivery, Target};
 
 /// Header asking the stream to acknowledge only once this many distinct consumers acked.
@@ -131,13 +131,15 @@ impl Stream {
         let acks: Arc<dyn Target> = Arc::new(Acks(Arc::downgrade(self)));
         let mut subs = self.subscriptions.lock();
         for pattern in &subjects {
-            let entry = self
-                .scope
-                .add(pattern, None, 0, 0, capture.clone(), false)?;
+            let entry =
+                self.scope
+                    .add(pattern, None, 0, 0, Sink::Target(capture.clone()), false)?;
             subs.push((entry.pattern.clone(), entry.id));
         }
         let ack_pattern = format!("$JS.ACK.{}.>", self.name);
-        let entry = self.scope.add(&ack_pattern, None, 0, 0, acks, true)?;
+        let entry = self
+            .scope
+            .add(&ack_pattern, None, 0, 0, Sink::Target(acks), true)?;
         subs.push((entry.pattern.clone(), entry.id));
         Ok(())
     }
