@@ -6,9 +6,12 @@
 //! perf stat -e cycles:u target/release/examples/hotpath 10 1000000 tokio
 //! ```
 //! Arguments: subscribers, messages, and `tokio` to do the same work with
-//! `tokio::sync::broadcast` instead (the reference the benchmarks compare with), or `thread`
-//! to publish to one subscriber read by another thread (then the publishing rate is printed).
-//! Prints what it did; divide the instruction or cycle count by the messages published.
+//! `tokio::sync::broadcast` instead (the reference the benchmarks compare with), `floor` to do
+//! only what herald's design cannot avoid (allocate a shared message body per publish, push a
+//! reference to it into each subscriber's `crossbeam_queue::ArrayQueue`, pop and drop them:
+//! no router, no lookup), or `thread` to publish to one subscriber read by another thread
+//! (then the publishing rate is printed). Prints what it did; divide the instruction or cycle
+//! count by the messages published.
 
 use herald::{Bytes, Router};
 
@@ -19,19 +22,19 @@ fn main() -> Result<(), herald::Error> {
     let mut number = || args.next().and_then(|a| a.parse::<usize>().ok());
     let subscribers = number().unwrap_or(1).max(1);
     let messages = number().unwrap_or(1_000_000);
-    let tokio = std::env::args().any(|a| a == "tokio");
+    let mode = std::env::args().nth(3).unwrap_or_default();
     let payload = Bytes::from(vec![7u8; 16]);
     if std::env::args().any(|a| a == "thread") {
         return with_reader_thread(messages, &payload);
     }
-    let received = if tokio {
-        with_tokio(subscribers, messages, &payload)
-    } else {
-        with_herald(subscribers, messages, &payload)?
+    let received = match mode.as_str() {
+        "tokio" => with_tokio(subscribers, messages, &payload),
+        "floor" => floor(subscribers, messages, &payload),
+        _ => with_herald(subscribers, messages, &payload)?,
     };
     println!(
         "{} subscribers={subscribers} published={} delivered={received}",
-        if tokio { "tokio" } else { "herald" },
+        if mode.is_empty() { "herald" } else { &mode },
         messages / BATCH * BATCH
     );
     Ok(())
@@ -87,6 +90,49 @@ fn with_tokio(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
         }
         for sub in &mut subs {
             while sub.try_recv().is_ok() {
+                received += 1;
+            }
+        }
+    }
+    received
+}
+
+/// A message body as big as herald's (subject, reply, headers, payload, responder).
+struct Body {
+    subject: std::sync::Arc<str>,
+    _reply: Option<std::sync::Arc<str>>,
+    _headers: Option<Box<[u8]>>,
+    payload: Bytes,
+    _responder: Option<std::sync::Weak<str>>,
+}
+
+fn floor(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
+    use std::hint::black_box;
+    use std::sync::Arc;
+    let subject: Arc<str> = Arc::from("hot.path");
+    let queues: Vec<_> = (0..subscribers)
+        .map(|_| crossbeam_queue::ArrayQueue::<Arc<Body>>::new(BATCH))
+        .collect();
+    let mut received = 0usize;
+    for _ in 0..messages / BATCH {
+        for _ in 0..BATCH {
+            let body = Arc::new(Body {
+                subject: subject.clone(),
+                _reply: None,
+                _headers: None,
+                payload: payload.clone(),
+                _responder: None,
+            });
+            if let Some((last, rest)) = queues.split_last() {
+                for q in rest {
+                    black_box(q.force_push(body.clone()));
+                }
+                black_box(last.force_push(body));
+            }
+        }
+        for q in &queues {
+            while let Some(body) = q.pop() {
+                black_box((&body.subject, &body.payload));
                 received += 1;
             }
         }

@@ -166,7 +166,7 @@ impl<'a> Groups<'a> {
             delivered +=
                 self.router
                     .scope_state()
-                    .send(topic, None, None, payload.clone(), Reach::All)?;
+                    .send_payload(topic, payload.clone(), Reach::All)?;
         }
         Ok(delivered)
     }

@@ -180,10 +180,25 @@ impl Scope {
                 payload,
                 responder,
             );
-            if matches.mailboxes_only {
-                return to_mailboxes(&matches.plain, msg, reach);
-            }
-            fan_out(matches, Delivery::built(msg), reach)
+            fan_out_built(matches, msg, reach)
+        })
+    }
+
+    /// [`send`](Scope::send) without reply subject or headers (most publishes): the closure
+    /// run on the cached match carries only the payload.
+    pub(crate) fn send_payload(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        reach: Reach<'_>,
+    ) -> Result<usize> {
+        let mut payload = Some(payload);
+        self.index.with_matches(subject, |matches| {
+            let Some(payload) = payload.take().filter(|_| !matches.is_empty()) else {
+                return 0;
+            };
+            let msg = Message::new(matches.subject.clone(), None, Headers::None, payload, None);
+            fan_out_built(matches, msg, reach)
         })
     }
 
@@ -292,7 +307,7 @@ impl Scope {
 
 impl Responder for Scope {
     fn respond(&self, reply: &str, payload: Bytes) -> Result<()> {
-        self.send(reply, None, None, payload, Reach::All).map(drop)
+        self.send_payload(reply, payload, Reach::All).map(drop)
     }
 }
 
@@ -368,6 +383,16 @@ fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usiz
         delivered += 1;
     }
     delivered
+}
+
+/// [`fan_out`] of a message published through the library.
+#[inline]
+fn fan_out_built(matches: &Matches, msg: Message, reach: Reach<'_>) -> usize {
+    if matches.mailboxes_only {
+        to_mailboxes(&matches.plain, msg, reach)
+    } else {
+        fan_out(matches, Delivery::built(msg), reach)
+    }
 }
 
 /// [`fan_out`] of a message published through the library when every match is a local
@@ -638,7 +663,7 @@ impl Router {
     /// node and (when clustered) on others.
     pub fn publish(&self, subject: &str, payload: impl Into<Bytes>) -> Result<()> {
         self.scope
-            .send(subject, None, None, payload.into(), Reach::All)
+            .send_payload(subject, payload.into(), Reach::All)
             .map(drop)
     }
 
@@ -690,7 +715,7 @@ impl Router {
     /// Publishes to subscriptions on this node only, never to other nodes of the cluster.
     pub fn publish_local(&self, subject: &str, payload: impl Into<Bytes>) -> Result<()> {
         self.scope
-            .send(subject, None, None, payload.into(), Reach::Local)
+            .send_payload(subject, payload.into(), Reach::Local)
             .map(drop)
     }
 
@@ -698,7 +723,7 @@ impl Router {
     /// clones), like Phoenix.PubSub's `broadcast_from`.
     pub fn publish_others(&self, subject: &str, payload: impl Into<Bytes>) -> Result<()> {
         self.scope
-            .send(subject, None, None, payload.into(), Reach::Others(self.id))
+            .send_payload(subject, payload.into(), Reach::Others(self.id))
             .map(drop)
     }
 
