@@ -51,7 +51,7 @@ impl Mailbox {
 
     /// Buffers `msg`, applying the drop policy when full, and wakes a waiting reader.
     /// Returns false (and keeps nothing) once the mailbox is closed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&self, msg: Message) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
