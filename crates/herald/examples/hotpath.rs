@@ -22,19 +22,21 @@ fn main() -> Result<(), herald::Error> {
     let mut number = || args.next().and_then(|a| a.parse::<usize>().ok());
     let subscribers = number().unwrap_or(1).max(1);
     let messages = number().unwrap_or(1_000_000);
-    let mode = std::env::args().nth(3).unwrap_or_default();
+    let mode = std::env::args().nth(3).unwrap_or_else(|| "herald".into());
     let payload = Bytes::from(vec![7u8; 16]);
-    if std::env::args().any(|a| a == "thread") {
-        return with_reader_thread(messages, &payload);
-    }
     let received = match mode.as_str() {
+        "herald" => with_herald(subscribers, messages, &payload)?,
         "tokio" => with_tokio(subscribers, messages, &payload),
         "floor" => floor(subscribers, messages, &payload),
-        _ => with_herald(subscribers, messages, &payload)?,
+        "thread" => return with_reader_thread(messages, &payload),
+        other => {
+            eprintln!("unknown mode {other:?}: use herald, tokio, floor or thread");
+            std::process::exit(2);
+        }
     };
     println!(
         "{} subscribers={subscribers} published={} delivered={received}",
-        if mode.is_empty() { "herald" } else { &mode },
+        mode,
         messages / BATCH * BATCH
     );
     Ok(())
