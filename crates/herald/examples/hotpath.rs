@@ -11,7 +11,8 @@
 //! reference to it into each subscriber's `crossbeam_queue::ArrayQueue`, pop and drop them:
 //! no router, no lookup), or `thread` to publish to one subscriber read by another thread
 //! (then the publishing rate is printed). Prints what it did; divide the instruction or cycle
-//! count by the messages published.
+//! count by the messages published. Each mode is a function of its own that is never inlined:
+//! how `main` is written must not change the code that is measured.
 
 use herald::{Bytes, Router};
 
@@ -42,6 +43,7 @@ fn main() -> Result<(), herald::Error> {
     Ok(())
 }
 
+#[inline(never)]
 fn with_herald(subscribers: usize, messages: usize, payload: &Bytes) -> herald::Result<usize> {
     let router = Router::new(BATCH, "hotpath");
     let mut subs: Vec<_> = (0..subscribers)
@@ -61,6 +63,7 @@ fn with_herald(subscribers: usize, messages: usize, payload: &Bytes) -> herald::
     Ok(received)
 }
 
+#[inline(never)]
 fn with_reader_thread(messages: usize, payload: &Bytes) -> herald::Result<()> {
     let router = Router::new(BATCH * 64, "hotpath");
     let mut sub = router.subscribe("hot.path")?;
@@ -82,6 +85,7 @@ fn with_reader_thread(messages: usize, payload: &Bytes) -> herald::Result<()> {
     Ok(())
 }
 
+#[inline(never)]
 fn with_tokio(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
     let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(BATCH);
     let mut subs: Vec<_> = (0..subscribers).map(|_| tx.subscribe()).collect();
@@ -108,6 +112,7 @@ struct Body {
     _responder: Option<std::sync::Weak<str>>,
 }
 
+#[inline(never)]
 fn floor(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
     use std::hint::black_box;
     use std::sync::Arc;
