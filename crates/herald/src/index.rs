@@ -111,8 +111,9 @@ pub struct Matches {
     pub groups: Vec<Vec<Arc<Entry>>>,
     /// Whether any entry is remote (a cluster route): fan-out takes a shorter path when not.
     pub remote: bool,
-    /// True when every match is a plain local subscription's mailbox.
-    pub(crate) mailboxes_only: bool,
+    /// When every match is a plain local subscription, their mailboxes (empty otherwise): a
+    /// library publish pushes to them without looking at the entries.
+    pub(crate) mailboxes: Vec<Arc<crate::mailbox::Mailbox>>,
 }
 
 impl Matches {
@@ -248,6 +249,23 @@ impl TrieNode {
 
 /// Slots of the per-thread cache (direct-mapped by subject hash).
 const LOCAL_SLOTS: usize = 64;
+const _: () = assert!(LOCAL_SLOTS.is_power_of_two());
+
+/// The private cache slot of `subject`. Subjects of 8 to 16 bytes (most) are hashed from
+/// their first and last 8 bytes in registers; others go through FxHash. A collision only costs
+/// a miss: a slot is used after comparing its whole subject.
+#[inline]
+fn local_slot(subject: &str) -> usize {
+    let b = subject.as_bytes();
+    let word = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(first), Some(last)) if b.len() <= 16 => {
+            u64::from_le_bytes(*first) ^ u64::from_le_bytes(*last).rotate_left(29) ^ b.len() as u64
+        }
+        _ => rustc_hash::FxBuildHasher.hash_one(subject),
+    };
+    // The multiply mixes every byte into the top bits, which pick the slot.
+    (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LOCAL_SLOTS.trailing_zeros())) as usize
+}
 
 /// Gives every index an id, so a thread's private cache can tell indexes apart.
 static NEXT_INDEX_ID: AtomicU64 = AtomicU64::new(1);
@@ -409,8 +427,7 @@ impl Index {
             // Borrowed already: a nested call from inside `f`.
             let mut slots = local.try_borrow_mut().ok()?;
             let generation = self.generation.load(Ordering::Acquire);
-            let slot =
-                &mut slots[rustc_hash::FxBuildHasher.hash_one(subject) as usize % LOCAL_SLOTS];
+            let slot = &mut slots[local_slot(subject)];
             let matches = match slot {
                 Some(s)
                     if s.index == self.id
@@ -516,9 +533,11 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
     let mut plain = Vec::with_capacity(found.len());
     let mut groups: Vec<Vec<Arc<Entry>>> = Vec::new();
     let remote = found.iter().any(|e| !e.local);
-    let mailboxes_only = found
+    let mailboxes = found
         .iter()
-        .all(|e| e.queue.is_none() && e.mailbox.is_some());
+        .map(|e| e.mailbox.clone().filter(|_| e.queue.is_none()))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
     for entry in found {
         match &entry.queue {
             None => plain.push(entry),
@@ -533,7 +552,7 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
         plain,
         groups,
         remote,
-        mailboxes_only,
+        mailboxes,
     }
 }
 
@@ -580,6 +599,25 @@ mod tests {
             .collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn private_cache_slots_spread_subjects_that_differ_anywhere() {
+        for make in [
+            |i: usize| format!("o.{i}"),
+            |i: usize| format!("orders.{i}"),
+            |i: usize| format!("orders.{i}.created"),
+            |i: usize| format!("metrics.host{i}.cpu.user.total"),
+        ] {
+            let slots: std::collections::HashSet<_> =
+                (0..LOCAL_SLOTS).map(|i| local_slot(&make(i))).collect();
+            assert!(
+                slots.len() >= LOCAL_SLOTS / 2,
+                "{} only {}",
+                make(1),
+                slots.len()
+            );
+        }
     }
 
     #[test]

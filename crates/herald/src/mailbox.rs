@@ -160,7 +160,7 @@ mod tests {
         Message::new(
             Subject::new("m").unwrap(),
             None,
-            Headers::None,
+            Headers::NONE,
             Bytes::from(n.to_string()),
             None,
         )

@@ -144,48 +144,62 @@ pub(crate) trait Responder: Send + Sync {
 /// message from a network client carries its `NATS/1.0` block, passed through to other clients
 /// untouched and parsed only if a local subscriber asks for the map; a message from the
 /// library carries a [`HeaderMap`], encoded once if a network subscriber needs the block.
-/// Boxed, so a message without headers (the common case) pays one word for them.
-pub(crate) enum Headers {
-    None,
-    Map(Box<(HeaderMap, OnceLock<Bytes>)>),
-    Block(Box<(Bytes, OnceLock<HeaderMap>)>),
+/// Boxed, so a message without headers (the common case) pays one null word for them, and
+/// dropping it is one test of that word.
+pub(crate) struct Headers(Option<Box<HeaderForm>>);
+
+impl Drop for Headers {
+    // Inlined into the message's drop: most messages have no headers, and the generated drop
+    // glue was an out-of-line call for that one test.
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(form) = self.0.take() {
+            drop_form(form);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_form(form: Box<HeaderForm>) {
+    drop(form);
+}
+
+enum HeaderForm {
+    Map(HeaderMap, OnceLock<Bytes>),
+    Block(Bytes, OnceLock<HeaderMap>),
 }
 
 impl Headers {
+    /// No headers.
+    pub(crate) const NONE: Headers = Headers(None);
+
     /// Headers given as a map (by the library).
     pub(crate) fn from_map(map: Option<HeaderMap>) -> Headers {
-        match map {
-            None => Headers::None,
-            Some(map) => Headers::Map(Box::new((map, OnceLock::new()))),
-        }
+        Headers(map.map(|map| Box::new(HeaderForm::Map(map, OnceLock::new()))))
     }
 
     /// Headers given as a wire block (by a network client).
     pub(crate) fn from_block(block: Option<Bytes>) -> Headers {
-        match block {
-            None => Headers::None,
-            Some(block) => Headers::Block(Box::new((block, OnceLock::new()))),
-        }
+        Headers(block.map(|block| Box::new(HeaderForm::Block(block, OnceLock::new()))))
     }
 
     fn map(&self) -> Option<&HeaderMap> {
-        match self {
-            Headers::None => None,
-            Headers::Map(m) => Some(&m.0),
-            Headers::Block(b) => Some(b.1.get_or_init(|| HeaderMap::from_block(&b.0))),
-        }
+        Some(match self.0.as_deref()? {
+            HeaderForm::Map(map, _) => map,
+            HeaderForm::Block(block, map) => map.get_or_init(|| HeaderMap::from_block(block)),
+        })
     }
 
     fn block(&self) -> Option<&[u8]> {
-        match self {
-            Headers::None => None,
-            Headers::Block(b) => Some(&b.0),
-            Headers::Map(m) => Some(m.1.get_or_init(|| {
-                let mut out = Vec::with_capacity(16 + 32 * m.0.len());
-                herald_proto::headers::encode(&mut out, None, m.0.iter());
+        Some(match self.0.as_deref()? {
+            HeaderForm::Block(block, _) => block,
+            HeaderForm::Map(map, block) => block.get_or_init(|| {
+                let mut out = Vec::with_capacity(16 + 32 * map.len());
+                herald_proto::headers::encode(&mut out, None, map.iter());
                 Bytes::from(out)
-            })),
-        }
+            }),
+        })
     }
 }
 
@@ -343,7 +357,7 @@ mod tests {
         assert_eq!(from_block.map(), Some(&h));
         let bad = Headers::from_block(Some(Bytes::from_static(b"HTTP/1.1\r\n\r\n")));
         assert_eq!(bad.map(), Some(&HeaderMap::new()));
-        assert!(Headers::None.map().is_none() && Headers::None.block().is_none());
+        assert!(Headers::NONE.map().is_none() && Headers::NONE.block().is_none());
     }
 
     #[test]
@@ -361,7 +375,7 @@ mod tests {
         let msg = Message::new(
             Subject::new("a").unwrap(),
             None,
-            Headers::None,
+            Headers::NONE,
             Bytes::new(),
             None,
         );

@@ -197,7 +197,7 @@ impl Scope {
             let Some(payload) = payload.take().filter(|_| !matches.is_empty()) else {
                 return 0;
             };
-            let msg = Message::new(matches.subject.clone(), None, Headers::None, payload, None);
+            let msg = Message::new(matches.subject.clone(), None, Headers::NONE, payload, None);
             fan_out_built(matches, msg, reach)
         })
     }
@@ -388,36 +388,24 @@ fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usiz
 /// [`fan_out`] of a message published through the library.
 #[inline]
 fn fan_out_built(matches: &Matches, msg: Message, reach: Reach<'_>) -> usize {
-    if matches.mailboxes_only {
-        to_mailboxes(&matches.plain, msg, reach)
-    } else {
-        fan_out(matches, Delivery::built(msg), reach)
+    match reach {
+        Reach::All | Reach::Local if !matches.mailboxes.is_empty() => {
+            to_mailboxes(&matches.mailboxes, msg)
+        }
+        _ => fan_out(matches, Delivery::built(msg), reach),
     }
 }
 
 /// [`fan_out`] of a message published through the library when every match is a local
-/// subscription's mailbox (the common embedded case): no [`Delivery`], no virtual call, and
-/// the last mailbox takes the message itself.
-fn to_mailboxes(entries: &[Arc<Entry>], msg: Message, reach: Reach<'_>) -> usize {
-    let Some((last, rest)) = entries.split_last() else {
+/// subscription's mailbox and every one is admitted (the common embedded case): no
+/// [`Delivery`], no virtual call, no look at the entries, and the last mailbox takes the
+/// message itself.
+fn to_mailboxes(mailboxes: &[Arc<Mailbox>], msg: Message) -> usize {
+    let Some((last, rest)) = mailboxes.split_last() else {
         return 0;
     };
-    let mut delivered = 0;
-    for entry in rest {
-        if let Some(mailbox) = &entry.mailbox
-            && reach.admits(entry)
-            && mailbox.push(msg.clone())
-        {
-            delivered += 1;
-        }
-    }
-    if let Some(mailbox) = &last.mailbox
-        && reach.admits(last)
-        && mailbox.push(msg)
-    {
-        delivered += 1;
-    }
-    delivered
+    let delivered = rest.iter().filter(|m| m.push(msg.clone())).count();
+    delivered + usize::from(last.push(msg))
 }
 
 /// Hands `msg` to a local entry: straight into its mailbox when it is a local subscription's,
