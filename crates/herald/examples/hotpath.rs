@@ -11,9 +11,9 @@
 //! reference to it into each subscriber's `crossbeam_queue::ArrayQueue`, pop and drop them:
 //! no router, no lookup), or `thread` to publish to one subscriber read by another thread
 //! (then the publishing rate is printed). Prints what it did; divide the instruction or cycle
-//! count by the messages published. Receivers in every mode read each message's payload length,
-//! as an application touches what it receives. Each mode is a function of its own that is never inlined:
-//! how `main` is written must not change the code that is measured.
+//! count by the messages published. Receivers in every mode read each message's payload
+//! length, as an application touches what it receives. Each mode is a function of its own that
+//! is never inlined: how `main` is written must not change the code that is measured.
 
 use herald::{Bytes, Router};
 
