@@ -602,6 +602,35 @@ mod tests {
     }
 
     #[test]
+    fn mailboxes_are_listed_only_when_every_match_is_a_plain_mailbox() {
+        use crate::mailbox::Mailbox;
+        use crate::subscription::DropPolicy;
+        let with_mailbox = |id: u64, pattern: &str| {
+            let mailbox = Arc::new(Mailbox::new(4, DropPolicy::DropOldest));
+            let entry = Entry::new(id, pattern, mailbox.clone());
+            Entry {
+                mailbox: Some(mailbox),
+                ..entry
+            }
+        };
+        let index = Index::default();
+        index.insert(Arc::new(with_mailbox(1, "a.b")));
+        index.insert(Arc::new(with_mailbox(2, "a.*")));
+        index.insert(Arc::new(with_mailbox(3, "q.b").in_queue("workers")));
+        index.insert(Arc::new(with_mailbox(4, "q.b")));
+        index.insert(entry(5, "t.b", None));
+        index.insert(Arc::new(with_mailbox(6, "t.b")));
+        let listed = |s: &str| index.lookup(s).unwrap().mailboxes.len();
+        assert_eq!(listed("a.b"), 2, "two plain mailboxes");
+        assert_eq!(listed("q.b"), 0, "a queue member takes the general path");
+        assert_eq!(
+            listed("t.b"),
+            0,
+            "a target without a mailbox takes the general path"
+        );
+    }
+
+    #[test]
     fn private_cache_slots_spread_subjects_that_differ_anywhere() {
         for make in [
             |i: usize| format!("o.{i}"),
