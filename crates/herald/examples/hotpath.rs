@@ -7,9 +7,11 @@
 //! ```
 //! Arguments: subscribers, messages, and `tokio` to do the same work with
 //! `tokio::sync::broadcast` instead (the reference the benchmarks compare with), `floor` to do
-//! only what herald's design cannot avoid (allocate a shared message body per publish, push a
-//! reference to it into each subscriber's `crossbeam_queue::ArrayQueue`, pop and drop them:
-//! no router, no lookup), or `thread` to publish to one subscriber read by another thread
+//! only what herald's design cannot avoid (one ring whose slots are spin locks around a
+//! position and a shared message body; a publish claims a position and refills its slot's
+//! body in place once no reader holds it; each subscriber reads at its own cursor, cloning the
+//! body under the slot's lock: no router, no lookup, no lapping, no wake-ups), or `thread` to
+//! publish to one subscriber read by another thread
 //! (then the publishing rate is printed). Prints what it did; divide the instruction or cycle
 //! count by the messages published. Receivers in every mode read each message's payload
 //! length, as an application touches what it receives. Each mode is a function of its own that
@@ -106,41 +108,59 @@ fn with_tokio(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
 
 /// A message body as big as herald's (subject, reply, headers, payload, responder).
 struct Body {
-    _subject: std::sync::Arc<str>,
+    subject: std::sync::Arc<str>,
     _reply: Option<std::sync::Arc<str>>,
     _headers: Option<Box<[u8]>>,
     payload: Bytes,
     _responder: Option<std::sync::Weak<str>>,
 }
 
+/// One slot of the floor's ring: the position it holds plus one, and the message.
+type Slot = spin::mutex::SpinMutex<(u64, Option<std::sync::Arc<Body>>)>;
+
 #[inline(never)]
 fn floor(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
-    use std::hint::black_box;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let subject: Arc<str> = Arc::from("hot.path");
-    let queues: Vec<_> = (0..subscribers)
-        .map(|_| crossbeam_queue::ArrayQueue::<Arc<Body>>::new(BATCH))
-        .collect();
+    let slots: Vec<Slot> = (0..BATCH).map(|_| Slot::default()).collect();
+    let tail = AtomicU64::new(0);
+    let mut cursors = vec![0u64; subscribers];
     let mut received = 0usize;
     for _ in 0..messages / BATCH {
         for _ in 0..BATCH {
-            let body = Arc::new(Body {
-                _subject: subject.clone(),
-                _reply: None,
-                _headers: None,
-                payload: payload.clone(),
-                _responder: None,
-            });
-            if let Some((last, rest)) = queues.split_last() {
-                for q in rest {
-                    black_box(q.force_push(body.clone()));
+            let at = tail.fetch_add(1, Ordering::AcqRel);
+            let replaced = {
+                let mut slot = slots[at as usize % BATCH].lock();
+                slot.0 = at + 1;
+                // Refill the message in place when no reader holds it any more.
+                match slot.1.as_mut().and_then(Arc::get_mut) {
+                    Some(body) => {
+                        body.payload = payload.clone();
+                        None
+                    }
+                    None => slot.1.replace(Arc::new(Body {
+                        subject: subject.clone(),
+                        _reply: None,
+                        _headers: None,
+                        payload: payload.clone(),
+                        _responder: None,
+                    })),
                 }
-                black_box(last.force_push(body));
-            }
+            };
+            drop(replaced);
         }
-        for q in &queues {
-            while let Some(body) = q.pop() {
-                received += body.payload.len();
+        for next in &mut cursors {
+            loop {
+                let body = {
+                    let slot = slots[*next as usize % BATCH].lock();
+                    match &slot.1 {
+                        Some(body) if slot.0 == *next + 1 => body.clone(),
+                        _ => break,
+                    }
+                };
+                *next += 1;
+                received += body.payload.len() + usize::from(body.subject.is_empty());
             }
         }
     }

@@ -54,9 +54,29 @@ pub struct Entry {
     /// Whether other nodes of the cluster were told of it (a local subscription not marked
     /// node-only, on a clustered node).
     pub announced: bool,
-    /// The target when it is a local subscription's mailbox: fan-out then pushes to it
+    /// The target when it is a local subscription's buffer: fan-out then pushes to it
     /// directly instead of through the `Target` trait.
-    pub(crate) mailbox: Option<Arc<crate::mailbox::Mailbox>>,
+    pub(crate) buffer: Option<Buffer>,
+}
+
+/// The buffer of local subscriptions, as an entry knows it.
+#[derive(Clone)]
+pub(crate) enum Buffer {
+    /// One subscription's own queue (drop-newest, or a queue group member).
+    Mailbox(Arc<crate::mailbox::Mailbox>),
+    /// The ring the plain drop-oldest subscriptions of a pattern share.
+    Fanout(Arc<crate::fanout::Fanout>),
+}
+
+impl Buffer {
+    /// Buffers `msg`; false when the buffer is closed.
+    #[inline]
+    pub(crate) fn push(&self, msg: crate::message::Message) -> bool {
+        match self {
+            Buffer::Mailbox(mailbox) => mailbox.push(msg),
+            Buffer::Fanout(fanout) => fanout.push(msg),
+        }
+    }
 }
 
 impl Entry {
@@ -72,7 +92,7 @@ impl Entry {
             local: target.is_local(),
             target,
             announced: false,
-            mailbox: None,
+            buffer: None,
         }
     }
 
@@ -111,9 +131,9 @@ pub struct Matches {
     pub groups: Vec<Vec<Arc<Entry>>>,
     /// Whether any entry is remote (a cluster route): fan-out takes a shorter path when not.
     pub remote: bool,
-    /// When every match is a plain local subscription, their mailboxes (empty otherwise): a
-    /// library publish pushes to them without looking at the entries.
-    pub(crate) mailboxes: Vec<Arc<crate::mailbox::Mailbox>>,
+    /// When every match is a ring of plain local subscriptions, the rings (empty otherwise): a
+    /// library publish writes to them without looking at the entries.
+    pub(crate) rings: Vec<Arc<crate::fanout::Fanout>>,
 }
 
 impl Matches {
@@ -533,9 +553,12 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
     let mut plain = Vec::with_capacity(found.len());
     let mut groups: Vec<Vec<Arc<Entry>>> = Vec::new();
     let remote = found.iter().any(|e| !e.local);
-    let mailboxes = found
+    let rings = found
         .iter()
-        .map(|e| e.mailbox.clone().filter(|_| e.queue.is_none()))
+        .map(|e| match &e.buffer {
+            Some(Buffer::Fanout(ring)) if e.queue.is_none() => Some(ring.clone()),
+            _ => None,
+        })
         .collect::<Option<Vec<_>>>()
         .unwrap_or_default();
     for entry in found {
@@ -552,7 +575,7 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
         plain,
         groups,
         remote,
-        mailboxes,
+        rings,
     }
 }
 
@@ -602,31 +625,51 @@ mod tests {
     }
 
     #[test]
-    fn mailboxes_are_listed_only_when_every_match_is_a_plain_mailbox() {
+    fn rings_are_listed_only_when_every_match_is_a_plain_ring() {
+        use crate::fanout::Fanout;
         use crate::mailbox::Mailbox;
         use crate::subscription::DropPolicy;
-        let with_mailbox = |id: u64, pattern: &str| {
-            let mailbox = Arc::new(Mailbox::new(4, DropPolicy::DropOldest));
-            let entry = Entry::new(id, pattern, mailbox.clone());
-            Entry {
-                mailbox: Some(mailbox),
+        let with_ring = |id: u64, pattern: &str| {
+            let ring = Arc::new(Fanout::new(4));
+            let entry = Entry::new(id, pattern, ring.clone());
+            Arc::new(Entry {
+                buffer: Some(Buffer::Fanout(ring)),
                 ..entry
-            }
+            })
+        };
+        let with_mailbox = |id: u64, pattern: &str| {
+            let mailbox = Arc::new(Mailbox::new(4, DropPolicy::DropNewest));
+            let entry = Entry::new(id, pattern, mailbox.clone());
+            Arc::new(Entry {
+                buffer: Some(Buffer::Mailbox(mailbox)),
+                ..entry
+            })
         };
         let index = Index::default();
-        index.insert(Arc::new(with_mailbox(1, "a.b")));
-        index.insert(Arc::new(with_mailbox(2, "a.*")));
-        index.insert(Arc::new(with_mailbox(3, "q.b").in_queue("workers")));
-        index.insert(Arc::new(with_mailbox(4, "q.b")));
+        index.insert(with_ring(1, "a.b"));
+        index.insert(with_ring(2, "a.*"));
+        index.insert(Arc::new(
+            Arc::into_inner(with_ring(3, "q.b"))
+                .unwrap()
+                .in_queue("workers"),
+        ));
+        index.insert(with_ring(4, "q.b"));
         index.insert(entry(5, "t.b", None));
-        index.insert(Arc::new(with_mailbox(6, "t.b")));
-        let listed = |s: &str| index.lookup(s).unwrap().mailboxes.len();
-        assert_eq!(listed("a.b"), 2, "two plain mailboxes");
+        index.insert(with_ring(6, "t.b"));
+        index.insert(with_mailbox(7, "m.b"));
+        index.insert(with_ring(8, "m.b"));
+        let listed = |s: &str| index.lookup(s).unwrap().rings.len();
+        assert_eq!(listed("a.b"), 2, "two plain rings");
         assert_eq!(listed("q.b"), 0, "a queue member takes the general path");
         assert_eq!(
             listed("t.b"),
             0,
-            "a target without a mailbox takes the general path"
+            "a target without a buffer takes the general path"
+        );
+        assert_eq!(
+            listed("m.b"),
+            0,
+            "a subscription's own mailbox takes the general path"
         );
     }
 

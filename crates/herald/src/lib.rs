@@ -27,7 +27,8 @@
 //! | `router` | scopes, [`Router`], and the fan-out loop |
 //! | `node` | [`Node`]: owner of scopes, cluster membership |
 //! | `cluster` | gossip membership (chitchat), routes between nodes, interest, [`NodeBuilder`] |
-//! | `mailbox` | a subscription's bounded buffer: ring, drop policy, reader wake-up |
+//! | `fanout` | the ring plain drop-oldest subscriptions of a pattern share, a cursor each |
+//! | `mailbox` | a subscription's own bounded buffer: queue, drop policy, reader wake-up |
 //! | `subscription` | drop policy, [`Subscription`], callbacks |
 //! | [`target`] | the [`Target`] trait every delivery destination implements |
 //! | [`batch`] | deferred writer wake-ups: one per burst of messages, not one per message |
@@ -40,6 +41,7 @@
 pub mod batch;
 mod cluster;
 mod error;
+mod fanout;
 mod groups;
 pub mod index;
 mod mailbox;

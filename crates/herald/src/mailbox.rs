@@ -121,11 +121,6 @@ impl Mailbox {
         self.queue.len()
     }
 
-    /// True when nothing is buffered.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
     /// The most messages it buffers.
     pub(crate) fn capacity(&self) -> usize {
         self.queue.capacity()
@@ -225,7 +220,7 @@ mod tests {
         mb.close();
         assert_eq!(payload(mb.pop()).unwrap(), "1");
         mb.clear();
-        assert!(mb.pop().is_none() && mb.is_empty());
+        assert!(mb.pop().is_none() && mb.len() == 0);
     }
 
     /// Several publishers on other threads and a reader that sleeps whenever the mailbox is

@@ -203,6 +203,15 @@ impl Headers {
     }
 }
 
+/// What [`Message::reuse`] takes out of a message: dropped by the caller.
+pub(crate) type Leftover = (
+    Option<Subject>,
+    Option<Subject>,
+    Headers,
+    Bytes,
+    Option<Weak<dyn Responder>>,
+);
+
 /// A published message as a subscriber sees it: subject, payload, optional headers and reply
 /// subject. Cheap to clone.
 #[derive(Clone)]
@@ -233,6 +242,37 @@ impl Message {
             payload,
             responder,
         }))
+    }
+
+    /// Makes this message a new publish of `payload` on `subject` (no reply subject, no
+    /// headers) if no other handle shares it: a ring reuses the message in a slot it overwrites
+    /// once every reader is done with it, which saves the allocation and its reference counts.
+    /// Returns the parts it held, to be dropped by the caller (outside any lock), or gives the
+    /// payload back when the message is shared.
+    #[inline]
+    pub(crate) fn reuse(&mut self, subject: &Subject, payload: Bytes) -> Result<Leftover, Bytes> {
+        let Some(inner) = Arc::get_mut(&mut self.0) else {
+            return Err(payload);
+        };
+        // A publisher repeats its subjects: keep the one held rather than clone it again.
+        let mut subject =
+            (!Arc::ptr_eq(inner.subject.shared(), subject.shared())).then(|| subject.clone());
+        if let Some(subject) = &mut subject {
+            std::mem::swap(subject, &mut inner.subject);
+        }
+        Ok((
+            subject,
+            inner.reply.take(),
+            std::mem::replace(&mut inner.headers, Headers::NONE),
+            std::mem::replace(&mut inner.payload, payload),
+            inner.responder.take(),
+        ))
+    }
+
+    /// How many handles share this message (tests of who keeps a message alive).
+    #[cfg(test)]
+    pub(crate) fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     /// The subject it was published on.

@@ -17,16 +17,18 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::fanout::{Fanout, Reader};
 use crate::groups::{GroupState, Groups};
-use crate::index::{Entry, Index, Matches};
+use crate::index::{Buffer, Entry, Index, Matches};
 use crate::mailbox::Mailbox;
 use crate::message::{HeaderMap, Headers, Message, Responder};
 use crate::node::Node;
 use crate::request::Inbox;
 use crate::subject::{self, Subject};
-use crate::subscription::{CallbackHandle, SubscribeOptions, Subscription};
+use crate::subscription::{CallbackHandle, DropPolicy, Feed, SubscribeOptions, Subscription};
 use crate::target::{Delivery, Target};
 use herald_proto::route::Queues;
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 /// Which matching targets a publish reaches.
@@ -76,6 +78,20 @@ pub(crate) struct Scope {
     // Told of every local subscription that comes and goes, to share interest with other
     // nodes; `None` on a node that joins no cluster.
     cluster: Option<Arc<Cluster>>,
+    // The shared rings of plain drop-oldest subscriptions, one index entry each.
+    rings: Mutex<FxHashMap<Arc<RingKey>, Arc<Entry>>>,
+    // Subscriptions reading a ring beyond the first of each (the index counts one per ring).
+    ring_extra: AtomicU64,
+}
+
+/// What subscriptions sharing one ring have in common: they see exactly the same messages.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RingKey {
+    pattern: Arc<str>,
+    /// The router that made them, so `publish_others` can skip them all.
+    owner: u64,
+    capacity: usize,
+    node_only: bool,
 }
 
 impl Scope {
@@ -95,6 +111,8 @@ impl Scope {
             node_id,
             me,
             cluster,
+            rings: Mutex::default(),
+            ring_extra: AtomicU64::new(0),
         }
     }
 
@@ -119,8 +137,14 @@ impl Scope {
             Some(q) => Some(check_queue(q)?),
             None => None,
         };
-        let (target, mailbox) = match sink {
-            Sink::Mailbox(mailbox) => (mailbox.clone() as Arc<dyn Target>, Some(mailbox)),
+        let (target, buffer) = match sink {
+            Sink::Buffer(buffer) => {
+                let target: Arc<dyn Target> = match &buffer {
+                    Buffer::Mailbox(mailbox) => mailbox.clone(),
+                    Buffer::Fanout(ring) => ring.clone(),
+                };
+                (target, Some(buffer))
+            }
             Sink::Target(target) => (target, None),
         };
         let local = target.is_local();
@@ -133,13 +157,60 @@ impl Scope {
             target,
             local,
             announced: local && !node_only && self.cluster.is_some(),
-            mailbox,
+            buffer,
         });
         self.index.insert(entry.clone());
         if let (true, Some(cluster)) = (entry.announced, &self.cluster) {
             cluster.interest(true, &self.name, &entry.pattern, entry.queue.as_ref());
         }
         Ok(entry)
+    }
+
+    /// A reader of the ring of plain drop-oldest subscriptions to `pattern` made by router
+    /// `owner` with `capacity`, making the ring (and its index entry) if it is the first.
+    fn join_ring(&self, key: RingKey) -> Result<(Arc<Entry>, Reader, Arc<RingKey>)> {
+        let mut rings = self.rings.lock();
+        if let Some((key, entry)) = rings.get_key_value(&key)
+            && let Some(Buffer::Fanout(ring)) = &entry.buffer
+        {
+            self.ring_extra.fetch_add(1, Ordering::Relaxed);
+            return Ok((entry.clone(), ring.join(), key.clone()));
+        }
+        let ring = Arc::new(Fanout::new(key.capacity));
+        let reader = ring.join();
+        let entry = self.add(
+            &key.pattern,
+            None,
+            key.owner,
+            0,
+            Sink::Buffer(Buffer::Fanout(ring)),
+            key.node_only,
+        )?;
+        let key = Arc::new(key);
+        rings.insert(key.clone(), entry.clone());
+        Ok((entry, reader, key))
+    }
+
+    /// Takes a cancelled `reader` out of its ring; the last one out removes the ring from the
+    /// index and lets go of its messages.
+    pub(crate) fn leave_ring(&self, key: &RingKey, reader: &Reader) {
+        let mut rings = self.rings.lock();
+        if reader.leave() > 0 {
+            self.ring_extra.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let ours = |e: &Arc<Entry>| matches!(&e.buffer, Some(Buffer::Fanout(r)) if Arc::ptr_eq(r, reader.fanout()));
+        if let Some(entry) = rings.get(key).filter(|e| ours(e)).cloned() {
+            rings.remove(key);
+            self.remove(&entry.pattern, entry.id);
+        }
+        drop(rings);
+        reader.fanout().retire();
+    }
+
+    /// Subscriptions in the scope on this node (a shared ring counts each of its readers).
+    pub(crate) fn subscription_count(&self) -> usize {
+        self.index.len() + self.ring_extra.load(Ordering::Relaxed) as usize
     }
 
     /// Removes subscription `id` (subscribed to `pattern`); returns it if it was there.
@@ -197,6 +268,11 @@ impl Scope {
             let Some(payload) = payload.take().filter(|_| !matches.is_empty()) else {
                 return 0;
             };
+            // One ring of local subscriptions (the usual embedded case): the message is built
+            // in its slot.
+            if let (Reach::All | Reach::Local, [ring]) = (reach, &matches.rings[..]) {
+                return usize::from(ring.publish(&matches.subject, payload));
+            }
             let msg = Message::new(matches.subject.clone(), None, Headers::NONE, payload, None);
             fan_out_built(matches, msg, reach)
         })
@@ -375,8 +451,8 @@ fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usiz
     }
     if let Some(entry) = last
         && reach.admits(entry)
-        && match &entry.mailbox {
-            Some(mailbox) => mailbox.push(msg.into_message()),
+        && match &entry.buffer {
+            Some(buffer) => buffer.push(msg.into_message()),
             None => entry.target.deliver_owned(entry.sid, msg),
         }
     {
@@ -389,39 +465,36 @@ fn fan_out_local(matches: &Matches, msg: Delivery<'_>, reach: Reach<'_>) -> usiz
 #[inline]
 fn fan_out_built(matches: &Matches, msg: Message, reach: Reach<'_>) -> usize {
     match reach {
-        Reach::All | Reach::Local if !matches.mailboxes.is_empty() => {
-            to_mailboxes(&matches.mailboxes, msg)
-        }
+        Reach::All | Reach::Local if !matches.rings.is_empty() => to_rings(&matches.rings, msg),
         _ => fan_out(matches, Delivery::built(msg), reach),
     }
 }
 
-/// [`fan_out`] of a message published through the library when every match is a local
-/// subscription's mailbox and every one is admitted (the common embedded case): no
-/// [`Delivery`], no virtual call, no look at the entries, and the last mailbox takes the
-/// message itself.
-fn to_mailboxes(mailboxes: &[Arc<Mailbox>], msg: Message) -> usize {
-    let Some((last, rest)) = mailboxes.split_last() else {
+/// [`fan_out`] of a message published through the library when every match is a ring of
+/// local subscriptions and every one is admitted (the common embedded case): no [`Delivery`],
+/// no virtual call, no look at the entries, and the last ring takes the message itself.
+fn to_rings(rings: &[Arc<Fanout>], msg: Message) -> usize {
+    let Some((last, rest)) = rings.split_last() else {
         return 0;
     };
-    let delivered = rest.iter().filter(|m| m.push(msg.clone())).count();
+    let delivered = rest.iter().filter(|r| r.push(msg.clone())).count();
     delivered + usize::from(last.push(msg))
 }
 
-/// Hands `msg` to a local entry: straight into its mailbox when it is a local subscription's,
+/// Hands `msg` to a local entry: straight into its buffer when it is local subscriptions',
 /// else through its [`Target`].
 #[inline]
 fn deliver(entry: &Entry, msg: &Delivery<'_>) -> bool {
-    match &entry.mailbox {
-        Some(mailbox) => mailbox.push(msg.message()),
+    match &entry.buffer {
+        Some(buffer) => buffer.push(msg.message()),
         None => entry.target.deliver(entry.sid, msg),
     }
 }
 
 /// What a new subscription hands its messages to.
 pub(crate) enum Sink {
-    /// A local subscription's mailbox: fan-out pushes to it without a virtual call.
-    Mailbox(Arc<Mailbox>),
+    /// Local subscriptions' buffer: fan-out pushes to it without a virtual call.
+    Buffer(Buffer),
     /// Any other target: a network connection, a cluster route, a stream, an inbox.
     Target(Arc<dyn Target>),
 }
@@ -579,17 +652,30 @@ impl Router {
         if capacity == 0 {
             return Err(Error::InvalidCapacity);
         }
-        let mailbox = Arc::new(Mailbox::new(capacity, options.policy));
-        let entry = self.scope.add(
-            pattern,
-            options.queue.as_deref(),
-            self.id,
-            0,
-            Sink::Mailbox(mailbox.clone()),
-            options.node_only,
-        )?;
+        let (entry, feed) = if options.queue.is_none() && options.policy == DropPolicy::DropOldest {
+            subject::check(pattern)?;
+            let (entry, reader, key) = self.scope.join_ring(RingKey {
+                pattern: pattern.into(),
+                owner: self.id,
+                capacity,
+                node_only: options.node_only,
+            })?;
+            let reader = Arc::new(reader);
+            (entry, Feed::Ring { reader, key })
+        } else {
+            let mailbox = Arc::new(Mailbox::new(capacity, options.policy));
+            let entry = self.scope.add(
+                pattern,
+                options.queue.as_deref(),
+                self.id,
+                0,
+                Sink::Buffer(Buffer::Mailbox(mailbox.clone())),
+                options.node_only,
+            )?;
+            (entry, Feed::Own(mailbox))
+        };
         Ok(Subscription::new(
-            mailbox,
+            feed,
             entry.id,
             entry.pattern.clone(),
             entry.queue.clone(),
@@ -780,7 +866,7 @@ impl Router {
 
     /// Number of subscriptions in this router's scope on this node (all routers of the scope).
     pub fn subscription_count(&self) -> usize {
-        self.scope.index.len()
+        self.scope.subscription_count()
     }
 
     /// The scope's subscription index, for diagnostics (sizes, cache, trie nodes).

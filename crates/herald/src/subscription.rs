@@ -1,10 +1,13 @@
-//! Buffered subscriptions: a bounded mailbox per subscription, its drop policy, and the ways to
+//! Buffered subscriptions: a bounded buffer per subscription, its drop policy, and the ways to
 //! read it (async, blocking, with timeout, as a `Stream`, or through a callback).
 //!
-//! The mailbox itself is in [`crate::mailbox`]. Publishers push into it from any thread and never
-//! wait: when it is full, drop-oldest evicts the oldest message, drop-newest refuses the new one;
-//! either way the drop is counted. A reader that finds it empty leaves a waker: a task's, or for
-//! blocking reads one that unparks the reading thread.
+//! Plain drop-oldest subscriptions of one pattern made through one router with one capacity
+//! read a ring they share ([`crate::fanout`]), each at its own cursor; the others (drop-newest,
+//! queue group members) have a mailbox of their own ([`crate::mailbox`]). Publishers write to
+//! either from any thread and never wait: when a subscription is full, drop-oldest loses its
+//! oldest message, drop-newest refuses the new one; either way the drop is counted. A reader
+//! that finds nothing leaves a waker: a task's, or for blocking reads one that unparks the
+//! reading thread.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -14,9 +17,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{RecvTimeoutError, TryRecvError};
+use crate::fanout::Reader;
 use crate::mailbox::Mailbox;
 use crate::message::Message;
-use crate::router::Scope;
+use crate::router::{RingKey, Scope};
 
 /// What a full subscription does with one more message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,6 +97,85 @@ impl Wake for ThreadWaker {
     }
 }
 
+/// Where a subscription reads its messages.
+#[derive(Clone)]
+pub(crate) enum Feed {
+    /// A mailbox of its own.
+    Own(Arc<Mailbox>),
+    /// Its cursor in the ring it shares with the subscriptions of the same `key`.
+    Ring {
+        reader: Arc<Reader>,
+        key: Arc<RingKey>,
+    },
+}
+
+impl Feed {
+    #[inline]
+    fn pop(&self) -> Option<Message> {
+        match self {
+            Feed::Own(mailbox) => mailbox.pop(),
+            Feed::Ring { reader, .. } => reader.pop(),
+        }
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        match self {
+            Feed::Own(mailbox) => mailbox.poll_recv(cx),
+            Feed::Ring { reader, .. } => reader.poll_recv(cx),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Feed::Own(mailbox) => mailbox.is_closed(),
+            Feed::Ring { reader, .. } => reader.is_closed(),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match self {
+            Feed::Own(mailbox) => mailbox.dropped(),
+            Feed::Ring { reader, .. } => reader.dropped(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Feed::Own(mailbox) => mailbox.len(),
+            Feed::Ring { reader, .. } => reader.len(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Feed::Own(mailbox) => mailbox.capacity(),
+            Feed::Ring { reader, .. } => reader.capacity(),
+        }
+    }
+
+    /// Stops it and takes it out of its scope; idempotent.
+    fn cancel(&self, scope: &Weak<Scope>, pattern: &str, id: u64) {
+        match self {
+            Feed::Own(mailbox) => {
+                if mailbox.close() {
+                    if let Some(scope) = scope.upgrade() {
+                        scope.remove(pattern, id);
+                    }
+                    mailbox.clear();
+                }
+            }
+            Feed::Ring { reader, key } => {
+                if reader.cancel() {
+                    match scope.upgrade() {
+                        Some(scope) => scope.leave_ring(key, reader),
+                        None => drop(reader.leave()),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A buffered subscription to a pattern.
 ///
 /// Read it with [`recv`](Subscription::recv) (async), [`try_recv`](Subscription::try_recv),
@@ -103,7 +186,7 @@ impl Wake for ThreadWaker {
 /// Dropping it cancels it. Receiving ends (`None`, or `Closed`) once it is cancelled or its node
 /// has been dropped; a subscription does not keep its node alive.
 pub struct Subscription {
-    mailbox: Arc<Mailbox>,
+    feed: Feed,
     id: u64,
     pattern: Arc<str>,
     queue: Option<Arc<str>>,
@@ -112,14 +195,14 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(
-        mailbox: Arc<Mailbox>,
+        feed: Feed,
         id: u64,
         pattern: Arc<str>,
         queue: Option<Arc<str>>,
         scope: Weak<Scope>,
     ) -> Self {
         Subscription {
-            mailbox,
+            feed,
             id,
             pattern,
             queue,
@@ -129,15 +212,15 @@ impl Subscription {
 
     /// The next message; `None` once the subscription is cancelled or its node is gone.
     pub async fn recv(&mut self) -> Option<Message> {
-        poll_fn(|cx| self.mailbox.poll_recv(cx)).await
+        poll_fn(|cx| self.feed.poll_recv(cx)).await
     }
 
     /// The next buffered message, without waiting.
     #[inline]
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
-        match self.mailbox.pop() {
+        match self.feed.pop() {
             Some(msg) => Ok(msg),
-            None if self.mailbox.is_closed() => Err(TryRecvError::Closed),
+            None if self.feed.is_closed() => Err(TryRecvError::Closed),
             None => Err(TryRecvError::Empty),
         }
     }
@@ -157,7 +240,7 @@ impl Subscription {
         // Spin briefly before parking: a busy publisher then finds a reader that is awake, and
         // neither side pays a futex wake-up per message.
         for round in 0..SPIN_ROUNDS {
-            if let Some(msg) = self.mailbox.pop() {
+            if let Some(msg) = self.feed.pop() {
                 return Ok(msg);
             }
             if round < SPIN_ROUNDS / 2 {
@@ -169,7 +252,7 @@ impl Subscription {
         let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut cx = Context::from_waker(&waker);
         loop {
-            match self.mailbox.poll_recv(&mut cx) {
+            match self.feed.poll_recv(&mut cx) {
                 Poll::Ready(Some(msg)) => return Ok(msg),
                 Poll::Ready(None) => return Err(RecvTimeoutError::Closed),
                 Poll::Pending => match deadline {
@@ -189,32 +272,32 @@ impl Subscription {
     /// Stops the subscription: it leaves the index at once, buffered messages are discarded,
     /// and receiving returns `None`. Idempotent; dropping the subscription does the same.
     pub fn cancel(&self) {
-        cancel(&self.mailbox, &self.scope, &self.pattern, self.id);
+        self.feed.cancel(&self.scope, &self.pattern, self.id);
     }
 
     /// True once cancelled (or closed because the node is gone).
     pub fn is_cancelled(&self) -> bool {
-        self.mailbox.is_closed()
+        self.feed.is_closed()
     }
 
     /// Messages discarded by the drop policy so far.
     pub fn dropped(&self) -> u64 {
-        self.mailbox.dropped()
+        self.feed.dropped()
     }
 
     /// Messages buffered and not yet received.
     pub fn len(&self) -> usize {
-        self.mailbox.len()
+        self.feed.len()
     }
 
     /// True when nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.mailbox.is_empty()
+        self.feed.len() == 0
     }
 
     /// The most messages this subscription buffers.
     pub fn capacity(&self) -> usize {
-        self.mailbox.capacity()
+        self.feed.capacity()
     }
 
     /// The pattern subscribed to.
@@ -228,15 +311,6 @@ impl Subscription {
     }
 }
 
-fn cancel(mailbox: &Mailbox, scope: &Weak<Scope>, pattern: &str, id: u64) {
-    if mailbox.close() {
-        if let Some(scope) = scope.upgrade() {
-            scope.remove(pattern, id);
-        }
-        mailbox.clear();
-    }
-}
-
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.cancel();
@@ -247,13 +321,13 @@ impl futures_core::Stream for Subscription {
     type Item = Message;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        self.mailbox.poll_recv(cx)
+        self.feed.poll_recv(cx)
     }
 }
 
 impl futures_core::FusedStream for Subscription {
     fn is_terminated(&self) -> bool {
-        self.mailbox.is_closed() && self.mailbox.is_empty()
+        self.feed.is_closed() && self.feed.len() == 0
     }
 }
 
@@ -276,7 +350,7 @@ impl std::fmt::Debug for Subscription {
 /// `router.on(..)?;` on its own is a fire-and-forget listener.
 #[derive(Clone)]
 pub struct CallbackHandle {
-    mailbox: Arc<Mailbox>,
+    feed: Feed,
     id: u64,
     pattern: Arc<str>,
     scope: Weak<Scope>,
@@ -291,7 +365,7 @@ impl CallbackHandle {
         F: FnMut(Message) + Send + 'static,
     {
         let handle = CallbackHandle {
-            mailbox: sub.mailbox.clone(),
+            feed: sub.feed.clone(),
             id: sub.id,
             pattern: sub.pattern.clone(),
             scope: sub.scope.clone(),
@@ -329,12 +403,12 @@ impl CallbackHandle {
 
     /// Stops the callback and removes its subscription. Idempotent.
     pub fn cancel(&self) {
-        cancel(&self.mailbox, &self.scope, &self.pattern, self.id);
+        self.feed.cancel(&self.scope, &self.pattern, self.id);
     }
 
     /// True once cancelled (or closed because the node is gone).
     pub fn is_cancelled(&self) -> bool {
-        self.mailbox.is_closed()
+        self.feed.is_closed()
     }
 
     /// How many times the callback panicked (each panic is contained and logged).
@@ -344,7 +418,7 @@ impl CallbackHandle {
 
     /// Messages discarded because the callback fell behind by more than the capacity.
     pub fn dropped(&self) -> u64 {
-        self.mailbox.dropped()
+        self.feed.dropped()
     }
 }
 

@@ -341,6 +341,51 @@ fn groups_errors_and_broadcast() {
 }
 
 #[test]
+fn plain_subscriptions_of_a_pattern_share_a_ring_and_each_reads_at_its_own_pace() {
+    let router = Router::new(4, "s");
+    let other = router.node().router("s", 4);
+    let mut a = router.subscribe("t.*").unwrap();
+    router.publish("t.x", "0").unwrap();
+    // b shares a's ring but starts after message 0; c (another router) and d (another
+    // capacity) have rings of their own.
+    let mut b = router.subscribe("t.*").unwrap();
+    let mut c = other.subscribe("t.*").unwrap();
+    let mut d = router
+        .subscribe_with("t.*", SubscribeOptions::new().capacity(2))
+        .unwrap();
+    assert_eq!(router.subscription_count(), 4);
+    assert_eq!(router.index().len(), 3, "a and b share one index entry");
+    for i in 1..=5 {
+        router.publish("t.x", format!("{i}")).unwrap();
+    }
+    assert_eq!(
+        (a.len(), a.dropped(), b.dropped(), d.dropped()),
+        (4, 2, 1, 3)
+    );
+    assert_eq!(drain(&mut a), ["2", "3", "4", "5"]);
+    assert_eq!(drain(&mut b), ["2", "3", "4", "5"]);
+    assert_eq!(drain(&mut c), ["2", "3", "4", "5"]);
+    assert_eq!(drain(&mut d), ["4", "5"]);
+    // publish_others skips every subscription of its router, shared ring or not.
+    router.publish_others("t.x", "6").unwrap();
+    assert_eq!(drain(&mut c), ["6"]);
+    assert!(drain(&mut a).is_empty() && drain(&mut b).is_empty() && drain(&mut d).is_empty());
+    // A reader leaving does not disturb the others of its ring.
+    router.publish("t.x", "7").unwrap();
+    drop(a);
+    assert_eq!(router.subscription_count(), 3);
+    assert_eq!(drain(&mut b), ["7"]);
+    // The last reader out takes the ring out of the index; a new subscription makes a new one.
+    b.cancel();
+    assert_eq!(b.try_recv().unwrap_err(), TryRecvError::Closed);
+    assert_eq!((router.subscription_count(), router.index().len()), (2, 2));
+    let mut e = router.subscribe("t.*").unwrap();
+    router.publish("t.x", "8").unwrap();
+    assert_eq!(drain(&mut e), ["8"]);
+    assert_eq!(drain(&mut d), ["7", "8"]);
+}
+
+#[test]
 fn cancelled_and_dropped_subscriptions_leave_the_index() {
     let router = Router::new(10, "s");
     let baseline = router.index().node_count();
