@@ -18,6 +18,11 @@
 //! plain store. A reader whose slot holds a newer stamp than it expects was lapped: it jumps to
 //! the oldest message still kept and counts the ones it missed.
 //!
+//! Publishers claim positions in order and write them in any order: a publisher stalled
+//! between its claim and its write (preempted) holds back every reader of the ring at that
+//! position until it writes, as in any multi-producer ring; readers lapped meanwhile lose the
+//! oldest messages as usual.
+//!
 //! Waking readers costs a publisher one plain load while they are busy: a reader that finds
 //! nothing leaves its waker, raises `asleep`, then looks at its slot once more. The publisher
 //! that writes that slot loads `asleep` after releasing the slot's lock; the slot lock orders
@@ -57,9 +62,12 @@ pub(crate) struct Fanout {
     /// `capacity` rounded up to a power of two: the stamp of lap `l`, index `i` is
     /// `l * one_lap + i`.
     one_lap: u64,
-    /// Raised by a reader about to sleep; publishers wake the sleepers when it is up.
-    asleep: AtomicBool,
+    /// Raised by a reader about to sleep; publishers wake the sleepers when it is up. Alone
+    /// on its line: readers write it, every publish reads it.
+    asleep: Padded<AtomicBool>,
     closed: AtomicBool,
+    /// Set when the last reader left: messages written after that are taken back.
+    retired: AtomicBool,
     members: Mutex<Members>,
 }
 
@@ -112,8 +120,9 @@ impl Fanout {
             slots: (0..capacity).map(|_| SpinMutex::default()).collect(),
             capacity: capacity as u64,
             one_lap: (capacity as u64).next_power_of_two(),
-            asleep: AtomicBool::new(false),
+            asleep: Padded(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             members: Mutex::default(),
         }
     }
@@ -156,22 +165,8 @@ impl Fanout {
             return false;
         }
         let stamp = self.claim();
-        let old = {
-            let mut slot = self.slot(stamp);
-            if slot.seq <= stamp {
-                slot.seq = stamp + 1;
-                slot.msg.replace(msg)
-            } else {
-                // A publisher a whole lap ahead wrote first: this message is already among the
-                // dropped ones.
-                Some(msg)
-            }
-        };
-        if self.asleep.load(Ordering::SeqCst) {
-            self.wake_sleepers();
-        }
-        // The last reference to the message it replaces goes here, after the slot is free.
-        drop(old);
+        let replaced = self.write(stamp, msg);
+        self.written(stamp, replaced);
         true
     }
 
@@ -184,32 +179,71 @@ impl Fanout {
             return false;
         }
         let stamp = self.claim();
-        let leftover = {
+        let refilled = {
             let mut slot = self.slot(stamp);
-            if slot.seq > stamp {
-                // Lapped while claiming, as in `push`.
-                Leftover::Payload(payload)
-            } else {
-                slot.seq = stamp + 1;
-                let reused = match slot.msg.as_mut() {
-                    Some(held) => held.reuse(subject, payload),
-                    None => Err(payload),
-                };
-                match reused {
-                    Ok(parts) => Leftover::Parts(parts),
-                    Err(payload) => {
-                        let fresh =
-                            Message::new(subject.clone(), None, Headers::NONE, payload, None);
-                        Leftover::Message(slot.msg.replace(fresh))
+            let Slot { seq, msg } = &mut *slot;
+            match msg {
+                // Lapped while claiming, as in `write`.
+                _ if *seq > stamp => Ok(Leftover::Payload(payload)),
+                Some(held) => match held.reuse(subject, payload) {
+                    Ok(parts) => {
+                        *seq = stamp + 1;
+                        Ok(Leftover::Parts(parts))
                     }
-                }
+                    Err(payload) => Err(payload),
+                },
+                None => Err(payload),
             }
         };
-        if self.asleep.load(Ordering::SeqCst) {
+        let leftover = match refilled {
+            Ok(leftover) => leftover,
+            // Built with the slot's lock released: its readers never wait on an allocation.
+            Err(payload) => {
+                let fresh = Message::new(subject.clone(), None, Headers::NONE, payload, None);
+                Leftover::Message(self.write(stamp, fresh))
+            }
+        };
+        self.written(stamp, leftover);
+        true
+    }
+
+    /// Puts `msg` in the slot of `stamp`; returns what is to be dropped (after the lock).
+    #[inline(always)]
+    fn write(&self, stamp: u64, msg: Message) -> Option<Message> {
+        let mut slot = self.slot(stamp);
+        if slot.seq <= stamp {
+            slot.seq = stamp + 1;
+            slot.msg.replace(msg)
+        } else {
+            // A publisher a whole lap ahead wrote first: this message is already among the
+            // dropped ones.
+            Some(msg)
+        }
+    }
+
+    /// What a publish does once its slot is written: wake sleeping readers, drop what the
+    /// slot held (the last reference may go here, outside the lock), and take the message
+    /// back if the ring was retired meanwhile (nobody reads it, and a stale cached match may
+    /// keep the ring alive).
+    #[inline(always)]
+    fn written<T>(&self, stamp: u64, leftover: T) {
+        if self.asleep.0.load(Ordering::SeqCst) {
             self.wake_sleepers();
         }
         drop(leftover);
-        true
+        if self.closed.load(Ordering::Relaxed) {
+            self.written_after_close(stamp);
+        }
+    }
+
+    #[cold]
+    fn written_after_close(&self, stamp: u64) {
+        if self.retired.load(Ordering::Acquire) {
+            let mut slot = self.slot(stamp);
+            let taken = (slot.seq == stamp + 1).then(|| slot.msg.take());
+            drop(slot);
+            drop(taken);
+        }
     }
 
     /// Claims the next stamp.
@@ -246,7 +280,7 @@ impl Fanout {
     fn wake_sleepers(&self) {
         let wakers: SmallVec<[Waker; 8]> = {
             let mut members = self.members.lock();
-            self.asleep.store(false, Ordering::Relaxed);
+            self.asleep.0.store(false, Ordering::Relaxed);
             let Members {
                 wakers, sleeping, ..
             } = &mut *members;
@@ -260,9 +294,14 @@ impl Fanout {
         }
     }
 
-    /// Leaves `waker` for member `member` and raises `asleep`.
-    fn sleep(&self, member: usize, waker: &Waker) {
+    /// Leaves `waker` for member `member` and raises `asleep`, unless the member was cancelled:
+    /// it may have left already, and its number may be another reader's now.
+    fn sleep(&self, member: usize, cancelled: &AtomicBool, waker: &Waker) {
         let mut members = self.members.lock();
+        // The member's cancel is stored before it leaves under this lock.
+        if cancelled.load(Ordering::Acquire) {
+            return;
+        }
         let Members {
             wakers, sleeping, ..
         } = &mut *members;
@@ -274,7 +313,7 @@ impl Fanout {
                 sleeping.push(member);
             }
         }
-        self.asleep.store(true, Ordering::SeqCst);
+        self.asleep.0.store(true, Ordering::SeqCst);
     }
 
     /// Wakes member `member` if it sleeps.
@@ -332,6 +371,7 @@ impl Fanout {
 
     /// Closes the ring and lets go of every message in it (its last reader left).
     pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
         self.close();
         for slot in self.slots.iter() {
             let old = lock_contended(slot).msg.take();
@@ -447,7 +487,7 @@ impl Reader {
         if self.is_closed() {
             return Poll::Ready(None);
         }
-        self.fanout.sleep(self.member, cx.waker());
+        self.fanout.sleep(self.member, &self.cancelled, cx.waker());
         // Look again: a publish between the first look and raising the flag did not wake us.
         match self.pop() {
             Some(msg) => Poll::Ready(Some(msg)),
@@ -461,6 +501,9 @@ impl Reader {
     pub(crate) fn cancel(&self) -> bool {
         let first = !self.cancelled.swap(true, Ordering::AcqRel);
         if first {
+            // What it lost so far is final: later publishes are not its losses.
+            let behind = self.behind(self.next.load(Ordering::Relaxed));
+            self.lost.fetch_add(behind, Ordering::Relaxed);
             self.fanout.wake_member(self.member);
         }
         first
@@ -478,7 +521,11 @@ impl Reader {
 
     /// Messages it lost to drop-oldest so far, counting those overwritten and not yet noticed.
     pub(crate) fn dropped(&self) -> u64 {
-        self.lost.load(Ordering::Relaxed) + self.behind(self.next.load(Ordering::Relaxed))
+        let lost = self.lost.load(Ordering::Relaxed);
+        if self.cancelled.load(Ordering::Acquire) {
+            return lost;
+        }
+        lost + self.behind(self.next.load(Ordering::Relaxed))
     }
 
     /// Messages published for it and not yet read (at most the capacity).
@@ -601,6 +648,23 @@ mod tests {
         );
         assert_eq!(text(&reader.pop().unwrap()), ("s".into(), "5".into()));
         assert_eq!(reader.dropped(), 1);
+        // A message with a reply subject is replaced, never refilled: no reply leaks into the
+        // next message.
+        let reply = Some(Subject::new("r").unwrap());
+        fanout.push(Message::new(
+            s.clone(),
+            reply,
+            Headers::NONE,
+            Bytes::from_static(b"6"),
+            None,
+        ));
+        assert_eq!(reader.pop().unwrap().reply(), Some("r"));
+        fanout.publish(&s, Bytes::from_static(b"7"));
+        let seventh = reader.pop().unwrap();
+        assert_eq!(
+            (text(&seventh), seventh.reply()),
+            (("s".into(), "7".into()), None)
+        );
     }
 
     struct Count(AtomicUsize);
@@ -652,6 +716,51 @@ mod tests {
             a.poll_recv(&mut Context::from_waker(&wa)),
             Poll::Ready(None)
         ));
+    }
+
+    #[test]
+    fn a_cancelled_reader_leaves_no_waker_where_a_new_reader_took_its_number() {
+        let fanout = Arc::new(Fanout::new(4));
+        let _other = fanout.join();
+        let gone = fanout.join();
+        assert!(gone.cancel());
+        assert_eq!(gone.leave(), 1);
+        // The new reader gets the number `gone` had.
+        let new = fanout.join();
+        let (cn, cg) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wn, wg) = (Waker::from(cn.clone()), Waker::from(cg.clone()));
+        assert!(new.poll_recv(&mut Context::from_waker(&wn)).is_pending());
+        // A task of the cancelled reader that saw it open just before the cancel (a callback
+        // runner) goes on to leave its waker.
+        fanout.sleep(gone.member, &gone.cancelled, &wg);
+        assert!(matches!(
+            gone.poll_recv(&mut Context::from_waker(&wg)),
+            Poll::Ready(None)
+        ));
+        fanout.push(msg(1));
+        assert_eq!(
+            (cn.0.load(Ordering::SeqCst), cg.0.load(Ordering::SeqCst)),
+            (1, 0),
+            "the publish wakes the new reader, not the cancelled one"
+        );
+    }
+
+    #[test]
+    fn what_a_cancelled_reader_dropped_stops_counting() {
+        let fanout = Arc::new(Fanout::new(2));
+        let (_other, reader) = (fanout.join(), fanout.join());
+        for n in 0..5 {
+            fanout.push(msg(n));
+        }
+        assert_eq!(reader.dropped(), 3);
+        reader.cancel();
+        for n in 5..10 {
+            fanout.push(msg(n));
+        }
+        assert_eq!(reader.dropped(), 3);
     }
 
     #[test]

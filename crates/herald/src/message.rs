@@ -203,19 +203,16 @@ impl Headers {
     }
 }
 
-/// What [`Message::reuse`] takes out of a message: dropped by the caller.
-pub(crate) type Leftover = (
-    Option<Subject>,
-    Option<Subject>,
-    Headers,
-    Bytes,
-    Option<Weak<dyn Responder>>,
-);
+/// What [`Message::reuse`] takes out of a message (its subject when it changed, and its
+/// payload): dropped by the caller.
+pub(crate) type Leftover = (Option<Subject>, Bytes);
 
 /// A published message as a subscriber sees it: subject, payload, optional headers and reply
 /// subject. Cheap to clone.
+// `triomphe::Arc` has no weak count: freeing a message, and checking that nobody else holds
+// one before refilling it in place, cost no atomic read-modify-write beyond the strong count.
 #[derive(Clone)]
-pub struct Message(Arc<Inner>);
+pub struct Message(triomphe::Arc<Inner>);
 
 struct Inner {
     subject: Subject,
@@ -235,7 +232,7 @@ impl Message {
         payload: Bytes,
         responder: Option<Weak<dyn Responder>>,
     ) -> Self {
-        Message(Arc::new(Inner {
+        Message(triomphe::Arc::new(Inner {
             subject,
             reply,
             headers,
@@ -244,15 +241,22 @@ impl Message {
         }))
     }
 
-    /// Makes this message a new publish of `payload` on `subject` (no reply subject, no
-    /// headers) if no other handle shares it: a ring reuses the message in a slot it overwrites
-    /// once every reader is done with it, which saves the allocation and its reference counts.
-    /// Returns the parts it held, to be dropped by the caller (outside any lock), or gives the
-    /// payload back when the message is shared.
+    /// Makes this message a new publish of `payload` on `subject` if no other handle shares it
+    /// and it has no reply subject or headers either: a ring reuses the message in a slot it
+    /// overwrites once every reader is done with it, which saves the allocation and its
+    /// reference counts. Returns the parts it held, to be dropped by the caller (outside any
+    /// lock), or gives the payload back.
     #[inline]
     pub(crate) fn reuse(&mut self, subject: &Subject, payload: Bytes) -> Result<Leftover, Bytes> {
-        let Some(inner) = Arc::get_mut(&mut self.0) else {
-            return Err(payload);
+        let inner = match triomphe::Arc::get_mut(&mut self.0) {
+            Some(inner)
+                if inner.reply.is_none()
+                    && inner.headers.0.is_none()
+                    && inner.responder.is_none() =>
+            {
+                inner
+            }
+            _ => return Err(payload),
         };
         // A publisher repeats its subjects: keep the one held rather than clone it again.
         let mut subject =
@@ -260,19 +264,13 @@ impl Message {
         if let Some(subject) = &mut subject {
             std::mem::swap(subject, &mut inner.subject);
         }
-        Ok((
-            subject,
-            inner.reply.take(),
-            std::mem::replace(&mut inner.headers, Headers::NONE),
-            std::mem::replace(&mut inner.payload, payload),
-            inner.responder.take(),
-        ))
+        Ok((subject, std::mem::replace(&mut inner.payload, payload)))
     }
 
     /// How many handles share this message (tests of who keeps a message alive).
     #[cfg(test)]
     pub(crate) fn holders(&self) -> usize {
-        Arc::strong_count(&self.0)
+        triomphe::Arc::count(&self.0)
     }
 
     /// The subject it was published on.
