@@ -40,7 +40,7 @@ use spin::mutex::{SpinMutex, SpinMutexGuard};
 
 use bytes::Bytes;
 
-use crate::message::{self, Headers, Message};
+use crate::message::{Headers, Message};
 use crate::subject::Subject;
 use crate::target::{Delivery, Target};
 
@@ -88,18 +88,6 @@ struct Members {
     /// Member numbers free for reuse.
     free: Vec<usize>,
     count: usize,
-}
-
-/// What a publish took out of its slot, dropped once the slot's lock is released (dropping
-/// may free memory).
-#[expect(dead_code, reason = "the fields are held only to be dropped")]
-enum Leftover {
-    /// The parts of a message refilled in place.
-    Parts(message::Leftover),
-    /// The message replaced, if any.
-    Message(Option<Message>),
-    /// The payload of a publish that was lapped before it could write.
-    Payload(Bytes),
 }
 
 /// How a read of one slot went.
@@ -166,7 +154,9 @@ impl Fanout {
         }
         let stamp = self.claim();
         let replaced = self.write(stamp, msg);
-        self.written(stamp, replaced);
+        self.written(stamp);
+        // The last reference to the message it replaced may go here, outside the lock.
+        drop(replaced);
         true
     }
 
@@ -174,36 +164,42 @@ impl Fanout {
     /// parts: the slot's previous message is refilled in place when no reader holds it any
     /// more, so a steady publisher allocates nothing.
     #[inline]
-    pub(crate) fn publish(&self, subject: &Subject, payload: Bytes) -> bool {
+    pub(crate) fn publish(&self, subject: &Subject, mut payload: Bytes) -> bool {
         if self.closed.load(Ordering::Relaxed) {
             return false;
         }
         let stamp = self.claim();
         let refilled = {
             let mut slot = self.slot(stamp);
-            let Slot { seq, msg } = &mut *slot;
-            match msg {
-                // Lapped while claiming, as in `write`.
-                _ if *seq > stamp => Ok(Leftover::Payload(payload)),
-                Some(held) => match held.reuse(subject, payload) {
-                    Ok(parts) => {
+            match &mut *slot {
+                Slot {
+                    seq,
+                    msg: Some(held),
+                } if *seq <= stamp => {
+                    let refilled = held.refill(subject, &mut payload);
+                    if refilled.is_some() {
                         *seq = stamp + 1;
-                        Ok(Leftover::Parts(parts))
                     }
-                    Err(payload) => Err(payload),
-                },
-                None => Err(payload),
+                    refilled
+                }
+                _ => None,
             }
         };
-        let leftover = match refilled {
-            Ok(leftover) => leftover,
-            // Built with the slot's lock released: its readers never wait on an allocation.
-            Err(payload) => {
+        match refilled {
+            Some(old_subject) => {
+                self.written(stamp);
+                // `payload` is the old message's now; both may be the last references.
+                drop(old_subject);
+                drop(payload);
+            }
+            None => {
+                // Built with the slot's lock released: its readers never wait on an allocation.
                 let fresh = Message::new(subject.clone(), None, Headers::NONE, payload, None);
-                Leftover::Message(self.write(stamp, fresh))
+                let replaced = self.write(stamp, fresh);
+                self.written(stamp);
+                drop(replaced);
             }
-        };
-        self.written(stamp, leftover);
+        }
         true
     }
 
@@ -221,16 +217,14 @@ impl Fanout {
         }
     }
 
-    /// What a publish does once its slot is written: wake sleeping readers, drop what the
-    /// slot held (the last reference may go here, outside the lock), and take the message
-    /// back if the ring was retired meanwhile (nobody reads it, and a stale cached match may
-    /// keep the ring alive).
+    /// What a publish does once its slot is written: wake sleeping readers, and take the
+    /// message back if the ring was retired meanwhile (nobody reads it, and a stale cached
+    /// match may keep the ring alive).
     #[inline(always)]
-    fn written<T>(&self, stamp: u64, leftover: T) {
+    fn written(&self, stamp: u64) {
         if self.asleep.0.load(Ordering::SeqCst) {
             self.wake_sleepers();
         }
-        drop(leftover);
         if self.closed.load(Ordering::Relaxed) {
             self.written_after_close(stamp);
         }

@@ -203,10 +203,6 @@ impl Headers {
     }
 }
 
-/// What [`Message::reuse`] takes out of a message (its subject when it changed, and its
-/// payload): dropped by the caller.
-pub(crate) type Leftover = (Option<Subject>, Bytes);
-
 /// A published message as a subscriber sees it: subject, payload, optional headers and reply
 /// subject. Cheap to clone.
 // `triomphe::Arc` has no weak count: freeing a message, and checking that nobody else holds
@@ -244,27 +240,26 @@ impl Message {
     /// Makes this message a new publish of `payload` on `subject` if no other handle shares it
     /// and it has no reply subject or headers either: a ring reuses the message in a slot it
     /// overwrites once every reader is done with it, which saves the allocation and its
-    /// reference counts. Returns the parts it held, to be dropped by the caller (outside any
-    /// lock), or gives the payload back.
+    /// reference counts. On success `payload` holds the old payload and the result the old
+    /// subject if it changed, for the caller to drop outside any lock; `None` leaves both as
+    /// they were. (Swapping through `&mut` keeps the payload from being copied through return
+    /// values on the hot path.)
     #[inline]
-    pub(crate) fn reuse(&mut self, subject: &Subject, payload: Bytes) -> Result<Leftover, Bytes> {
-        let inner = match triomphe::Arc::get_mut(&mut self.0) {
-            Some(inner)
-                if inner.reply.is_none()
-                    && inner.headers.0.is_none()
-                    && inner.responder.is_none() =>
-            {
-                inner
-            }
-            _ => return Err(payload),
-        };
-        // A publisher repeats its subjects: keep the one held rather than clone it again.
-        let mut subject =
-            (!Arc::ptr_eq(inner.subject.shared(), subject.shared())).then(|| subject.clone());
-        if let Some(subject) = &mut subject {
-            std::mem::swap(subject, &mut inner.subject);
+    pub(crate) fn refill(
+        &mut self,
+        subject: &Subject,
+        payload: &mut Bytes,
+    ) -> Option<Option<Subject>> {
+        let inner = triomphe::Arc::get_mut(&mut self.0)?;
+        if inner.reply.is_some() || inner.headers.0.is_some() || inner.responder.is_some() {
+            return None;
         }
-        Ok((subject, std::mem::replace(&mut inner.payload, payload)))
+        std::mem::swap(&mut inner.payload, payload);
+        // A publisher repeats its subjects: keep the one held rather than clone it again.
+        if Arc::ptr_eq(inner.subject.shared(), subject.shared()) {
+            return Some(None);
+        }
+        Some(Some(std::mem::replace(&mut inner.subject, subject.clone())))
     }
 
     /// How many handles share this message (tests of who keeps a message alive).

@@ -257,6 +257,7 @@ impl Scope {
 
     /// [`send`](Scope::send) without reply subject or headers (most publishes): the closure
     /// run on the cached match carries only the payload.
+    #[inline]
     pub(crate) fn send_payload(
         &self,
         subject: &str,
@@ -264,18 +265,22 @@ impl Scope {
         reach: Reach<'_>,
     ) -> Result<usize> {
         let mut payload = Some(payload);
-        self.index.with_matches(subject, |matches| {
-            let Some(payload) = payload.take().filter(|_| !matches.is_empty()) else {
-                return 0;
-            };
-            // One ring of local subscriptions (the usual embedded case): the message is built
-            // in its slot.
-            if let (Reach::All | Reach::Local, [ring]) = (reach, &matches.rings[..]) {
-                return usize::from(ring.publish(&matches.subject, payload));
-            }
-            let msg = Message::new(matches.subject.clone(), None, Headers::NONE, payload, None);
-            fan_out_built(matches, msg, reach)
-        })
+        self.index.with_matches(
+            subject,
+            #[inline(always)]
+            |matches| {
+                let Some(payload) = payload.take().filter(|_| !matches.is_empty()) else {
+                    return 0;
+                };
+                // One ring of local subscriptions (the usual embedded case): the message is built
+                // in its slot.
+                if let (Reach::All | Reach::Local, [ring]) = (reach, &matches.rings[..]) {
+                    return usize::from(ring.publish(&matches.subject, payload));
+                }
+                let msg = Message::new(matches.subject.clone(), None, Headers::NONE, payload, None);
+                fan_out_built(matches, msg, reach)
+            },
+        )
     }
 
     /// Answers on `reply`, a reply subject this scope accepted with a publish (so it is not
