@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //! Data flows one way: publish → [`index`] (which subscriptions match) → [`target`]s
-//! (a subscription's mailbox, later a connection or a cluster route) → the reader.
+//! (the ring subscriptions to a pattern share, a subscription's own mailbox, a network
+//! connection, a cluster route) → the reader.
 //!
 //! | module | holds |
 //! |---|---|

@@ -3,8 +3,9 @@
 //! A [`Scope`] is the shared state of one scope on a node: its subscription index, its groups
 //! and its request inbox. A [`Router`] is a cheap handle on a scope with a default capacity and
 //! a sender identity. Publishing looks the subject up in the index (usually a cache hit), builds
-//! one shared [`Message`], and hands it to every matching target: each plain subscription, and
-//! one member of each queue group.
+//! one shared [`Message`], and hands it to every matching target: each ring of plain
+//! subscriptions, each other plain subscription, and one member of each queue group. When the
+//! match is a single ring, the message is built in the ring's slot.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

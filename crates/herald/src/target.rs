@@ -1,13 +1,13 @@
 //! Delivery targets: where the router hands a matched message.
 //!
 //! The index does not know what a subscriber is. Each subscription in it points at a
-//! [`Target`]: a local subscription's bounded mailbox, a network connection's outbound buffer
+//! [`Target`]: the bounded buffer of local subscriptions, a network connection's outbound buffer
 //! (herald-server), or a cluster route. Fan-out is the same loop for all of them, so a message
 //! reaches a socket as cheaply as a local queue.
 //!
 //! Targets receive a [`Delivery`], not a [`Message`]: a message that came off the network
 //! stays in the reader's buffer, borrowed, and a network target copies its bytes straight into
-//! its outbound buffer. Only a target that keeps the message (a local mailbox) asks for a
+//! its outbound buffer. Only a target that keeps the message (a local buffer) asks for a
 //! shared [`Message`], which is then built once per publish, however many keep it.
 
 use std::sync::{OnceLock, Weak};
