@@ -42,7 +42,6 @@ use bytes::Bytes;
 
 use crate::message::{Headers, Message};
 use crate::subject::Subject;
-use crate::target::{Delivery, Target};
 
 /// Failed attempts at a slot's lock before each further attempt yields the thread: the holder
 /// needs a few instructions, unless it was preempted.
@@ -53,7 +52,7 @@ const SPINS_BEFORE_YIELD: u32 = 64;
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// The ring of one group of subscriptions, and the index's [`Target`] for all of them.
+/// The ring of one group of subscriptions.
 pub(crate) struct Fanout {
     /// The stamp the next publish claims.
     tail: Padded<AtomicU64>,
@@ -396,20 +395,6 @@ fn lock_contended(slot: &SpinMutex<Slot>) -> SpinMutexGuard<'_, Slot> {
     }
 }
 
-impl Target for Fanout {
-    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
-        self.push(msg.message())
-    }
-
-    fn deliver_owned(&self, _sid: u64, msg: Delivery<'_>) -> bool {
-        self.push(msg.into_message())
-    }
-
-    fn detach(&self, _sid: u64) {
-        self.close();
-    }
-}
-
 /// One subscription's place in a [`Fanout`].
 ///
 /// Only its subscription reads through it (`&mut` receive calls); other threads may cancel it
@@ -542,22 +527,11 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    fn msg(n: u32) -> Message {
-        Message::new(
-            Subject::new("m").unwrap(),
-            None,
-            Headers::NONE,
-            Bytes::from(n.to_string()),
-            None,
-        )
-    }
+    use crate::testing::{Count, number, numbered as msg, publish_then_close, read_in_order};
 
     fn drain(reader: &Reader) -> Vec<u32> {
         std::iter::from_fn(|| reader.pop())
-            .map(|m| m.text().unwrap().parse().unwrap())
+            .map(|m| number(&m))
             .collect()
     }
 
@@ -661,29 +635,18 @@ mod tests {
         );
     }
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn sleeping_readers_are_woken_by_a_publish_a_cancel_and_a_close() {
         let fanout = Arc::new(Fanout::new(4));
         let (a, b) = (fanout.join(), fanout.join());
-        let (ca, cb) = (
-            Arc::new(Count(AtomicUsize::new(0))),
-            Arc::new(Count(AtomicUsize::new(0))),
-        );
-        let (wa, wb) = (Waker::from(ca.clone()), Waker::from(cb.clone()));
+        let ((ca, wa), (cb, wb)) = (Count::waker(), Count::waker());
         assert!(a.poll_recv(&mut Context::from_waker(&wa)).is_pending());
         assert!(b.poll_recv(&mut Context::from_waker(&wb)).is_pending());
         // Polling again with the same waker leaves it once.
         assert!(a.poll_recv(&mut Context::from_waker(&wa)).is_pending());
         fanout.push(msg(1));
         fanout.push(msg(2));
-        let woken = || (ca.0.load(Ordering::SeqCst), cb.0.load(Ordering::SeqCst));
+        let woken = || (ca.get(), cb.get());
         assert_eq!(woken(), (1, 1), "one wake each until they poll again");
         assert!(matches!(
             a.poll_recv(&mut Context::from_waker(&wa)),
@@ -721,11 +684,7 @@ mod tests {
         assert_eq!(gone.leave(), 1);
         // The new reader gets the number `gone` had.
         let new = fanout.join();
-        let (cn, cg) = (
-            Arc::new(Count(AtomicUsize::new(0))),
-            Arc::new(Count(AtomicUsize::new(0))),
-        );
-        let (wn, wg) = (Waker::from(cn.clone()), Waker::from(cg.clone()));
+        let ((cn, wn), (cg, wg)) = (Count::waker(), Count::waker());
         assert!(new.poll_recv(&mut Context::from_waker(&wn)).is_pending());
         // A task of the cancelled reader that saw it open just before the cancel (a callback
         // runner) goes on to leave its waker.
@@ -736,7 +695,7 @@ mod tests {
         ));
         fanout.push(msg(1));
         assert_eq!(
-            (cn.0.load(Ordering::SeqCst), cg.0.load(Ordering::SeqCst)),
+            (cn.get(), cg.get()),
             (1, 0),
             "the publish wakes the new reader, not the cancelled one"
         );
@@ -771,79 +730,40 @@ mod tests {
 
     /// Several publishers on other threads and two readers that sleep whenever the ring is
     /// empty: each reader gets every message or counts it as dropped, none twice, each
-    /// publisher's order holds, and no reader sleeps through a publish (the test would hang,
-    /// and fail on its timeout).
+    /// publisher's order holds, and no reader sleeps through a publish.
     #[test]
     fn concurrent_publishers_and_sleeping_readers_lose_nothing() {
-        const PUBLISHERS: u32 = 3;
-        const EACH: u32 = 20_000;
         let fanout = Arc::new(Fanout::new(64));
         let readers = [fanout.join(), fanout.join()];
-        let publishers: Vec<_> = (0..PUBLISHERS)
-            .map(|p| {
+        let closer = publish_then_close(
+            {
                 let fanout = fanout.clone();
-                std::thread::spawn(move || {
-                    for n in 0..EACH {
-                        assert!(fanout.push(msg(p * EACH + n)));
-                    }
-                })
-            })
-            .collect();
-        let closer = {
-            let fanout = fanout.clone();
-            std::thread::spawn(move || {
-                for p in publishers {
-                    p.join().unwrap();
-                }
-                fanout.close();
-            })
-        };
+                move |m| fanout.push(m)
+            },
+            {
+                let fanout = fanout.clone();
+                move || fanout.close()
+            },
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_time()
             .build()
             .unwrap();
-        let results: Vec<(u64, [Option<u32>; PUBLISHERS as usize])> = runtime.block_on(async {
+        runtime.block_on(async {
             let tasks: Vec<_> = readers
                 .into_iter()
                 .map(|reader| {
                     tokio::spawn(async move {
-                        let mut last = [None::<u32>; PUBLISHERS as usize];
-                        let mut received = 0u64;
-                        let read_all = async {
-                            while let Some(m) =
-                                std::future::poll_fn(|cx| reader.poll_recv(cx)).await
-                            {
-                                let n: u32 = m.text().unwrap().parse().unwrap();
-                                let p = (n / EACH) as usize;
-                                assert!(
-                                    last[p] < Some(n),
-                                    "publisher {p}: {n} after {:?}",
-                                    last[p]
-                                );
-                                last[p] = Some(n);
-                                received += 1;
-                            }
-                        };
-                        tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
-                            .await
-                            .expect("a reader missed a wake-up");
-                        (received + reader.dropped(), last)
+                        let reading = read_in_order(|cx| reader.poll_recv(cx)).await;
+                        reading.check(reader.dropped());
                     })
                 })
                 .collect();
-            let mut results = Vec::new();
             for task in tasks {
-                results.push(task.await.unwrap());
+                task.await.unwrap();
             }
-            results
         });
         closer.join().unwrap();
-        for (accounted, last) in results {
-            assert_eq!(accounted, u64::from(PUBLISHERS * EACH));
-            // The very last push of all is among the newest kept.
-            let finished = (0..PUBLISHERS).any(|p| last[p as usize] == Some(p * EACH + EACH - 1));
-            assert!(finished, "the newest message was lost: {last:?}");
-        }
     }
 }

@@ -29,7 +29,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::Result;
 use crate::subject::{self, Subject};
-use crate::target::Target;
+use crate::target::{Delivery, Target};
 
 /// Default bound on cached subjects per index.
 pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
@@ -75,6 +75,26 @@ impl Buffer {
         match self {
             Buffer::Mailbox(mailbox) => mailbox.push(msg),
             Buffer::Fanout(fanout) => fanout.push(msg),
+        }
+    }
+}
+
+/// A buffer as the target of its entry. Fan-out pushes to a buffer directly (`Entry::buffer`);
+/// through this impl come only the calls of the general paths, and `detach` when the scope
+/// shuts down.
+impl Target for Buffer {
+    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
+        self.push(msg.message())
+    }
+
+    fn deliver_owned(&self, _sid: u64, msg: Delivery<'_>) -> bool {
+        self.push(msg.into_message())
+    }
+
+    fn detach(&self, _sid: u64) {
+        match self {
+            Buffer::Mailbox(mailbox) => drop(mailbox.close()),
+            Buffer::Fanout(fanout) => fanout.close(),
         }
     }
 }
@@ -631,17 +651,19 @@ mod tests {
         use crate::subscription::DropPolicy;
         let with_ring = |id: u64, pattern: &str| {
             let ring = Arc::new(Fanout::new(4));
-            let entry = Entry::new(id, pattern, ring.clone());
+            let buffer = Buffer::Fanout(ring);
+            let entry = Entry::new(id, pattern, Arc::new(buffer.clone()));
             Arc::new(Entry {
-                buffer: Some(Buffer::Fanout(ring)),
+                buffer: Some(buffer),
                 ..entry
             })
         };
         let with_mailbox = |id: u64, pattern: &str| {
             let mailbox = Arc::new(Mailbox::new(4, DropPolicy::DropNewest));
-            let entry = Entry::new(id, pattern, mailbox.clone());
+            let buffer = Buffer::Mailbox(mailbox);
+            let entry = Entry::new(id, pattern, Arc::new(buffer.clone()));
             Arc::new(Entry {
-                buffer: Some(Buffer::Mailbox(mailbox)),
+                buffer: Some(buffer),
                 ..entry
             })
         };

@@ -54,6 +54,8 @@ pub mod streams;
 pub mod subject;
 mod subscription;
 pub mod target;
+#[cfg(test)]
+mod testing;
 
 pub use bytes::Bytes;
 pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, NodeBuilder, RouteInfo};

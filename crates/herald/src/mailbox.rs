@@ -23,9 +23,8 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::message::Message;
 use crate::subscription::DropPolicy;
-use crate::target::{Delivery, Target};
 
-/// A subscription's buffer and the index's [`Target`] for it.
+/// A subscription's own buffer.
 pub(crate) struct Mailbox {
     queue: ArrayQueue<Message>,
     waker: AtomicWaker,
@@ -127,39 +126,11 @@ impl Mailbox {
     }
 }
 
-impl Target for Mailbox {
-    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
-        self.push(msg.message())
-    }
-
-    fn deliver_owned(&self, _sid: u64, msg: Delivery<'_>) -> bool {
-        self.push(msg.into_message())
-    }
-
-    fn detach(&self, _sid: u64) {
-        self.close();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Headers;
-    use crate::subject::Subject;
-    use bytes::Bytes;
+    use crate::testing::{Count, numbered as msg, publish_then_close, read_in_order};
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::{Wake, Waker};
-
-    fn msg(n: u32) -> Message {
-        Message::new(
-            Subject::new("m").unwrap(),
-            None,
-            Headers::NONE,
-            Bytes::from(n.to_string()),
-            None,
-        )
-    }
 
     fn payload(m: Option<Message>) -> Option<String> {
         m.map(|m| m.text().unwrap().to_owned())
@@ -181,33 +152,21 @@ mod tests {
         }
     }
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn a_waiting_reader_is_woken_once_by_the_next_push_and_by_close() {
         let mb = Mailbox::new(4, DropPolicy::DropOldest);
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         assert!(mb.poll_recv(&mut cx).is_pending());
         mb.push(msg(1));
         mb.push(msg(2));
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "one wake until it polls again"
-        );
+        assert_eq!(count.get(), 1, "one wake until it polls again");
         assert!(matches!(mb.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert!(matches!(mb.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert!(mb.poll_recv(&mut cx).is_pending());
         assert!(mb.close());
         assert!(!mb.close());
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(count.get(), 2);
         assert!(!mb.push(msg(3)), "a closed mailbox takes nothing");
         assert!(matches!(mb.poll_recv(&mut cx), Poll::Ready(None)));
     }
@@ -225,56 +184,28 @@ mod tests {
 
     /// Several publishers on other threads and a reader that sleeps whenever the mailbox is
     /// empty: every message is either received or counted as dropped, none twice, each
-    /// publisher's order holds, and the reader never sleeps through a push (the test would
-    /// hang, and fail on its timeout).
+    /// publisher's order holds, and the reader never sleeps through a push.
     #[test]
     fn concurrent_publishers_and_a_sleeping_reader_lose_nothing() {
-        const PUBLISHERS: u32 = 3;
-        const EACH: u32 = 20_000;
         let mb = Arc::new(Mailbox::new(64, DropPolicy::DropOldest));
-        let publishers: Vec<_> = (0..PUBLISHERS)
-            .map(|p| {
+        let closer = publish_then_close(
+            {
                 let mb = mb.clone();
-                std::thread::spawn(move || {
-                    for n in 0..EACH {
-                        assert!(mb.push(msg(p * EACH + n)));
-                    }
-                })
-            })
-            .collect();
-        let closer = {
-            let mb = mb.clone();
-            std::thread::spawn(move || {
-                for p in publishers {
-                    p.join().unwrap();
+                move |m| mb.push(m)
+            },
+            {
+                let mb = mb.clone();
+                move || {
+                    mb.close();
                 }
-                mb.close();
-            })
-        };
+            },
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        let mut last = [None::<u32>; PUBLISHERS as usize];
-        let mut received = 0u64;
-        runtime.block_on(async {
-            let read_all = async {
-                while let Some(m) = std::future::poll_fn(|cx| mb.poll_recv(cx)).await {
-                    let n: u32 = m.text().unwrap().parse().unwrap();
-                    let p = (n / EACH) as usize;
-                    assert!(last[p] < Some(n), "publisher {p}: {n} after {:?}", last[p]);
-                    last[p] = Some(n);
-                    received += 1;
-                }
-            };
-            tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
-                .await
-                .expect("the reader missed a wake-up");
-        });
+        let reading = runtime.block_on(read_in_order(|cx| mb.poll_recv(cx)));
         closer.join().unwrap();
-        assert_eq!(received + mb.dropped(), u64::from(PUBLISHERS * EACH));
-        // The very last push of all is among the newest kept.
-        let finished = (0..PUBLISHERS).any(|p| last[p as usize] == Some(p * EACH + EACH - 1));
-        assert!(finished, "the newest message was lost: {last:?}");
+        reading.check(mb.dropped());
     }
 }

@@ -80,9 +80,15 @@ pub(crate) struct Scope {
     // nodes; `None` on a node that joins no cluster.
     cluster: Option<Arc<Cluster>>,
     // The shared rings of plain drop-oldest subscriptions, one index entry each.
-    rings: Mutex<FxHashMap<Arc<RingKey>, Arc<Entry>>>,
+    rings: Mutex<FxHashMap<Arc<RingKey>, Ring>>,
     // Subscriptions reading a ring beyond the first of each (the index counts one per ring).
     ring_extra: AtomicU64,
+}
+
+/// A shared ring and its index entry.
+struct Ring {
+    entry: Arc<Entry>,
+    fanout: Arc<Fanout>,
 }
 
 /// What subscriptions sharing one ring have in common: they see exactly the same messages.
@@ -139,13 +145,7 @@ impl Scope {
             None => None,
         };
         let (target, buffer) = match sink {
-            Sink::Buffer(buffer) => {
-                let target: Arc<dyn Target> = match &buffer {
-                    Buffer::Mailbox(mailbox) => mailbox.clone(),
-                    Buffer::Fanout(ring) => ring.clone(),
-                };
-                (target, Some(buffer))
-            }
+            Sink::Buffer(buffer) => (Arc::new(buffer.clone()) as Arc<dyn Target>, Some(buffer)),
             Sink::Target(target) => (target, None),
         };
         let local = target.is_local();
@@ -168,42 +168,46 @@ impl Scope {
     }
 
     /// A reader of the ring of plain drop-oldest subscriptions to `pattern` made by router
-    /// `owner` with `capacity`, making the ring (and its index entry) if it is the first.
+    /// `owner` with `capacity`, making the ring (and its index entry, after validating the
+    /// pattern) if it is the first. A ring's key holds a pattern already validated.
     fn join_ring(&self, key: RingKey) -> Result<(Arc<Entry>, Reader, Arc<RingKey>)> {
         let mut rings = self.rings.lock();
-        if let Some((key, entry)) = rings.get_key_value(&key)
-            && let Some(Buffer::Fanout(ring)) = &entry.buffer
-        {
+        if let Some((key, ring)) = rings.get_key_value(&key) {
             self.ring_extra.fetch_add(1, Ordering::Relaxed);
-            return Ok((entry.clone(), ring.join(), key.clone()));
+            return Ok((ring.entry.clone(), ring.fanout.join(), key.clone()));
         }
-        let ring = Arc::new(Fanout::new(key.capacity));
-        let reader = ring.join();
+        let fanout = Arc::new(Fanout::new(key.capacity));
+        let reader = fanout.join();
         let entry = self.add(
             &key.pattern,
             None,
             key.owner,
             0,
-            Sink::Buffer(Buffer::Fanout(ring)),
+            Sink::Buffer(Buffer::Fanout(fanout.clone())),
             key.node_only,
         )?;
         let key = Arc::new(key);
-        rings.insert(key.clone(), entry.clone());
+        rings.insert(
+            key.clone(),
+            Ring {
+                entry: entry.clone(),
+                fanout,
+            },
+        );
         Ok((entry, reader, key))
     }
 
     /// Takes a cancelled `reader` out of its ring; the last one out removes the ring from the
-    /// index and lets go of its messages.
+    /// index and lets go of its messages. (Joins and leaves are serialised by the ring map's
+    /// lock, so the ring under `key` is the reader's until its last reader leaves.)
     pub(crate) fn leave_ring(&self, key: &RingKey, reader: &Reader) {
         let mut rings = self.rings.lock();
         if reader.leave() > 0 {
             self.ring_extra.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let ours = |e: &Arc<Entry>| matches!(&e.buffer, Some(Buffer::Fanout(r)) if Arc::ptr_eq(r, reader.fanout()));
-        if let Some(entry) = rings.get(key).filter(|e| ours(e)).cloned() {
-            rings.remove(key);
-            self.remove(&entry.pattern, entry.id);
+        if let Some(ring) = rings.remove(key) {
+            self.remove(&ring.entry.pattern, ring.entry.id);
         }
         drop(rings);
         reader.fanout().retire();
@@ -659,7 +663,6 @@ impl Router {
             return Err(Error::InvalidCapacity);
         }
         let (entry, feed) = if options.queue.is_none() && options.policy == DropPolicy::DropOldest {
-            subject::check(pattern)?;
             let (entry, reader, key) = self.scope.join_ring(RingKey {
                 pattern: pattern.into(),
                 owner: self.id,
