@@ -726,6 +726,17 @@ mod tests {
         fanout.retire();
         assert_eq!(kept.holders(), 1, "only the test holds the message");
         assert!(!fanout.push(msg(2)));
+        // A publisher that passed the closed check just before the retire writes afterwards:
+        // it takes its message back.
+        let late = msg(3);
+        let stamp = fanout.claim();
+        drop(fanout.write(stamp, late.clone()));
+        fanout.written(stamp);
+        assert_eq!(
+            late.holders(),
+            1,
+            "the retired ring let go of the late message"
+        );
     }
 
     /// Several publishers on other threads and two readers that sleep whenever the ring is
