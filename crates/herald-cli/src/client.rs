@@ -55,18 +55,36 @@ impl ClientArgs {
     }
 }
 
-/// Waits until the server has handled everything `client` sent so far. async-nats's `flush`
-/// only empties the client's own buffer; a request on a fresh inbox comes back "no responders"
-/// once the server has processed every earlier operation, so after this a subscription is in
-/// place for other clients' publishes.
-pub async fn round_trip(client: &Client) -> Result<(), String> {
-    match client
-        .request(client.new_inbox(), bytes::Bytes::new())
+/// Waits until the server has handled everything `client` sent so far, so that a subscription
+/// made before is in place for other clients' publishes.
+///
+/// async-nats's `flush` only empties the client's own buffer, and a request on a fresh inbox
+/// is no barrier either: any subscriber to `>` (or `_INBOX.>`) answers it, or swallows it
+/// until the request times out. Instead the client subscribes a fresh inbox, publishes to it
+/// and waits for its own message: the server handles a connection's operations in order, so
+/// the message comes back only after everything sent before it. Other subscribers may see
+/// the empty message too, but nothing can keep it from its sender (echo is on, as it is by
+/// default). Works against nats-server as well.
+///
+/// Returns the subject of that message, for a caller whose own subscription (`>`) may have
+/// seen it too and should not show it.
+pub async fn round_trip(client: &Client) -> Result<String, String> {
+    const WAIT: Duration = Duration::from_secs(10);
+    let failed = |e: &dyn std::fmt::Display| format!("round trip to the server failed: {e}");
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
-        Err(e) => Err(format!("round trip to the server failed: {e}")),
+        .map_err(|e| failed(&e))?;
+    client
+        .publish(inbox.clone(), bytes::Bytes::new())
+        .await
+        .map_err(|e| failed(&e))?;
+    use futures::StreamExt as _;
+    match tokio::time::timeout(WAIT, echo.next()).await {
+        Ok(Some(_)) => Ok(inbox),
+        Ok(None) => Err(failed(&"the connection closed")),
+        Err(_) => Err(failed(&format!("no answer within {WAIT:?}"))),
     }
 }
 

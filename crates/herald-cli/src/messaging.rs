@@ -120,6 +120,26 @@ pub async fn publish(args: PubArgs) -> Result {
     Ok(())
 }
 
+/// A client subscribed to a pattern, and the subject of the readiness round trip (which the
+/// subscription itself may have caught, if its pattern is wide, and is no message of the user's).
+struct Subscribed {
+    client: async_nats::Client,
+    sub: async_nats::Subscriber,
+    echo: String,
+}
+
+impl Subscribed {
+    /// The next message of the user's.
+    async fn next(&mut self) -> Option<Message> {
+        loop {
+            let msg = self.sub.next().await?;
+            if msg.subject.as_str() != self.echo {
+                return Some(msg);
+            }
+        }
+    }
+}
+
 /// Connects and subscribes (in a queue group if given); returns once the server has the
 /// subscription.
 async fn subscribed(
@@ -127,7 +147,7 @@ async fn subscribed(
     name: &str,
     pattern: &str,
     queue: Option<&str>,
-) -> std::result::Result<(async_nats::Client, async_nats::Subscriber), Box<dyn std::error::Error>> {
+) -> std::result::Result<Subscribed, Box<dyn std::error::Error>> {
     let client = args.connect(name).await?;
     let sub = match queue {
         Some(q) => {
@@ -137,13 +157,13 @@ async fn subscribed(
         }
         None => client.subscribe(pattern.to_owned()).await?,
     };
-    round_trip(&client).await?;
-    Ok((client, sub))
+    let echo = round_trip(&client).await?;
+    Ok(Subscribed { client, sub, echo })
 }
 
 /// Prints every message received until interrupted (or `--count`).
 pub async fn subscribe(args: SubArgs) -> Result {
-    let (_client, mut sub) = subscribed(
+    let mut sub = subscribed(
         &args.client,
         "herald sub",
         &args.pattern,
@@ -215,7 +235,7 @@ pub async fn request(args: ReqArgs) -> Result {
 
 /// Answers every request on a subject with a fixed response.
 pub async fn reply(args: ReplyArgs) -> Result {
-    let (client, mut sub) = subscribed(
+    let mut sub = subscribed(
         &args.client,
         "herald reply",
         &args.subject,
@@ -228,10 +248,10 @@ pub async fn reply(args: ReplyArgs) -> Result {
     while args.count.is_none_or(|c| answered < c) {
         let Some(msg) = sub.next().await else { break };
         let Some(reply) = msg.reply else { continue };
-        client.publish(reply, response.clone()).await?;
+        sub.client.publish(reply, response.clone()).await?;
         answered += 1;
         eprintln!("[#{answered}] answered a request on {}", msg.subject);
     }
-    client.flush().await?;
+    sub.client.flush().await?;
     Ok(())
 }

@@ -114,6 +114,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .with(filter)
         .init();
+    for var in Config::unknown_variables(std::env::vars()) {
+        tracing::warn!(%var, "environment variable names no setting; ignored");
+    }
     let node = match config.cluster() {
         Some(builder) => builder.start().await?,
         None => herald::Node::local(),

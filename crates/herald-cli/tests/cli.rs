@@ -103,6 +103,54 @@ fn sub_prints_what_pub_sends_in_its_scope() {
     );
 }
 
+/// A subscriber to everything is an ordinary subscriber: it starts, and it neither swallows
+/// nor answers the round trip by which another `herald sub` knows it is subscribed.
+#[test]
+fn a_subscriber_to_everything_does_not_stop_other_subscribers() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.url();
+    let all = start_ready(
+        herald(&["sub", ">", "--count", "2", "--server", &url]),
+        "subscribed to >",
+    );
+    let one = start_ready(
+        herald(&["sub", "greet.y", "--count", "1", "--server", &url]),
+        "subscribed to greet.y",
+    );
+    let out = run(herald(&["pub", "greet.y", "hello", "--server", &url]));
+    assert!(out.status.success(), "{out:?}");
+    for child in [one, all] {
+        let out = finish(child);
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("] greet.y\nhello\n\n"), "{stdout:?}");
+    }
+}
+
+/// `herald serve` reads the variables of its settings and only warns about other `HERALD_*`
+/// variables (a script's own, a misspelt setting).
+#[test]
+fn serve_starts_beside_unrelated_herald_variables() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .env("HERALD_BUILD_ID", "1234")
+        .env("HERALD_NAME", "from-env");
+    let server = HeraldProcess::spawn(command, &[]);
+    let url = server.url();
+    let out = run(herald(&[
+        "req",
+        "$HERALD.API.SERVER.INFO",
+        "",
+        "--server",
+        &url,
+    ]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("from-env"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn req_gets_what_reply_answers_and_fails_clearly_without_responders() {
     let server = HeraldProcess::start(&[]);

@@ -183,15 +183,12 @@ impl Config {
             }
         }
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix("HERALD_") else {
-                continue;
-            };
-            if CLIENT_VARIABLES.contains(&rest) {
-                continue;
+            // Only the variables of settings are read: a shell may hold other `HERALD_*`
+            // variables (the client commands', a script's own), which
+            // [`unknown_variables`](Config::unknown_variables) lists for a warning.
+            if let Some(name) = setting_of_variable(&known, &var) {
+                table.insert(name, loose_value(&value));
             }
-            let name = rest.to_ascii_lowercase();
-            check_known(&known, &format!("environment variable {var}"), &name)?;
-            table.insert(name, loose_value(&value));
         }
         for (flag, value) in flags {
             let name = flag.replace('-', "_");
@@ -210,6 +207,21 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The `HERALD_*` variables among `env` that name no setting (nor a client command's
+    /// `HERALD_SERVER` / `HERALD_SCOPE`): [`load`](Config::load) leaves them alone, and a
+    /// server warns about them, since one may be a misspelt setting.
+    pub fn unknown_variables(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        let known = Self::known_names();
+        env.into_iter()
+            .map(|(var, _)| var)
+            .filter(|var| {
+                var.strip_prefix("HERALD_")
+                    .is_some_and(|rest| !CLIENT_VARIABLES.contains(&rest))
+                    && setting_of_variable(&known, var).is_none()
+            })
+            .collect()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -296,6 +308,12 @@ fn check_known(known: &[String], origin: &str, name: &str) -> Result<(), ConfigE
         name: name.to_owned(),
         known: known.join(", "),
     })
+}
+
+/// The setting a `HERALD_*` variable sets (`HERALD_MAX_PAYLOAD` → `max_payload`), if any.
+fn setting_of_variable(known: &[String], var: &str) -> Option<String> {
+    let name = var.strip_prefix("HERALD_")?.to_ascii_lowercase();
+    known.contains(&name).then_some(name)
 }
 
 /// `HERALD_*` variables of the client commands (`herald pub --server`, `--scope`), not server
@@ -424,9 +442,25 @@ mod tests {
     }
 
     #[test]
+    fn only_the_variables_of_settings_are_read() {
+        let vars = env(&[
+            ("HERALD_MAX_PAYLAOD", "1"),
+            ("HERALD_BUILD_ID", "abc"),
+            ("HERALD_SCOPE", "shop"),
+            ("HERALD_NAME", "n1"),
+            ("HOME", "/root"),
+        ]);
+        let config = Config::load(None, vars.clone(), &[]).unwrap();
+        assert_eq!(config.name, "n1");
+        assert_eq!(config.max_payload, Config::default().max_payload);
+        assert_eq!(
+            Config::unknown_variables(vars),
+            ["HERALD_MAX_PAYLAOD", "HERALD_BUILD_ID"]
+        );
+    }
+
+    #[test]
     fn bad_settings_are_named() {
-        let err = Config::load(None, env(&[("HERALD_MAX_PAYLAOD", "1")]), &[]).unwrap_err();
-        assert!(err.to_string().contains("HERALD_MAX_PAYLAOD"), "{err}");
         let err = Config::load(None, [], &[("max-payload", "lots".into())]).unwrap_err();
         assert!(err.to_string().contains("max_payload"), "{err}");
         let err = Config::load(None, [], &[("ping-interval", "soon".into())]).unwrap_err();

@@ -37,7 +37,9 @@ impl HeraldProcess {
         HeraldProcess::spawn(sh, extra)
     }
 
-    fn spawn(mut command: Command, extra: &[&str]) -> HeraldProcess {
+    /// Starts `herald serve` through `command` (for example `herald` itself with variables
+    /// set in its environment).
+    pub fn spawn(mut command: Command, extra: &[&str]) -> HeraldProcess {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args([
