@@ -20,7 +20,7 @@ use chitchat::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{Cluster, Peer, link};
+use super::{Cluster, Peer, handshake};
 use crate::error::{Error, Result};
 use crate::groups::GroupState;
 
@@ -188,6 +188,8 @@ fn members(
 
 /// The chitchat cluster id: the name and a MAC of it under the secret.
 fn cluster_id(name: &str, secret: &[u8]) -> String {
-    let mac = link::mac(secret, &[b"herald-cluster", name.as_bytes()]);
-    format!("{name}/{}", &mac[..16])
+    use hmac::Mac as _;
+    let mac = handshake::mac(secret, &[b"herald-cluster", name.as_bytes()]);
+    let tag = mac.finalize().into_bytes();
+    format!("{name}/{}", hex::encode(&tag[..8]))
 }

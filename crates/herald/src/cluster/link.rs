@@ -1,14 +1,8 @@
 //! Routes: one TCP connection between two nodes, its handshake, and its two loops.
 //!
-//! **Handshake** (nothing else is read or sent before it succeeds; 5 s to finish):
-//! 1. the dialler sends `ROUTE {"cluster","name","generation","nonce"}`;
-//! 2. the acceptor checks the cluster name (`-ERR 'cluster name mismatch'` and close if it
-//!    differs) and answers with its own hello, whose `proof` is a MAC, under the shared
-//!    secret, of both nonces;
-//! 3. the dialler checks that proof and sends `ROUTE {"proof"}`, its MAC of both nonces in the
-//!    other order, which the acceptor checks (`-ERR 'authentication failed'` and close).
-//!
-//! Fresh nonces on both sides mean a recorded handshake cannot be replayed.
+//! **Handshake** (nothing else is read or sent before it succeeds; 5 s to finish): the frames
+//! and checks of `handshake`, each frame the JSON of a `ROUTE`; a refused peer hears why
+//! (`-ERR 'cluster name mismatch'`, `-ERR 'authentication failed'`) before the close.
 //!
 //! **Sending**: a [`Link`] is the delivery target of every remote interest it carries (one
 //! [`ScopeRoute`] per scope). Messages are encoded into one buffer under a short lock; the
@@ -28,16 +22,14 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use herald_proto::route::{self, Queues, RouteMsg, RouteOp, parse_route};
 use herald_proto::{Limits, Parsed};
-use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+use super::handshake::{self, Dial, Refused};
 use super::{Cluster, Peer, RouteInfo};
 use crate::batch::{Batch, Wake};
 use crate::router::{Reach, Scope, Sink, WireMessage};
@@ -52,89 +44,6 @@ const LIMITS: Limits = Limits {
     max_control_line: 16 * 1024,
     max_payload: 64 * 1024 * 1024,
 };
-
-/// HMAC-SHA256 of `parts` (each length-prefixed) under `key`, in hex.
-pub(super) fn mac(key: &[u8], parts: &[&[u8]]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        // HMAC takes keys of any length; this arm is never taken.
-        return String::new();
-    };
-    for part in parts {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part);
-    }
-    hex(&mac.finalize().into_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Compares without an early exit, so timing does not tell how much of a proof was right.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No OS randomness: fall back to the process PRNG rather than refuse to route.
-        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
-    }
-    hex(&bytes)
-}
-
-/// The first handshake frame of each side.
-#[derive(Debug, Serialize, Deserialize)]
-struct Hello {
-    cluster: String,
-    name: String,
-    generation: u64,
-    /// The sender's advertised route address (part of its identity).
-    route: SocketAddr,
-    nonce: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    proof: Option<String>,
-}
-
-/// The dialler's last handshake frame.
-#[derive(Debug, Serialize, Deserialize)]
-struct Proof {
-    proof: String,
-}
-
-impl Cluster {
-    fn hello(&self, nonce: &str, proof: Option<String>) -> Vec<u8> {
-        let hello = Hello {
-            cluster: self.cluster_name.clone(),
-            name: self.me.name.to_string(),
-            generation: self.me.generation,
-            route: self.me.addr,
-            nonce: nonce.to_owned(),
-            proof,
-        };
-        let mut out = Vec::new();
-        route::route(&mut out, &serde_json::to_vec(&hello).unwrap_or_default());
-        out
-    }
-
-    fn proof(&self, role: &[u8], first: &str, second: &str) -> String {
-        mac(
-            &self.secret,
-            &[
-                b"herald-route",
-                role,
-                self.cluster_name.as_bytes(),
-                first.as_bytes(),
-                second.as_bytes(),
-            ],
-        )
-    }
-}
 
 /// Reads the next handshake frame: the JSON of a ROUTE, or why there is none.
 async fn read_route(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Vec<u8>, String> {
@@ -167,6 +76,24 @@ async fn refuse(wr: &mut OwnedWriteHalf, text: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&out)).await;
 }
 
+/// Sends one handshake frame (the JSON of a ROUTE).
+async fn send_route(wr: &mut OwnedWriteHalf, json: &[u8]) -> Result<(), Refused> {
+    let mut out = Vec::new();
+    route::route(&mut out, json);
+    wr.write_all(&out).await.map_err(|e| Refused {
+        tell_peer: None,
+        why: format!("handshake write: {e}"),
+    })
+}
+
+/// Tells the peer why it is refused (if it should hear), and gives the reason for the log.
+async fn refused(wr: &mut OwnedWriteHalf, refusal: Refused) -> String {
+    if let Some(text) = refusal.tell_peer {
+        refuse(wr, text).await;
+    }
+    refusal.why
+}
+
 /// The dialler's side of the handshake; returns who answered.
 async fn dial_handshake(
     cluster: &Cluster,
@@ -174,37 +101,18 @@ async fn dial_handshake(
     wr: &mut OwnedWriteHalf,
     buf: &mut BytesMut,
 ) -> Result<Peer, String> {
-    let mine = nonce();
-    wr.write_all(&cluster.hello(&mine, None))
-        .await
-        .map_err(|e| format!("handshake write: {e}"))?;
-    let json = read_route(rd, buf).await?;
-    let theirs: Hello =
-        serde_json::from_slice(&json).map_err(|e| format!("handshake: bad hello: {e}"))?;
-    if theirs.cluster != cluster.cluster_name {
-        return Err(format!(
-            "the peer is in cluster {:?}, not {:?}",
-            theirs.cluster, cluster.cluster_name
-        ));
+    let local = cluster.local();
+    let (dial, hello) = Dial::start(&local, handshake::nonce().map_err(|r| r.why)?);
+    if let Err(r) = send_route(wr, &hello).await {
+        return Err(r.why);
     }
-    let expected = cluster.proof(b"accept", &mine, &theirs.nonce);
-    if !theirs.proof.as_deref().is_some_and(|p| same(p, &expected)) {
-        refuse(wr, "authentication failed").await;
-        return Err("the peer failed to prove the cluster secret".into());
-    }
-    let proof = Proof {
-        proof: cluster.proof(b"dial", &theirs.nonce, &mine),
+    let answer = read_route(rd, buf).await?;
+    let (peer, proof) = match dial.finish(&local, &answer) {
+        Ok(done) => done,
+        Err(r) => return Err(refused(wr, r).await),
     };
-    let mut out = Vec::new();
-    route::route(&mut out, &serde_json::to_vec(&proof).unwrap_or_default());
-    wr.write_all(&out)
-        .await
-        .map_err(|e| format!("handshake write: {e}"))?;
-    Ok(Peer {
-        name: theirs.name.into(),
-        generation: theirs.generation,
-        addr: theirs.route,
-    })
+    send_route(wr, &proof).await.map_err(|r| r.why)?;
+    Ok(peer)
 }
 
 /// The acceptor's side of the handshake; returns who dialled.
@@ -214,40 +122,19 @@ async fn accept_handshake(
     wr: &mut OwnedWriteHalf,
     buf: &mut BytesMut,
 ) -> Result<Peer, String> {
-    let json = read_route(rd, buf).await?;
-    let Ok(theirs) = serde_json::from_slice::<Hello>(&json) else {
-        refuse(wr, "bad ROUTE hello").await;
-        return Err("bad ROUTE hello".into());
+    let local = cluster.local();
+    let hello = read_route(rd, buf).await?;
+    let nonce = handshake::nonce().map_err(|r| r.why)?;
+    let (accept, answer) = match handshake::accept(&local, &hello, nonce) {
+        Ok(accepted) => accepted,
+        Err(r) => return Err(refused(wr, r).await),
     };
-    if theirs.cluster != cluster.cluster_name {
-        refuse(wr, "cluster name mismatch").await;
-        return Err(format!(
-            "the peer {:?} is in cluster {:?}, not {:?}",
-            theirs.name, theirs.cluster, cluster.cluster_name
-        ));
+    send_route(wr, &answer).await.map_err(|r| r.why)?;
+    let proof = read_route(rd, buf).await?;
+    match accept.finish(&local, &proof) {
+        Ok(peer) => Ok(peer),
+        Err(r) => Err(refused(wr, r).await),
     }
-    let mine = nonce();
-    let proof = cluster.proof(b"accept", &theirs.nonce, &mine);
-    wr.write_all(&cluster.hello(&mine, Some(proof)))
-        .await
-        .map_err(|e| format!("handshake write: {e}"))?;
-    let json = read_route(rd, buf).await?;
-    let expected = cluster.proof(b"dial", &mine, &theirs.nonce);
-    match serde_json::from_slice::<Proof>(&json) {
-        Ok(p) if same(&p.proof, &expected) => {}
-        _ => {
-            refuse(wr, "authentication failed").await;
-            return Err(format!(
-                "the peer {:?} failed to prove the cluster secret",
-                theirs.name
-            ));
-        }
-    }
-    Ok(Peer {
-        name: theirs.name.into(),
-        generation: theirs.generation,
-        addr: theirs.route,
-    })
 }
 
 /// Accepts routes until the node closes; each connection is handled on its own task.

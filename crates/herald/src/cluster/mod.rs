@@ -6,7 +6,7 @@
 //!   started with one seed learns every member. Groups of topics ride on the same state.
 //! - **Routes** (`link`): one TCP connection per pair of nodes, dialled by the node whose
 //!   identity sorts first and opened with a handshake that checks the cluster name and proves
-//!   the shared secret both ways (HMAC-SHA256 over fresh nonces). Nothing else is read or sent
+//!   the shared secret both ways (HMAC-SHA256 over fresh nonces, `handshake`). Nothing else is read or sent
 //!   before it succeeds.
 //! - **Interest**: each node counts its local subscriptions per (scope, pattern, queue group)
 //!   and tells every route when a count goes from 0 to 1 (`RS+`) or back (`RS-`). A new route
@@ -17,6 +17,7 @@
 //!   subscriptions only, so a message crosses one route at most.
 
 mod gossip;
+mod handshake;
 mod link;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -323,6 +324,15 @@ struct State {
 }
 
 impl Cluster {
+    /// This node as the route handshake knows it.
+    fn local(&self) -> handshake::Local<'_> {
+        handshake::Local {
+            cluster: &self.cluster_name,
+            secret: &self.secret,
+            me: &self.me,
+        }
+    }
+
     pub(crate) fn node(&self) -> Option<Arc<NodeInner>> {
         self.node.get().and_then(Weak::upgrade)
     }
