@@ -15,7 +15,7 @@ use async_nats::jetstream::response::Response;
 use async_nats::jetstream::stream::{self, ConsumerErrorKind, PurgeErrorKind};
 use async_nats::jetstream::{self, Context, ErrorCode};
 use futures::StreamExt;
-use herald::streams::config::{parse_rfc3339, rfc3339};
+use herald::time::{parse_rfc3339, rfc3339};
 use serde_json::Value;
 
 use crate::client::{ClientArgs, parse_duration, round_trip};
@@ -422,8 +422,8 @@ fn parse_start(text: &str) -> std::result::Result<consumer::DeliverPolicy, Strin
             start_sequence: seq,
         });
     }
-    let ns = match parse_rfc3339(text) {
-        Some(ns) => ns,
+    let at = match parse_rfc3339(text) {
+        Some(at) => at,
         None => {
             let ago = humantime::parse_duration(text).map_err(|_| {
                 format!(
@@ -431,19 +431,16 @@ fn parse_start(text: &str) -> std::result::Result<consumer::DeliverPolicy, Strin
                      or a duration such as 10m"
                 )
             })?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|e| format!("the clock is before 1970: {e}"))?;
-            let then = now
+            std::time::SystemTime::now()
                 .checked_sub(ago)
-                .ok_or_else(|| format!("{text} ago is before 1970"))?;
-            u64::try_from(then.as_nanos()).map_err(|_| format!("{text:?} is out of range"))?
+                .filter(|then| *then >= std::time::UNIX_EPOCH)
+                .ok_or_else(|| format!("{text} ago is before 1970"))?
         }
     };
     // async-nats reads the time the way it reads it from the server.
     serde_json::from_value(serde_json::json!({
         "deliver_policy": "by_start_time",
-        "opt_start_time": rfc3339(ns),
+        "opt_start_time": rfc3339(at),
     }))
     .map_err(|e| format!("{text:?}: {e}"))
 }
@@ -650,7 +647,7 @@ fn describe_config(text: &mut String, info: &stream::Info) {
 /// A time as RFC 3339 in UTC; `-` for the zero time (never).
 fn timestamp(time: async_nats::datetime::DateTime) -> String {
     match u64::try_from(time.unix_timestamp_nanos()) {
-        Ok(ns) if ns > 0 => rfc3339(ns),
+        Ok(ns) if ns > 0 => rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)),
         _ => "-".to_owned(),
     }
 }

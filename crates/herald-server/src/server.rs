@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use herald::jetstream::JetStream;
 use herald::streams::Streams;
 use herald::{CallbackHandle, Node, SubscribeOptions};
 use herald_proto::{Limits, encode};
@@ -72,7 +73,7 @@ pub struct Server {
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
-    streams: Option<Streams>,
+    streams: Option<(Streams, JetStream)>,
     _services: [CallbackHandle; 3],
 }
 
@@ -86,11 +87,12 @@ impl Server {
         let streams = match config.streams() {
             Some(options) => {
                 let router = node.router("default", config.capacity);
-                Some(
-                    Streams::open(&router, options)
-                        .await
-                        .map_err(|e| std::io::Error::other(format!("cannot open streams: {e}")))?,
-                )
+                let streams = Streams::open(&router, options)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("cannot open streams: {e}")))?;
+                let jetstream = herald::jetstream::serve(&streams)
+                    .map_err(|e| std::io::Error::other(format!("cannot serve JetStream: {e}")))?;
+                Some((streams, jetstream))
             }
             None => None,
         };
@@ -145,7 +147,7 @@ impl Server {
 
     /// The streams this server keeps, when it has a data directory.
     pub fn streams(&self) -> Option<&Streams> {
-        self.streams.as_ref()
+        self.streams.as_ref().map(|(streams, _)| streams)
     }
 
     /// Stops accepting, lets every connection write what is queued for it, and closes them;
@@ -154,7 +156,8 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
-        if let Some(streams) = &self.streams {
+        if let Some((streams, jetstream)) = self.streams {
+            jetstream.stop();
             streams.close();
         }
     }

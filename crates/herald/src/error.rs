@@ -65,10 +65,6 @@ pub enum Error {
     /// Encoding or decoding JSON failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
-    /// A stream operation failed; the error is JetStream's (`code`, `err_code`, description),
-    /// as a NATS client would see it.
-    #[error("stream: {0}")]
-    Stream(#[from] crate::streams::ApiError),
 }
 
 /// The result type of herald operations.

@@ -35,7 +35,9 @@
 //! | [`batch`] | deferred writer wake-ups: one per burst of messages, not one per message |
 //! | `message` | [`Message`] and [`HeaderMap`] |
 //! | `request` | the per-scope reply inbox behind [`Router::request`] |
-//! | [`streams`] | streams on herald-log, pull consumers, the JetStream API |
+//! | [`streams`] | streams on herald-log: typed configs, consumers, [`streams::StreamMessage`] |
+//! | `jetstream` | the JetStream API as an adapter over [`streams`] (feature `jetstream`) |
+//! | [`time`] | RFC 3339 timestamps, one style everywhere |
 //! | `groups` | named groups of topics ([`Groups`]) |
 //! | `error` | [`Error`] and the receive errors |
 
@@ -45,6 +47,8 @@ mod error;
 mod fanout;
 mod groups;
 pub mod index;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 mod mailbox;
 mod message;
 mod node;
@@ -56,6 +60,7 @@ mod subscription;
 pub mod target;
 #[cfg(test)]
 mod testing;
+pub mod time;
 
 pub use bytes::Bytes;
 pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, NodeBuilder, RouteInfo};

@@ -143,6 +143,39 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// Whether two valid patterns can match a common subject.
+///
+/// `*` matches any one token and `>` one or more trailing tokens, on either side: `a.*` and
+/// `*.b` overlap (on `a.b`), `a.>` and `a` do not (`>` needs at least one token).
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let mut left = a.split('.');
+    let mut right = b.split('.');
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some("*"), Some(_)) | (Some(_), Some("*")) => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every subject valid pattern `narrow` matches is matched by `wide` too.
+pub fn covers(wide: &str, narrow: &str) -> bool {
+    let mut w = wide.split('.');
+    let mut n = narrow.split('.');
+    loop {
+        match (w.next(), n.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(t)) if t != ">" => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 fn invalid(s: &str, reason: &'static str) -> Error {
     let subject = match s.char_indices().nth(256) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
@@ -316,5 +349,40 @@ mod tests {
         assert!(matches(">", "a"));
         assert!(!matches("a*", "ab"));
         assert!(matches("a*", "a*"));
+    }
+
+    #[test]
+    fn overlaps_truth_table() {
+        let cases = [
+            ("a.*", "a.b", true),
+            ("a.>", "a", false),
+            ("a.>", "a.b.c", true),
+            ("*.b", "a.*", true),
+            (">", "a", true),
+            (">", "a.b.c", true),
+            (">", "*.*", true),
+            ("a.b", "a.c", false),
+            ("a.b", "a.b", true),
+            ("a.*", "a.b.c", false),
+            ("a.*.c", "a.>", true),
+            ("a.b", "a.b.c", false),
+            ("*", "a.b", false),
+            ("$JS.API.>", "$JS.>", true),
+            ("$JS.API.>", "$KV.>", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(overlaps(a, b), want, "{a} vs {b}");
+            assert_eq!(overlaps(b, a), want, "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn covers_means_every_match_of_the_narrow_one() {
+        assert!(covers(">", "a.*"));
+        assert!(covers("a.>", "a.b.>"));
+        assert!(covers("a.*", "a.b"));
+        assert!(!covers("a.*", "a.>"));
+        assert!(!covers("a.b", "a.*"));
+        assert!(!covers("a.>", "a"));
     }
 }

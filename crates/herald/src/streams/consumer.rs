@@ -8,9 +8,8 @@
 //! wait running out, a request expiring, a heartbeat, a save of a durable's state) and pumps
 //! then too.
 //!
-//! Deliveries go to the request's reply inbox on this node, showing the stored subject and
-//! carrying the ack subject `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
-//! as their reply, as JetStream does, so NATS clients and the library read them alike.
+//! Deliveries go to the request's [`Sink`]: a channel to [`Streams::fetch`](super::Streams::fetch)
+//! or, through the JetStream adapter, a NATS client's inbox.
 //!
 //! A durable consumer's state (position, counters, unacknowledged messages) is saved to
 //! `consumers/<name>.json` at most 100 ms after it changes, and when the consumer stops. After
@@ -27,15 +26,14 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::config::{
-    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, PullRequest, SequenceInfo,
-    parse_rfc3339, rfc3339,
-};
-use super::now_ns;
+use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy};
+use super::error::{Error, Result};
+use super::info::{ConsumerInfo, Position};
+use super::message::Place;
+use super::pull::{Delivered, PullEnd, PullRequest, Sink};
 use super::stream::Stream;
-use crate::router::Scope;
 use crate::subject;
-use crate::target::Delivery;
+use crate::time::{from_unix_nanos, now_nanos, unix_nanos};
 
 /// How long a durable's state may stay unsaved after a change.
 const SAVE_DELAY: Duration = Duration::from_millis(100);
@@ -47,8 +45,6 @@ pub(crate) struct Consumer {
     created: u64,
     state: Mutex<State>,
     notify: tokio::sync::Notify,
-    /// `$JS.ACK.<stream>.<consumer>.`
-    ack_prefix: String,
     /// Where a durable's state is saved.
     file: Option<PathBuf>,
     closed: AtomicBool,
@@ -88,8 +84,8 @@ struct Pending {
 }
 
 /// A waiting pull request.
-pub(crate) struct Pull {
-    reply: String,
+struct Pull {
+    sink: Box<dyn Sink>,
     left: usize,
     expires: Option<Instant>,
     no_wait: bool,
@@ -112,55 +108,17 @@ pub(crate) struct Saved {
     pending: Vec<(u64, u64, u32)>,
 }
 
-/// What an ack message asks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an acknowledgement asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckKind {
+    /// Handled: do not deliver it again.
     Ack,
+    /// Deliver it again, at once or after the delay.
     Nak(Option<Duration>),
+    /// Still being worked on: restart its ack wait.
     Progress,
+    /// Never deliver it again, handled or not.
     Term,
-    Next(Vec<u8>),
-}
-
-impl AckKind {
-    /// Reads an ack payload (empty, `+ACK`, `-NAK [{"delay":ns}]`, `+WPI`, `+TERM [reason]`,
-    /// `+NXT [request]`); `None` for anything else.
-    pub(crate) fn parse(body: &[u8]) -> Option<AckKind> {
-        let text = std::str::from_utf8(body).ok()?.trim();
-        let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
-        match word {
-            "" | "+ACK" | "+OK" => Some(AckKind::Ack),
-            "+WPI" => Some(AckKind::Progress),
-            "+TERM" => Some(AckKind::Term),
-            "+NXT" => Some(AckKind::Next(rest.trim().as_bytes().to_vec())),
-            "-NAK" => Some(AckKind::Nak(parse_delay(rest.trim()))),
-            _ => None,
-        }
-    }
-}
-
-/// A nak's delay: `{"delay": ns}` or a duration such as `5s` / `250ms`.
-fn parse_delay(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
-    #[derive(Deserialize)]
-    struct Delay {
-        delay: u64,
-    }
-    if let Ok(d) = serde_json::from_str::<Delay>(text) {
-        return Some(Duration::from_nanos(d.delay));
-    }
-    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ns" => Some(Duration::from_nanos(n)),
-        "us" | "µs" => Some(Duration::from_micros(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        _ => None,
-    }
 }
 
 impl Consumer {
@@ -175,7 +133,7 @@ impl Consumer {
         runtime: &tokio::runtime::Handle,
     ) -> Arc<Consumer> {
         let now = Instant::now();
-        let filters = config.filters();
+        let filters = config.filter_subjects.clone();
         let mut state = State {
             next: 1,
             cseq: 0,
@@ -219,7 +177,7 @@ impl Consumer {
         }
         let file = state
             .config
-            .is_durable()
+            .durable
             .then(|| stream.dir.join("consumers").join(format!("{name}.json")));
         let consumer = Arc::new(Consumer {
             name: name.into(),
@@ -227,7 +185,6 @@ impl Consumer {
             created,
             state: Mutex::new(state),
             notify: tokio::sync::Notify::new(),
-            ack_prefix: format!("$JS.ACK.{}.{name}.", stream.name),
             file,
             closed: AtomicBool::new(false),
         });
@@ -248,19 +205,19 @@ impl Consumer {
     /// Replaces the mutable parts of the config (already checked by the caller).
     pub(crate) fn update(&self, config: ConsumerConfig) {
         let mut st = self.state.lock();
-        st.filters = config.filters();
+        st.filters = config.filter_subjects.clone();
         st.config = config;
         st.dirty = true;
         drop(st);
         self.wake();
     }
 
-    /// Stops the consumer: queued pull requests are told `409 Consumer Deleted`.
-    pub(crate) fn close(&self, stream: &Stream, delete_state: bool) {
+    /// Stops the consumer: queued pull requests end with [`PullEnd::ConsumerDeleted`].
+    pub(crate) fn close(&self, delete_state: bool) {
         self.closed.store(true, Ordering::Release);
         let waiting: Vec<Pull> = self.state.lock().waiting.drain(..).collect();
-        for pull in waiting {
-            send_status(&stream.scope, &pull.reply, "409 Consumer Deleted", None);
+        for mut pull in waiting {
+            pull.sink.end(PullEnd::ConsumerDeleted);
         }
         if let Some(file) = &self.file {
             if delete_state {
@@ -272,56 +229,55 @@ impl Consumer {
         self.wake();
     }
 
-    /// Takes a pull request answered on `reply`.
-    pub(crate) fn pull(&self, stream: &Stream, req: &PullRequest, reply: &str) {
+    /// Takes a pull request whose messages go to `sink`; a request the consumer's limits
+    /// refuse, or one that asks not to wait when nothing is there, ends at once.
+    pub(crate) fn pull(&self, req: &PullRequest, mut sink: Box<dyn Sink>) {
+        let Some(stream) = self.stream.upgrade() else {
+            return sink.end(PullEnd::ConsumerDeleted);
+        };
         let mut st = self.state.lock();
         let cfg = &st.config;
-        let batch = req.batch.max(1) as usize;
-        if cfg.max_batch > 0 && batch as i64 > cfg.max_batch {
-            let text = format!("409 Exceeded MaxRequestBatch of {}", cfg.max_batch);
-            return send_status(&stream.scope, reply, &text, None);
-        }
-        if cfg.max_expires > 0 && req.expires > cfg.max_expires {
-            let text = format!(
-                "409 Exceeded MaxRequestExpires of {:?}",
-                Duration::from_nanos(cfg.max_expires)
-            );
-            return send_status(&stream.scope, reply, &text, None);
-        }
-        if cfg.max_bytes > 0 && req.max_bytes > cfg.max_bytes {
-            let text = format!("409 Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes);
-            return send_status(&stream.scope, reply, &text, None);
-        }
-        if req.idle_heartbeat > 0
-            && (req.expires == 0 || req.idle_heartbeat.saturating_mul(2) > req.expires)
+        let batch = req.batch.max(1);
+        if let Some(max) = cfg.max_batch
+            && batch as u64 > max.get()
         {
-            return send_status(
-                &stream.scope,
-                reply,
-                "400 Bad Request - heartbeat value too large",
-                None,
-            );
+            return sink.end(PullEnd::BatchTooLarge(max.get()));
+        }
+        if let (Some(max), Some(expires)) = (cfg.max_expires, req.expires)
+            && expires > max
+        {
+            return sink.end(PullEnd::ExpiresTooLong(max));
+        }
+        if let (Some(max), Some(bytes)) = (cfg.max_bytes, req.max_bytes)
+            && bytes as u64 > max.get()
+        {
+            return sink.end(PullEnd::MaxBytesTooLarge(max.get()));
+        }
+        if let Some(heartbeat) = req.heartbeat
+            && req.expires.is_none_or(|e| heartbeat.saturating_mul(2) > e)
+        {
+            return sink.end(PullEnd::HeartbeatTooLong);
         }
         let now = Instant::now();
         st.touched = true;
         st.active_at = now;
-        if req.no_wait && req.expires == 0 && !self.has_messages(&st, stream) {
-            return send_status(&stream.scope, reply, "404 No Messages", None);
+        if req.no_wait && req.expires.is_none() && !self.has_messages(&st, &stream) {
+            return sink.end(PullEnd::NoMessages);
         }
-        if !req.no_wait && st.waiting.len() as i64 >= st.config.max_waiting.max(1) {
-            return send_status(&stream.scope, reply, "409 Exceeded MaxWaiting", None);
+        if !req.no_wait && st.waiting.len() as u64 >= st.config.max_waiting.max(1) {
+            return sink.end(PullEnd::TooManyWaiting);
         }
         st.waiting.push_back(Pull {
-            reply: reply.to_owned(),
+            sink,
             left: batch,
-            expires: (req.expires > 0).then(|| now + Duration::from_nanos(req.expires)),
+            expires: req.expires.map(|e| now + e),
             no_wait: req.no_wait,
             delivered: 0,
-            bytes_left: (req.max_bytes > 0).then_some(req.max_bytes as usize),
-            heartbeat: (req.idle_heartbeat > 0).then(|| Duration::from_nanos(req.idle_heartbeat)),
+            bytes_left: req.max_bytes,
+            heartbeat: req.heartbeat,
             last_sent: now,
         });
-        self.pump(&mut st, stream);
+        self.pump(&mut st, &stream);
         drop(st);
         self.wake();
     }
@@ -329,30 +285,30 @@ impl Consumer {
     /// Whether a pull would get a message now.
     fn has_messages(&self, st: &State, stream: &Stream) -> bool {
         let window_full = st.config.ack_policy != AckPolicy::None
-            && st.config.max_ack_pending > 0
-            && st.pending.len() as i64 >= st.config.max_ack_pending;
+            && st
+                .config
+                .max_ack_pending
+                .is_some_and(|max| st.pending.len() as u64 >= max.get());
         !window_full && (!st.redeliver.is_empty() || st.next <= stream.committed())
     }
 
-    /// Applies an ack for stream sequence `sseq`; says whether the consumer takes acks (an
-    /// ack-none consumer drops them, and its acker gets no answer).
-    pub(crate) fn ack(
-        &self,
-        stream: &Stream,
-        kind: &AckKind,
-        sseq: u64,
-        reply: Option<&str>,
-    ) -> bool {
+    /// Applies an acknowledgement of stream sequence `sseq`. `Ok(false)` when the consumer
+    /// takes no acks (ack policy none): nothing is applied.
+    pub(crate) fn ack(&self, kind: AckKind, sseq: u64) -> Result<bool> {
+        let stream = self
+            .stream
+            .upgrade()
+            .ok_or_else(|| Error::closed("the stream is closed"))?;
         let mut st = self.state.lock();
         if st.config.ack_policy == AckPolicy::None {
-            return false;
+            return Ok(false);
         }
         let now = Instant::now();
         st.touched = true;
         st.active_at = now;
         let mut acked: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
         match kind {
-            AckKind::Ack | AckKind::Next(_) => {
+            AckKind::Ack => {
                 if st.config.ack_policy == AckPolicy::All {
                     let upto: Vec<u64> = st.pending.range(..=sseq).map(|(s, _)| *s).collect();
                     for s in upto {
@@ -371,7 +327,7 @@ impl Consumer {
                     st.deadlines.remove(&(p.deadline, sseq));
                     match delay {
                         Some(delay) if !delay.is_zero() => {
-                            let deadline = now + *delay;
+                            let deadline = now + delay;
                             st.pending.insert(sseq, Pending { deadline, ..p });
                             st.deadlines.insert((deadline, sseq));
                         }
@@ -393,30 +349,16 @@ impl Consumer {
         st.dirty = true;
         // An ack only removes deadlines: the timer task is woken only when something is now
         // due before its next run (a nak's delay, deliveries the pump makes, a first save).
-        let mut wake = true;
-        if let (AckKind::Next(body), Some(reply)) = (kind, reply) {
-            drop(st);
-            match super::config::parse_pull(body) {
-                Ok(req) => self.pull(stream, &req, reply),
-                Err(err) => send_status(
-                    &stream.scope,
-                    reply,
-                    &format!("400 Bad Request - {}", err.description),
-                    None,
-                ),
-            }
-        } else {
-            self.pump(&mut st, stream);
-            wake = st.due_before_timer(self.file.is_some());
-            drop(st);
-        }
+        self.pump(&mut st, &stream);
+        let wake = st.due_before_timer(self.file.is_some());
+        drop(st);
         for seq in acked {
             stream.confirmed_by(seq, &self.name);
         }
         if wake {
             self.wake();
         }
-        true
+        Ok(true)
     }
 
     /// Fills waiting pull requests: redeliveries first, then new messages, within the window.
@@ -426,15 +368,13 @@ impl Consumer {
             return;
         }
         let ack_none = st.config.ack_policy == AckPolicy::None;
-        let window = if ack_none || st.config.max_ack_pending <= 0 {
-            usize::MAX
-        } else {
-            st.config.max_ack_pending as usize
+        let window = match st.config.max_ack_pending {
+            Some(max) if !ack_none => usize::try_from(max.get()).unwrap_or(usize::MAX),
+            _ => usize::MAX,
         };
         let committed = stream.committed();
         let now = Instant::now();
         let mut ahead = ReadAhead::default();
-        let mut ack = Vec::new();
         while !st.waiting.is_empty() && st.pending.len() < window {
             let (seq, redelivery) = match st.redeliver.pop_first() {
                 Some(seq) => (seq, true),
@@ -483,49 +423,35 @@ impl Consumer {
             };
             let cseq = st.cseq + 1;
             let after = if redelivery { st.next - 1 } else { seq };
-            let num_pending = committed.saturating_sub(after);
-            ack.clear();
-            ack.extend_from_slice(self.ack_prefix.as_bytes());
-            for (i, n) in [
-                u64::from(deliveries),
-                seq,
-                cseq,
-                stored.timestamp,
-                num_pending,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if i > 0 {
-                    ack.push(b'.');
-                }
-                herald_proto::encode::number(&mut ack, n);
-            }
-            let ack = std::str::from_utf8(&ack).unwrap_or_default();
-            let size = subject.len() + ack.len() + stored.headers.len() + stored.payload.len();
+            let msg = Delivered {
+                subject,
+                headers: &stored.headers,
+                payload: &stored.payload,
+                place: Place {
+                    seq,
+                    consumer_seq: cseq,
+                    delivered: deliveries,
+                    time: from_unix_nanos(stored.timestamp),
+                    pending: committed.saturating_sub(after),
+                },
+            };
             let Some(pull) = st.waiting.front_mut() else {
                 break;
             };
+            let size = pull.sink.cost(&msg);
             if pull.bytes_left.is_some_and(|left| size > left) {
-                let pull = st.waiting.pop_front().expect("front exists");
-                send_status(
-                    &stream.scope,
-                    &pull.reply,
-                    "409 Message Size Exceeds MaxBytes",
-                    Some(&pull),
-                );
+                let mut pull = st.waiting.pop_front().expect("front exists");
+                pull.sink.end(PullEnd::MessageTooLarge {
+                    messages: pull.left,
+                    bytes: pull.bytes_left.unwrap_or(0),
+                });
                 if redelivery {
                     st.redeliver.insert(seq);
                 }
                 continue;
             }
-            let headers = (!stored.headers.is_empty()).then_some(&stored.headers);
-            let took =
-                stream
-                    .scope
-                    .send_as(&pull.reply, subject, Some(ack), headers, &stored.payload);
-            if took == 0 {
-                // Nobody listens on the inbox any more: drop the request, keep the message.
+            if !pull.sink.deliver(&msg) {
+                // Nobody takes the request's messages any more: drop it, keep the message.
                 st.waiting.pop_front();
                 if redelivery {
                     st.redeliver.insert(seq);
@@ -569,9 +495,9 @@ impl Consumer {
         // The stream is drained (or the window is full): one-shot requests end.
         if st.waiting.iter().any(|p| p.no_wait) {
             let mut keep = VecDeque::with_capacity(st.waiting.len());
-            for pull in st.waiting.drain(..) {
+            for mut pull in st.waiting.drain(..) {
                 if pull.no_wait && (pull.delivered > 0 || pull.expires.is_none()) {
-                    send_status(&stream.scope, &pull.reply, "404 No Messages", None);
+                    pull.sink.end(PullEnd::NoMessages);
                 } else {
                     keep.push_back(pull);
                 }
@@ -593,7 +519,7 @@ impl Consumer {
             let Some(p) = st.pending.get(&seq).copied() else {
                 continue;
             };
-            if max_deliver > 0 && i64::from(p.deliveries) >= max_deliver {
+            if max_deliver.is_some_and(|max| u64::from(p.deliveries) >= max.get()) {
                 // Delivered as often as allowed: given up on.
                 st.pending.remove(&seq);
                 st.dirty = true;
@@ -601,44 +527,31 @@ impl Consumer {
                 st.redeliver.insert(seq);
             }
         }
-        let mut expired = Vec::new();
         st.waiting.retain_mut(|pull| {
             if pull.expires.is_some_and(|at| at <= now) {
-                expired.push(std::mem::take(&mut pull.reply));
+                pull.sink.end(PullEnd::Expired);
                 return false;
             }
             true
         });
-        for reply in expired {
-            send_status(&stream.scope, &reply, "408 Request Timeout", None);
-        }
         let (cseq, last_sseq) = (st.cseq, st.last_sseq);
         for pull in &mut st.waiting {
             if let Some(every) = pull.heartbeat
                 && now.duration_since(pull.last_sent) >= every
             {
-                let block = format!(
-                    "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: {cseq}\r\nNats-Last-Stream: {last_sseq}\r\n\r\n"
-                );
-                stream.scope.send_as(
-                    &pull.reply,
-                    &pull.reply,
-                    None,
-                    Some(&Bytes::from(block)),
-                    &Bytes::new(),
-                );
+                pull.sink.heartbeat(cseq, last_sseq);
                 pull.last_sent = now;
             }
         }
         self.pump(&mut st, &stream);
-        let inactive = Duration::from_nanos(st.config.inactive_threshold);
+        let inactive = st.config.inactive_threshold.unwrap_or(Duration::ZERO);
         if !inactive.is_zero()
             && st.waiting.is_empty()
             && now.duration_since(st.active_at) >= inactive
         {
             drop(st);
             tracing::debug!(stream = %stream.name, consumer = %self.name, "inactive consumer deleted");
-            super::remove_consumer(&stream, &self.name);
+            super::store::remove_consumer(&stream, &self.name);
             return None;
         }
         let mut next: Option<Instant> = st.deadlines.first().map(|(at, _)| *at);
@@ -689,45 +602,43 @@ impl Consumer {
                     .collect(),
             }
         };
-        if let Err(err) = super::write_json(file, &saved, sync) {
+        if let Err(err) = super::store::write_json(file, &saved, sync) {
             tracing::error!(consumer = %self.name, %err, "cannot save the consumer's state");
         }
     }
 
-    /// The consumer's state as JetStream reports it.
+    /// The consumer's configuration and position.
     pub(crate) fn info(&self, stream: &Stream) -> ConsumerInfo {
         let st = self.state.lock();
         let committed = stream.committed();
         let ack_floor = match st.pending.first_key_value() {
-            Some((sseq, _)) => SequenceInfo {
+            Some((sseq, _)) => Position {
                 consumer_seq: st.pending.values().map(|p| p.cseq).min().unwrap_or(1) - 1,
                 stream_seq: sseq - 1,
-                last_active: None,
             },
-            None => SequenceInfo {
+            None => Position {
                 consumer_seq: st.cseq,
                 stream_seq: st.last_sseq,
-                last_active: None,
             },
         };
+        let ago = st.active_at.elapsed();
         ConsumerInfo {
-            stream_name: stream.name.clone(),
+            stream: stream.name.clone(),
             name: self.name.to_string(),
-            created: rfc3339(self.created),
+            created: from_unix_nanos(self.created),
             config: st.config.clone(),
-            delivered: SequenceInfo {
+            delivered: Position {
                 consumer_seq: st.cseq,
                 stream_seq: st.last_sseq,
-                last_active: st.touched.then(|| {
-                    rfc3339(now_ns().saturating_sub(st.active_at.elapsed().as_nanos() as u64))
-                }),
             },
             ack_floor,
             num_ack_pending: st.pending.len(),
             num_redelivered: st.pending.values().filter(|p| p.deliveries > 1).count(),
             num_waiting: st.waiting.len(),
             num_pending: committed.saturating_sub(st.next.saturating_sub(1)),
-            ts: rfc3339(now_ns()),
+            last_active: st
+                .touched
+                .then(|| from_unix_nanos(now_nanos().saturating_sub(ago.as_nanos() as u64))),
         }
     }
 }
@@ -751,11 +662,11 @@ impl State {
     /// The ack wait for a message's `deliveries`-th delivery (the backoff list if any).
     fn ack_wait(&self, deliveries: u32) -> Duration {
         let backoff = &self.config.backoff;
-        let ns = match backoff.len() {
-            0 => self.config.ack_wait,
+        let wait = match backoff.len() {
+            0 => self.config.ack_wait(),
             n => backoff[(deliveries as usize).saturating_sub(1).min(n - 1)],
         };
-        Duration::from_nanos(ns.max(1))
+        wait.max(Duration::from_nanos(1))
     }
 
     /// Stops tracking `sseq` (acked, terminated, or gone); says whether it was pending.
@@ -771,7 +682,6 @@ impl State {
     }
 }
 
-/// Where a new consumer starts in `stream`.
 /// A message to deliver, its parts sharing one buffer.
 struct Record {
     timestamp: u64,
@@ -858,19 +768,16 @@ impl ReadAhead {
     }
 }
 
+/// Where a new consumer starts in `stream`.
 fn start_seq(config: &ConsumerConfig, filters: &[String], stream: &Stream) -> u64 {
     let log = stream.writer.log();
     let first = log.first_seq();
     let last = stream.committed();
-    match config.deliver_policy {
+    match config.deliver {
         DeliverPolicy::All => first,
         DeliverPolicy::New => last + 1,
-        DeliverPolicy::ByStartSequence => config.opt_start_seq.unwrap_or(1).max(first),
-        DeliverPolicy::ByStartTime => config
-            .opt_start_time
-            .as_deref()
-            .and_then(parse_rfc3339)
-            .map_or(first, |ts| log.seq_for_time(ts)),
+        DeliverPolicy::ByStartSequence(seq) => seq.max(first),
+        DeliverPolicy::ByStartTime(at) => log.seq_for_time(unix_nanos(at)),
         DeliverPolicy::Last | DeliverPolicy::LastPerSubject => {
             // The newest message that passes the filter.
             let mut seq = last;
@@ -887,20 +794,6 @@ fn start_seq(config: &ConsumerConfig, filters: &[String], stream: &Stream) -> u6
 
 fn matches_any(filters: &[String], subject: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| subject::matches(f, subject))
-}
-
-/// Sends a `NATS/1.0 <status>` message (no payload) to a pull request's inbox; a request
-/// cut short also says how much of it was left.
-pub(crate) fn send_status(scope: &Scope, reply: &str, status: &str, pull: Option<&Pull>) {
-    let block = match pull {
-        Some(p) => format!(
-            "NATS/1.0 {status}\r\nNats-Pending-Messages: {}\r\nNats-Pending-Bytes: {}\r\n\r\n",
-            p.left,
-            p.bytes_left.unwrap_or(0)
-        ),
-        None => format!("NATS/1.0 {status}\r\n\r\n"),
-    };
-    scope.send_as(reply, reply, None, Some(&Bytes::from(block)), &Bytes::new());
 }
 
 /// The timer task of one consumer.
@@ -923,45 +816,5 @@ async fn drive(consumer: Arc<Consumer>) {
         if consumer.closed.load(Ordering::Acquire) {
             return;
         }
-    }
-}
-
-/// An ack arrived on `$JS.ACK.<stream>.>`: applies it, and answers an ack that asks for it.
-pub(crate) fn on_ack(stream: &Arc<Stream>, msg: &Delivery<'_>) {
-    // By byte: this runs once per acknowledged message.
-    let mut tokens = msg
-        .subject()
-        .as_bytes()
-        .split(|&b| b == b'.')
-        .map(|token| std::str::from_utf8(token).unwrap_or_default());
-    let (Some(_js), Some(_ack), Some(_stream), Some(name), Some(_delivered), Some(sseq)) = (
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-    ) else {
-        return;
-    };
-    if tokens.count() != 3 {
-        return;
-    }
-    let Ok(sseq) = sseq.parse::<u64>() else {
-        return;
-    };
-    let Some(consumer) = stream.consumers.read().get(name).cloned() else {
-        tracing::debug!(stream = %stream.name, consumer = name, "ack for an unknown consumer");
-        return;
-    };
-    let Some(kind) = AckKind::parse(msg.payload()) else {
-        tracing::debug!(stream = %stream.name, consumer = name, "unknown ack payload; ignored");
-        return;
-    };
-    let took = consumer.ack(stream, &kind, sseq, msg.reply());
-    if let (true, Some(reply), false) = (took, msg.reply(), matches!(kind, AckKind::Next(_))) {
-        let _ = stream
-            .scope
-            .send(reply, None, None, Bytes::new(), crate::router::Reach::All);
     }
 }

@@ -4,7 +4,9 @@
 //! Capture is the router's fan-out: the stream subscribes its subject patterns with a
 //! [`Target`] whose `deliver` copies the message and queues it on the stream's [`Writer`]. The
 //! writer's completion (on its thread, after the fsync the policy asks for) answers the
-//! publisher, records the message id, and wakes the consumers. Consumers only read up to the
+//! publisher, records the message id, and wakes the consumers. A publisher in this process
+//! ([`Streams::publish`](super::Streams::publish)) is answered on a channel; one on the
+//! network through the installed [`Answers`] (the JetStream adapter's PubAck), if any. Consumers only read up to the
 //! `committed` watermark, so they never see a message before its publisher could have been
 //! acknowledged, and a confirm-N waiter is registered before any consumer can ack.
 
@@ -14,21 +16,84 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use herald_log::{Entry, Fsync, Log, Writer};
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::oneshot;
 
-use super::config::{ApiError, StreamConfig};
+use super::config::StreamConfig;
 use super::consumer::Consumer;
-use super::now_ns;
-use crate::router::{Reach, Scope, Sink};
+use super::error::{Error, Reason, Result};
+use super::info::PubAck;
+use crate::router::{Scope, Sink};
 use crate::target::{Delivery, Target};
+use crate::time::now_nanos;
 
 /// Header asking the stream to acknowledge only once this many distinct consumers acked.
 pub const CONFIRM_HEADER: &str = "Herald-Confirm";
 /// Header bounding the wait for [`CONFIRM_HEADER`], in milliseconds (default 5000).
 pub const CONFIRM_TIMEOUT_HEADER: &str = "Herald-Confirm-Timeout";
 const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How captured publishes from the network are answered on their reply subject. The JetStream
+/// adapter installs its PubAck JSON; without it, such publishes are stored unanswered.
+pub(crate) trait Answers: Send + Sync + 'static {
+    /// `stream` stored the message as `seq` (or had it already, if `duplicate`).
+    fn ack(&self, scope: &Scope, reply: &str, stream: &str, seq: u64, duplicate: bool);
+    /// `stream` refused the message.
+    fn error(&self, scope: &Scope, reply: &str, stream: &str, err: &Error);
+}
+
+/// What a store shares with its streams: the network answers, and the publishers of this
+/// process waiting for their acks.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) answers: std::sync::OnceLock<Arc<dyn Answers>>,
+    /// Publishes of this process, by the reply token they were published with.
+    local: Mutex<HashMap<String, oneshot::Sender<Result<PubAck>>>>,
+    next_token: AtomicU64,
+}
+
+/// How reply tokens of this process's publishes start.
+const LOCAL_REPLY: &str = "_HERALD.PUBACK.";
+
+impl Hooks {
+    /// A reply token for a publish of this process, and where its ack will arrive.
+    pub(crate) fn register(&self) -> (String, oneshot::Receiver<Result<PubAck>>) {
+        let n = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let token = format!("{LOCAL_REPLY}{n}");
+        let (tx, rx) = oneshot::channel();
+        self.local.lock().insert(token.clone(), tx);
+        (token, rx)
+    }
+
+    /// Forgets a token whose publish gave up waiting.
+    pub(crate) fn forget(&self, token: &str) {
+        self.local.lock().remove(token);
+    }
+
+    /// Who hears how the publish with `reply` went.
+    fn done_for(&self, reply: Option<&str>, no_ack: bool) -> Done {
+        match reply {
+            Some(r) if r.starts_with(LOCAL_REPLY) => self
+                .local
+                .lock()
+                .remove(r)
+                .map_or(Done::Nobody, Done::Local),
+            Some(r) if !no_ack => Done::Reply(r.to_owned()),
+            _ => Done::Nobody,
+        }
+    }
+}
+
+/// Who hears how a captured publish went.
+pub(crate) enum Done {
+    /// Nobody: no reply subject, or the stream does not ack.
+    Nobody,
+    /// A network publisher, through the installed [`Answers`].
+    Reply(String),
+    /// A call of this process.
+    Local(oneshot::Sender<Result<PubAck>>),
+}
 
 /// A stream and what runs for it.
 pub(crate) struct Stream {
@@ -49,13 +114,12 @@ pub(crate) struct Stream {
     /// Index entries this stream holds in its scope: (pattern, id).
     subscriptions: Mutex<Vec<(Arc<str>, u64)>>,
     pub(crate) closed: AtomicBool,
-    /// `{"stream":"<name>","seq":`, the start of every publish ack.
-    ack_prefix: String,
+    hooks: Arc<Hooks>,
 }
 
 /// A publish waiting for confirm-N.
 struct Confirm {
-    reply: String,
+    done: Done,
     need: usize,
     by: Vec<Arc<str>>,
     deadline: Instant,
@@ -63,7 +127,7 @@ struct Confirm {
 
 /// What a capture leaves with a message for the writer's completion.
 pub(crate) struct Pending {
-    reply: Option<String>,
+    done: Done,
     msg_id: Option<String>,
     confirm: Option<(usize, Duration)>,
 }
@@ -78,7 +142,7 @@ struct Dedup {
 
 enum Seen {
     /// Being written; later publishers of the same id wait here for its sequence.
-    InFlight(Vec<String>),
+    InFlight(Vec<Done>),
     Stored(u64),
 }
 
@@ -91,12 +155,9 @@ impl Stream {
         log: Log,
         fsync: Fsync,
         scope: Arc<Scope>,
+        hooks: Arc<Hooks>,
     ) -> Arc<Stream> {
         let last = log.next_seq() - 1;
-        let ack_prefix = format!(
-            "{{\"stream\":{},\"seq\":",
-            serde_json::Value::from(config.name.as_str())
-        );
         let stream = Arc::new_cyclic(|me: &Weak<Stream>| Stream {
             writer: Writer::spawn(log, fsync, {
                 let me = me.clone();
@@ -106,7 +167,7 @@ impl Stream {
                     }
                 }
             }),
-            ack_prefix,
+            hooks,
             name: config.name.clone(),
             config: Mutex::new(config),
             created,
@@ -124,11 +185,10 @@ impl Stream {
         stream
     }
 
-    /// Subscribes the stream's subjects (capture) and its ack subject in its scope.
+    /// Subscribes the stream's subjects in its scope: what is published there is captured.
     pub(crate) fn subscribe(self: &Arc<Self>) -> crate::Result<()> {
         let subjects = self.config.lock().subjects.clone();
         let capture: Arc<dyn Target> = Arc::new(Capture(Arc::downgrade(self)));
-        let acks: Arc<dyn Target> = Arc::new(Acks(Arc::downgrade(self)));
         let mut subs = self.subscriptions.lock();
         for pattern in &subjects {
             let entry =
@@ -136,11 +196,6 @@ impl Stream {
                     .add(pattern, None, 0, 0, Sink::Target(capture.clone()), false)?;
             subs.push((entry.pattern.clone(), entry.id));
         }
-        let ack_pattern = format!("$JS.ACK.{}.>", self.name);
-        let entry = self
-            .scope
-            .add(&ack_pattern, None, 0, 0, Sink::Target(acks), true)?;
-        subs.push((entry.pattern.clone(), entry.id));
         Ok(())
     }
 
@@ -161,16 +216,16 @@ impl Stream {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        let reply = msg.reply();
         let mut msg_id = None;
         let mut confirm: Option<(usize, Duration)> = None;
         let (max_msg_size, no_ack, window) = {
             let c = self.config.lock();
-            (c.max_msg_size, c.no_ack, c.duplicate_window)
+            (c.max_message_size, c.no_ack, c.window())
         };
-        let reject = |err: ApiError| {
-            if let (Some(reply), false) = (reply, no_ack) {
-                self.answer_error(reply, &err);
+        let mut done = Some(self.hooks.done_for(msg.reply(), no_ack));
+        let mut reject = |err: Error| {
+            if let Some(done) = done.take() {
+                self.answer(done, Err(err));
             }
             true
         };
@@ -181,7 +236,10 @@ impl Stream {
                 match name {
                     "Nats-Msg-Id" if !value.is_empty() => msg_id = Some(value),
                     "Nats-Expected-Stream" if value != self.name => {
-                        return reject(ApiError::expected_stream());
+                        return reject(Error::new(
+                            Reason::ExpectedStream,
+                            "expected stream does not match",
+                        ));
                     }
                     CONFIRM_HEADER => match value.trim().parse::<usize>() {
                         Ok(n) => {
@@ -189,7 +247,7 @@ impl Stream {
                             confirm = Some((n, timeout));
                         }
                         Err(_) => {
-                            return reject(ApiError::bad_request(format!(
+                            return reject(Error::bad_request(format!(
                                 "{CONFIRM_HEADER} must be a number of consumers, not {value:?}"
                             )));
                         }
@@ -200,7 +258,7 @@ impl Stream {
                             confirm = Some((confirm.map_or(0, |c| c.0), timeout));
                         }
                         Err(_) => {
-                            return reject(ApiError::bad_request(format!(
+                            return reject(Error::bad_request(format!(
                                 "{CONFIRM_TIMEOUT_HEADER} must be milliseconds, not {value:?}"
                             )));
                         }
@@ -208,12 +266,15 @@ impl Stream {
                     "Nats-Expected-Last-Sequence"
                     | "Nats-Expected-Last-Msg-Id"
                     | "Nats-Expected-Last-Subject-Sequence" => {
-                        return reject(ApiError::bad_request(format!(
+                        return reject(Error::bad_request(format!(
                             "{name} is not supported by herald"
                         )));
                     }
                     "Nats-TTL" => {
-                        return reject(ApiError::msg_ttl_disabled());
+                        return reject(Error::new(
+                            Reason::MessageTtl,
+                            "per-message TTL is disabled",
+                        ));
                     }
                     _ => {}
                 }
@@ -221,28 +282,25 @@ impl Stream {
         }
         let headers = msg.header_block().unwrap_or_default();
         let size = headers.len() + msg.payload().len();
-        if max_msg_size >= 0 && size as u64 > max_msg_size as u64 {
-            return reject(ApiError::msg_too_big());
+        if max_msg_size.is_some_and(|max| size as u64 > max) {
+            return reject(Error::message_too_large());
         }
         // `discard: new` is the log's to enforce: it checks each message as it appends, so
         // a burst in flight cannot pass a check together and push stored messages out.
-        let now = now_ns();
+        let done = done.take().unwrap_or(Done::Nobody);
+        let now = now_nanos();
         if let Some(id) = msg_id {
             let mut dedup = self.dedup.lock();
-            dedup.prune(now, window);
+            dedup.prune(now, window.as_nanos() as u64);
             match dedup.ids.get_mut(id) {
                 Some(Seen::Stored(seq)) => {
                     let seq = *seq;
                     drop(dedup);
-                    if let (Some(reply), false) = (reply, no_ack) {
-                        self.answer_ack(reply, seq, true);
-                    }
+                    self.answer_ack(done, seq, true);
                     return true;
                 }
                 Some(Seen::InFlight(waiters)) => {
-                    if let (Some(reply), false) = (reply, no_ack) {
-                        waiters.push(reply.to_owned());
-                    }
+                    waiters.push(done);
                     return true;
                 }
                 None => {
@@ -258,11 +316,7 @@ impl Stream {
             timestamp: now,
         };
         let pending = Pending {
-            reply: if no_ack {
-                None
-            } else {
-                reply.map(str::to_owned)
-            },
+            done,
             msg_id: msg_id.map(str::to_owned),
             confirm,
         };
@@ -279,7 +333,7 @@ impl Stream {
     /// The writer's completion for one message (on the writer thread).
     fn stored(&self, result: herald_log::Result<u64>, pending: Pending) {
         let Pending {
-            reply,
+            done,
             msg_id,
             confirm,
         } = pending;
@@ -298,13 +352,15 @@ impl Stream {
             Ok(seq) => {
                 // A confirm-N waiter is in place before any consumer can see the message, and
                 // the message is visible before its publisher hears of it.
-                let ack_now = match (reply, confirm) {
-                    (Some(reply), Some((need, timeout))) if need > 0 => {
+                let ack_now = match (done, confirm) {
+                    (done @ (Done::Reply(_) | Done::Local(_)), Some((need, timeout)))
+                        if need > 0 =>
+                    {
                         let mut confirms = self.confirms.lock();
                         confirms.insert(
                             seq,
                             Confirm {
-                                reply,
+                                done,
                                 need,
                                 by: Vec::new(),
                                 deadline: Instant::now() + timeout,
@@ -315,14 +371,14 @@ impl Stream {
                         self.confirming.store(confirms.len(), Ordering::Release);
                         None
                     }
-                    (reply, _) => reply,
+                    (done, _) => Some(done),
                 };
                 self.committed.fetch_max(seq, Ordering::AcqRel);
-                for waiter in &waiters {
+                for waiter in waiters {
                     self.answer_ack(waiter, seq, true);
                 }
-                if let Some(reply) = ack_now {
-                    self.answer_ack(&reply, seq, false);
+                if let Some(done) = ack_now {
+                    self.answer_ack(done, seq, false);
                 }
                 for consumer in self.consumers.read().values() {
                     consumer.wake();
@@ -332,9 +388,9 @@ impl Stream {
                 if !matches!(err, herald_log::Error::Full(_)) {
                     tracing::error!(stream = %self.name, %err, "cannot store a message");
                 }
-                let err = ApiError::store_failed(err.to_string());
-                for waiter in waiters.iter().chain(reply.as_ref()) {
-                    self.answer_error(waiter, &err);
+                let err = Error::store_failed(err.to_string());
+                for waiter in waiters.into_iter().chain([done]) {
+                    self.answer(waiter, Err(err.clone()));
                 }
             }
         }
@@ -357,7 +413,7 @@ impl Stream {
         {
             self.confirming.store(confirms.len(), Ordering::Release);
             drop(confirms);
-            self.answer_ack(&c.reply, seq, false);
+            self.answer_ack(c.done, seq, false);
         }
     }
 
@@ -379,30 +435,29 @@ impl Stream {
             expired
         };
         for (seq, c) in expired {
-            let err = ApiError::new(
-                408,
-                0,
+            let err = Error::new(
+                Reason::ConfirmTimeout,
                 format!(
                     "message {seq} was confirmed by {} of {} consumers before the timeout",
                     c.by.len(),
                     c.need
                 ),
             );
-            self.answer_error(&c.reply, &err);
+            self.answer(c.done, Err(err));
         }
-        let now_ns = now_ns();
+        let now_ns = now_nanos();
         let removed = self.writer.log().expire(now_ns);
         if let Err(err) = removed {
             tracing::error!(stream = %self.name, %err, "cannot delete expired messages");
         }
-        let window = self.config.lock().duplicate_window;
+        let window = self.config.lock().window().as_nanos() as u64;
         self.dedup.lock().prune(now_ns, window);
     }
 
     /// Rebuilds the duplicate window from the log after a restart.
     fn recover_dedup(&self) {
-        let window = self.config.lock().duplicate_window;
-        let now = now_ns();
+        let window = self.config.lock().window().as_nanos() as u64;
+        let now = now_nanos();
         let log = self.writer.log();
         let from = log.seq_for_time(now.saturating_sub(window));
         let mut dedup = self.dedup.lock();
@@ -422,30 +477,38 @@ impl Stream {
         }
     }
 
-    /// Sends the publish ack, `{"stream":..,"seq":..}` (`PubAck`'s JSON), built by hand: it
-    /// is one per stored message.
-    fn answer_ack(&self, reply: &str, seq: u64, duplicate: bool) {
-        let mut body = smallvec::SmallVec::<[u8; 128]>::new();
-        body.extend_from_slice(self.ack_prefix.as_bytes());
-        body.extend_from_slice(herald_proto::encode::digits(seq, &mut [0; 20]));
-        if duplicate {
-            body.extend_from_slice(b",\"duplicate\":true");
+    /// Tells `done` that the message is stored as `seq`.
+    fn answer_ack(&self, done: Done, seq: u64, duplicate: bool) {
+        match done {
+            Done::Nobody => {}
+            Done::Reply(reply) => {
+                if let Some(answers) = self.hooks.answers.get() {
+                    answers.ack(&self.scope, &reply, &self.name, seq, duplicate);
+                }
+            }
+            Done::Local(tx) => {
+                let _ = tx.send(Ok(PubAck {
+                    stream: self.name.clone(),
+                    seq,
+                    duplicate,
+                }));
+            }
         }
-        body.push(b'}');
-        self.scope.answer(reply, &body);
     }
 
-    fn answer_error(&self, reply: &str, err: &ApiError) {
-        let body = serde_json::json!({"error": err, "stream": self.name, "seq": 0});
-        self.send(reply, body.to_string().into_bytes());
-    }
-
-    fn send(&self, reply: &str, body: Vec<u8>) {
-        if let Err(err) = self
-            .scope
-            .send(reply, None, None, Bytes::from(body), Reach::All)
-        {
-            tracing::debug!(%reply, %err, "cannot answer a publish");
+    /// Tells `done` how the publish went.
+    fn answer(&self, done: Done, outcome: Result<PubAck>) {
+        match (done, outcome) {
+            (done, Ok(ack)) => self.answer_ack(done, ack.seq, ack.duplicate),
+            (Done::Nobody, Err(_)) => {}
+            (Done::Reply(reply), Err(err)) => {
+                if let Some(answers) = self.hooks.answers.get() {
+                    answers.error(&self.scope, &reply, &self.name, &err);
+                }
+            }
+            (Done::Local(tx), Err(err)) => {
+                let _ = tx.send(Err(err));
+            }
         }
     }
 }
@@ -476,18 +539,5 @@ impl Target for Capture {
             Some(stream) => stream.capture(msg),
             None => false,
         }
-    }
-}
-
-/// The stream's ack subscription, `$JS.ACK.<stream>.>`: hands each ack to its consumer.
-struct Acks(Weak<Stream>);
-
-impl Target for Acks {
-    fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
-        let Some(stream) = self.0.upgrade() else {
-            return false;
-        };
-        super::consumer::on_ack(&stream, msg);
-        true
     }
 }

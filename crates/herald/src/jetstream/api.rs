@@ -7,25 +7,29 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Store;
-use super::config::{
-    self, ApiError, CreateConsumerRequest, MsgGetRequest, PagingRequest, PurgeRequest, StreamConfig,
+use super::config::{ConsumerInfo, StreamConfig, StreamInfo};
+use super::delivery;
+use super::error::ApiError;
+use super::requests::{
+    self, CreateConsumerRequest, MsgGetRequest, PagingRequest, PurgeRequest, parse_pull,
 };
+use super::time::rfc3339;
 use crate::message::Message;
+use crate::router::Scope;
+use crate::streams::{CreateAction, Get, Streams};
 
-/// What a consumer create may do to an existing consumer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    CreateOrUpdate,
-    Create,
-    Update,
+/// What the API handler works with.
+pub(crate) struct Api {
+    pub(crate) streams: Streams,
+    pub(crate) scope: Arc<Scope>,
 }
 
 const NAMES_PAGE: usize = 1024;
 const LIST_PAGE: usize = 256;
 
 /// Answers one API request.
-pub(crate) fn handle(store: &Arc<Store>, msg: &Message) {
+pub(crate) fn handle(api: &Api, msg: &Message) {
+    let store = &api.streams;
     let Some(reply) = msg.reply() else {
         return;
     };
@@ -38,17 +42,23 @@ pub(crate) fn handle(store: &Arc<Store>, msg: &Message) {
         ["INFO"] => account_info(store),
         ["STREAM", "CREATE", name] => stream_create(store, name, body),
         ["STREAM", "UPDATE", name] => stream_update(store, name, body),
-        ["STREAM", "INFO", name] => respond("stream_info", store.info(name)),
+        ["STREAM", "INFO", name] => respond(
+            "stream_info",
+            store
+                .info(name)
+                .map(|info| StreamInfo::from_typed(&info, None))
+                .map_err(ApiError::from),
+        ),
         ["STREAM", "DELETE", name] => respond(
             "stream_delete",
-            config::expect_empty(body)
-                .and_then(|()| store.delete(name))
+            requests::expect_empty(body)
+                .and_then(|()| Ok(store.delete(name)?))
                 .map(|()| Success { success: true }),
         ),
         ["STREAM", "PURGE", name] => respond(
             "stream_purge",
-            config::parse_request::<PurgeRequest>(body)
-                .and_then(|req| store.purge(name, &req))
+            requests::parse_request::<PurgeRequest>(body)
+                .and_then(|req| Ok(store.purge(name, &req.to_typed())?))
                 .map(|purged| Purged {
                     success: true,
                     purged,
@@ -69,20 +79,27 @@ pub(crate) fn handle(store: &Arc<Store>, msg: &Message) {
         }
         ["CONSUMER", "INFO", stream, name] => respond(
             "consumer_info",
-            config::expect_empty(body)
-                .and_then(|()| store.consumer(stream, name))
-                .map(|(s, c)| c.info(&s)),
+            requests::expect_empty(body)
+                .and_then(|()| Ok(store.consumer_info(stream, name)?))
+                .map(|info| ConsumerInfo::from_typed(&info)),
         ),
         ["CONSUMER", "DELETE", stream, name] => respond(
             "consumer_delete",
-            config::expect_empty(body)
-                .and_then(|()| store.delete_consumer(stream, name))
+            requests::expect_empty(body)
+                .and_then(|()| Ok(store.delete_consumer(stream, name)?))
                 .map(|()| Success { success: true }),
         ),
         ["CONSUMER", "NAMES", stream] => consumer_names(store, stream, body),
         ["CONSUMER", "LIST", stream] => consumer_list(store, stream, body),
         ["CONSUMER", "MSG", "NEXT", stream, name] => {
-            pull(store, stream, name, body, reply);
+            match parse_pull(body) {
+                Ok(req) => delivery::pull(store, &api.scope, stream, name, &req, reply),
+                Err(err) => delivery::send_status(
+                    &api.scope,
+                    reply,
+                    &format!("400 Bad Request - {}\r\n", err.description),
+                ),
+            }
             return;
         }
         _ => error("api", &ApiError::bad_request("bad request")),
@@ -105,22 +122,19 @@ struct Purged {
 
 fn respond<T: Serialize>(kind: &str, result: Result<T, ApiError>) -> Vec<u8> {
     match result {
-        Ok(body) => config::response(kind, &body),
+        Ok(body) => requests::response(kind, &body),
         Err(err) => error(kind, &err),
     }
 }
 
 fn error(kind: &str, err: &ApiError) -> Vec<u8> {
-    config::error_response(kind, err)
+    requests::error_response(kind, err)
 }
 
-fn account_info(store: &Store) -> Vec<u8> {
-    let streams = store.streams.read();
-    let (mut storage, mut consumers) = (0u64, 0usize);
-    for s in streams.values() {
-        storage += s.writer.log().bytes();
-        consumers += s.consumers.read().len();
-    }
+fn account_info(store: &Streams) -> Vec<u8> {
+    let streams = store.list();
+    let storage: u64 = streams.iter().map(|s| s.state.bytes).sum();
+    let consumers: usize = streams.iter().map(|s| s.state.consumers).sum();
     let body = serde_json::json!({
         "memory": 0, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
         "streams": streams.len(), "consumers": consumers,
@@ -129,28 +143,30 @@ fn account_info(store: &Store) -> Vec<u8> {
                    "storage_max_stream_bytes": -1, "max_bytes_required": false},
         "api": {"level": 0, "total": 0, "errors": 0},
     });
-    config::response("account_info", &body)
+    requests::response("account_info", &body)
 }
 
-fn stream_config(name: &str, body: &[u8]) -> Result<StreamConfig, ApiError> {
+fn stream_config(name: &str, body: &[u8]) -> Result<crate::streams::StreamConfig, ApiError> {
     let config: StreamConfig = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     if config.name != name {
         return Err(ApiError::stream_name_mismatch());
     }
-    Ok(config)
+    config.to_typed()
 }
 
-fn stream_create(store: &Arc<Store>, name: &str, body: &[u8]) -> Vec<u8> {
+fn stream_create(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
+    let created = stream_config(name, body).and_then(|c| Ok(store.create_reporting(c)?));
     respond(
         "stream_create",
-        stream_config(name, body).and_then(|c| store.create(c)),
+        created.map(|(info, made)| StreamInfo::from_typed(&info, Some(made))),
     )
 }
 
-fn stream_update(store: &Store, name: &str, body: &[u8]) -> Vec<u8> {
+fn stream_update(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
+    let updated = stream_config(name, body).and_then(|c| Ok(store.update(c)?));
     respond(
         "stream_update",
-        stream_config(name, body).and_then(|c| store.update(c)),
+        updated.map(|info| StreamInfo::from_typed(&info, None)),
     )
 }
 
@@ -167,22 +183,20 @@ fn page<T: Clone>(all: &[T], offset: usize, limit: usize) -> Vec<T> {
     all.iter().skip(offset).take(limit).cloned().collect()
 }
 
-fn stream_names(store: &Store, body: &[u8]) -> Vec<u8> {
-    let result = config::parse_request::<PagingRequest>(body).map(|req| {
+fn stream_names(store: &Streams, body: &[u8]) -> Vec<u8> {
+    let result = requests::parse_request::<PagingRequest>(body).map(|req| {
         let names: Vec<String> = store
-            .streams
-            .read()
-            .iter()
-            .filter(|(_, s)| match &req.subject {
+            .list()
+            .into_iter()
+            .filter(|s| match &req.subject {
                 Some(subject) if !subject.is_empty() => s
                     .config
-                    .lock()
                     .subjects
                     .iter()
-                    .any(|p| config::overlaps(p, subject)),
+                    .any(|p| crate::subject::overlaps(p, subject)),
                 _ => true,
             })
-            .map(|(n, _)| n.clone())
+            .map(|s| s.config.name)
             .collect();
         Page {
             total: names.len(),
@@ -194,14 +208,14 @@ fn stream_names(store: &Store, body: &[u8]) -> Vec<u8> {
     respond("stream_names", result)
 }
 
-fn stream_list(store: &Store, body: &[u8]) -> Vec<u8> {
-    let result = config::parse_request::<PagingRequest>(body).map(|req| {
-        let streams: Vec<_> = store.streams.read().values().cloned().collect();
+fn stream_list(store: &Streams, body: &[u8]) -> Vec<u8> {
+    let result = requests::parse_request::<PagingRequest>(body).map(|req| {
+        let streams = store.list();
         let infos: Vec<_> = streams
             .iter()
             .skip(req.offset)
             .take(LIST_PAGE)
-            .map(|s| super::info_of(s, None))
+            .map(|s| StreamInfo::from_typed(s, None))
             .collect();
         Page {
             total: streams.len(),
@@ -213,35 +227,30 @@ fn stream_list(store: &Store, body: &[u8]) -> Vec<u8> {
     respond("stream_list", result)
 }
 
-fn msg_get(store: &Store, name: &str, body: &[u8]) -> Vec<u8> {
+fn msg_get(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
     let result = (|| {
-        let req: MsgGetRequest = config::parse_request(body)?;
-        let stream = store.stream(name)?;
-        let log = stream.writer.log();
-        let last = stream.committed();
-        let found = match (&req.seq, &req.last_by_subj, &req.next_by_subj) {
-            (Some(seq), None, None) if *seq <= last => log.get(*seq).ok().flatten(),
-            (_, Some(subject), None) => (log.first_seq()..=last)
-                .rev()
-                .filter_map(|seq| log.get(seq).ok().flatten())
-                .find(|m| crate::subject::matches(subject, &m.subject)),
-            (seq, None, Some(subject)) => (seq.unwrap_or(0).max(log.first_seq())..=last)
-                .filter_map(|seq| log.get(seq).ok().flatten())
-                .find(|m| crate::subject::matches(subject, &m.subject)),
+        let req: MsgGetRequest = requests::parse_request(body)?;
+        let which = match (req.seq, req.last_by_subj, req.next_by_subj) {
+            (Some(seq), None, None) => Get::Seq(seq),
+            (_, Some(subject), None) => Get::LastBySubject(subject),
+            (seq, None, Some(subject)) => Get::NextBySubject {
+                from: seq.unwrap_or(0),
+                subject,
+            },
             (None, None, None) => return Err(ApiError::bad_request("empty request")),
-            _ => None,
+            _ => return Err(ApiError::from(crate::streams::Error::no_message())),
         };
-        let m = found.ok_or_else(ApiError::no_message)?;
+        let m = store.get(name, &which)?;
         use base64::Engine as _;
         let b64 = &base64::engine::general_purpose::STANDARD;
         let mut message = serde_json::json!({
-            "subject": m.subject, "seq": m.seq, "time": config::rfc3339(m.timestamp),
+            "subject": m.message.subject(), "seq": m.seq, "time": rfc3339(Some(m.time)),
         });
-        if !m.headers.is_empty() {
-            message["hdrs"] = b64.encode(&m.headers).into();
+        if let Some(headers) = m.message.header_block() {
+            message["hdrs"] = b64.encode(headers).into();
         }
-        if !m.payload.is_empty() {
-            message["data"] = b64.encode(&m.payload).into();
+        if !m.message.payload().is_empty() {
+            message["data"] = b64.encode(m.message.payload()).into();
         }
         Ok(serde_json::json!({ "message": message }))
     })();
@@ -249,14 +258,14 @@ fn msg_get(store: &Store, name: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn consumer_create(
-    store: &Store,
+    store: &Streams,
     stream: &str,
     name: Option<&str>,
     filter: Option<String>,
     body: &[u8],
 ) -> Vec<u8> {
     let result = (|| {
-        let req: CreateConsumerRequest = config::parse_request(body)?;
+        let req: CreateConsumerRequest = requests::parse_request(body)?;
         if !req.stream_name.is_empty() && req.stream_name != stream {
             return Err(ApiError::stream_name_mismatch());
         }
@@ -285,19 +294,20 @@ fn consumer_create(
             }
         }
         let action = match req.action.as_str() {
-            "" => Action::CreateOrUpdate,
-            "create" => Action::Create,
-            "update" => Action::Update,
+            "" => CreateAction::CreateOrUpdate,
+            "create" => CreateAction::Create,
+            "update" => CreateAction::Update,
             other => return Err(ApiError::bad_request(format!("unknown action {other:?}"))),
         };
-        store.create_consumer(stream, config, action)
+        let info = store.create_consumer_as(stream, config.to_typed()?, action)?;
+        Ok(ConsumerInfo::from_typed(&info))
     })();
     respond("consumer_create", result)
 }
 
-fn durable_create(store: &Store, stream: &str, name: &str, body: &[u8]) -> Vec<u8> {
+fn durable_create(store: &Streams, stream: &str, name: &str, body: &[u8]) -> Vec<u8> {
     let result = (|| {
-        let req: CreateConsumerRequest = config::parse_request(body)?;
+        let req: CreateConsumerRequest = requests::parse_request(body)?;
         match req.config.durable_name.as_deref() {
             None | Some("") => Err(ApiError::durable_required()),
             Some(d) if d != name => Err(ApiError::durable_name_mismatch()),
@@ -310,10 +320,13 @@ fn durable_create(store: &Store, stream: &str, name: &str, body: &[u8]) -> Vec<u
     }
 }
 
-fn consumer_names(store: &Store, stream: &str, body: &[u8]) -> Vec<u8> {
-    let result = config::parse_request::<PagingRequest>(body).and_then(|req| {
-        let s = store.stream(stream)?;
-        let names: Vec<String> = s.consumers.read().keys().cloned().collect();
+fn consumer_names(store: &Streams, stream: &str, body: &[u8]) -> Vec<u8> {
+    let result = requests::parse_request::<PagingRequest>(body).and_then(|req| {
+        let names: Vec<String> = store
+            .consumers(stream)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         Ok(Page {
             total: names.len(),
             offset: req.offset,
@@ -324,15 +337,14 @@ fn consumer_names(store: &Store, stream: &str, body: &[u8]) -> Vec<u8> {
     respond("consumer_names", result)
 }
 
-fn consumer_list(store: &Store, stream: &str, body: &[u8]) -> Vec<u8> {
-    let result = config::parse_request::<PagingRequest>(body).and_then(|req| {
-        let s = store.stream(stream)?;
-        let consumers: Vec<_> = s.consumers.read().values().cloned().collect();
+fn consumer_list(store: &Streams, stream: &str, body: &[u8]) -> Vec<u8> {
+    let result = requests::parse_request::<PagingRequest>(body).and_then(|req| {
+        let consumers = store.consumers(stream)?;
         let infos: Vec<_> = consumers
             .iter()
             .skip(req.offset)
             .take(LIST_PAGE)
-            .map(|c| c.info(&s))
+            .map(ConsumerInfo::from_typed)
             .collect();
         Ok(Page {
             total: consumers.len(),
@@ -342,21 +354,4 @@ fn consumer_list(store: &Store, stream: &str, body: &[u8]) -> Vec<u8> {
         })
     });
     respond("consumer_list", result)
-}
-
-/// A pull request: queued on the consumer, or answered with a status.
-fn pull(store: &Store, stream: &str, name: &str, body: &[u8], reply: &str) {
-    let Ok((s, c)) = store.consumer(stream, name) else {
-        // What a client sees from a real server when nothing serves the consumer.
-        return super::consumer::send_status(&store.scope, reply, "503", None);
-    };
-    match config::parse_pull(body) {
-        Ok(req) => c.pull(&s, &req, reply),
-        Err(err) => super::consumer::send_status(
-            &store.scope,
-            reply,
-            &format!("400 Bad Request - {}", err.description),
-            None,
-        ),
-    }
 }

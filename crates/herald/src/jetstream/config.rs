@@ -1,0 +1,907 @@
+//! JetStream's JSON for stream and consumer configurations and infos, and its translation to
+//! and from herald's typed configs (JETSTREAM-WIRE 3.2 to 3.4, 4.2, 5.2 to 5.4).
+//!
+//! Parsing is lenient, like the real server's: a missing field or a `null` takes its default,
+//! unknown fields are ignored. Durations are `u64` nanoseconds and "unlimited" is `-1`.
+//! [`StreamConfig::to_typed`] turns what a client sent into a [`streams::StreamConfig`]
+//! (refusing what herald does not have); [`StreamConfig::from_typed`] writes a typed config
+//! back as the server's echo: the fields the clients require always, optional ones only when
+//! set, so a normalized config serializes to what a real server would answer.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::time::{self, rfc3339};
+use crate::streams;
+
+// ---------------------------------------------------------------------------------------------
+// Lenient field decoding
+// ---------------------------------------------------------------------------------------------
+
+/// A field where `null` means the default, like a missing field.
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An optional string where `""` means absent, as with Go's `omitempty`.
+pub(crate) fn empty_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+/// An optional number where `0` means absent, as with Go's `omitempty`.
+pub(crate) fn zero_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.filter(|&n| n != 0))
+}
+
+/// For `skip_serializing_if` on integers.
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
+/// For `skip_serializing_if` on booleans.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enums
+// ---------------------------------------------------------------------------------------------
+
+/// When a stream lets go of its messages (`retention`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// Keep messages until a limit (count, bytes, age) removes them.
+    #[default]
+    Limits,
+    /// Keep each message while some consumer has yet to acknowledge it.
+    Interest,
+    /// Remove each message as soon as one consumer acknowledges it.
+    #[serde(rename = "workqueue")]
+    WorkQueue,
+}
+
+/// What a stream does when a limit is reached (`discard`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    /// Drop the oldest messages to make room.
+    #[default]
+    Old,
+    /// Refuse the new message.
+    New,
+}
+
+/// Where a stream keeps its messages (`storage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// On disk.
+    #[default]
+    File,
+    /// In memory only.
+    Memory,
+}
+
+/// Where a consumer starts in its stream (`deliver_policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    /// From the first message.
+    #[default]
+    All,
+    /// From the last message.
+    Last,
+    /// Only messages stored after the consumer was created.
+    New,
+    /// From `opt_start_seq`.
+    ByStartSequence,
+    /// From the first message stored at or after `opt_start_time`.
+    ByStartTime,
+    /// The last message of each subject.
+    LastPerSubject,
+}
+
+/// How a consumer's messages must be acknowledged (`ack_policy`).
+///
+/// The default is `None`, Go's zero value: a request without `ack_policy` gets no acks (5.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckPolicy {
+    /// No acks: a message counts as handled once delivered.
+    #[default]
+    None,
+    /// Acking a message acks every earlier one too.
+    All,
+    /// Each message is acked on its own.
+    Explicit,
+}
+
+/// How fast a consumer replays stored messages (`replay_policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayPolicy {
+    /// As fast as the client takes them.
+    #[default]
+    Instant,
+    /// At the pace they were stored.
+    Original,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams
+// ---------------------------------------------------------------------------------------------
+
+/// Stream fields that herald does not implement. A request that sets one (anything but
+/// `null`, `false`, `0`, `""`, `"default"`, `[]` or an object of those) is refused by
+/// [`StreamConfig::normalize`] rather than silently ignored.
+const UNSUPPORTED_STREAM_FIELDS: &[&str] = &[
+    "mirror",
+    "sources",
+    "republish",
+    "subject_transform",
+    "placement",
+    "subject_delete_marker_ttl",
+    "allow_msg_counter",
+    "allow_atomic",
+    "allow_msg_schedules",
+    "allow_batched",
+    "persist_mode",
+];
+
+/// Collects the names of [`UNSUPPORTED_STREAM_FIELDS`] that the request sets, from the keys of
+/// a stream config that no field of [`StreamConfig`] takes.
+fn unsupported_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    let rest = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(UNSUPPORTED_STREAM_FIELDS
+        .iter()
+        .copied()
+        .filter(|name| rest.get(*name).is_some_and(is_set))
+        .collect())
+}
+
+/// Whether a JSON value says anything beyond "unset".
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty() && s != "default",
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(fields) => fields.values().any(is_set),
+    }
+}
+
+/// A stream's configuration (`StreamConfig`, JETSTREAM-WIRE 3.2 and 3.3).
+///
+/// Deserializing is lenient (3.2); [`to_typed`](StreamConfig::to_typed) hands it to the store,
+/// and [`from_typed`](StreamConfig::from_typed) gives the server's echo (3.4).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// The stream's name; also the subject token of its API calls.
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    /// Free text for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub description: Option<String>,
+    /// Subjects (and patterns) whose messages the stream stores; `[name]` when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub subjects: Vec<String>,
+    /// When messages are let go.
+    #[serde(deserialize_with = "null_default")]
+    pub retention: Retention,
+    /// Most consumers at once; -1 = unlimited.
+    #[serde(deserialize_with = "null_default")]
+    pub max_consumers: i64,
+    /// Most messages kept; -1 = unlimited.
+    #[serde(deserialize_with = "null_default")]
+    pub max_msgs: i64,
+    /// Most bytes kept; -1 = unlimited.
+    #[serde(deserialize_with = "null_default")]
+    pub max_bytes: i64,
+    /// Oldest message kept, in ns; 0 = no limit.
+    #[serde(deserialize_with = "null_default")]
+    pub max_age: u64,
+    /// Most messages kept per subject; -1 = unlimited.
+    #[serde(deserialize_with = "null_default")]
+    pub max_msgs_per_subject: i64,
+    /// Largest message accepted, in bytes; -1 = unlimited.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub max_msg_size: i64,
+    /// What happens when a limit is reached.
+    #[serde(deserialize_with = "null_default")]
+    pub discard: Discard,
+    /// Where messages are kept.
+    #[serde(deserialize_with = "null_default")]
+    pub storage: Storage,
+    /// Copies kept in a cluster; herald keeps exactly 1.
+    #[serde(deserialize_with = "null_default")]
+    pub num_replicas: i64,
+    /// Store publishes without answering them with a PubAck.
+    #[serde(skip_serializing_if = "is_false")]
+    #[serde(deserialize_with = "null_default")]
+    pub no_ack: bool,
+    /// How long a `Nats-Msg-Id` is remembered for de-duplication, in ns.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub duplicate_window: u64,
+    /// Storage compression: `"none"` (the only one herald has) or `"s2"`.
+    #[serde(deserialize_with = "null_default")]
+    pub compression: String,
+    /// Sequence number of the first message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "zero_none")]
+    pub first_seq: Option<u64>,
+    /// Answer `$JS.API.DIRECT.GET` requests.
+    #[serde(deserialize_with = "null_default")]
+    pub allow_direct: bool,
+    /// Answer direct gets for the mirrored stream (mirrors only).
+    #[serde(deserialize_with = "null_default")]
+    pub mirror_direct: bool,
+    /// Refuse every change: no more messages, deletes or purges.
+    #[serde(deserialize_with = "null_default")]
+    pub sealed: bool,
+    /// Refuse message deletes.
+    #[serde(deserialize_with = "null_default")]
+    pub deny_delete: bool,
+    /// Refuse purges.
+    #[serde(deserialize_with = "null_default")]
+    pub deny_purge: bool,
+    /// Honour the `Nats-Rollup` header.
+    #[serde(deserialize_with = "null_default")]
+    pub allow_rollup_hdrs: bool,
+    /// Honour the `Nats-TTL` header.
+    #[serde(deserialize_with = "null_default")]
+    pub allow_msg_ttl: bool,
+    /// With `discard: new`, apply the per-subject limit to new messages too.
+    #[serde(skip_serializing_if = "is_false")]
+    #[serde(deserialize_with = "null_default")]
+    pub discard_new_per_subject: bool,
+    /// Defaults and caps for this stream's consumers; written as `{}` when empty.
+    #[serde(deserialize_with = "null_default")]
+    pub consumer_limits: ConsumerLimits,
+    /// Free key/value pairs for applications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Fields herald does not implement that the request set (mirror, sources, republish,
+    /// subject_transform, placement, ...), noted while deserializing so that
+    /// [`normalize`](StreamConfig::normalize) can refuse them. Never serialized.
+    ///
+    /// Deserialized from the keys no other field takes (`flatten`).
+    #[serde(flatten, skip_serializing, deserialize_with = "unsupported_fields")]
+    pub unsupported: Vec<&'static str>,
+}
+
+/// Defaults and caps a stream sets for its consumers (`consumer_limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerLimits {
+    /// Default (ns) for consumers that do not set `inactive_threshold`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "zero_none")]
+    pub inactive_threshold: Option<u64>,
+    /// Cap on every consumer's `max_ack_pending`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ack_pending: Option<i64>,
+}
+
+impl StreamConfig {
+    /// The typed config a client's request asks for; what herald does not have is refused
+    /// (10052), as are values no server takes. The store then normalizes it.
+    pub fn to_typed(self) -> Result<streams::StreamConfig, ApiError> {
+        let invalid = |why: String| Err(ApiError::invalid_stream_config(why));
+        if let Some(field) = self.unsupported.first() {
+            return invalid(format!("{field} is not supported"));
+        }
+        if !matches!(self.compression.as_str(), "" | "none") {
+            return invalid("compression is not supported".into());
+        }
+        for (set, what) in [
+            (self.discard_new_per_subject, "discard_new_per_subject is"),
+            (self.sealed, "sealed streams are"),
+            (self.allow_msg_ttl, "per-message TTL is"),
+            (self.mirror_direct, "mirror_direct is"),
+        ] {
+            if set {
+                return invalid(format!("{what} not supported"));
+            }
+        }
+        if self.num_replicas < 0 {
+            return invalid("replicas must be at least 1".into());
+        }
+        let limit = |n: i64| u64::try_from(n).ok().filter(|&n| n > 0);
+        Ok(streams::StreamConfig {
+            name: self.name,
+            description: self.description,
+            subjects: self.subjects,
+            retention: match self.retention {
+                Retention::Limits => streams::Retention::Limits,
+                Retention::Interest => streams::Retention::Interest,
+                Retention::WorkQueue => streams::Retention::WorkQueue,
+            },
+            max_consumers: limit(self.max_consumers),
+            max_messages: limit(self.max_msgs),
+            max_bytes: limit(self.max_bytes),
+            max_age: nanos(self.max_age),
+            max_messages_per_subject: limit(self.max_msgs_per_subject),
+            max_message_size: limit(self.max_msg_size),
+            discard: match self.discard {
+                Discard::Old => streams::Discard::Old,
+                Discard::New => streams::Discard::New,
+            },
+            storage: match self.storage {
+                Storage::File => streams::Storage::File,
+                Storage::Memory => streams::Storage::Memory,
+            },
+            replicas: u8::try_from(self.num_replicas).unwrap_or(u8::MAX),
+            no_ack: self.no_ack,
+            duplicate_window: nanos(self.duplicate_window),
+            first_seq: self.first_seq.and_then(NonZeroU64::new),
+            allow_direct: self.allow_direct,
+            deny_delete: self.deny_delete,
+            deny_purge: self.deny_purge,
+            allow_rollup: self.allow_rollup_hdrs,
+            consumer_limits: streams::ConsumerLimits {
+                inactive_threshold: self.consumer_limits.inactive_threshold.and_then(nanos),
+                max_ack_pending: self
+                    .consumer_limits
+                    .max_ack_pending
+                    .and_then(|n| NonZeroU64::new(u64::try_from(n).ok()?)),
+            },
+            metadata: self.metadata.unwrap_or_default(),
+        })
+    }
+
+    /// A typed (normalized) config as the server echoes it.
+    pub fn from_typed(config: &streams::StreamConfig) -> StreamConfig {
+        let limit = |n: Option<u64>| n.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        StreamConfig {
+            name: config.name.clone(),
+            description: config.description.clone(),
+            subjects: config.subjects.clone(),
+            retention: match config.retention {
+                streams::Retention::Limits => Retention::Limits,
+                streams::Retention::Interest => Retention::Interest,
+                streams::Retention::WorkQueue => Retention::WorkQueue,
+            },
+            max_consumers: limit(config.max_consumers),
+            max_msgs: limit(config.max_messages),
+            max_bytes: limit(config.max_bytes),
+            max_age: config.max_age.map_or(0, as_nanos),
+            max_msgs_per_subject: limit(config.max_messages_per_subject),
+            max_msg_size: limit(config.max_message_size),
+            discard: match config.discard {
+                streams::Discard::Old => Discard::Old,
+                streams::Discard::New => Discard::New,
+            },
+            storage: match config.storage {
+                streams::Storage::File => Storage::File,
+                streams::Storage::Memory => Storage::Memory,
+            },
+            num_replicas: i64::from(config.replicas),
+            no_ack: config.no_ack,
+            duplicate_window: config.duplicate_window.map_or(0, as_nanos),
+            compression: "none".into(),
+            first_seq: config.first_seq.map(NonZeroU64::get),
+            allow_direct: config.allow_direct,
+            mirror_direct: false,
+            sealed: false,
+            deny_delete: config.deny_delete,
+            deny_purge: config.deny_purge,
+            allow_rollup_hdrs: config.allow_rollup,
+            allow_msg_ttl: false,
+            discard_new_per_subject: false,
+            consumer_limits: ConsumerLimits {
+                inactive_threshold: config.consumer_limits.inactive_threshold.map(as_nanos),
+                max_ack_pending: config
+                    .consumer_limits
+                    .max_ack_pending
+                    .map(|n| i64::try_from(n.get()).unwrap_or(i64::MAX)),
+            },
+            metadata: (!config.metadata.is_empty()).then(|| config.metadata.clone()),
+            unsupported: Vec::new(),
+        }
+    }
+}
+
+/// A duration given in nanoseconds; 0 is none.
+fn nanos(ns: u64) -> Option<Duration> {
+    (ns > 0).then(|| Duration::from_nanos(ns))
+}
+
+/// A duration in nanoseconds, saturating.
+fn as_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A stream's state (`StreamState`, JETSTREAM-WIRE 3.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamState {
+    /// Messages stored.
+    pub messages: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Sequence of the first message; `last_seq + 1` after a purge, 0 if never written.
+    pub first_seq: u64,
+    /// Time of the first message (RFC 3339), or the zero time.
+    pub first_ts: String,
+    /// Sequence of the last message written.
+    pub last_seq: u64,
+    /// Time of the last message (RFC 3339), or the zero time.
+    pub last_ts: String,
+    /// Consumers on the stream.
+    pub consumer_count: usize,
+    /// Deleted messages between `first_seq` and `last_seq`; left out when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub num_deleted: u64,
+}
+
+impl Default for StreamState {
+    /// The state of an empty, never-written stream: zeros and the zero time.
+    fn default() -> Self {
+        StreamState {
+            messages: 0,
+            bytes: 0,
+            first_seq: 0,
+            first_ts: time::ZERO_TIME.to_owned(),
+            last_seq: 0,
+            last_ts: time::ZERO_TIME.to_owned(),
+            consumer_count: 0,
+            num_deleted: 0,
+        }
+    }
+}
+
+/// The reply to stream create, update, info and the items of a stream list (3.4).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    /// The normalized configuration.
+    pub config: StreamConfig,
+    /// When the stream was created (RFC 3339).
+    pub created: String,
+    /// What the stream holds.
+    pub state: StreamState,
+    /// `{"leader": <server>}` on STREAM.INFO; left out elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Value>,
+    /// When this reply was made (RFC 3339).
+    pub ts: String,
+    /// On create: whether this request made the stream (false when it already existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub did_create: Option<bool>,
+}
+
+impl StreamInfo {
+    /// A typed info as JetStream reports it; `did_create` on create replies only.
+    pub fn from_typed(info: &streams::StreamInfo, did_create: Option<bool>) -> StreamInfo {
+        let state = &info.state;
+        StreamInfo {
+            config: StreamConfig::from_typed(&info.config),
+            created: rfc3339(Some(info.created)),
+            state: StreamState {
+                messages: state.messages,
+                bytes: state.bytes,
+                first_seq: state.first_seq,
+                first_ts: rfc3339(state.first_time),
+                last_seq: state.last_seq,
+                last_ts: rfc3339(state.last_time),
+                consumer_count: state.consumers,
+                num_deleted: 0,
+            },
+            cluster: None,
+            ts: rfc3339(Some(SystemTime::now())),
+            did_create,
+        }
+    }
+}
+
+/// The reply to a JetStream publish (4.2). Sent without `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PubAck {
+    /// The stream that stored the message.
+    pub stream: String,
+    /// Its sequence (the original's, for a duplicate).
+    pub seq: u64,
+    /// The message was a duplicate and was not stored again.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub duplicate: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumers
+// ---------------------------------------------------------------------------------------------
+
+/// A consumer's configuration (`ConsumerConfig`, JETSTREAM-WIRE 5.2 and 5.3).
+///
+/// Deserializing is lenient (nulls and unknown fields are fine, `""` strings are absent);
+/// [`to_typed`](ConsumerConfig::to_typed) hands it to the store, and
+/// [`from_typed`](ConsumerConfig::from_typed) gives the server's echo (5.4).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerConfig {
+    /// Set for a durable consumer, which lives until deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub durable_name: Option<String>,
+    /// The consumer's name; the durable name when that is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub name: Option<String>,
+    /// Free text for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub description: Option<String>,
+    /// Where in the stream delivery starts.
+    #[serde(deserialize_with = "null_default")]
+    pub deliver_policy: DeliverPolicy,
+    /// First sequence, with [`DeliverPolicy::ByStartSequence`] only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "zero_none")]
+    pub opt_start_seq: Option<u64>,
+    /// First time (RFC 3339), with [`DeliverPolicy::ByStartTime`] only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub opt_start_time: Option<String>,
+    /// How deliveries are acknowledged.
+    #[serde(deserialize_with = "null_default")]
+    pub ack_policy: AckPolicy,
+    /// How long (ns) an unacked delivery waits before it is redelivered.
+    #[serde(deserialize_with = "null_default")]
+    pub ack_wait: u64,
+    /// Most deliveries of one message; -1 = unlimited.
+    #[serde(deserialize_with = "null_default")]
+    pub max_deliver: i64,
+    /// Successive redelivery delays (ns); the first one replaces `ack_wait`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub backoff: Vec<u64>,
+    /// The one subject pattern to deliver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub filter_subject: Option<String>,
+    /// Several subject patterns to deliver (exclusive with `filter_subject`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_default")]
+    pub filter_subjects: Vec<String>,
+    /// How fast stored messages are replayed.
+    #[serde(deserialize_with = "null_default")]
+    pub replay_policy: ReplayPolicy,
+    /// Percentage of acks to sample for observability, e.g. `"100%"` (kept, not acted on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub sample_freq: Option<String>,
+    /// Most pull requests queued at once.
+    #[serde(deserialize_with = "null_default")]
+    pub max_waiting: i64,
+    /// Most deliveries awaiting an ack; -1 = unlimited.
+    #[serde(deserialize_with = "null_default")]
+    pub max_ack_pending: i64,
+    /// Deliver headers only, without payloads.
+    #[serde(skip_serializing_if = "is_false")]
+    #[serde(deserialize_with = "null_default")]
+    pub headers_only: bool,
+    /// Largest `batch` a pull request may ask for; 0 = no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub max_batch: i64,
+    /// Largest `max_bytes` a pull request may ask for; 0 = no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub max_bytes: i64,
+    /// Longest `expires` (ns) a pull request may ask for; 0 = no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub max_expires: u64,
+    /// Push consumers only (refused by herald).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub deliver_subject: Option<String>,
+    /// Push consumers only (refused by herald).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "empty_none")]
+    pub deliver_group: Option<String>,
+    /// Push consumers only; must stay 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub idle_heartbeat: u64,
+    /// Push consumers only; must stay false.
+    #[serde(skip_serializing_if = "is_false")]
+    #[serde(deserialize_with = "null_default")]
+    pub flow_control: bool,
+    /// How long (ns) an ephemeral consumer may go without pulls before it is deleted.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_default")]
+    pub inactive_threshold: u64,
+    /// Copies kept in a cluster; 0 = the stream's.
+    #[serde(deserialize_with = "null_default")]
+    pub num_replicas: i64,
+    /// Keep the consumer's state in memory even on a file stream.
+    #[serde(skip_serializing_if = "is_false")]
+    #[serde(deserialize_with = "null_default")]
+    pub mem_storage: bool,
+    /// Free key/value pairs for applications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl ConsumerConfig {
+    /// The typed config a client's request asks for. Push consumers (a deliver subject, idle
+    /// heartbeats, flow control) are refused, and so are start options that do not fit the
+    /// deliver policy (10094). The store then normalizes it.
+    pub fn to_typed(self) -> Result<streams::ConsumerConfig, ApiError> {
+        if self.deliver_subject.is_some() || self.deliver_group.is_some() {
+            return Err(ApiError::bad_request(
+                "push consumers are not supported; use a pull consumer",
+            ));
+        }
+        if self.idle_heartbeat > 0 {
+            return Err(ApiError::new(
+                400,
+                10088,
+                "consumer idle heartbeat requires a push based consumer",
+            ));
+        }
+        if self.flow_control {
+            return Err(ApiError::bad_request(
+                "flow control requires a push based consumer",
+            ));
+        }
+        if let (Some(name), Some(durable)) = (&self.name, &self.durable_name)
+            && name != durable
+        {
+            return Err(ApiError::name_durable_mismatch());
+        }
+        let deliver = self.deliver()?;
+        if self.filter_subject.is_some() && !self.filter_subjects.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10136,
+                "consumer cannot have both filter_subject and filter_subjects specified",
+            ));
+        }
+        for (value, what) in [
+            (self.max_waiting, "max_waiting"),
+            (self.max_batch, "max_batch"),
+            (self.max_bytes, "max_bytes"),
+            (self.num_replicas, "num_replicas"),
+        ] {
+            if value < 0 {
+                return Err(ApiError::bad_request(format!("{what} can not be negative")));
+            }
+        }
+        let ack_policy = match self.ack_policy {
+            AckPolicy::None => streams::AckPolicy::None,
+            AckPolicy::All => streams::AckPolicy::All,
+            AckPolicy::Explicit => streams::AckPolicy::Explicit,
+        };
+        let positive = |n: i64| u64::try_from(n).ok().and_then(NonZeroU64::new);
+        let max_ack_pending = match self.max_ack_pending {
+            0 if ack_policy != streams::AckPolicy::None => {
+                NonZeroU64::new(streams::DEFAULT_MAX_ACK_PENDING)
+            }
+            n => positive(n),
+        };
+        let durable = self.durable_name.is_some();
+        Ok(streams::ConsumerConfig {
+            name: self.name.or(self.durable_name),
+            durable,
+            description: self.description,
+            deliver,
+            ack_policy,
+            ack_wait: nanos(self.ack_wait),
+            max_deliver: positive(self.max_deliver),
+            backoff: self.backoff.into_iter().map(Duration::from_nanos).collect(),
+            filter_subjects: match self.filter_subject {
+                Some(filter) => vec![filter],
+                None => self.filter_subjects,
+            },
+            replay_policy: match self.replay_policy {
+                ReplayPolicy::Instant => streams::ReplayPolicy::Instant,
+                ReplayPolicy::Original => streams::ReplayPolicy::Original,
+            },
+            sample_frequency: self.sample_freq,
+            max_waiting: match self.max_waiting {
+                0 => streams::DEFAULT_MAX_WAITING,
+                n => n as u64,
+            },
+            max_ack_pending,
+            headers_only: self.headers_only,
+            max_batch: positive(self.max_batch),
+            max_bytes: positive(self.max_bytes),
+            max_expires: nanos(self.max_expires),
+            inactive_threshold: nanos(self.inactive_threshold),
+            replicas: u8::try_from(self.num_replicas).unwrap_or(u8::MAX),
+            memory_storage: self.mem_storage,
+            metadata: self.metadata.unwrap_or_default(),
+        })
+    }
+
+    /// The deliver policy with its start option, checked against each other (10094).
+    fn deliver(&self) -> Result<streams::DeliverPolicy, ApiError> {
+        let start_error = |text: &str| Err(ApiError::start_policy(text));
+        Ok(match self.deliver_policy {
+            DeliverPolicy::ByStartSequence => {
+                if self.opt_start_time.is_some() {
+                    return start_error(
+                        "opt_start_time is not allowed with deliver policy by_start_sequence",
+                    );
+                }
+                match self.opt_start_seq {
+                    Some(seq) => streams::DeliverPolicy::ByStartSequence(seq),
+                    None => {
+                        return start_error(
+                            "deliver policy by_start_sequence requires opt_start_seq",
+                        );
+                    }
+                }
+            }
+            DeliverPolicy::ByStartTime => {
+                if self.opt_start_seq.is_some() {
+                    return start_error(
+                        "opt_start_seq is not allowed with deliver policy by_start_time",
+                    );
+                }
+                let Some(text) = &self.opt_start_time else {
+                    return start_error("deliver policy by_start_time requires opt_start_time");
+                };
+                match time::parse(text) {
+                    Ok(at) => {
+                        streams::DeliverPolicy::ByStartTime(at.unwrap_or(std::time::UNIX_EPOCH))
+                    }
+                    Err(_) => return start_error("opt_start_time is not a valid RFC 3339 time"),
+                }
+            }
+            policy => {
+                if self.opt_start_seq.is_some() || self.opt_start_time.is_some() {
+                    return start_error(
+                        "opt_start_seq and opt_start_time need deliver policy by_start_sequence \
+                         or by_start_time",
+                    );
+                }
+                match policy {
+                    DeliverPolicy::Last => streams::DeliverPolicy::Last,
+                    DeliverPolicy::New => streams::DeliverPolicy::New,
+                    DeliverPolicy::LastPerSubject => streams::DeliverPolicy::LastPerSubject,
+                    _ => streams::DeliverPolicy::All,
+                }
+            }
+        })
+    }
+
+    /// A typed (normalized) config as the server echoes it. One filter is written as
+    /// `filter_subject`, several as `filter_subjects`, as nats-server does.
+    pub fn from_typed(config: &streams::ConsumerConfig) -> ConsumerConfig {
+        let count =
+            |n: Option<NonZeroU64>| n.map_or(0, |n| i64::try_from(n.get()).unwrap_or(i64::MAX));
+        let (deliver_policy, opt_start_seq, opt_start_time) = match config.deliver {
+            streams::DeliverPolicy::All => (DeliverPolicy::All, None, None),
+            streams::DeliverPolicy::Last => (DeliverPolicy::Last, None, None),
+            streams::DeliverPolicy::New => (DeliverPolicy::New, None, None),
+            streams::DeliverPolicy::LastPerSubject => (DeliverPolicy::LastPerSubject, None, None),
+            streams::DeliverPolicy::ByStartSequence(seq) => {
+                (DeliverPolicy::ByStartSequence, Some(seq), None)
+            }
+            streams::DeliverPolicy::ByStartTime(at) => {
+                (DeliverPolicy::ByStartTime, None, Some(rfc3339(Some(at))))
+            }
+        };
+        let (filter_subject, filter_subjects) = match config.filter_subjects.as_slice() {
+            [one] => (Some(one.clone()), Vec::new()),
+            many => (None, many.to_vec()),
+        };
+        ConsumerConfig {
+            durable_name: config.name.clone().filter(|_| config.durable),
+            name: config.name.clone(),
+            description: config.description.clone(),
+            deliver_policy,
+            opt_start_seq,
+            opt_start_time,
+            ack_policy: match config.ack_policy {
+                streams::AckPolicy::None => AckPolicy::None,
+                streams::AckPolicy::All => AckPolicy::All,
+                streams::AckPolicy::Explicit => AckPolicy::Explicit,
+            },
+            ack_wait: config.ack_wait.map_or(0, as_nanos),
+            max_deliver: config.max_deliver.map_or(-1, |n| count(Some(n))),
+            backoff: config.backoff.iter().copied().map(as_nanos).collect(),
+            filter_subject,
+            filter_subjects,
+            replay_policy: match config.replay_policy {
+                streams::ReplayPolicy::Instant => ReplayPolicy::Instant,
+                streams::ReplayPolicy::Original => ReplayPolicy::Original,
+            },
+            sample_freq: config.sample_frequency.clone(),
+            max_waiting: i64::try_from(config.max_waiting).unwrap_or(i64::MAX),
+            max_ack_pending: config.max_ack_pending.map_or(-1, |n| count(Some(n))),
+            headers_only: config.headers_only,
+            max_batch: count(config.max_batch),
+            max_bytes: count(config.max_bytes),
+            max_expires: config.max_expires.map_or(0, as_nanos),
+            deliver_subject: None,
+            deliver_group: None,
+            idle_heartbeat: 0,
+            flow_control: false,
+            inactive_threshold: config.inactive_threshold.map_or(0, as_nanos),
+            num_replicas: i64::from(config.replicas),
+            mem_storage: config.memory_storage,
+            metadata: (!config.metadata.is_empty()).then(|| config.metadata.clone()),
+        }
+    }
+}
+
+/// A consumer position: `delivered` and `ack_floor` in [`ConsumerInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceInfo {
+    /// Consumer sequence (counts deliveries, redeliveries included).
+    pub consumer_seq: u64,
+    /// Stream sequence of the message.
+    pub stream_seq: u64,
+    /// When this last moved (RFC 3339); left out when never.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_active: Option<String>,
+}
+
+/// The reply to consumer create and info, and the items of a consumer list (5.4).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerInfo {
+    /// The consumer's stream.
+    pub stream_name: String,
+    /// The consumer's name.
+    pub name: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// Its normalized configuration.
+    pub config: ConsumerConfig,
+    /// The last message handed out.
+    pub delivered: SequenceInfo,
+    /// Everything at or below this is acknowledged.
+    pub ack_floor: SequenceInfo,
+    /// Delivered and not yet acknowledged.
+    pub num_ack_pending: usize,
+    /// Delivered more than once and still pending.
+    pub num_redelivered: usize,
+    /// Queued pull requests.
+    pub num_waiting: usize,
+    /// Matching messages not delivered yet.
+    pub num_pending: u64,
+    /// When this reply was made (RFC 3339).
+    pub ts: String,
+}
+
+impl ConsumerInfo {
+    /// A typed consumer info as JetStream reports it.
+    pub fn from_typed(info: &streams::ConsumerInfo) -> ConsumerInfo {
+        let position = |p: streams::Position, last_active: Option<SystemTime>| SequenceInfo {
+            consumer_seq: p.consumer_seq,
+            stream_seq: p.stream_seq,
+            last_active: last_active.map(|at| rfc3339(Some(at))),
+        };
+        ConsumerInfo {
+            stream_name: info.stream.clone(),
+            name: info.name.clone(),
+            created: rfc3339(Some(info.created)),
+            config: ConsumerConfig::from_typed(&info.config),
+            delivered: position(info.delivered, info.last_active),
+            ack_floor: position(info.ack_floor, None),
+            num_ack_pending: info.num_ack_pending,
+            num_redelivered: info.num_redelivered,
+            num_waiting: info.num_waiting,
+            num_pending: info.num_pending,
+            ts: rfc3339(Some(SystemTime::now())),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! [`ApiError`]: the `error` object of a JetStream reply, and the codes herald's typed errors
+//! map to (JETSTREAM-WIRE 1.4 and 10).
+
+use std::fmt::Display;
+
+use serde::{Deserialize, Serialize};
+
+use crate::streams::{self, Reason};
+
+/// A JetStream API error: the `error` object of a reply, with exactly these three keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{description} (code {code}, err_code {err_code})")]
+pub struct ApiError {
+    /// HTTP-like status: 400, 404, 500 or 503. Clients branch on it.
+    pub code: u16,
+    /// The JetStream error code. Clients match on it.
+    pub err_code: u16,
+    /// What went wrong, for people.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl ApiError {
+    /// An error with any codes.
+    pub fn new(code: u16, err_code: u16, description: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            err_code,
+            description: description.into(),
+        }
+    }
+
+    /// 400/10003, the generic bad request; an empty `desc` reads "bad request".
+    pub fn bad_request(desc: impl Into<String>) -> Self {
+        let desc = desc.into();
+        let desc = if desc.is_empty() {
+            "bad request".to_owned()
+        } else {
+            desc
+        };
+        Self::new(400, 10003, desc)
+    }
+
+    /// 400/10025: the request body is not the JSON expected.
+    pub fn invalid_json(err: impl Display) -> Self {
+        Self::new(400, 10025, format!("invalid JSON: {err}"))
+    }
+
+    /// 400/10038: the call takes no request body.
+    pub fn not_empty() -> Self {
+        Self::new(400, 10038, "expected an empty request payload")
+    }
+
+    /// 400/10056: the name in the subject and the one in the body differ.
+    pub fn stream_name_mismatch() -> Self {
+        Self::new(400, 10056, "stream name in subject does not match request")
+    }
+
+    /// 500/10052: an invalid stream configuration; `desc` says why.
+    pub fn invalid_stream_config(desc: impl Into<String>) -> Self {
+        Self::new(500, 10052, desc)
+    }
+
+    /// 400/10094: the deliver policy and its start options disagree.
+    pub fn start_policy(desc: impl Into<String>) -> Self {
+        Self::new(400, 10094, desc)
+    }
+
+    /// 400/10017: the consumer name in the subject is not the body's durable name.
+    pub fn durable_name_mismatch() -> Self {
+        Self::new(
+            400,
+            10017,
+            "consumer name in subject does not match durable name in request",
+        )
+    }
+
+    /// 400/10018: DURABLE.CREATE without a durable name.
+    pub fn durable_required() -> Self {
+        Self::new(
+            400,
+            10018,
+            "consumer expected to be durable but a durable name was not set",
+        )
+    }
+
+    /// 400/10020: legacy ephemeral create with a durable name.
+    pub fn ephemeral_with_durable() -> Self {
+        Self::new(
+            400,
+            10020,
+            "consumer expected to be ephemeral but a durable name was set in request",
+        )
+    }
+
+    /// 400/10132: `name` and `durable_name` both set and different.
+    pub fn name_durable_mismatch() -> Self {
+        Self::new(
+            400,
+            10132,
+            "consumer name and durable name have to be equal if both are set",
+        )
+    }
+
+    /// 400/10131: the filter in the create subject is not the body's `filter_subject`.
+    pub fn filter_mismatch() -> Self {
+        Self::new(
+            400,
+            10131,
+            "consumer create request did not match filtered subject from create subject",
+        )
+    }
+
+    /// 400/10137: a filter in the create subject while the body has `filter_subjects`.
+    pub fn multiple_filters() -> Self {
+        Self::new(
+            400,
+            10137,
+            "consumer with multiple subject filters cannot use subject based API",
+        )
+    }
+
+    /// 404/10059.
+    pub fn stream_not_found() -> Self {
+        Self::from(&streams::Error::new(
+            Reason::StreamNotFound,
+            "stream not found",
+        ))
+    }
+}
+
+/// The codes of a typed streams error, as a JetStream server would give them.
+impl From<&streams::Error> for ApiError {
+    fn from(err: &streams::Error) -> ApiError {
+        use Reason::*;
+        let (code, err_code) = match err.reason() {
+            StreamNotFound => (404, 10059),
+            ConsumerNotFound => (404, 10014),
+            MessageNotFound => (404, 10037),
+            StreamExists => (400, 10058),
+            ConsumerExists => (400, 10148),
+            ConsumerMissing => (400, 10149),
+            SubjectsOverlap => (400, 10065),
+            InvalidStreamConfig => (500, 10052),
+            InvalidConsumerName => (400, 10103),
+            BackoffTooLong => (400, 10116),
+            FilterNotInStream => (400, 10093),
+            FiltersOverlap => (400, 10138),
+            InvalidConsumerConfig | BadRequest | Unsupported => (400, 10003),
+            ConsumerUpdate => (500, 10012),
+            StreamUpdate => (500, 10069),
+            StreamPurge => (500, 10110),
+            Replicas => (500, 10074),
+            TooManyConsumers => (400, 10026),
+            MessageTooLarge => (400, 10054),
+            StoreFailed => (503, 10077),
+            ExpectedStream => (400, 10060),
+            MessageTtl => (400, 10166),
+            ConfirmTimeout | Timeout => (408, 0),
+            Closed => (503, 0),
+            Io => (500, 0),
+        };
+        ApiError::new(code, err_code, err.message())
+    }
+}
+
+impl From<streams::Error> for ApiError {
+    fn from(err: streams::Error) -> ApiError {
+        ApiError::from(&err)
+    }
+}

@@ -1,0 +1,128 @@
+//! JetStream, the NATS streaming API, as an adapter over [`crate::streams`]: NATS clients
+//! (async-nats, nats-py, the `nats` CLI) drive herald's streams through it unchanged.
+//!
+//! [`serve`] turns it on for a [`Streams`] store: the store's scope then answers the
+//! JetStream API (`$JS.API.>`), takes acks on `$JS.ACK.>`, and answers publishes that carry
+//! a reply subject with a PubAck. Everything JetStream-shaped lives here: the JSON bodies
+//! with their `-1`s and nanoseconds, the error codes, the ack subjects and the `NATS/1.0`
+//! status lines of pull requests. The typed API underneath knows none of it.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `api` | the `$JS.API` request handlers |
+//! | `config` | stream and consumer configs and infos as JSON, to and from the typed ones |
+//! | `requests` | reply envelopes and request bodies (purge, paging, message get, pull) |
+//! | `delivery` | pull requests into a client's inbox, `$JS.ACK` acks, publish acks |
+//! | `error` | [`ApiError`] and the codes of herald's typed errors |
+//! | `time` | timestamps as JetStream writes them (Go's zero time) |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::streams::{Streams, StreamsOptions};
+//! # let dir = tempfile::tempdir()?;
+//! let router = herald::Router::new(100, "default");
+//! let streams = Streams::open(&router, StreamsOptions::new(dir.path())).await?;
+//! let _jetstream = herald::jetstream::serve(&streams)?; // answers until dropped
+//! let reply = router.request("$JS.API.INFO", "", std::time::Duration::from_secs(1)).await?;
+//! assert!(reply.text()?.contains("account_info_response"));
+//! # Ok(()) }
+//! ```
+
+mod api;
+pub mod config;
+mod delivery;
+mod error;
+pub mod requests;
+pub mod time;
+
+use std::sync::Arc;
+
+pub use error::ApiError;
+
+use crate::router::Sink;
+use crate::streams::Streams;
+use crate::subscription::{CallbackHandle, SubscribeOptions};
+
+/// The JetStream API subjects a store answers in its scope.
+pub const API_SUBJECTS: &str = "$JS.API.>";
+/// The subjects acks come back on.
+pub const ACK_SUBJECTS: &str = "$JS.ACK.>";
+
+/// JetStream served for one store; the API and acks stop when it is dropped (or
+/// [`stop`](JetStream::stop)ped). Publishes with a reply subject keep getting PubAcks: a
+/// client that published before the stop is still answered.
+pub struct JetStream {
+    api: Option<CallbackHandle>,
+    acks: Option<(Arc<str>, u64)>,
+    scope: Arc<crate::router::Scope>,
+}
+
+/// Serves JetStream for `streams` in its router's scope: the API, acks and publish acks.
+///
+/// The API and pull requests are answered by this node only (a stream lives on the node that
+/// holds it).
+pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
+    let router = streams.router();
+    let scope = router.scope_state().clone();
+    // Publish acks from now on, for every stream of the store.
+    let _ = streams.hooks().answers.set(Arc::new(delivery::PubAcks));
+    let acks = Arc::new(delivery::Acks {
+        streams: streams.clone(),
+        scope: scope.clone(),
+    });
+    let entry = scope.add(ACK_SUBJECTS, None, 0, 0, Sink::Target(acks), true)?;
+    let api = Arc::new(api::Api {
+        streams: streams.clone(),
+        scope: scope.clone(),
+    });
+    let handle = router.on_with(
+        API_SUBJECTS,
+        SubscribeOptions::new().node_only().capacity(1 << 16),
+        move |msg| api::handle(&api, &msg),
+    );
+    let handle = match handle {
+        Ok(handle) => handle,
+        Err(err) => {
+            scope.remove(&entry.pattern, entry.id);
+            return Err(err);
+        }
+    };
+    Ok(JetStream {
+        api: Some(handle),
+        acks: Some((entry.pattern.clone(), entry.id)),
+        scope,
+    })
+}
+
+impl JetStream {
+    /// Stops answering the API and taking acks.
+    pub fn stop(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if let Some(api) = self.api.take() {
+            api.cancel();
+        }
+        if let Some((pattern, id)) = self.acks.take() {
+            self.scope.remove(&pattern, id);
+        }
+    }
+}
+
+impl Drop for JetStream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStream")
+            .field("serving", &self.api.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! Pull requests: what a reader asks of a consumer, where the consumer hands the messages
+//! ([`Sink`]), and how a request ends ([`PullEnd`]).
+//!
+//! The consumer does not know who reads. [`Streams::fetch`](super::Streams::fetch) reads
+//! through a [`Fetch`] sink, a channel to the waiting call; the JetStream adapter reads
+//! through a sink that writes to a NATS client's inbox, with the ack subjects and status
+//! lines NATS clients expect.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::consumer::Consumer;
+use super::message::{Place, StreamMessage};
+use crate::message::{Headers, Message};
+use crate::subject::Subject;
+
+/// A pull request as a consumer takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PullRequest {
+    /// Messages wanted (at least 1).
+    pub(crate) batch: usize,
+    /// How long the request waits for messages (`None`: until filled).
+    pub(crate) expires: Option<Duration>,
+    /// End at once when nothing can be delivered now.
+    pub(crate) no_wait: bool,
+    /// Byte budget for the whole batch.
+    pub(crate) max_bytes: Option<usize>,
+    /// Heartbeat after this long without a delivery.
+    pub(crate) heartbeat: Option<Duration>,
+}
+
+/// One message a consumer hands to a sink: parts borrowed from the consumer's read buffer.
+pub(crate) struct Delivered<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) headers: &'a Bytes,
+    pub(crate) payload: &'a Bytes,
+    pub(crate) place: Place,
+}
+
+/// Why a pull request ended before its batch was full, or was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PullEnd {
+    /// Nothing to deliver now, and the request asked not to wait.
+    NoMessages,
+    /// The request expired.
+    Expired,
+    /// The consumer was deleted (or its store closed).
+    ConsumerDeleted,
+    /// The next message is larger than the budget the request has left.
+    MessageTooLarge {
+        /// Messages the request still wanted.
+        messages: usize,
+        /// Bytes it had left.
+        bytes: usize,
+    },
+    /// Refused: the batch is larger than the consumer's `max_batch`.
+    BatchTooLarge(u64),
+    /// Refused: the request waits longer than the consumer's `max_expires`.
+    ExpiresTooLong(Duration),
+    /// Refused: the byte budget is larger than the consumer's `max_bytes`.
+    MaxBytesTooLarge(u64),
+    /// Refused: heartbeats more than half the request's lifetime apart (or without one).
+    HeartbeatTooLong,
+    /// Refused: the consumer has `max_waiting` requests queued already.
+    TooManyWaiting,
+}
+
+/// Where a pull request's messages go. Called under the consumer's lock: quick, no waiting.
+pub(crate) trait Sink: Send {
+    /// The bytes `msg` counts against a request's byte budget.
+    fn cost(&self, msg: &Delivered<'_>) -> usize {
+        msg.subject.len() + msg.headers.len() + msg.payload.len()
+    }
+
+    /// Hands one message over; `false` when nobody takes it any more (the request is then
+    /// dropped and the message kept for another).
+    fn deliver(&mut self, msg: &Delivered<'_>) -> bool;
+
+    /// The request ended (or was refused) for `why`.
+    fn end(&mut self, why: PullEnd);
+
+    /// Nothing was delivered for a heartbeat interval; the consumer's last sequences.
+    fn heartbeat(&mut self, consumer_seq: u64, stream_seq: u64) {
+        let _ = (consumer_seq, stream_seq);
+    }
+}
+
+/// What a [`Fetch`] sink passes to the waiting call.
+pub(crate) enum Event {
+    Message(StreamMessage),
+    End(PullEnd),
+}
+
+/// The sink of [`Streams::fetch`](super::Streams::fetch): typed messages on a channel.
+pub(crate) struct Fetch {
+    tx: mpsc::UnboundedSender<Event>,
+    stream: Arc<str>,
+    consumer: Arc<str>,
+    acker: Weak<Consumer>,
+}
+
+impl Fetch {
+    /// A sink for `consumer` of `stream`, and the receiving end.
+    pub(crate) fn new(
+        stream: Arc<str>,
+        consumer: &Arc<Consumer>,
+    ) -> (Fetch, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Fetch {
+            tx,
+            stream,
+            consumer: consumer.name.clone(),
+            acker: Arc::downgrade(consumer),
+        };
+        (sink, rx)
+    }
+}
+
+impl Sink for Fetch {
+    fn deliver(&mut self, msg: &Delivered<'_>) -> bool {
+        if self.tx.is_closed() {
+            return false;
+        }
+        let headers = (!msg.headers.is_empty()).then(|| msg.headers.clone());
+        let message = Message::new(
+            Subject::from_valid(msg.subject),
+            None,
+            Headers::from_block(headers),
+            msg.payload.clone(),
+            None,
+        );
+        let message = StreamMessage::new(
+            message,
+            self.stream.clone(),
+            self.consumer.clone(),
+            msg.place,
+            self.acker.clone(),
+        );
+        self.tx.send(Event::Message(message)).is_ok()
+    }
+
+    fn end(&mut self, why: PullEnd) {
+        let _ = self.tx.send(Event::End(why));
+    }
+}

@@ -1,0 +1,491 @@
+//! The store: a scope's streams in a data directory. It opens them (recovery), makes and
+//! changes them and their consumers, and keeps their files.
+//!
+//! # On disk
+//! `<dir>/streams/<name>/` holds a stream's log (segments, `purged`), its `stream.json`
+//! (config and creation time) and `consumers/<durable>.json` (a durable consumer's state).
+//! Files other than segments are written to a temporary file and renamed, so they are whole
+//! or old.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use herald_log::Fsync;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use super::Purge;
+use super::config::{ConsumerConfig, Discard, Storage, StreamConfig};
+use super::consumer::{Consumer, Saved};
+use super::error::{Error, Result};
+use super::info::{ConsumerInfo, StreamInfo, StreamState};
+use super::stream::{Hooks, Stream};
+use crate::router::Scope;
+use crate::subject;
+use crate::time::{from_unix_nanos, now_nanos};
+
+/// What a consumer create may do to an existing consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreateAction {
+    /// Make it, or change the existing one where changes are allowed.
+    CreateOrUpdate,
+    /// Make it; an existing one with another config is an error.
+    Create,
+    /// Change the existing one; a missing one is an error.
+    Update,
+}
+
+/// A scope's streams in one data directory.
+pub(crate) struct Store {
+    pub(crate) dir: PathBuf,
+    pub(crate) fsync: Fsync,
+    pub(crate) segment_bytes: u64,
+    pub(crate) scope: Arc<Scope>,
+    pub(crate) streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) hooks: Arc<Hooks>,
+    /// Held while a stream is created.
+    pub(crate) creating: Mutex<()>,
+    pub(crate) closed: AtomicBool,
+}
+
+/// `stream.json`: what a stream needs besides its log.
+#[derive(Serialize, Deserialize)]
+struct StreamFile {
+    config: StreamConfig,
+    /// Creation time, ns since the Unix epoch.
+    created: u64,
+}
+
+impl Store {
+    /// Opens every stream in the data directory (on a blocking thread).
+    pub(crate) fn recover(self: &Arc<Self>) -> Result<()> {
+        let root = self.dir.join("streams");
+        let entries = std::fs::read_dir(&root).map_err(|e| Error::io(root.display(), e))?;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let file = dir.join("stream.json");
+            let loaded: StreamFile = match std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(f) => f,
+                Err(err) => {
+                    tracing::error!(file = %file.display(), %err, "cannot read a stream's config; stream not opened");
+                    continue;
+                }
+            };
+            let name = loaded.config.name.clone();
+            match self.open_stream(loaded.config, loaded.created, false) {
+                Ok(stream) => self.recover_consumers(&stream),
+                Err(err) => tracing::error!(stream = %name, %err, "cannot open stream"),
+            }
+        }
+        Ok(())
+    }
+
+    fn recover_consumers(&self, stream: &Arc<Stream>) {
+        let dir = stream.dir.join("consumers");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let saved: Saved = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::error!(file = %path.display(), %err, "cannot read a consumer's state; consumer not opened");
+                    continue;
+                }
+            };
+            let Some(name) = saved.config.name.clone() else {
+                continue;
+            };
+            let config = saved.config.clone();
+            let created = saved.created;
+            let consumer =
+                Consumer::start(stream, &name, config, created, Some(saved), &self.runtime);
+            stream.consumers.write().insert(name, consumer);
+        }
+    }
+
+    /// Opens (or creates) a stream's log, subscribes it and starts its ticker.
+    fn open_stream(
+        self: &Arc<Self>,
+        config: StreamConfig,
+        created: u64,
+        fresh: bool,
+    ) -> Result<Arc<Stream>> {
+        let dir = self.dir.join("streams").join(&config.name);
+        if fresh {
+            std::fs::create_dir_all(dir.join("consumers"))
+                .map_err(|e| Error::io(dir.display(), e))?;
+            let file = StreamFile {
+                config: config.clone(),
+                created,
+            };
+            let path = dir.join("stream.json");
+            write_json(&path, &file, true).map_err(|e| Error::io(path.display(), e))?;
+        }
+        let log_config = self.log_config(&config);
+        let first = config.first_seq.map_or(1, |n| n.get());
+        let (log, recovery) = herald_log::Log::open_from(&dir, log_config, first)
+            .map_err(|e| Error::io(dir.display(), e))?;
+        for cut in &recovery.truncations {
+            tracing::warn!(stream = %config.name, ?cut, "damaged log tail cut off");
+        }
+        let fsync = match config.storage {
+            Storage::Memory => Fsync::Never,
+            Storage::File => self.fsync,
+        };
+        let stream = Stream::new(
+            config,
+            created,
+            dir,
+            log,
+            fsync,
+            self.scope.clone(),
+            self.hooks.clone(),
+        );
+        stream.subscribe()?;
+        self.streams
+            .write()
+            .insert(stream.name.clone(), stream.clone());
+        let weak = Arc::downgrade(&stream);
+        self.runtime.spawn(tick_stream(weak));
+        Ok(stream)
+    }
+
+    fn log_config(&self, config: &StreamConfig) -> herald_log::Config {
+        let defaults = herald_log::Config::default();
+        herald_log::Config {
+            segment_bytes: self.segment_bytes,
+            max_msgs: config.max_messages.unwrap_or(0),
+            max_bytes: config.max_bytes.unwrap_or(0),
+            max_age: config.max_age,
+            // Checked against the stream's own limit when captured; the log only refuses what
+            // cannot be a record at all.
+            max_msg_size: defaults.max_msg_size.max(
+                config
+                    .max_message_size
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0)
+                    .saturating_add(herald_log::record::HEADER + 65_536),
+            ),
+            discard_new: config.discard == Discard::New,
+        }
+    }
+
+    pub(crate) fn stream(&self, name: &str) -> Result<Arc<Stream>> {
+        self.streams
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(Error::stream_not_found)
+    }
+
+    pub(crate) fn consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<(Arc<Stream>, Arc<Consumer>)> {
+        let s = self.stream(stream)?;
+        let c = s
+            .consumers
+            .read()
+            .get(consumer)
+            .cloned()
+            .ok_or_else(Error::consumer_not_found)?;
+        Ok((s, c))
+    }
+
+    /// Creates a stream, or finds the same one; says whether it made it.
+    pub(crate) fn create(self: &Arc<Self>, config: StreamConfig) -> Result<(StreamInfo, bool)> {
+        let config = config.normalize()?;
+        // One creation at a time: the overlap check and the insert stay consistent.
+        let _one = self.creating.lock();
+        if let Some(existing) = self.streams.read().get(&config.name) {
+            let same = *existing.config.lock() == config;
+            return if same {
+                Ok((info_of(existing), false))
+            } else {
+                Err(Error::stream_exists())
+            };
+        }
+        self.check_overlap(&config)?;
+        let stream = self.open_stream(config, now_nanos(), true)?;
+        Ok((info_of(&stream), true))
+    }
+
+    fn check_overlap(&self, config: &StreamConfig) -> Result<()> {
+        for (name, other) in self.streams.read().iter() {
+            if *name == config.name {
+                continue;
+            }
+            let theirs = other.config.lock().subjects.clone();
+            if config
+                .subjects
+                .iter()
+                .any(|a| theirs.iter().any(|b| subject::overlaps(a, b)))
+            {
+                return Err(Error::subjects_overlap());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
+        let config = config.normalize()?;
+        let stream = self.stream(&config.name)?;
+        let old = stream.config.lock().clone();
+        let refuse = |what: &str| {
+            Err(Error::invalid_stream_config(format!(
+                "stream configuration update can not change {what}"
+            )))
+        };
+        if old.storage != config.storage {
+            return refuse("storage type");
+        }
+        if old.retention != config.retention {
+            return refuse("retention policy");
+        }
+        if old.first_seq != config.first_seq {
+            return refuse("first sequence");
+        }
+        self.check_overlap(&config)?;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(super::error::Reason::StreamUpdate, e.to_string())
+        };
+        stream
+            .writer
+            .log()
+            .set_config(self.log_config(&config))
+            .map_err(|e| failed(&e))?;
+        let file = StreamFile {
+            config: config.clone(),
+            created: stream.created,
+        };
+        write_json(&stream.dir.join("stream.json"), &file, true).map_err(|e| failed(&e))?;
+        let resubscribe = old.subjects != config.subjects;
+        *stream.config.lock() = config;
+        if resubscribe {
+            stream.unsubscribe();
+            stream.subscribe().map_err(|e| failed(&e))?;
+        }
+        Ok(info_of(&stream))
+    }
+
+    pub(crate) fn delete(&self, name: &str) -> Result<()> {
+        let stream = self
+            .streams
+            .write()
+            .remove(name)
+            .ok_or_else(Error::stream_not_found)?;
+        stop_stream(&stream, true);
+        let dir = stream.dir.clone();
+        drop(stream);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))
+    }
+
+    pub(crate) fn purge(&self, name: &str, req: &Purge) -> Result<u64> {
+        let stream = self.stream(name)?;
+        let failed = |why: String| Error::new(super::error::Reason::StreamPurge, why);
+        if let Some(filter) = &req.filter {
+            let subjects = stream.config.lock().subjects.clone();
+            let covers_all = subjects
+                .iter()
+                .all(|s| subject::check(filter).is_ok() && subject::covers(filter, s));
+            if !covers_all {
+                return Err(failed(
+                    "purge by a subject filter narrower than the stream's subjects is not supported"
+                        .into(),
+                ));
+            }
+        }
+        if req.below.is_some() && req.keep.is_some() {
+            return Err(Error::bad_request("seq and keep cannot both be given"));
+        }
+        let mut log = stream.writer.log();
+        let up_to = match (req.below, req.keep) {
+            (Some(seq), _) => Some(seq),
+            (None, Some(keep)) => Some(log.next_seq().saturating_sub(keep)),
+            (None, None) => None,
+        };
+        log.purge(up_to).map_err(|e| failed(e.to_string()))
+    }
+
+    pub(crate) fn create_consumer(
+        &self,
+        stream_name: &str,
+        config: ConsumerConfig,
+        action: CreateAction,
+    ) -> Result<ConsumerInfo> {
+        let stream = self.stream(stream_name)?;
+        let stream_config = stream.config.lock().clone();
+        let mut config = config.normalize(&stream_config)?;
+        let name = match &config.name {
+            Some(name) => name.clone(),
+            None => {
+                let name = random_name();
+                config.name = Some(name.clone());
+                name
+            }
+        };
+        let mut consumers = stream.consumers.write();
+        if let Some(existing) = consumers.get(&name).cloned() {
+            drop(consumers);
+            let current = existing.config();
+            if current == config {
+                return Ok(existing.info(&stream));
+            }
+            if action == CreateAction::Create {
+                return Err(Error::consumer_exists());
+            }
+            current.check_update(&config)?;
+            existing.update(config);
+            return Ok(existing.info(&stream));
+        }
+        if action == CreateAction::Update {
+            return Err(Error::consumer_missing());
+        }
+        if stream_config
+            .max_consumers
+            .is_some_and(|max| consumers.len() as u64 >= max)
+        {
+            return Err(Error::too_many_consumers());
+        }
+        let consumer = Consumer::start(&stream, &name, config, now_nanos(), None, &self.runtime);
+        consumers.insert(name, consumer.clone());
+        drop(consumers);
+        consumer.save(true);
+        Ok(consumer.info(&stream))
+    }
+
+    pub(crate) fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<()> {
+        let s = self.stream(stream)?;
+        let c = s
+            .consumers
+            .write()
+            .remove(consumer)
+            .ok_or_else(Error::consumer_not_found)?;
+        c.close(true);
+        Ok(())
+    }
+
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let streams: Vec<Arc<Stream>> = std::mem::take(&mut *self.streams.write())
+            .into_values()
+            .collect();
+        for stream in &streams {
+            stop_stream(stream, false);
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Stops a stream's capture and consumers; `deleted` also drops durable state.
+fn stop_stream(stream: &Arc<Stream>, deleted: bool) {
+    stream.closed.store(true, Ordering::Release);
+    stream.unsubscribe();
+    let consumers: Vec<Arc<Consumer>> = std::mem::take(&mut *stream.consumers.write())
+        .into_values()
+        .collect();
+    for c in consumers {
+        c.close(deleted);
+    }
+    if let Err(err) = stream.writer.log().sync() {
+        tracing::error!(stream = %stream.name, %err, "final sync failed");
+    }
+}
+
+/// Removes a consumer that deleted itself (inactive ephemeral).
+pub(crate) fn remove_consumer(stream: &Arc<Stream>, name: &str) {
+    let removed = stream.consumers.write().remove(name);
+    if let Some(c) = removed {
+        c.close(true);
+    }
+}
+
+/// A stream's config and state.
+pub(crate) fn info_of(stream: &Stream) -> StreamInfo {
+    let config = stream.config.lock().clone();
+    let state = {
+        let log = stream.writer.log();
+        let last = stream.committed().min(log.next_seq() - 1);
+        let first = log.first_seq();
+        let time = |seq| log.timestamp(seq).map(from_unix_nanos);
+        StreamState {
+            messages: log.len(),
+            bytes: log.bytes(),
+            first_seq: if last == 0 { 0 } else { first },
+            first_time: if log.is_empty() { None } else { time(first) },
+            last_seq: last,
+            last_time: if last == 0 { None } else { time(last) },
+            consumers: stream.consumers.read().len(),
+        }
+    };
+    StreamInfo {
+        config,
+        created: from_unix_nanos(stream.created),
+        state,
+    }
+}
+
+/// Runs a stream's periodic work until it is dropped.
+async fn tick_stream(stream: Weak<Stream>) {
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(stream) = stream.upgrade() else {
+            return;
+        };
+        if stream.closed.load(Ordering::Acquire) {
+            return;
+        }
+        stream.tick();
+    }
+}
+
+fn random_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..8)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Writes `value` as JSON to `path` through a temporary file and a rename; with `sync`, the
+/// file and its directory are synced so the change survives a crash.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, sync: bool) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, bytes)?;
+    if sync {
+        std::fs::File::open(&tmp)?.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if sync && let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
