@@ -17,12 +17,11 @@ fn nats_py_compatibility_script_passes() {
 
 #[test]
 fn nats_py_jetstream_script_passes() {
-    let dir = std::env::temp_dir().join(format!("herald-py-js-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let server = HeraldProcess::start(&["--data-dir", dir.to_str().expect("utf-8 path")]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let server = HeraldProcess::start(&["--data-dir", data]);
     run_script(&server, "nats_py_jetstream.py");
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `tests/py/<name>` against `server` and asserts that it passed.

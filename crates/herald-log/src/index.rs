@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, io};
 use crate::record::HEADER;
-use crate::segment;
 
 const MAGIC: &[u8; 8] = b"HRLDIDX\0";
 const VERSION: u32 = 2;
@@ -38,16 +37,6 @@ const VERSION: u32 = 2;
 const FIXED: usize = 40;
 /// Bytes encoded or hashed at a time when writing.
 const CHUNK: usize = 256 * 1024;
-
-/// The index file of the segment starting at `first_seq`.
-pub(crate) fn file_name(first_seq: u64) -> String {
-    segment::seq_name(first_seq, ".idx")
-}
-
-/// The first sequence an index file name stands for, if it is one.
-pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    segment::parse_seq_name(name, ".idx")
-}
 
 /// Where an index is written before it is renamed into place.
 fn temp_path(path: &Path) -> PathBuf {
@@ -422,11 +411,14 @@ mod tests {
     #[test]
     fn an_index_round_trips_and_damage_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(file_name(5));
+        let path = dir.path().join(crate::files::index_name(5));
         let index = sample(130);
         let covered = 130 * 40;
         write(&path, 5, &index, covered, 77).unwrap();
-        assert_eq!(parse_name(&file_name(5)), Some(5));
+        assert_eq!(
+            crate::files::parse_index_name(&crate::files::index_name(5)),
+            Some(5)
+        );
         let mut buf = Vec::new();
         match load(&path, 5, 1000, &mut buf) {
             Loaded::Valid(saved) => {
@@ -457,7 +449,12 @@ mod tests {
             );
         }
         assert!(matches!(
-            load(&dir.path().join(file_name(9)), 9, 1000, &mut buf),
+            load(
+                &dir.path().join(crate::files::index_name(9)),
+                9,
+                1000,
+                &mut buf
+            ),
             Loaded::Missing
         ));
     }

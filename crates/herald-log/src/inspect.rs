@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Result, io};
+use crate::files;
 use crate::record::{self, View};
-use crate::segment;
 
 /// What a scan reports, in file order.
 #[derive(Debug)]
@@ -46,7 +46,11 @@ pub fn scan(dir: &Path, max_record: usize, mut visit: impl FnMut(Item<'_>)) -> R
     let mut segments: Vec<(u64, PathBuf)> = Vec::new();
     for item in std::fs::read_dir(dir).map_err(io(dir))? {
         let item = item.map_err(io(dir))?;
-        if let Some(first) = item.file_name().to_str().and_then(segment::parse_name) {
+        if let Some(first) = item
+            .file_name()
+            .to_str()
+            .and_then(files::parse_segment_name)
+        {
             segments.push((first, item.path()));
         }
     }

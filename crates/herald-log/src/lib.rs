@@ -49,6 +49,7 @@
 //!   commit.
 
 pub mod error;
+mod files;
 mod index;
 pub mod inspect;
 pub mod record;
@@ -156,9 +157,9 @@ impl Log {
             let item = item.map_err(io(&dir))?;
             let name = item.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(first) = segment::parse_name(name) {
+            if let Some(first) = files::parse_segment_name(name) {
                 firsts.push(first);
-            } else if let Some(first) = index::parse_name(name) {
+            } else if let Some(first) = files::parse_index_name(name) {
                 indexes.push(first);
             } else if name.ends_with(".idx.tmp") {
                 // An index write cut short.
@@ -169,7 +170,7 @@ impl Log {
         for first in indexes {
             if firsts.binary_search(&first).is_err() {
                 // Its segment was removed and a crash came before the index went too.
-                let path = dir.join(index::file_name(first));
+                let path = dir.join(files::index_name(first));
                 if let Err(err) = std::fs::remove_file(&path) {
                     tracing::warn!(file = %path.display(), %err, "cannot remove an orphan index");
                 }
@@ -208,7 +209,7 @@ impl Log {
         recovery.segments = segments.len();
         if segments.is_empty() {
             segments.push(Segment::create(&dir, first.max(1))?);
-            sync_dir(&dir)?;
+            files::sync_dir(&dir)?;
         }
         let purged = read_purged(&dir)?;
         let mut log = Log {
@@ -405,7 +406,7 @@ impl Log {
         self.sync()?;
         let last = self.segments.len() - 1;
         self.segments[last].write_index()?;
-        sync_dir(&self.dir)
+        files::sync_dir(&self.dir)
     }
 
     /// Starts a new segment at the next sequence; the finished one is written, synced and
@@ -418,7 +419,7 @@ impl Log {
             tracing::warn!(%err, "cannot write a segment index");
         }
         let seg = Segment::create(&self.dir, self.next_seq())?;
-        sync_dir(&self.dir)?;
+        files::sync_dir(&self.dir)?;
         self.segments.push(seg);
         Ok(())
     }
@@ -735,7 +736,7 @@ impl Log {
             // Everything is deleted: start a fresh segment so the old file can go.
             self.flush()?;
             let fresh = Segment::create(&self.dir, self.next_seq())?;
-            sync_dir(&self.dir)?;
+            files::sync_dir(&self.dir)?;
             std::mem::replace(&mut self.segments[0], fresh).remove()?;
         }
         Ok(())
@@ -763,12 +764,6 @@ fn changed_on_disk(path: &Path, seq: u64) -> Error {
     }
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
-}
-
 pub(crate) fn read_purged(dir: &Path) -> Result<Option<u64>> {
     let path = dir.join(PURGED);
     match std::fs::read_to_string(&path) {
@@ -785,12 +780,5 @@ pub(crate) fn read_purged(dir: &Path) -> Result<Option<u64>> {
 }
 
 fn write_purged(dir: &Path, first: u64) -> Result<()> {
-    let tmp = dir.join("purged.tmp");
-    let path = dir.join(PURGED);
-    std::fs::write(&tmp, first.to_string()).map_err(io(&tmp))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)
+    files::replace(dir, PURGED, first.to_string().as_bytes())
 }

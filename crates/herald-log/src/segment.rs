@@ -6,35 +6,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Result, io};
+use crate::files;
 use crate::index::{self, Index, Loaded};
 use crate::record::{self, View};
 
 /// Bytes read at a time when a segment is scanned record by record.
 const SCAN_CHUNK: usize = 1024 * 1024;
-
-/// A segment's file name for its first sequence.
-pub(crate) fn file_name(first_seq: u64) -> String {
-    seq_name(first_seq, ".log")
-}
-
-/// The first sequence a segment file name stands for, if it is one.
-pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    parse_seq_name(name, ".log")
-}
-
-/// A file name for the file that starts at `first_seq` (a segment, its index): the sequence
-/// zero-padded to 20 digits, so names sort by sequence, then `ext`.
-pub(crate) fn seq_name(first_seq: u64, ext: &str) -> String {
-    format!("{first_seq:020}{ext}")
-}
-
-/// The first sequence a name made by [`seq_name`] with `ext` stands for, if it is one.
-pub(crate) fn parse_seq_name(name: &str, ext: &str) -> Option<u64> {
-    let digits = name.strip_suffix(ext)?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
-}
 
 /// What recovery cut from a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +54,8 @@ impl Segment {
     /// Creates an empty segment file (emptying one left there). An index file of the same name
     /// is removed first, and durably: it described bytes that are gone.
     pub(crate) fn create(dir: &Path, first_seq: u64) -> Result<Segment> {
-        remove_index(dir, &dir.join(index::file_name(first_seq)))?;
-        let path = dir.join(file_name(first_seq));
+        remove_index(dir, &dir.join(files::index_name(first_seq)))?;
+        let path = dir.join(files::segment_name(first_seq));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -106,7 +83,7 @@ impl Segment {
         max_record: usize,
         buf: &mut Vec<u8>,
     ) -> Result<Recovered> {
-        let path = dir.join(file_name(first_seq));
+        let path = dir.join(files::segment_name(first_seq));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -225,7 +202,7 @@ impl Segment {
 /// crash can bring it back.
 pub(crate) fn remove_index(dir: &Path, path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Ok(()) => crate::sync_dir(dir),
+        Ok(()) => files::sync_dir(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(path)(e)),
     }
@@ -242,7 +219,7 @@ fn usable_index(
     max_record: usize,
     buf: &mut Vec<u8>,
 ) -> Result<Option<index::Saved>> {
-    let path = dir.join(index::file_name(first_seq));
+    let path = dir.join(files::index_name(first_seq));
     let why = match index::load(&path, first_seq, max_record, buf) {
         Loaded::Missing => {
             tracing::debug!(file = %path.display(), "no segment index; scanning the segment");

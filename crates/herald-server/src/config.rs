@@ -400,9 +400,8 @@ mod tests {
 
     #[test]
     fn layers_override_in_order() {
-        let dir = std::env::temp_dir().join(format!("herald-config-{}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("herald.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
         std::fs::write(
             &file,
             "name = \"from-file\"\nmax_payload = 1000\nping_interval = \"30s\"\nlog = \"debug\"\n",
@@ -428,7 +427,6 @@ mod tests {
         assert_eq!(config.log, "debug");
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.max_control_line, 4096);
-        std::fs::remove_dir_all(dir).unwrap();
         assert!(config.cluster().is_none());
         let config = Config::load(
             None,

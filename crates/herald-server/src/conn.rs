@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::outbound::{Close, Outbound, SubTarget};
-use crate::server::Shared;
+use crate::shared::Shared;
 use herald::batch::Batch;
 
 /// The smallest and largest read the reader offers the socket.

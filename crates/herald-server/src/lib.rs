@@ -5,7 +5,9 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | settings and their layers (defaults, TOML file, `HERALD_*`, flags) |
-//! | `server` | the listener, graceful shutdown, the `$HERALD.API.SERVER.INFO` and `CLUSTER.INFO` services |
+//! | `server` | [`Server`]: the listener, streams and JetStream, graceful shutdown |
+//! | `shared` | what every connection shares: node, settings, counters, INFO |
+//! | `services` | `$HERALD.API.SERVER.INFO`, `CLUSTER.INFO` and `CLUSTER.FLUSH` |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
 //! | [`stats`] | server-wide counters |
@@ -28,10 +30,12 @@ pub mod config;
 mod conn;
 mod outbound;
 mod server;
+mod services;
+mod shared;
 pub mod stats;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
-pub use server::{
-    CLUSTER_FLUSH_SUBJECT, CLUSTER_INFO_SUBJECT, NATS_VERSION, SERVER_INFO_SUBJECT, Server,
-};
+pub use server::Server;
+pub use services::{CLUSTER_FLUSH_SUBJECT, CLUSTER_INFO_SUBJECT, SERVER_INFO_SUBJECT};
+pub use shared::NATS_VERSION;
 pub use stats::StatsSnapshot;

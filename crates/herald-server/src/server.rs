@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use herald::jetstream::JetStream;
 use herald::streams::Streams;
-use herald::{CallbackHandle, Node, SubscribeOptions};
+use herald::{CallbackHandle, Node};
 use herald_proto::{Limits, encode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -16,56 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::services::{cluster_service, flush_service, info_service};
+use crate::shared::Shared;
 use crate::stats::{Stats, StatsSnapshot};
-
-/// The NATS protocol level herald speaks, advertised as INFO `version`: clients read that
-/// field as the nats-server feature level, not as herald's own version.
-pub const NATS_VERSION: &str = "2.11.0";
-
-/// The subject of the server's own information service (JSON request/reply).
-pub const SERVER_INFO_SUBJECT: &str = "$HERALD.API.SERVER.INFO";
-
-/// The subject of the server's cluster view (members, routes, interest), as JSON.
-pub const CLUSTER_INFO_SUBJECT: &str = "$HERALD.API.CLUSTER.INFO";
-
-/// The subject of the cluster barrier: the answer comes once the subscriptions this server
-/// had when the request arrived are known to every member (`Node::flush`). A JSON body
-/// `{"peers": N}` first waits until N other members are routed to; `"timeout_ms"` bounds
-/// that wait (default 5000, under a client's usual request timeout).
-pub const CLUSTER_FLUSH_SUBJECT: &str = "$HERALD.API.CLUSTER.FLUSH";
-
-/// What every connection of one server shares.
-pub(crate) struct Shared {
-    pub(crate) node: Node,
-    pub(crate) config: Config,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) limits: Limits,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    server_id: String,
-    jetstream: bool,
-    addr: SocketAddr,
-}
-
-impl Shared {
-    /// The INFO JSON for client `id`.
-    pub(crate) fn info_json(&self, id: u64, peer: Option<SocketAddr>) -> Vec<u8> {
-        let info = serde_json::json!({
-            "server_id": self.server_id,
-            "server_name": self.config.name,
-            "version": NATS_VERSION,
-            "herald_version": env!("CARGO_PKG_VERSION"),
-            "proto": 1,
-            "host": self.addr.ip().to_string(),
-            "port": self.addr.port(),
-            "headers": true,
-            "jetstream": self.jetstream,
-            "max_payload": self.config.max_payload,
-            "client_id": id,
-            "client_ip": peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-        });
-        serde_json::to_vec(&info).unwrap_or_default()
-    }
-}
 
 /// A running server.
 pub struct Server {
@@ -212,96 +165,4 @@ async fn refuse(mut socket: TcpStream) {
     encode::err(&mut out, "maximum connections exceeded");
     let _ = socket.write_all(&out).await;
     let _ = socket.shutdown().await;
-}
-
-/// Answers `$HERALD.API.SERVER.INFO` in the default scope with the server's identity and
-/// counters. Node-only: in a cluster, each server answers for itself.
-fn info_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
-    let router = shared.node.router("default", shared.config.capacity);
-    let weak = Arc::downgrade(shared);
-    router.on_with(
-        SERVER_INFO_SUBJECT,
-        SubscribeOptions::new().node_only(),
-        move |msg| {
-            let Some(shared) = weak.upgrade() else { return };
-            let body = serde_json::json!({
-                "server_id": shared.server_id,
-                "name": shared.config.name,
-                "version": env!("CARGO_PKG_VERSION"),
-                "nats_version": NATS_VERSION,
-                "stats": shared.stats.snapshot(),
-            });
-            if let Err(err) = msg.respond(body.to_string()) {
-                tracing::debug!(%err, "cannot answer {SERVER_INFO_SUBJECT}");
-            }
-        },
-    )
-}
-
-/// Answers `$HERALD.API.CLUSTER.INFO` in the default scope with this node's view of its
-/// cluster (`{"error": ..}` when it is in none). Node-only, like the server information.
-fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
-    let router = shared.node.router("default", shared.config.capacity);
-    let node = shared.node.clone();
-    router.on_with(
-        CLUSTER_INFO_SUBJECT,
-        SubscribeOptions::new().node_only(),
-        move |msg| {
-            let body = match node.cluster_info() {
-                Some(info) => serde_json::to_string(&info).unwrap_or_default(),
-                None => {
-                    serde_json::json!({ "error": "this server is not in a cluster" }).to_string()
-                }
-            };
-            if let Err(err) = msg.respond(body) {
-                tracing::debug!(%err, "cannot answer {CLUSTER_INFO_SUBJECT}");
-            }
-        },
-    )
-}
-
-/// Answers `$HERALD.API.CLUSTER.FLUSH` once [`Node::flush`] returns: `{}`, or
-/// `{"error": ..}`.
-fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Ask {
-        #[serde(default)]
-        peers: usize,
-        timeout_ms: Option<u64>,
-    }
-    let router = shared.node.router("default", shared.config.capacity);
-    let node = shared.node.clone();
-    let runtime = tokio::runtime::Handle::current();
-    router.on_with(
-        CLUSTER_FLUSH_SUBJECT,
-        SubscribeOptions::new().node_only(),
-        move |msg| {
-            let node = node.clone();
-            runtime.spawn(async move {
-                // An empty body asks for a plain flush; anything else must be the JSON above.
-                let ask: Result<Ask, String> = match msg.payload().trim_ascii() {
-                    b"" => Ok(Ask::default()),
-                    body => serde_json::from_slice(body).map_err(|e| format!("bad request: {e}")),
-                };
-                let done = match ask {
-                    Ok(ask) => {
-                        let wait = std::time::Duration::from_millis(ask.timeout_ms.unwrap_or(5000));
-                        match node.wait_for_peers(ask.peers, wait).await {
-                            Ok(()) => node.flush().await.map_err(|e| e.to_string()),
-                            Err(err) => Err(err.to_string()),
-                        }
-                    }
-                    Err(err) => Err(err),
-                };
-                let body = match done {
-                    Ok(()) => "{}".to_owned(),
-                    Err(err) => serde_json::json!({ "error": err }).to_string(),
-                };
-                if let Err(err) = msg.respond(body) {
-                    tracing::debug!(%err, "cannot answer {CLUSTER_FLUSH_SUBJECT}");
-                }
-            });
-        },
-    )
 }

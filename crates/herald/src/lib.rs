@@ -19,15 +19,18 @@
 //! # Layout
 //! Data flows one way: publish → [`index`] (which subscriptions match) → [`target`]s
 //! (the ring subscriptions to a pattern share, a subscription's own mailbox, a network
-//! connection, a cluster route) → the reader.
+//! connection, a cluster route) → the reader. Modules depend one way too: `node` →
+//! `cluster` → the core (`router`, `index`, ...); the core tells the cluster of interest
+//! changes through `router::Announce`, which the cluster implements, and a route is just one
+//! more [`Target`].
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`subject`] | subject and pattern rules, validation, the reference matcher |
 //! | [`index`] | the subscription trie and its bounded match cache |
-//! | `router` | scopes, [`Router`], and the fan-out loop |
-//! | `node` | [`Node`]: owner of scopes, cluster membership |
-//! | `cluster` | gossip membership (chitchat), routes between nodes, interest, [`NodeBuilder`] |
+//! | `router` | scopes, [`Router`], and the fan-out loop; what scopes announce (`Announce`) |
+//! | `node` | [`Node`] and [`NodeBuilder`]: owner of the scopes and of the cluster membership |
+//! | `cluster` | gossip membership (chitchat), routes between nodes, the route handshake, interest |
 //! | `fanout` | the ring plain drop-oldest subscriptions of a pattern share, a cursor each |
 //! | `mailbox` | a subscription's own bounded buffer: queue, drop policy, reader wake-up |
 //! | `subscription` | drop policy, [`Subscription`], callbacks |
@@ -40,6 +43,10 @@
 //! | [`time`] | RFC 3339 timestamps, one style everywhere |
 //! | `groups` | named groups of topics ([`Groups`]) |
 //! | `error` | [`Error`] and the receive errors |
+
+// Without the JetStream adapter, the crate-internal hooks it uses (answers on reply subjects,
+// stored deliveries, pull sinks) have no caller.
+#![cfg_attr(not(feature = "jetstream"), allow(dead_code))]
 
 pub mod batch;
 mod cluster;
@@ -63,11 +70,11 @@ mod testing;
 pub mod time;
 
 pub use bytes::Bytes;
-pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, NodeBuilder, RouteInfo};
+pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, RouteInfo};
 pub use error::{Error, RecvTimeoutError, Result, TryRecvError};
 pub use groups::Groups;
 pub use message::{HeaderMap, Message};
-pub use node::Node;
+pub use node::{Node, NodeBuilder};
 pub use router::{Router, TargetSubscription, WireMessage};
 pub use subject::Subject;
 pub use subscription::{CallbackHandle, DropPolicy, SubscribeOptions, Subscription};

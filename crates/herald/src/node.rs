@@ -5,13 +5,12 @@
 //! scope's index, so routers are cheap views and subscriptions made through one are seen by
 //! publishes through another.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
-
-use crate::cluster::{Cluster, ClusterInfo, NodeBuilder};
-use crate::router::{Router, Scope};
+use crate::cluster::{self, Cluster, ClusterInfo};
+use crate::error::Result;
+use crate::router::{Router, Scopes};
 
 /// This process's membership in a cluster; makes [`Router`]s. Cheap to clone (shared).
 ///
@@ -30,26 +29,8 @@ pub struct Node {
 }
 
 pub(crate) struct NodeInner {
-    // Random per process: names this node's request inboxes.
-    pub(crate) id: u64,
-    scopes: Mutex<FxHashMap<Arc<str>, Arc<Scope>>>,
-    pub(crate) cluster: Option<Arc<Cluster>>,
-}
-
-impl NodeInner {
-    /// The state of `name`, made on first use.
-    pub(crate) fn scope(&self, name: &str) -> Arc<Scope> {
-        let mut scopes = self.scopes.lock();
-        if let Some(s) = scopes.get(name) {
-            return s.clone();
-        }
-        let name: Arc<str> = name.into();
-        let s = Arc::new_cyclic(|me: &Weak<Scope>| {
-            Scope::new(name.clone(), self.id, me.clone(), self.cluster.clone())
-        });
-        scopes.insert(name, s.clone());
-        s
-    }
+    scopes: Arc<Scopes>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Drop for NodeInner {
@@ -65,8 +46,7 @@ impl Node {
     pub fn local() -> Node {
         Node {
             inner: Arc::new(NodeInner {
-                id: fastrand::u64(..),
-                scopes: Mutex::default(),
+                scopes: Arc::new(Scopes::new(fastrand::u64(..))),
                 cluster: None,
             }),
         }
@@ -77,22 +57,12 @@ impl Node {
         NodeBuilder::default()
     }
 
-    pub(crate) fn clustered(cluster: Arc<Cluster>) -> Node {
-        Node {
-            inner: Arc::new(NodeInner {
-                id: fastrand::u64(..),
-                scopes: Mutex::default(),
-                cluster: Some(cluster),
-            }),
-        }
-    }
-
     /// A router for `scope` whose subscriptions buffer `capacity` messages each.
     ///
     /// Routers of different scopes never see each other's messages. Capacity 0 is refused when
     /// subscribing ([`Error::InvalidCapacity`](crate::Error::InvalidCapacity)).
     pub fn router(&self, scope: &str, capacity: usize) -> Router {
-        Router::from_parts(self.clone(), self.inner.scope(scope), capacity)
+        Router::from_parts(self.inner.clone(), self.inner.scopes.scope(scope), capacity)
     }
 
     /// Waits until this node's subscriptions are known to every current member of its
@@ -104,7 +74,7 @@ impl Node {
     /// [`Error::Cluster`](crate::Error::Cluster) when a member stays unreachable for 10 seconds.
     pub async fn flush(&self) -> crate::Result<()> {
         match &self.inner.cluster {
-            Some(cluster) => cluster.flush(std::time::Duration::from_secs(10)).await,
+            Some(cluster) => cluster.flush(Duration::from_secs(10)).await,
             None => Ok(()),
         }
     }
@@ -138,15 +108,7 @@ impl Node {
 
     /// Names of the scopes that routers have been made for.
     pub fn scopes(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .scopes
-            .lock()
-            .keys()
-            .map(|k| k.to_string())
-            .collect();
-        names.sort();
-        names
+        self.inner.scopes.names()
     }
 }
 
@@ -159,7 +121,121 @@ impl Default for Node {
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("id", &format_args!("{:016x}", self.inner.id))
+            .field("id", &format_args!("{:016x}", self.inner.scopes.id()))
             .finish()
+    }
+}
+
+/// Routers are made from nodes; these are the parts of [`Router`] that name its node.
+impl Router {
+    /// A router for `scope` on a private local node, with `capacity` per subscription.
+    /// Same as `Node::local().router(scope, capacity)`.
+    pub fn new(capacity: usize, scope: &str) -> Router {
+        Node::local().router(scope, capacity)
+    }
+
+    /// The node this router belongs to.
+    pub fn node(&self) -> Node {
+        let inner = self
+            .owner
+            .clone()
+            .downcast::<NodeInner>()
+            .expect("a router is made from a node and keeps it");
+        Node { inner }
+    }
+}
+
+/// How a node joins a cluster; from [`Node::builder`].
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> Result<(), herald::Error> {
+/// let node = herald::Node::builder()
+///     .name("orders-1")
+///     .listen("127.0.0.1:7000")
+///     .seeds(["127.0.0.1:7001"])
+///     .cluster_secret("s3cret")
+///     .start()
+///     .await?;
+/// let router = node.router("shop", 100);
+/// router.publish("orders.created", "42")?; // reaches subscribers on every node
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    settings: cluster::Settings,
+}
+
+impl NodeBuilder {
+    /// This node's name, unique in the cluster (default: `node-` and random hex).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.settings.name = Some(name.into());
+        self
+    }
+
+    /// Where to accept routes (TCP) and gossip (UDP, same port): `HOST:PORT`, port 0 for any
+    /// free port. Default `127.0.0.1:0`.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.settings.listen = addr.into();
+        self
+    }
+
+    /// The address other nodes should use to reach this one, when it differs from the listen
+    /// address (listening on `0.0.0.0`, behind NAT). Default: the listen address.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.settings.advertise = Some(addr.into());
+        self
+    }
+
+    /// Addresses of nodes to join through (their listen addresses). One reachable seed is
+    /// enough to learn every member; this node's own address may be among them.
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings
+            .seeds
+            .extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    /// The cluster's name (default `herald`): nodes of different clusters never join.
+    pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.settings.cluster_name = name.into();
+        self
+    }
+
+    /// The secret every member shares. Routes prove it in their handshake and gossip is
+    /// partitioned by it, so a node without it cannot join or inject messages.
+    pub fn cluster_secret(mut self, secret: impl Into<String>) -> Self {
+        self.settings.secret = secret.into();
+        self
+    }
+
+    /// How often gossip runs (default 100 ms). Failure detection takes about ten rounds.
+    pub fn gossip_interval(mut self, interval: Duration) -> Self {
+        self.settings.gossip_interval = interval;
+        self
+    }
+
+    /// Most bytes a route may queue for a peer that does not read; past it the route is closed
+    /// (and dialled again) rather than grow without bound.
+    pub fn route_max_pending(mut self, bytes: usize) -> Self {
+        self.settings.route_max_pending = bytes;
+        self
+    }
+
+    /// Binds the route and gossip ports, starts gossiping with the seeds, and returns the node.
+    /// Needs a tokio runtime. Fails when the address cannot be bound or resolved.
+    pub async fn start(self) -> Result<Node> {
+        let scopes = Arc::new(Scopes::new(fastrand::u64(..)));
+        let cluster = cluster::start(self.settings, &scopes).await?;
+        Ok(Node {
+            inner: Arc::new(NodeInner {
+                scopes,
+                cluster: Some(cluster),
+            }),
+        })
     }
 }

@@ -6,7 +6,11 @@
 //! one shared [`Message`], and hands it to every matching target: each ring of plain
 //! subscriptions, each other plain subscription, and one member of each queue group. When the
 //! match is a single ring, the message is built in the ring's slot.
-
+//!
+//! The router knows delivery targets, not routes: a cluster route is one more [`Target`] in
+//! the index, and the cluster learns which subscriptions come and go through [`Announce`],
+//! which it implements. [`Scopes`] is a node's set of scopes, which the node owns and the
+//! cluster reads.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -16,14 +20,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::fanout::{Fanout, Reader};
 use crate::groups::{GroupState, Groups};
 use crate::index::{Buffer, Entry, Index, Matches};
 use crate::mailbox::Mailbox;
 use crate::message::{HeaderMap, Headers, Message, Responder};
-use crate::node::Node;
 use crate::request::Inbox;
 use crate::subject::{self, Subject};
 use crate::subscription::{CallbackHandle, DropPolicy, Feed, SubscribeOptions, Subscription};
@@ -67,6 +69,69 @@ impl Reach<'_> {
     }
 }
 
+/// What the scopes of a node tell beyond it: which subscriptions come and go, and new group
+/// versions. The cluster implements it; a node of no cluster has none.
+pub(crate) trait Announce: Send + Sync + 'static {
+    /// A local subscription appeared (`added`) or went away in `scope`.
+    fn interest(&self, added: bool, scope: &Arc<str>, pattern: &Arc<str>, queue: Option<&Arc<str>>);
+    /// Group `name` of `scope` has a new version.
+    fn share_group(&self, scope: &str, name: &str, group: &GroupState);
+    /// This node's name in its cluster.
+    fn node_name(&self) -> &str;
+}
+
+/// The scopes of one node, by name, each made on first use.
+pub(crate) struct Scopes {
+    // Random per process: names this node's request inboxes.
+    id: u64,
+    map: Mutex<FxHashMap<Arc<str>, Arc<Scope>>>,
+    // Set once, before the node is handed out (and before any route is up).
+    announce: OnceLock<Arc<dyn Announce>>,
+}
+
+impl Scopes {
+    /// The scopes of a new node with `id`.
+    pub(crate) fn new(id: u64) -> Scopes {
+        Scopes {
+            id,
+            map: Mutex::default(),
+            announce: OnceLock::new(),
+        }
+    }
+
+    /// Tells every scope made from now on to announce its interest to `to`.
+    pub(crate) fn announce_to(&self, to: Arc<dyn Announce>) {
+        let _ = self.announce.set(to);
+    }
+
+    /// The names of the scopes made so far, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.map.lock().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// The random id of the node these scopes are on.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The state of scope `name`, made on first use.
+    pub(crate) fn scope(&self, name: &str) -> Arc<Scope> {
+        let mut map = self.map.lock();
+        if let Some(s) = map.get(name) {
+            return s.clone();
+        }
+        let name: Arc<str> = name.into();
+        let announce = self.announce.get().cloned();
+        let s = Arc::new_cyclic(|me: &Weak<Scope>| {
+            Scope::new(name.clone(), self.id, me.clone(), announce)
+        });
+        map.insert(name, s.clone());
+        s
+    }
+}
+
 /// The shared state of one scope on a node.
 pub(crate) struct Scope {
     pub(crate) name: Arc<str>,
@@ -78,7 +143,7 @@ pub(crate) struct Scope {
     me: Weak<dyn Responder>,
     // Told of every local subscription that comes and goes, to share interest with other
     // nodes; `None` on a node that joins no cluster.
-    cluster: Option<Arc<Cluster>>,
+    announce: Option<Arc<dyn Announce>>,
     // The shared rings of plain drop-oldest subscriptions, one index entry each.
     rings: Mutex<FxHashMap<Arc<RingKey>, Ring>>,
     // Subscriptions reading a ring beyond the first of each (the index counts one per ring).
@@ -106,7 +171,7 @@ impl Scope {
         name: Arc<str>,
         node_id: u64,
         me: Weak<Scope>,
-        cluster: Option<Arc<Cluster>>,
+        announce: Option<Arc<dyn Announce>>,
     ) -> Scope {
         let me: Weak<dyn Responder> = me;
         Scope {
@@ -117,7 +182,7 @@ impl Scope {
             next_id: AtomicU64::new(1),
             node_id,
             me,
-            cluster,
+            announce,
             rings: Mutex::default(),
             ring_extra: AtomicU64::new(0),
         }
@@ -157,12 +222,12 @@ impl Scope {
             sid,
             target,
             local,
-            announced: local && !node_only && self.cluster.is_some(),
+            announced: local && !node_only && self.announce.is_some(),
             buffer,
         });
         self.index.insert(entry.clone());
-        if let (true, Some(cluster)) = (entry.announced, &self.cluster) {
-            cluster.interest(true, &self.name, &entry.pattern, entry.queue.as_ref());
+        if let (true, Some(announce)) = (entry.announced, &self.announce) {
+            announce.interest(true, &self.name, &entry.pattern, entry.queue.as_ref());
         }
         Ok(entry)
     }
@@ -221,8 +286,8 @@ impl Scope {
     /// Removes subscription `id` (subscribed to `pattern`); returns it if it was there.
     pub(crate) fn remove(&self, pattern: &str, id: u64) -> Option<Arc<Entry>> {
         let entry = self.index.remove(pattern, id)?;
-        if let (true, Some(cluster)) = (entry.announced, &self.cluster) {
-            cluster.interest(false, &self.name, &entry.pattern, entry.queue.as_ref());
+        if let (true, Some(announce)) = (entry.announced, &self.announce) {
+            announce.interest(false, &self.name, &entry.pattern, entry.queue.as_ref());
         }
         Some(entry)
     }
@@ -348,15 +413,15 @@ impl Scope {
 
     /// The name of the node this scope is on, as groups record it ("" on a local node).
     pub(crate) fn node_name(&self) -> String {
-        self.cluster
+        self.announce
             .as_ref()
-            .map_or_else(String::new, |c| c.me.name.to_string())
+            .map_or_else(String::new, |a| a.node_name().to_owned())
     }
 
     /// Tells the cluster of a new version of group `name` (nothing on a local node).
     pub(crate) fn share_group(&self, name: &str, group: &GroupState) {
-        if let Some(cluster) = &self.cluster {
-            cluster.share_group(&self.name, name, group);
+        if let Some(announce) = &self.announce {
+            announce.share_group(&self.name, name, group);
         }
     }
 
@@ -607,23 +672,24 @@ fn check_queue(queue: &str) -> Result<Arc<str>> {
 /// ```
 #[derive(Clone)]
 pub struct Router {
-    node: Node,
+    // The node this router was made from, kept alive with it (the node module names its type:
+    // see `Router::new` and `Router::node` there).
+    pub(crate) owner: Arc<dyn std::any::Any + Send + Sync>,
     scope: Arc<Scope>,
     capacity: usize,
     id: u64,
 }
 
 impl Router {
-    /// A router for `scope` on a private local node, with `capacity` per subscription.
-    /// Same as `Node::local().router(scope, capacity)`.
-    pub fn new(capacity: usize, scope: &str) -> Router {
-        Node::local().router(scope, capacity)
-    }
-
-    pub(crate) fn from_parts(node: Node, scope: Arc<Scope>, capacity: usize) -> Router {
+    /// A router on `scope`, kept alive with `owner` (its node).
+    pub(crate) fn from_parts(
+        owner: Arc<dyn std::any::Any + Send + Sync>,
+        scope: Arc<Scope>,
+        capacity: usize,
+    ) -> Router {
         let id = scope.next_id();
         Router {
-            node,
+            owner,
             scope,
             capacity,
             id,
@@ -633,11 +699,6 @@ impl Router {
     /// The scope this router publishes and subscribes in.
     pub fn scope(&self) -> &str {
         &self.scope.name
-    }
-
-    /// The node this router belongs to.
-    pub fn node(&self) -> &Node {
-        &self.node
     }
 
     /// The default capacity of this router's subscriptions.

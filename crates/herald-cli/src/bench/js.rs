@@ -38,7 +38,10 @@ use indicatif::ProgressBar;
 use herald_proto::ServerOp;
 use tokio::io::AsyncWriteExt;
 
-use super::{BenchArgs, Latency, RawConn, Report, Result, base, histogram, progress};
+use super::measure::histogram;
+use super::raw::RawConn;
+use super::report::{Latency, Report, base, progress};
+use super::{BenchArgs, Result};
 
 /// What a JetStream run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -110,7 +110,7 @@ pub(super) fn group_entry(scope: &str, name: &str, group: &GroupState) -> (Strin
 /// Takes the newest version of every group any live member gossips, and mirrors this node's
 /// resulting version into its own state, so a group outlives the node that changed it last.
 fn merge_groups(cluster: &Cluster, live: &BTreeMap<ChitchatId, NodeState>) {
-    let Some(node) = cluster.node() else { return };
+    let Some(node) = cluster.scopes() else { return };
     let mut newest: BTreeMap<&str, SharedGroup> = BTreeMap::new();
     let mut mine: BTreeMap<&str, &str> = BTreeMap::new();
     for (id, state) in live {

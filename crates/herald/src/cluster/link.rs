@@ -423,7 +423,7 @@ impl Link {
             }
             return;
         }
-        let Some(node) = cluster.node() else { return };
+        let Some(node) = cluster.scopes() else { return };
         let r = remote.entry(scope.into()).or_insert_with(|| {
             let scope = node.scope(scope);
             RemoteScope {
@@ -609,7 +609,7 @@ async fn read_loop(
                             let scope = match scopes.get(m.scope) {
                                 Some(s) => s,
                                 None => {
-                                    let Some(node) = cluster.node() else {
+                                    let Some(node) = cluster.scopes() else {
                                         return Err("node shut down".into());
                                     };
                                     scopes.entry(m.scope.into()).or_insert(node.scope(m.scope))

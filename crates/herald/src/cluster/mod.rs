@@ -23,7 +23,7 @@ mod link;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -33,44 +33,29 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::groups::GroupState;
-use crate::node::{Node, NodeInner};
+use crate::router::{Announce, Scopes};
 
 pub(crate) use link::Link;
 
 /// Default most bytes a route may have queued for its peer before it is closed as stalled.
 pub const DEFAULT_ROUTE_MAX_PENDING: usize = 64 * 1024 * 1024;
 
-/// How a node joins a cluster; from [`Node::builder`].
-///
-/// # Examples
-/// ```no_run
-/// # async fn run() -> Result<(), herald::Error> {
-/// let node = herald::Node::builder()
-///     .name("orders-1")
-///     .listen("127.0.0.1:7000")
-///     .seeds(["127.0.0.1:7001"])
-///     .cluster_secret("s3cret")
-///     .start()
-///     .await?;
-/// let router = node.router("shop", 100);
-/// router.publish("orders.created", "42")?; // reaches subscribers on every node
-/// # Ok(()) }
-/// ```
+/// How a node joins a cluster: what [`NodeBuilder`](crate::NodeBuilder) collects.
 #[derive(Debug, Clone)]
-pub struct NodeBuilder {
-    name: Option<String>,
-    listen: String,
-    advertise: Option<String>,
-    seeds: Vec<String>,
-    cluster_name: String,
-    secret: String,
-    gossip_interval: Duration,
-    route_max_pending: usize,
+pub(crate) struct Settings {
+    pub(crate) name: Option<String>,
+    pub(crate) listen: String,
+    pub(crate) advertise: Option<String>,
+    pub(crate) seeds: Vec<String>,
+    pub(crate) cluster_name: String,
+    pub(crate) secret: String,
+    pub(crate) gossip_interval: Duration,
+    pub(crate) route_max_pending: usize,
 }
 
-impl Default for NodeBuilder {
+impl Default for Settings {
     fn default() -> Self {
-        NodeBuilder {
+        Settings {
             name: None,
             listen: "127.0.0.1:0".into(),
             advertise: None,
@@ -83,133 +68,82 @@ impl Default for NodeBuilder {
     }
 }
 
-impl NodeBuilder {
-    /// This node's name, unique in the cluster (default: `node-` and random hex).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Where to accept routes (TCP) and gossip (UDP, same port): `HOST:PORT`, port 0 for any
-    /// free port. Default `127.0.0.1:0`.
-    pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.listen = addr.into();
-        self
-    }
-
-    /// The address other nodes should use to reach this one, when it differs from the listen
-    /// address (listening on `0.0.0.0`, behind NAT). Default: the listen address.
-    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
-        self.advertise = Some(addr.into());
-        self
-    }
-
-    /// Addresses of nodes to join through (their listen addresses). One reachable seed is
-    /// enough to learn every member; this node's own address may be among them.
-    pub fn seeds<I, S>(mut self, seeds: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
+/// Binds the route and gossip ports, starts gossiping with the seeds, and returns the
+/// cluster membership of the node whose scopes are `scopes`: every scope of it announces its
+/// interest to the cluster, and the cluster finds the scopes that remote interest and
+/// messages name there. Needs a tokio runtime.
+pub(crate) async fn start(settings: Settings, scopes: &Arc<Scopes>) -> Result<Arc<Cluster>> {
+    let name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("node-{:08x}", fastrand::u32(..)));
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        self.seeds.extend(seeds.into_iter().map(Into::into));
-        self
+        return Err(Error::Cluster(format!(
+            "invalid node name {name:?}: it must be non-empty, without whitespace or control characters"
+        )));
     }
-
-    /// The cluster's name (default `herald`): nodes of different clusters never join.
-    pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
-        self.cluster_name = name.into();
-        self
-    }
-
-    /// The secret every member shares. Routes prove it in their handshake and gossip is
-    /// partitioned by it, so a node without it cannot join or inject messages.
-    pub fn cluster_secret(mut self, secret: impl Into<String>) -> Self {
-        self.secret = secret.into();
-        self
-    }
-
-    /// How often gossip runs (default 100 ms). Failure detection takes about ten rounds.
-    pub fn gossip_interval(mut self, interval: Duration) -> Self {
-        self.gossip_interval = interval;
-        self
-    }
-
-    /// Most bytes a route may queue for a peer that does not read; past it the route is closed
-    /// (and dialled again) rather than grow without bound.
-    pub fn route_max_pending(mut self, bytes: usize) -> Self {
-        self.route_max_pending = bytes;
-        self
-    }
-
-    /// Binds the route and gossip ports, starts gossiping with the seeds, and returns the node.
-    /// Needs a tokio runtime. Fails when the address cannot be bound or resolved.
-    pub async fn start(self) -> Result<Node> {
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("node-{:08x}", fastrand::u32(..)));
-        if name.is_empty()
-            || name
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(Error::Cluster(format!(
-                "invalid node name {name:?}: it must be non-empty, without whitespace or control characters"
-            )));
+    let listen = resolve(&settings.listen).await?;
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let (listener, route_addr) = bind_tcp(listen).await?;
+    let advertised = match &settings.advertise {
+        Some(a) => resolve(a).await?,
+        None if route_addr.ip().is_unspecified() => {
+            tracing::warn!(%route_addr, "listening on an unspecified address: advertising 127.0.0.1; set an advertise address for other hosts");
+            SocketAddr::new([127, 0, 0, 1].into(), route_addr.port())
         }
-        let listen = resolve(&self.listen).await?;
-        let generation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let (listener, route_addr) = bind_tcp(listen).await?;
-        let advertised = match &self.advertise {
-            Some(a) => resolve(a).await?,
-            None if route_addr.ip().is_unspecified() => {
-                tracing::warn!(%route_addr, "listening on an unspecified address: advertising 127.0.0.1; set an advertise address for other hosts");
-                SocketAddr::new([127, 0, 0, 1].into(), route_addr.port())
-            }
-            None => route_addr,
-        };
-        let me = Peer {
-            name: name.as_str().into(),
-            generation,
-            addr: advertised,
-        };
-        let (closing, _) = watch::channel(false);
-        let (changed, _) = watch::channel(0u64);
-        let (groups_tx, groups_rx) = tokio::sync::mpsc::unbounded_channel();
-        let cluster = Arc::new(Cluster {
-            me: me.clone(),
-            cluster_name: self.cluster_name.clone(),
-            secret: self.secret.clone().into_bytes(),
-            route_addr: advertised,
-            node: OnceLock::new(),
-            state: Mutex::default(),
-            changed,
-            closing,
-            gossip: Mutex::new(None),
-            route_max_pending: self.route_max_pending,
-            groups_tx,
-            groups_rx: Mutex::new(Some(groups_rx)),
-        });
-        let node = Node::clustered(cluster.clone());
-        let _ = cluster.node.set(Arc::downgrade(&node.inner));
-        let seeds: Vec<String> = self
-            .seeds
-            .iter()
-            .filter(|s| !is_self(s, route_addr, advertised))
-            .cloned()
-            .collect();
-        let gossip =
-            gossip::start(&cluster, route_addr, seeds.clone(), self.gossip_interval).await?;
-        if !seeds.is_empty() {
-            tokio::spawn(warn_if_alone(Arc::downgrade(&cluster), seeds));
-        }
-        *cluster.gossip.lock() = Some(gossip);
-        tokio::spawn(link::accept_loop(cluster.clone(), listener));
-        tracing::info!(node = %me, cluster = %self.cluster_name, route = %advertised, "joined cluster");
-        Ok(node)
+        None => route_addr,
+    };
+    let me = Peer {
+        name: name.as_str().into(),
+        generation,
+        addr: advertised,
+    };
+    let (closing, _) = watch::channel(false);
+    let (changed, _) = watch::channel(0u64);
+    let (groups_tx, groups_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cluster = Arc::new(Cluster {
+        me: me.clone(),
+        cluster_name: settings.cluster_name.clone(),
+        secret: settings.secret.clone().into_bytes(),
+        route_addr: advertised,
+        scopes: Arc::downgrade(scopes),
+        state: Mutex::default(),
+        changed,
+        closing,
+        gossip: Mutex::new(None),
+        route_max_pending: settings.route_max_pending,
+        groups_tx,
+        groups_rx: Mutex::new(Some(groups_rx)),
+    });
+    // Before anything is heard from other nodes: every scope, including those remote
+    // interest makes, announces its own.
+    scopes.announce_to(cluster.clone());
+    let seeds: Vec<String> = settings
+        .seeds
+        .iter()
+        .filter(|s| !is_self(s, route_addr, advertised))
+        .cloned()
+        .collect();
+    let gossip = gossip::start(
+        &cluster,
+        route_addr,
+        seeds.clone(),
+        settings.gossip_interval,
+    )
+    .await?;
+    if !seeds.is_empty() {
+        tokio::spawn(warn_if_alone(Arc::downgrade(&cluster), seeds));
     }
+    *cluster.gossip.lock() = Some(gossip);
+    tokio::spawn(link::accept_loop(cluster.clone(), listener));
+    tracing::info!(node = %me, cluster = %settings.cluster_name, route = %advertised, "joined cluster");
+    Ok(cluster)
 }
 
 /// Says once, clearly, when no seed let this node in: gossip from another cluster (other name
@@ -296,7 +230,8 @@ pub(crate) struct Cluster {
     pub(crate) cluster_name: String,
     pub(crate) secret: Vec<u8>,
     route_addr: SocketAddr,
-    node: OnceLock<Weak<NodeInner>>,
+    /// The scopes of this node (weak: the node owns them, and the cluster).
+    scopes: Weak<Scopes>,
     state: Mutex<State>,
     /// Bumped whenever a route or the member list changes (flush and waits watch it).
     changed: watch::Sender<u64>,
@@ -323,33 +258,11 @@ struct State {
     warned_names: BTreeSet<Arc<str>>,
 }
 
-impl Cluster {
-    /// This node as the route handshake knows it.
-    fn local(&self) -> handshake::Local<'_> {
-        handshake::Local {
-            cluster: &self.cluster_name,
-            secret: &self.secret,
-            me: &self.me,
-        }
-    }
-
-    pub(crate) fn node(&self) -> Option<Arc<NodeInner>> {
-        self.node.get().and_then(Weak::upgrade)
-    }
-
-    fn bump(&self) {
-        self.changed.send_modify(|v| *v += 1);
-    }
-
+/// The cluster is told of the interest and group changes of the node's scopes.
+impl Announce for Cluster {
     /// A local subscription appeared (`add`) or went away: counted, and told to every route
     /// when the count leaves or reaches zero.
-    pub(crate) fn interest(
-        &self,
-        add: bool,
-        scope: &Arc<str>,
-        pattern: &Arc<str>,
-        queue: Option<&Arc<str>>,
-    ) {
+    fn interest(&self, add: bool, scope: &Arc<str>, pattern: &Arc<str>, queue: Option<&Arc<str>>) {
         let key = (scope.clone(), pattern.clone(), queue.cloned());
         let mut st = self.state.lock();
         let edge = if add {
@@ -377,10 +290,34 @@ impl Cluster {
     }
 
     /// Shares a new version of a group through gossip.
-    pub(crate) fn share_group(&self, scope: &str, name: &str, group: &GroupState) {
+    fn share_group(&self, scope: &str, name: &str, group: &GroupState) {
         let (key, value) = gossip::group_entry(scope, name, group);
         // Closed only when gossip stopped: the node is leaving anyway.
         let _ = self.groups_tx.send((key, value));
+    }
+
+    fn node_name(&self) -> &str {
+        &self.me.name
+    }
+}
+
+impl Cluster {
+    /// This node as the route handshake knows it.
+    fn local(&self) -> handshake::Local<'_> {
+        handshake::Local {
+            cluster: &self.cluster_name,
+            secret: &self.secret,
+            me: &self.me,
+        }
+    }
+
+    /// The scopes of this node, while it lives.
+    pub(crate) fn scopes(&self) -> Option<Arc<Scopes>> {
+        self.scopes.upgrade()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
     }
 
     pub(crate) fn take_groups_rx(

@@ -1,0 +1,113 @@
+//! herald's own services on `$HERALD.API.>` (JSON request/reply, in the default scope, each
+//! answered by the node it reaches): the server's identity and counters, its cluster view,
+//! and the cluster barrier.
+
+use std::sync::Arc;
+
+use herald::{CallbackHandle, SubscribeOptions};
+
+use crate::shared::{NATS_VERSION, Shared};
+
+/// The subject of the server's own information service (JSON request/reply).
+pub const SERVER_INFO_SUBJECT: &str = "$HERALD.API.SERVER.INFO";
+
+/// The subject of the server's cluster view (members, routes, interest), as JSON.
+pub const CLUSTER_INFO_SUBJECT: &str = "$HERALD.API.CLUSTER.INFO";
+
+/// The subject of the cluster barrier: the answer comes once the subscriptions this server
+/// had when the request arrived are known to every member (`Node::flush`). A JSON body
+/// `{"peers": N}` first waits until N other members are routed to; `"timeout_ms"` bounds
+/// that wait (default 5000, under a client's usual request timeout).
+pub const CLUSTER_FLUSH_SUBJECT: &str = "$HERALD.API.CLUSTER.FLUSH";
+
+/// Answers `$HERALD.API.SERVER.INFO` in the default scope with the server's identity and
+/// counters. Node-only: in a cluster, each server answers for itself.
+pub(crate) fn info_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
+    let router = shared.node.router("default", shared.config.capacity);
+    let weak = Arc::downgrade(shared);
+    router.on_with(
+        SERVER_INFO_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let Some(shared) = weak.upgrade() else { return };
+            let body = serde_json::json!({
+                "server_id": shared.server_id,
+                "name": shared.config.name,
+                "version": env!("CARGO_PKG_VERSION"),
+                "nats_version": NATS_VERSION,
+                "stats": shared.stats.snapshot(),
+            });
+            if let Err(err) = msg.respond(body.to_string()) {
+                tracing::debug!(%err, "cannot answer {SERVER_INFO_SUBJECT}");
+            }
+        },
+    )
+}
+
+/// Answers `$HERALD.API.CLUSTER.INFO` in the default scope with this node's view of its
+/// cluster (`{"error": ..}` when it is in none). Node-only, like the server information.
+pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
+    let router = shared.node.router("default", shared.config.capacity);
+    let node = shared.node.clone();
+    router.on_with(
+        CLUSTER_INFO_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let body = match node.cluster_info() {
+                Some(info) => serde_json::to_string(&info).unwrap_or_default(),
+                None => {
+                    serde_json::json!({ "error": "this server is not in a cluster" }).to_string()
+                }
+            };
+            if let Err(err) = msg.respond(body) {
+                tracing::debug!(%err, "cannot answer {CLUSTER_INFO_SUBJECT}");
+            }
+        },
+    )
+}
+
+/// Answers `$HERALD.API.CLUSTER.FLUSH` once [`Node::flush`] returns: `{}`, or
+/// `{"error": ..}`.
+pub(crate) fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        #[serde(default)]
+        peers: usize,
+        timeout_ms: Option<u64>,
+    }
+    let router = shared.node.router("default", shared.config.capacity);
+    let node = shared.node.clone();
+    let runtime = tokio::runtime::Handle::current();
+    router.on_with(
+        CLUSTER_FLUSH_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let node = node.clone();
+            runtime.spawn(async move {
+                // An empty body asks for a plain flush; anything else must be the JSON above.
+                let ask: Result<Ask, String> = match msg.payload().trim_ascii() {
+                    b"" => Ok(Ask::default()),
+                    body => serde_json::from_slice(body).map_err(|e| format!("bad request: {e}")),
+                };
+                let done = match ask {
+                    Ok(ask) => {
+                        let wait = std::time::Duration::from_millis(ask.timeout_ms.unwrap_or(5000));
+                        match node.wait_for_peers(ask.peers, wait).await {
+                            Ok(()) => node.flush().await.map_err(|e| e.to_string()),
+                            Err(err) => Err(err.to_string()),
+                        }
+                    }
+                    Err(err) => Err(err),
+                };
+                let body = match done {
+                    Ok(()) => "{}".to_owned(),
+                    Err(err) => serde_json::json!({ "error": err }).to_string(),
+                };
+                if let Err(err) = msg.respond(body) {
+                    tracing::debug!(%err, "cannot answer {CLUSTER_FLUSH_SUBJECT}");
+                }
+            });
+        },
+    )
+}

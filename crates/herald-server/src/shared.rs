@@ -1,0 +1,49 @@
+//! What every connection of one server shares: the node, the settings, the counters, the
+//! shutdown signal, and the identity clients see in INFO.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use herald::Node;
+use herald_proto::Limits;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::stats::Stats;
+
+/// The NATS protocol level herald speaks, advertised as INFO `version`: clients read that
+/// field as the nats-server feature level, not as herald's own version.
+pub const NATS_VERSION: &str = "2.11.0";
+
+/// What every connection of one server shares.
+pub(crate) struct Shared {
+    pub(crate) node: Node,
+    pub(crate) config: Config,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) limits: Limits,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) server_id: String,
+    pub(crate) jetstream: bool,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Shared {
+    /// The INFO JSON for client `id`.
+    pub(crate) fn info_json(&self, id: u64, peer: Option<SocketAddr>) -> Vec<u8> {
+        let info = serde_json::json!({
+            "server_id": self.server_id,
+            "server_name": self.config.name,
+            "version": NATS_VERSION,
+            "herald_version": env!("CARGO_PKG_VERSION"),
+            "proto": 1,
+            "host": self.addr.ip().to_string(),
+            "port": self.addr.port(),
+            "headers": true,
+            "jetstream": self.jetstream,
+            "max_payload": self.config.max_payload,
+            "client_id": id,
+            "client_ip": peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        });
+        serde_json::to_vec(&info).unwrap_or_default()
+    }
+}
