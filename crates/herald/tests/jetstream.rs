@@ -219,6 +219,11 @@ async fn acks_on_the_wire_and_publish_acks() {
         .unwrap();
     let ack = router.request("s.1", "one", WAIT).await.unwrap();
     assert_eq!(ack.text().unwrap(), r#"{"stream":"S","seq":1}"#);
+    // A name that JSON must escape still makes valid JSON.
+    streams.create(StreamConfig::new("Q\"T", ["q"])).unwrap();
+    let ack = router.request("q", "x", WAIT).await.unwrap();
+    let ack: serde_json::Value = serde_json::from_slice(ack.payload()).unwrap();
+    assert_eq!(ack["stream"], "Q\"T");
     router
         .request("$JS.ACK.S.c.1.99.1.0.0", "", WAIT)
         .await

@@ -272,8 +272,16 @@ impl Answers for PubAcks {
         // Built by hand: one per stored message.
         let mut body = smallvec::SmallVec::<[u8; 128]>::new();
         body.extend_from_slice(b"{\"stream\":");
-        if serde_json::to_writer(&mut body, stream).is_err() {
-            return;
+        // A stream name has no control characters or backslashes; one without quotes is
+        // its own JSON string body.
+        if stream.contains('"') {
+            if serde_json::to_writer(&mut body, stream).is_err() {
+                return;
+            }
+        } else {
+            body.push(b'"');
+            body.extend_from_slice(stream.as_bytes());
+            body.push(b'"');
         }
         body.extend_from_slice(b",\"seq\":");
         body.extend_from_slice(herald_proto::encode::digits(seq, &mut [0; 20]));
