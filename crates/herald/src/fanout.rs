@@ -43,6 +43,16 @@ use bytes::Bytes;
 use crate::message::{Headers, Message};
 use crate::subject::Subject;
 
+/// What subscriptions sharing one ring have in common: they see exactly the same messages.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RingKey {
+    pub(crate) pattern: Arc<str>,
+    /// The router that made them, so `publish_others` can skip them all.
+    pub(crate) owner: u64,
+    pub(crate) capacity: usize,
+    pub(crate) node_only: bool,
+}
+
 /// Failed attempts at a slot's lock before each further attempt yields the thread: the holder
 /// needs a few instructions, unless it was preempted.
 const SPINS_BEFORE_YIELD: u32 = 64;

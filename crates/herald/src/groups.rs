@@ -13,10 +13,9 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::router::{Reach, Router};
+use crate::router::{GroupState, Reach, Router};
 use crate::subject;
 
 /// The groups of one scope, from [`Router::groups`].
@@ -39,30 +38,15 @@ pub struct Groups<'a> {
     router: &'a Router,
 }
 
-/// One group as a scope keeps it: its topics and the version that last changed it. A deleted
-/// group stays as a tombstone, so an older copy gossiped by another node cannot bring it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct GroupState {
-    pub(crate) topics: BTreeSet<String>,
-    pub(crate) deleted: bool,
-    /// Milliseconds since the epoch of the change, made to grow on every change.
-    pub(crate) stamp: u64,
-    /// The node that made the change; breaks ties between equal stamps.
-    pub(crate) origin: String,
-}
-
-impl GroupState {
-    /// Whether this version replaces `other` (last writer wins).
-    pub(crate) fn newer_than(&self, other: &GroupState) -> bool {
-        (self.stamp, &self.origin) > (other.stamp, &other.origin)
+/// The groups of topics are reached through a router.
+impl Router {
+    /// The named groups of topics of this router's scope.
+    pub fn groups(&self) -> Groups<'_> {
+        Groups { router: self }
     }
 }
 
 impl<'a> Groups<'a> {
-    pub(crate) fn new(router: &'a Router) -> Self {
-        Groups { router }
-    }
-
     /// Stamps a changed group with a new version and shares it with the cluster.
     fn changed(&self, name: &str, group: &mut GroupState) {
         let scope = self.router.scope_state();

@@ -647,8 +647,8 @@ mod tests {
     #[test]
     fn rings_are_listed_only_when_every_match_is_a_plain_ring() {
         use crate::fanout::Fanout;
+        use crate::mailbox::DropPolicy;
         use crate::mailbox::Mailbox;
-        use crate::subscription::DropPolicy;
         let with_ring = |id: u64, pattern: &str| {
             let ring = Arc::new(Fanout::new(4));
             let buffer = Buffer::Fanout(ring);

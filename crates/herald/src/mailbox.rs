@@ -22,7 +22,16 @@ use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
 
 use crate::message::Message;
-use crate::subscription::DropPolicy;
+
+/// What a full subscription does with one more message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DropPolicy {
+    /// Evict the oldest buffered message to make room: the newest `capacity` messages are kept.
+    #[default]
+    DropOldest,
+    /// Refuse the new message: the oldest `capacity` messages are kept.
+    DropNewest,
+}
 
 /// A subscription's own buffer.
 pub(crate) struct Mailbox {

@@ -11,24 +11,25 @@
 //! the index, and the cluster learns which subscriptions come and go through [`Announce`],
 //! which it implements. [`Scopes`] is a node's set of scopes, which the node owns and the
 //! cluster reads.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fanout::{Fanout, Reader};
-use crate::groups::{GroupState, Groups};
+use crate::fanout::{Fanout, Reader, RingKey};
 use crate::index::{Buffer, Entry, Index, Matches};
 use crate::mailbox::Mailbox;
 use crate::message::{HeaderMap, Headers, Message, Responder};
 use crate::request::Inbox;
 use crate::subject::{self, Subject};
-use crate::subscription::{CallbackHandle, DropPolicy, Feed, SubscribeOptions, Subscription};
+use crate::subscription::{
+    CallbackHandle, DropPolicy, Feed, SubscribeOptions, Subscription, Unsubscribe,
+};
 use crate::target::{Delivery, Target};
 use herald_proto::route::Queues;
 use rustc_hash::FxHashMap;
@@ -156,14 +157,46 @@ struct Ring {
     fanout: Arc<Fanout>,
 }
 
-/// What subscriptions sharing one ring have in common: they see exactly the same messages.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(crate) struct RingKey {
-    pattern: Arc<str>,
-    /// The router that made them, so `publish_others` can skip them all.
-    owner: u64,
-    capacity: usize,
-    node_only: bool,
+/// One group as a scope keeps it: its topics and the version that last changed it. A deleted
+/// group stays as a tombstone, so an older copy gossiped by another node cannot bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupState {
+    pub(crate) topics: BTreeSet<String>,
+    pub(crate) deleted: bool,
+    /// Milliseconds since the epoch of the change, made to grow on every change.
+    pub(crate) stamp: u64,
+    /// The node that made the change; breaks ties between equal stamps.
+    pub(crate) origin: String,
+}
+
+impl GroupState {
+    /// Whether this version replaces `other` (last writer wins).
+    pub(crate) fn newer_than(&self, other: &GroupState) -> bool {
+        (self.stamp, &self.origin) > (other.stamp, &other.origin)
+    }
+}
+
+/// Cancelled subscriptions take themselves out of their scope.
+impl Unsubscribe for Scope {
+    fn unsubscribe(&self, pattern: &str, id: u64) {
+        self.remove(pattern, id);
+    }
+
+    /// Takes a cancelled `reader` out of its ring; the last one out removes the ring from the
+    /// index and lets go of its messages. (Joins and leaves are serialised by the ring map's
+    /// lock, so the ring under `key` is the reader's until its last reader leaves.)
+    fn leave_ring(&self, key: &RingKey, reader: &Reader) {
+        let mut rings = self.rings.lock();
+        if reader.leave() > 0 {
+            self.ring_extra.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(ring) = rings.remove(key) {
+            self.remove(&ring.entry.pattern, ring.entry.id);
+        }
+        drop(rings);
+        reader.fanout().retire();
+    }
 }
 
 impl Scope {
@@ -260,22 +293,6 @@ impl Scope {
             },
         );
         Ok((entry, reader, key))
-    }
-
-    /// Takes a cancelled `reader` out of its ring; the last one out removes the ring from the
-    /// index and lets go of its messages. (Joins and leaves are serialised by the ring map's
-    /// lock, so the ring under `key` is the reader's until its last reader leaves.)
-    pub(crate) fn leave_ring(&self, key: &RingKey, reader: &Reader) {
-        let mut rings = self.rings.lock();
-        if reader.leave() > 0 {
-            self.ring_extra.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        if let Some(ring) = rings.remove(key) {
-            self.remove(&ring.entry.pattern, ring.entry.id);
-        }
-        drop(rings);
-        reader.fanout().retire();
     }
 
     /// Subscriptions in the scope on this node (a shared ring counts each of its readers).
@@ -749,7 +766,7 @@ impl Router {
             entry.id,
             entry.pattern.clone(),
             entry.queue.clone(),
-            Arc::downgrade(&self.scope),
+            Arc::downgrade(&self.scope) as Weak<dyn Unsubscribe>,
         ))
     }
 
@@ -923,11 +940,6 @@ impl Router {
             return Err(Error::NoResponders(subject.to_owned()));
         }
         pending.wait(timeout).await
-    }
-
-    /// The named groups of topics of this router's scope.
-    pub fn groups(&self) -> Groups<'_> {
-        Groups::new(self)
     }
 
     pub(crate) fn scope_state(&self) -> &Arc<Scope> {

@@ -17,20 +17,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{RecvTimeoutError, TryRecvError};
-use crate::fanout::Reader;
+use crate::fanout::{Reader, RingKey};
+pub use crate::mailbox::DropPolicy;
 use crate::mailbox::Mailbox;
 use crate::message::Message;
-use crate::router::{RingKey, Scope};
-
-/// What a full subscription does with one more message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DropPolicy {
-    /// Evict the oldest buffered message to make room: the newest `capacity` messages are kept.
-    #[default]
-    DropOldest,
-    /// Refuse the new message: the oldest `capacity` messages are kept.
-    DropNewest,
-}
 
 /// Settings for [`Router::subscribe_with`](crate::Router::subscribe_with).
 ///
@@ -97,6 +87,14 @@ impl Wake for ThreadWaker {
     }
 }
 
+/// How a subscription takes itself out of its scope when cancelled (the scope implements it).
+pub(crate) trait Unsubscribe: Send + Sync {
+    /// Removes index entry `id` of `pattern`.
+    fn unsubscribe(&self, pattern: &str, id: u64);
+    /// A reader leaves the ring of `key`; the last one out removes the ring.
+    fn leave_ring(&self, key: &RingKey, reader: &Reader);
+}
+
 /// Where a subscription reads its messages.
 #[derive(Clone)]
 pub(crate) enum Feed {
@@ -154,12 +152,12 @@ impl Feed {
     }
 
     /// Stops it and takes it out of its scope; idempotent.
-    fn cancel(&self, scope: &Weak<Scope>, pattern: &str, id: u64) {
+    fn cancel(&self, scope: &Weak<dyn Unsubscribe>, pattern: &str, id: u64) {
         match self {
             Feed::Own(mailbox) => {
                 if mailbox.close() {
                     if let Some(scope) = scope.upgrade() {
-                        scope.remove(pattern, id);
+                        scope.unsubscribe(pattern, id);
                     }
                     mailbox.clear();
                 }
@@ -190,7 +188,7 @@ pub struct Subscription {
     id: u64,
     pattern: Arc<str>,
     queue: Option<Arc<str>>,
-    scope: Weak<Scope>,
+    scope: Weak<dyn Unsubscribe>,
 }
 
 impl Subscription {
@@ -199,7 +197,7 @@ impl Subscription {
         id: u64,
         pattern: Arc<str>,
         queue: Option<Arc<str>>,
-        scope: Weak<Scope>,
+        scope: Weak<dyn Unsubscribe>,
     ) -> Self {
         Subscription {
             feed,
@@ -353,7 +351,7 @@ pub struct CallbackHandle {
     feed: Feed,
     id: u64,
     pattern: Arc<str>,
-    scope: Weak<Scope>,
+    scope: Weak<dyn Unsubscribe>,
     panics: Arc<AtomicU64>,
 }
 

@@ -243,8 +243,17 @@ impl<'a> Delivery<'a> {
 mod tests {
     use super::*;
 
+    /// A responder that never was: the messages of these tests are not answered.
+    struct Nobody;
+
+    impl Responder for Nobody {
+        fn respond(&self, _reply: &str, _payload: Bytes) -> crate::Result<()> {
+            Ok(())
+        }
+    }
+
     fn no_responder() -> Weak<dyn Responder> {
-        Weak::<crate::router::Scope>::new()
+        Weak::<Nobody>::new()
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Helpers shared by the unit tests of the subscription buffers ([`crate::mailbox`],
-//! [`crate::fanout`]): numbered messages, a counting waker, and a stress run of publishers on
+//! Helpers shared by the unit tests of the subscription buffers (`mailbox`, `fanout`):
+//! numbered messages, a counting waker, and a stress run of publishers on
 //! other threads against a reader that sleeps whenever it finds nothing.
 
 use std::sync::Arc;

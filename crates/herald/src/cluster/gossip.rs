@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::{Cluster, Peer, handshake};
 use crate::error::{Error, Result};
-use crate::groups::GroupState;
+use crate::router::GroupState;
 
 /// The gossip key holding a node's route address.
 const ROUTE_KEY: &str = "route";

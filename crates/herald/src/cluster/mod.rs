@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::groups::GroupState;
+use crate::router::GroupState;
 use crate::router::{Announce, Scopes};
 
 pub(crate) use link::Link;

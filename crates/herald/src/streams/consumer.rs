@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy};
 use super::error::{Error, Result};
+use super::files::write_json;
 use super::info::{ConsumerInfo, Position};
-use super::message::Place;
-use super::pull::{Delivered, PullEnd, PullRequest, Sink};
+use super::pull::{Delivered, Place, PullEnd, PullRequest, Sink};
 use super::stream::Stream;
 use crate::subject;
 use crate::time::{from_unix_nanos, now_nanos, unix_nanos};
@@ -48,6 +48,9 @@ pub(crate) struct Consumer {
     /// Where a durable's state is saved.
     file: Option<PathBuf>,
     closed: AtomicBool,
+    /// Called with its name when an ephemeral consumer has been inactive too long: the store
+    /// removes it.
+    on_inactive: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 struct State {
@@ -131,6 +134,7 @@ impl Consumer {
         created: u64,
         saved: Option<Saved>,
         runtime: &tokio::runtime::Handle,
+        on_inactive: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Arc<Consumer> {
         let now = Instant::now();
         let filters = config.filter_subjects.clone();
@@ -187,8 +191,9 @@ impl Consumer {
             notify: tokio::sync::Notify::new(),
             file,
             closed: AtomicBool::new(false),
+            on_inactive,
         });
-        runtime.spawn(drive(consumer.clone()));
+        runtime.spawn(drive(consumer.clone(), stream.follow()));
         consumer
     }
 
@@ -551,7 +556,7 @@ impl Consumer {
         {
             drop(st);
             tracing::debug!(stream = %stream.name, consumer = %self.name, "inactive consumer deleted");
-            super::store::remove_consumer(&stream, &self.name);
+            (self.on_inactive)(&self.name);
             return None;
         }
         let mut next: Option<Instant> = st.deadlines.first().map(|(at, _)| *at);
@@ -602,7 +607,7 @@ impl Consumer {
                     .collect(),
             }
         };
-        if let Err(err) = super::store::write_json(file, &saved, sync) {
+        if let Err(err) = write_json(file, &saved, sync) {
             tracing::error!(consumer = %self.name, %err, "cannot save the consumer's state");
         }
     }
@@ -796,22 +801,36 @@ fn matches_any(filters: &[String], subject: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| subject::matches(f, subject))
 }
 
-/// The timer task of one consumer.
-async fn drive(consumer: Arc<Consumer>) {
+/// The timer task of one consumer: it runs when a deadline comes, when it is woken (a pull,
+/// an ack), and when its stream commits new messages (`committed`, the stream's watermark).
+async fn drive(consumer: Arc<Consumer>, mut committed: tokio::sync::watch::Receiver<u64>) {
     loop {
+        committed.borrow_and_update();
         let next = consumer.tick(Instant::now());
         if consumer.closed.load(Ordering::Acquire) {
             return;
         }
         let notified = consumer.notify.notified();
+        // A stream that is gone (sender dropped) wakes nobody again.
+        let moved = async {
+            if committed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         match next {
             Some(at) => {
                 tokio::select! {
                     () = tokio::time::sleep_until(at.into()) => {}
                     () = notified => {}
+                    () = moved => {}
                 }
             }
-            None => notified.await,
+            None => {
+                tokio::select! {
+                    () = notified => {}
+                    () = moved => {}
+                }
+            }
         }
         if consumer.closed.load(Ordering::Acquire) {
             return;

@@ -1,15 +1,18 @@
 //! [`StreamMessage`]: a message a consumer handed out, with its place in the stream and the
-//! acknowledgements it takes.
+//! acknowledgements it takes; and the sink that hands such messages to a fetch.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
 use super::consumer::{AckKind, Consumer};
 use super::error::{Error, Result};
-use crate::message::{HeaderMap, Message};
+use super::pull::{Delivered, Place, PullEnd, Sink};
+use crate::message::{HeaderMap, Headers, Message};
+use crate::subject::Subject;
 
 /// A message fetched from a stream consumer.
 ///
@@ -28,17 +31,6 @@ pub struct StreamMessage {
     time: SystemTime,
     pending: u64,
     acker: Weak<Consumer>,
-}
-
-/// Where a delivered message sits: its sequences, delivery count, storage time and what is
-/// left behind it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Place {
-    pub(crate) seq: u64,
-    pub(crate) consumer_seq: u64,
-    pub(crate) delivered: u32,
-    pub(crate) time: SystemTime,
-    pub(crate) pending: u64,
 }
 
 impl StreamMessage {
@@ -166,5 +158,64 @@ impl std::fmt::Debug for StreamMessage {
             .field("subject", &self.subject())
             .field("payload", self.payload())
             .finish()
+    }
+}
+
+/// What a [`Fetch`] sink passes to the waiting call.
+pub(crate) enum Event {
+    Message(StreamMessage),
+    End(PullEnd),
+}
+
+/// The sink of [`Streams::fetch`](super::Streams::fetch): typed messages on a channel.
+pub(crate) struct Fetch {
+    tx: mpsc::UnboundedSender<Event>,
+    stream: Arc<str>,
+    consumer: Arc<str>,
+    acker: Weak<Consumer>,
+}
+
+impl Fetch {
+    /// A sink for `consumer` of `stream`, and the receiving end.
+    pub(crate) fn new(
+        stream: Arc<str>,
+        consumer: &Arc<Consumer>,
+    ) -> (Fetch, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Fetch {
+            tx,
+            stream,
+            consumer: consumer.name.clone(),
+            acker: Arc::downgrade(consumer),
+        };
+        (sink, rx)
+    }
+}
+
+impl Sink for Fetch {
+    fn deliver(&mut self, msg: &Delivered<'_>) -> bool {
+        if self.tx.is_closed() {
+            return false;
+        }
+        let headers = (!msg.headers.is_empty()).then(|| msg.headers.clone());
+        let message = Message::new(
+            Subject::from_valid(msg.subject),
+            None,
+            Headers::from_block(headers),
+            msg.payload.clone(),
+            None,
+        );
+        let message = StreamMessage::new(
+            message,
+            self.stream.clone(),
+            self.consumer.clone(),
+            msg.place,
+            self.acker.clone(),
+        );
+        self.tx.send(Event::Message(message)).is_ok()
+    }
+
+    fn end(&mut self, why: PullEnd) {
+        let _ = self.tx.send(Event::End(why));
     }
 }

@@ -25,8 +25,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! NATS clients reach the same streams through the JetStream adapter
-//! ([`crate::jetstream`]), which the server turns on.
+//! NATS clients reach the same streams through the JetStream adapter (`herald::jetstream`,
+//! feature `jetstream`), which the server turns on.
 //!
 //! | module | holds |
 //! |---|---|
@@ -47,6 +47,7 @@
 mod config;
 mod consumer;
 mod error;
+mod files;
 mod info;
 mod message;
 pub(crate) mod pull;
@@ -78,7 +79,8 @@ pub(crate) use store::CreateAction;
 
 use crate::message::HeaderMap;
 use crate::router::{Reach, Router};
-use pull::{Event, Fetch, PullEnd, PullRequest};
+use message::{Event, Fetch};
+use pull::{PullEnd, PullRequest};
 use store::Store;
 
 /// Where and how a [`Streams`] store keeps its data.
@@ -210,13 +212,14 @@ impl Streams {
 
     /// A stream's config and state.
     pub fn info(&self, name: &str) -> Result<StreamInfo> {
-        Ok(store::info_of(&*self.store.stream(name)?))
+        let held = self.store.stream(name)?;
+        Ok(store::info_of(&held))
     }
 
     /// Every stream's config and state, by name.
     pub fn list(&self) -> Vec<StreamInfo> {
         let streams: Vec<_> = self.store.streams.read().values().cloned().collect();
-        streams.iter().map(|s| store::info_of(s)).collect()
+        streams.iter().map(|held| store::info_of(held)).collect()
     }
 
     /// The names of the streams, sorted.
@@ -236,7 +239,8 @@ impl Streams {
 
     /// Reads one stored message.
     pub fn get(&self, stream: &str, which: &Get) -> Result<StoredMessage> {
-        let s = self.store.stream(stream)?;
+        let held = self.store.stream(stream)?;
+        let s = &held.stream;
         let log = s.writer.log();
         let last = s.committed();
         let read = |seq| log.get(seq).ok().flatten();
@@ -291,9 +295,9 @@ impl Streams {
 
     /// Every consumer of a stream, by name.
     pub fn consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
-        let s = self.store.stream(stream)?;
-        let consumers: Vec<_> = s.consumers.read().values().cloned().collect();
-        Ok(consumers.iter().map(|c| c.info(&s)).collect())
+        let held = self.store.stream(stream)?;
+        let consumers: Vec<_> = held.consumers.read().values().cloned().collect();
+        Ok(consumers.iter().map(|c| c.info(&held.stream)).collect())
     }
 
     /// Deletes a consumer (a durable's saved state too).
@@ -319,8 +323,9 @@ impl Streams {
         payload: impl Into<Bytes>,
     ) -> Result<PubAck> {
         crate::subject::check_literal(subject)?;
-        let captured = self.store.streams.read().values().any(|s| {
-            s.config
+        let captured = self.store.streams.read().values().any(|held| {
+            held.stream
+                .config
                 .lock()
                 .subjects
                 .iter()

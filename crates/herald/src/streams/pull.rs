@@ -2,20 +2,13 @@
 //! ([`Sink`]), and how a request ends ([`PullEnd`]).
 //!
 //! The consumer does not know who reads. [`Streams::fetch`](super::Streams::fetch) reads
-//! through a [`Fetch`] sink, a channel to the waiting call; the JetStream adapter reads
-//! through a sink that writes to a NATS client's inbox, with the ack subjects and status
-//! lines NATS clients expect.
+//! through a sink that is a channel to the waiting call (in `message`); the JetStream adapter
+//! reads through a sink that writes to a NATS client's inbox, with the ack subjects and
+//! status lines NATS clients expect.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-
-use super::consumer::Consumer;
-use super::message::{Place, StreamMessage};
-use crate::message::{Headers, Message};
-use crate::subject::Subject;
 
 /// A pull request as a consumer takes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +23,17 @@ pub(crate) struct PullRequest {
     pub(crate) max_bytes: Option<usize>,
     /// Heartbeat after this long without a delivery.
     pub(crate) heartbeat: Option<Duration>,
+}
+
+/// Where a delivered message sits: its sequences, delivery count, storage time and what is
+/// left behind it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    pub(crate) seq: u64,
+    pub(crate) consumer_seq: u64,
+    pub(crate) delivered: u32,
+    pub(crate) time: SystemTime,
+    pub(crate) pending: u64,
 }
 
 /// One message a consumer hands to a sink: parts borrowed from the consumer's read buffer.
@@ -85,64 +89,5 @@ pub(crate) trait Sink: Send {
     /// Nothing was delivered for a heartbeat interval; the consumer's last sequences.
     fn heartbeat(&mut self, consumer_seq: u64, stream_seq: u64) {
         let _ = (consumer_seq, stream_seq);
-    }
-}
-
-/// What a [`Fetch`] sink passes to the waiting call.
-pub(crate) enum Event {
-    Message(StreamMessage),
-    End(PullEnd),
-}
-
-/// The sink of [`Streams::fetch`](super::Streams::fetch): typed messages on a channel.
-pub(crate) struct Fetch {
-    tx: mpsc::UnboundedSender<Event>,
-    stream: Arc<str>,
-    consumer: Arc<str>,
-    acker: Weak<Consumer>,
-}
-
-impl Fetch {
-    /// A sink for `consumer` of `stream`, and the receiving end.
-    pub(crate) fn new(
-        stream: Arc<str>,
-        consumer: &Arc<Consumer>,
-    ) -> (Fetch, mpsc::UnboundedReceiver<Event>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let sink = Fetch {
-            tx,
-            stream,
-            consumer: consumer.name.clone(),
-            acker: Arc::downgrade(consumer),
-        };
-        (sink, rx)
-    }
-}
-
-impl Sink for Fetch {
-    fn deliver(&mut self, msg: &Delivered<'_>) -> bool {
-        if self.tx.is_closed() {
-            return false;
-        }
-        let headers = (!msg.headers.is_empty()).then(|| msg.headers.clone());
-        let message = Message::new(
-            Subject::from_valid(msg.subject),
-            None,
-            Headers::from_block(headers),
-            msg.payload.clone(),
-            None,
-        );
-        let message = StreamMessage::new(
-            message,
-            self.stream.clone(),
-            self.consumer.clone(),
-            msg.place,
-            self.acker.clone(),
-        );
-        self.tx.send(Event::Message(message)).is_ok()
-    }
-
-    fn end(&mut self, why: PullEnd) {
-        let _ = self.tx.send(Event::End(why));
     }
 }

@@ -8,7 +8,7 @@
 //! or old.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use super::Purge;
 use super::config::{ConsumerConfig, Discard, Storage, StreamConfig};
 use super::consumer::{Consumer, Saved};
 use super::error::{Error, Result};
+use super::files::write_json;
 use super::info::{ConsumerInfo, StreamInfo, StreamState};
 use super::stream::{Hooks, Stream};
 use crate::router::Scope;
@@ -38,13 +39,30 @@ pub(crate) enum CreateAction {
     Update,
 }
 
+/// A stream of the store, and its consumers.
+pub(crate) struct Held {
+    pub(crate) stream: Arc<Stream>,
+    pub(crate) consumers: RwLock<BTreeMap<String, Arc<Consumer>>>,
+}
+
+impl Held {
+    /// The consumer `name`.
+    pub(crate) fn consumer(&self, name: &str) -> Result<Arc<Consumer>> {
+        self.consumers
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(Error::consumer_not_found)
+    }
+}
+
 /// A scope's streams in one data directory.
 pub(crate) struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) fsync: Fsync,
     pub(crate) segment_bytes: u64,
     pub(crate) scope: Arc<Scope>,
-    pub(crate) streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    pub(crate) streams: RwLock<BTreeMap<String, Arc<Held>>>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) hooks: Arc<Hooks>,
     /// Held while a stream is created.
@@ -83,15 +101,15 @@ impl Store {
             };
             let name = loaded.config.name.clone();
             match self.open_stream(loaded.config, loaded.created, false) {
-                Ok(stream) => self.recover_consumers(&stream),
+                Ok(held) => self.recover_consumers(&held),
                 Err(err) => tracing::error!(stream = %name, %err, "cannot open stream"),
             }
         }
         Ok(())
     }
 
-    fn recover_consumers(&self, stream: &Arc<Stream>) {
-        let dir = stream.dir.join("consumers");
+    fn recover_consumers(&self, held: &Arc<Held>) {
+        let dir = held.stream.dir.join("consumers");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
         };
@@ -115,9 +133,16 @@ impl Store {
             };
             let config = saved.config.clone();
             let created = saved.created;
-            let consumer =
-                Consumer::start(stream, &name, config, created, Some(saved), &self.runtime);
-            stream.consumers.write().insert(name, consumer);
+            let consumer = Consumer::start(
+                &held.stream,
+                &name,
+                config,
+                created,
+                Some(saved),
+                &self.runtime,
+                on_inactive(held),
+            );
+            held.consumers.write().insert(name, consumer);
         }
     }
 
@@ -127,7 +152,7 @@ impl Store {
         config: StreamConfig,
         created: u64,
         fresh: bool,
-    ) -> Result<Arc<Stream>> {
+    ) -> Result<Arc<Held>> {
         let dir = self.dir.join("streams").join(&config.name);
         if fresh {
             std::fs::create_dir_all(dir.join("consumers"))
@@ -160,12 +185,15 @@ impl Store {
             self.hooks.clone(),
         );
         stream.subscribe()?;
+        let held = Arc::new(Held {
+            stream: stream.clone(),
+            consumers: RwLock::default(),
+        });
         self.streams
             .write()
-            .insert(stream.name.clone(), stream.clone());
-        let weak = Arc::downgrade(&stream);
-        self.runtime.spawn(tick_stream(weak));
-        Ok(stream)
+            .insert(stream.name.clone(), held.clone());
+        self.runtime.spawn(tick_stream(Arc::downgrade(&stream)));
+        Ok(held)
     }
 
     fn log_config(&self, config: &StreamConfig) -> herald_log::Config {
@@ -188,7 +216,7 @@ impl Store {
         }
     }
 
-    pub(crate) fn stream(&self, name: &str) -> Result<Arc<Stream>> {
+    pub(crate) fn stream(&self, name: &str) -> Result<Arc<Held>> {
         self.streams
             .read()
             .get(name)
@@ -201,14 +229,9 @@ impl Store {
         stream: &str,
         consumer: &str,
     ) -> Result<(Arc<Stream>, Arc<Consumer>)> {
-        let s = self.stream(stream)?;
-        let c = s
-            .consumers
-            .read()
-            .get(consumer)
-            .cloned()
-            .ok_or_else(Error::consumer_not_found)?;
-        Ok((s, c))
+        let held = self.stream(stream)?;
+        let c = held.consumer(consumer)?;
+        Ok((held.stream.clone(), c))
     }
 
     /// Creates a stream, or finds the same one; says whether it made it.
@@ -217,7 +240,7 @@ impl Store {
         // One creation at a time: the overlap check and the insert stay consistent.
         let _one = self.creating.lock();
         if let Some(existing) = self.streams.read().get(&config.name) {
-            let same = *existing.config.lock() == config;
+            let same = *existing.stream.config.lock() == config;
             return if same {
                 Ok((info_of(existing), false))
             } else {
@@ -225,8 +248,8 @@ impl Store {
             };
         }
         self.check_overlap(&config)?;
-        let stream = self.open_stream(config, now_nanos(), true)?;
-        Ok((info_of(&stream), true))
+        let held = self.open_stream(config, now_nanos(), true)?;
+        Ok((info_of(&held), true))
     }
 
     fn check_overlap(&self, config: &StreamConfig) -> Result<()> {
@@ -234,7 +257,7 @@ impl Store {
             if *name == config.name {
                 continue;
             }
-            let theirs = other.config.lock().subjects.clone();
+            let theirs = other.stream.config.lock().subjects.clone();
             if config
                 .subjects
                 .iter()
@@ -248,7 +271,8 @@ impl Store {
 
     pub(crate) fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
         let config = config.normalize()?;
-        let stream = self.stream(&config.name)?;
+        let held = self.stream(&config.name)?;
+        let stream = &held.stream;
         let old = stream.config.lock().clone();
         let refuse = |what: &str| {
             Err(Error::invalid_stream_config(format!(
@@ -284,23 +308,24 @@ impl Store {
             stream.unsubscribe();
             stream.subscribe().map_err(|e| failed(&e))?;
         }
-        Ok(info_of(&stream))
+        Ok(info_of(&held))
     }
 
     pub(crate) fn delete(&self, name: &str) -> Result<()> {
-        let stream = self
+        let held = self
             .streams
             .write()
             .remove(name)
             .ok_or_else(Error::stream_not_found)?;
-        stop_stream(&stream, true);
-        let dir = stream.dir.clone();
-        drop(stream);
+        stop_stream(&held, true);
+        let dir = held.stream.dir.clone();
+        drop(held);
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))
     }
 
     pub(crate) fn purge(&self, name: &str, req: &Purge) -> Result<u64> {
-        let stream = self.stream(name)?;
+        let held = self.stream(name)?;
+        let stream = &held.stream;
         let failed = |why: String| Error::new(super::error::Reason::StreamPurge, why);
         if let Some(filter) = &req.filter {
             let subjects = stream.config.lock().subjects.clone();
@@ -332,7 +357,8 @@ impl Store {
         config: ConsumerConfig,
         action: CreateAction,
     ) -> Result<ConsumerInfo> {
-        let stream = self.stream(stream_name)?;
+        let held = self.stream(stream_name)?;
+        let stream = &held.stream;
         let stream_config = stream.config.lock().clone();
         let mut config = config.normalize(&stream_config)?;
         let name = match &config.name {
@@ -343,19 +369,19 @@ impl Store {
                 name
             }
         };
-        let mut consumers = stream.consumers.write();
+        let mut consumers = held.consumers.write();
         if let Some(existing) = consumers.get(&name).cloned() {
             drop(consumers);
             let current = existing.config();
             if current == config {
-                return Ok(existing.info(&stream));
+                return Ok(existing.info(stream));
             }
             if action == CreateAction::Create {
                 return Err(Error::consumer_exists());
             }
             current.check_update(&config)?;
             existing.update(config);
-            return Ok(existing.info(&stream));
+            return Ok(existing.info(stream));
         }
         if action == CreateAction::Update {
             return Err(Error::consumer_missing());
@@ -366,16 +392,24 @@ impl Store {
         {
             return Err(Error::too_many_consumers());
         }
-        let consumer = Consumer::start(&stream, &name, config, now_nanos(), None, &self.runtime);
+        let consumer = Consumer::start(
+            stream,
+            &name,
+            config,
+            now_nanos(),
+            None,
+            &self.runtime,
+            on_inactive(&held),
+        );
         consumers.insert(name, consumer.clone());
         drop(consumers);
         consumer.save(true);
-        Ok(consumer.info(&stream))
+        Ok(consumer.info(stream))
     }
 
     pub(crate) fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<()> {
-        let s = self.stream(stream)?;
-        let c = s
+        let held = self.stream(stream)?;
+        let c = held
             .consumers
             .write()
             .remove(consumer)
@@ -388,11 +422,11 @@ impl Store {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let streams: Vec<Arc<Stream>> = std::mem::take(&mut *self.streams.write())
+        let streams: Vec<Arc<Held>> = std::mem::take(&mut *self.streams.write())
             .into_values()
             .collect();
-        for stream in &streams {
-            stop_stream(stream, false);
+        for held in &streams {
+            stop_stream(held, false);
         }
     }
 }
@@ -404,10 +438,11 @@ impl Drop for Store {
 }
 
 /// Stops a stream's capture and consumers; `deleted` also drops durable state.
-fn stop_stream(stream: &Arc<Stream>, deleted: bool) {
+fn stop_stream(held: &Held, deleted: bool) {
+    let stream = &held.stream;
     stream.closed.store(true, Ordering::Release);
     stream.unsubscribe();
-    let consumers: Vec<Arc<Consumer>> = std::mem::take(&mut *stream.consumers.write())
+    let consumers: Vec<Arc<Consumer>> = std::mem::take(&mut *held.consumers.write())
         .into_values()
         .collect();
     for c in consumers {
@@ -418,16 +453,23 @@ fn stop_stream(stream: &Arc<Stream>, deleted: bool) {
     }
 }
 
-/// Removes a consumer that deleted itself (inactive ephemeral).
-pub(crate) fn remove_consumer(stream: &Arc<Stream>, name: &str) {
-    let removed = stream.consumers.write().remove(name);
-    if let Some(c) = removed {
-        c.close(true);
-    }
+/// What a consumer of `held` calls when it has been inactive too long (an ephemeral): it is
+/// removed from its stream and closed.
+fn on_inactive(held: &Arc<Held>) -> Box<dyn Fn(&str) + Send + Sync> {
+    let held = Arc::downgrade(held);
+    Box::new(move |name| {
+        let removed = held
+            .upgrade()
+            .and_then(|h| h.consumers.write().remove(name));
+        if let Some(c) = removed {
+            c.close(true);
+        }
+    })
 }
 
 /// A stream's config and state.
-pub(crate) fn info_of(stream: &Stream) -> StreamInfo {
+pub(crate) fn info_of(held: &Held) -> StreamInfo {
+    let stream = &held.stream;
     let config = stream.config.lock().clone();
     let state = {
         let log = stream.writer.log();
@@ -441,7 +483,7 @@ pub(crate) fn info_of(stream: &Stream) -> StreamInfo {
             first_time: if log.is_empty() { None } else { time(first) },
             last_seq: last,
             last_time: if last == 0 { None } else { time(last) },
-            consumers: stream.consumers.read().len(),
+            consumers: held.consumers.read().len(),
         }
     };
     StreamInfo {
@@ -472,20 +514,4 @@ fn random_name() -> String {
     (0..8)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect()
-}
-
-/// Writes `value` as JSON to `path` through a temporary file and a rename; with `sync`, the
-/// file and its directory are synced so the change survives a crash.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, sync: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, bytes)?;
-    if sync {
-        std::fs::File::open(&tmp)?.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if sync && let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

@@ -4,7 +4,7 @@
 //! Capture is the router's fan-out: the stream subscribes its subject patterns with a
 //! [`Target`] whose `deliver` copies the message and queues it on the stream's [`Writer`]. The
 //! writer's completion (on its thread, after the fsync the policy asks for) answers the
-//! publisher, records the message id, and wakes the consumers. A publisher in this process
+//! publisher, records the message id, and raises the watermark consumers follow. A publisher in this process
 //! ([`Streams::publish`](super::Streams::publish)) is answered on a channel; one on the
 //! network through the installed [`Answers`] (the JetStream adapter's PubAck), if any. Consumers only read up to the
 //! `committed` watermark, so they never see a message before its publisher could have been
@@ -17,11 +17,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use herald_log::{Entry, Fsync, Log, Writer};
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::oneshot;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
 
 use super::config::StreamConfig;
-use super::consumer::Consumer;
 use super::error::{Error, Reason, Result};
 use super::info::PubAck;
 use crate::router::{Scope, Sink};
@@ -110,7 +109,8 @@ pub(crate) struct Stream {
     confirms: Mutex<BTreeMap<u64, Confirm>>,
     /// How many entries `confirms` has (kept under its lock): an ack skips the lock when 0.
     confirming: AtomicUsize,
-    pub(crate) consumers: RwLock<BTreeMap<String, Arc<Consumer>>>,
+    /// The committed watermark for those who follow it (consumers): raised with `committed`.
+    commits: watch::Sender<u64>,
     /// Index entries this stream holds in its scope: (pattern, id).
     subscriptions: Mutex<Vec<(Arc<str>, u64)>>,
     pub(crate) closed: AtomicBool,
@@ -177,7 +177,7 @@ impl Stream {
             dedup: Mutex::default(),
             confirms: Mutex::default(),
             confirming: AtomicUsize::new(0),
-            consumers: RwLock::default(),
+            commits: watch::Sender::new(last),
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
         });
@@ -209,6 +209,12 @@ impl Stream {
     /// The highest sequence consumers may read.
     pub(crate) fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
+    }
+
+    /// Follows the committed watermark: the receiver sees a change whenever messages become
+    /// readable.
+    pub(crate) fn follow(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Takes a published message: checks it, and queues it for the writer.
@@ -380,9 +386,11 @@ impl Stream {
                 if let Some(done) = ack_now {
                     self.answer_ack(done, seq, false);
                 }
-                for consumer in self.consumers.read().values() {
-                    consumer.wake();
-                }
+                self.commits.send_if_modified(|at| {
+                    let raised = seq > *at;
+                    *at = (*at).max(seq);
+                    raised
+                });
             }
             Err(err) => {
                 if !matches!(err, herald_log::Error::Full(_)) {
