@@ -44,7 +44,8 @@ pub(crate) struct Consumer {
     stream: Weak<Stream>,
     created: u64,
     state: Mutex<State>,
-    notify: tokio::sync::Notify,
+    /// Wakes the timer task; the stream holds it too, to wake it when messages commit.
+    notify: Arc<tokio::sync::Notify>,
     /// Where a durable's state is saved.
     file: Option<PathBuf>,
     closed: AtomicBool,
@@ -188,12 +189,13 @@ impl Consumer {
             stream: Arc::downgrade(stream),
             created,
             state: Mutex::new(state),
-            notify: tokio::sync::Notify::new(),
+            notify: Arc::new(tokio::sync::Notify::new()),
             file,
             closed: AtomicBool::new(false),
             on_inactive,
         });
-        runtime.spawn(drive(consumer.clone(), stream.follow()));
+        stream.follow(&consumer.notify);
+        runtime.spawn(drive(consumer.clone()));
         consumer
     }
 
@@ -220,6 +222,9 @@ impl Consumer {
     /// Stops the consumer: queued pull requests end with [`PullEnd::ConsumerDeleted`].
     pub(crate) fn close(&self, delete_state: bool) {
         self.closed.store(true, Ordering::Release);
+        if let Some(stream) = self.stream.upgrade() {
+            stream.unfollow(&self.notify);
+        }
         let waiting: Vec<Pull> = self.state.lock().waiting.drain(..).collect();
         for mut pull in waiting {
             pull.sink.end(PullEnd::ConsumerDeleted);
@@ -801,36 +806,23 @@ fn matches_any(filters: &[String], subject: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| subject::matches(f, subject))
 }
 
-/// The timer task of one consumer: it runs when a deadline comes, when it is woken (a pull,
-/// an ack), and when its stream commits new messages (`committed`, the stream's watermark).
-async fn drive(consumer: Arc<Consumer>, mut committed: tokio::sync::watch::Receiver<u64>) {
+/// The timer task of one consumer: it runs when a deadline comes and when it is woken (a
+/// pull, an ack, or its stream committing new messages).
+async fn drive(consumer: Arc<Consumer>) {
     loop {
-        committed.borrow_and_update();
         let next = consumer.tick(Instant::now());
         if consumer.closed.load(Ordering::Acquire) {
             return;
         }
         let notified = consumer.notify.notified();
-        // A stream that is gone (sender dropped) wakes nobody again.
-        let moved = async {
-            if committed.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
         match next {
             Some(at) => {
                 tokio::select! {
                     () = tokio::time::sleep_until(at.into()) => {}
                     () = notified => {}
-                    () = moved => {}
                 }
             }
-            None => {
-                tokio::select! {
-                    () = notified => {}
-                    () = moved => {}
-                }
-            }
+            None => notified.await,
         }
         if consumer.closed.load(Ordering::Acquire) {
             return;

@@ -4,7 +4,7 @@
 //! Capture is the router's fan-out: the stream subscribes its subject patterns with a
 //! [`Target`] whose `deliver` copies the message and queues it on the stream's [`Writer`]. The
 //! writer's completion (on its thread, after the fsync the policy asks for) answers the
-//! publisher, records the message id, and raises the watermark consumers follow. A publisher in this process
+//! publisher, records the message id, and wakes the consumers that follow the stream. A publisher in this process
 //! ([`Streams::publish`](super::Streams::publish)) is answered on a channel; one on the
 //! network through the installed [`Answers`] (the JetStream adapter's PubAck), if any. Consumers only read up to the
 //! `committed` watermark, so they never see a message before its publisher could have been
@@ -17,8 +17,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use herald_log::{Entry, Fsync, Log, Writer};
-use parking_lot::Mutex;
-use tokio::sync::{oneshot, watch};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, oneshot};
 
 use super::config::StreamConfig;
 use super::error::{Error, Reason, Result};
@@ -109,8 +109,8 @@ pub(crate) struct Stream {
     confirms: Mutex<BTreeMap<u64, Confirm>>,
     /// How many entries `confirms` has (kept under its lock): an ack skips the lock when 0.
     confirming: AtomicUsize,
-    /// The committed watermark for those who follow it (consumers): raised with `committed`.
-    commits: watch::Sender<u64>,
+    /// Woken whenever `committed` rises: the timer tasks of the stream's consumers.
+    followers: RwLock<Vec<Arc<Notify>>>,
     /// Index entries this stream holds in its scope: (pattern, id).
     subscriptions: Mutex<Vec<(Arc<str>, u64)>>,
     pub(crate) closed: AtomicBool,
@@ -177,7 +177,7 @@ impl Stream {
             dedup: Mutex::default(),
             confirms: Mutex::default(),
             confirming: AtomicUsize::new(0),
-            commits: watch::Sender::new(last),
+            followers: RwLock::default(),
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
         });
@@ -211,10 +211,14 @@ impl Stream {
         self.committed.load(Ordering::Acquire)
     }
 
-    /// Follows the committed watermark: the receiver sees a change whenever messages become
-    /// readable.
-    pub(crate) fn follow(&self) -> watch::Receiver<u64> {
-        self.commits.subscribe()
+    /// Wakes `notify` whenever messages become readable, until [`unfollow`](Stream::unfollow).
+    pub(crate) fn follow(&self, notify: &Arc<Notify>) {
+        self.followers.write().push(notify.clone());
+    }
+
+    /// Stops waking `notify`.
+    pub(crate) fn unfollow(&self, notify: &Arc<Notify>) {
+        self.followers.write().retain(|n| !Arc::ptr_eq(n, notify));
     }
 
     /// Takes a published message: checks it, and queues it for the writer.
@@ -386,11 +390,9 @@ impl Stream {
                 if let Some(done) = ack_now {
                     self.answer_ack(done, seq, false);
                 }
-                self.commits.send_if_modified(|at| {
-                    let raised = seq > *at;
-                    *at = (*at).max(seq);
-                    raised
-                });
+                for follower in self.followers.read().iter() {
+                    follower.notify_one();
+                }
             }
             Err(err) => {
                 if !matches!(err, herald_log::Error::Full(_)) {
