@@ -28,12 +28,12 @@
 //! |---|---|
 //! | [`subject`] | subject and pattern rules, validation, the reference matcher |
 //! | [`index`] | the subscription trie and its bounded match cache |
-//! | `router` | scopes, [`Router`], and the fan-out loop; what scopes announce (`Announce`) |
+//! | `router` | scopes (their index, groups, rings), [`Router`], the fan-out loop; what scopes announce (`Announce`) |
 //! | `node` | [`Node`] and [`NodeBuilder`]: owner of the scopes and of the cluster membership |
 //! | `cluster` | gossip membership (chitchat), routes between nodes, the route handshake, interest |
 //! | `fanout` | the ring plain drop-oldest subscriptions of a pattern share, a cursor each |
-//! | `mailbox` | a subscription's own bounded buffer: queue, drop policy, reader wake-up |
-//! | `subscription` | drop policy, [`Subscription`], callbacks |
+//! | `mailbox` | a subscription's own bounded buffer: queue, [`DropPolicy`], reader wake-up |
+//! | `subscription` | [`Subscription`], [`SubscribeOptions`], callbacks; how a subscription leaves its scope |
 //! | [`target`] | the [`Target`] trait every delivery destination implements |
 //! | [`batch`] | deferred writer wake-ups: one per burst of messages, not one per message |
 //! | `message` | [`Message`] and [`HeaderMap`] |
@@ -41,7 +41,7 @@
 //! | [`streams`] | streams on herald-log: typed configs, consumers, [`streams::StreamMessage`] |
 //! | `jetstream` | the JetStream API as an adapter over [`streams`] (feature `jetstream`) |
 //! | [`time`] | RFC 3339 timestamps, one style everywhere |
-//! | `groups` | named groups of topics ([`Groups`]) |
+//! | `groups` | named groups of topics ([`Groups`], `Router::groups`) |
 //! | `error` | [`Error`] and the receive errors |
 
 // Without the JetStream adapter, the crate-internal hooks it uses (answers on reply subjects,

@@ -147,7 +147,7 @@ fn account_info(store: &Streams) -> Vec<u8> {
 }
 
 fn stream_config(name: &str, body: &[u8]) -> Result<crate::streams::StreamConfig, ApiError> {
-    let config: StreamConfig = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let config: StreamConfig = requests::decode(body)?;
     if config.name != name {
         return Err(ApiError::stream_name_mismatch());
     }

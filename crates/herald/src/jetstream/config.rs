@@ -1,8 +1,9 @@
 //! JetStream's JSON for stream and consumer configurations and infos, and its translation to
 //! and from herald's typed configs (JETSTREAM-WIRE 3.2 to 3.4, 4.2, 5.2 to 5.4).
 //!
-//! Parsing is lenient, like the real server's: a missing field or a `null` takes its default,
-//! unknown fields are ignored. Durations are `u64` nanoseconds and "unlimited" is `-1`.
+//! Parsing is lenient, like the real server's: a missing field or a `null` takes its default
+//! (the request decoder drops `null` members before these types see them), unknown fields are
+//! ignored. Durations are `u64` nanoseconds and "unlimited" is `-1`.
 //! [`StreamConfig::to_typed`] turns what a client sent into a [`streams::StreamConfig`]
 //! (refusing what herald does not have); [`StreamConfig::from_typed`] writes a typed config
 //! back as the server's echo: the fields the clients require always, optional ones only when
@@ -22,15 +23,6 @@ use crate::streams;
 // ---------------------------------------------------------------------------------------------
 // Lenient field decoding
 // ---------------------------------------------------------------------------------------------
-
-/// A field where `null` means the default, like a missing field.
-pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
 
 /// An optional string where `""` means absent, as with Go's `omitempty`.
 pub(crate) fn empty_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -189,7 +181,6 @@ fn is_set(v: &Value) -> bool {
 #[serde(default)]
 pub struct StreamConfig {
     /// The stream's name; also the subject token of its API calls.
-    #[serde(deserialize_with = "null_default")]
     pub name: String,
     /// Free text for people.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,81 +188,58 @@ pub struct StreamConfig {
     pub description: Option<String>,
     /// Subjects (and patterns) whose messages the stream stores; `[name]` when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[serde(deserialize_with = "null_default")]
     pub subjects: Vec<String>,
     /// When messages are let go.
-    #[serde(deserialize_with = "null_default")]
     pub retention: Retention,
     /// Most consumers at once; -1 = unlimited.
-    #[serde(deserialize_with = "null_default")]
     pub max_consumers: i64,
     /// Most messages kept; -1 = unlimited.
-    #[serde(deserialize_with = "null_default")]
     pub max_msgs: i64,
     /// Most bytes kept; -1 = unlimited.
-    #[serde(deserialize_with = "null_default")]
     pub max_bytes: i64,
     /// Oldest message kept, in ns; 0 = no limit.
-    #[serde(deserialize_with = "null_default")]
     pub max_age: u64,
     /// Most messages kept per subject; -1 = unlimited.
-    #[serde(deserialize_with = "null_default")]
     pub max_msgs_per_subject: i64,
     /// Largest message accepted, in bytes; -1 = unlimited.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub max_msg_size: i64,
     /// What happens when a limit is reached.
-    #[serde(deserialize_with = "null_default")]
     pub discard: Discard,
     /// Where messages are kept.
-    #[serde(deserialize_with = "null_default")]
     pub storage: Storage,
     /// Copies kept in a cluster; herald keeps exactly 1.
-    #[serde(deserialize_with = "null_default")]
     pub num_replicas: i64,
     /// Store publishes without answering them with a PubAck.
     #[serde(skip_serializing_if = "is_false")]
-    #[serde(deserialize_with = "null_default")]
     pub no_ack: bool,
     /// How long a `Nats-Msg-Id` is remembered for de-duplication, in ns.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub duplicate_window: u64,
     /// Storage compression: `"none"` (the only one herald has) or `"s2"`.
-    #[serde(deserialize_with = "null_default")]
     pub compression: String,
     /// Sequence number of the first message.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "zero_none")]
     pub first_seq: Option<u64>,
     /// Answer `$JS.API.DIRECT.GET` requests.
-    #[serde(deserialize_with = "null_default")]
     pub allow_direct: bool,
     /// Answer direct gets for the mirrored stream (mirrors only).
-    #[serde(deserialize_with = "null_default")]
     pub mirror_direct: bool,
     /// Refuse every change: no more messages, deletes or purges.
-    #[serde(deserialize_with = "null_default")]
     pub sealed: bool,
     /// Refuse message deletes.
-    #[serde(deserialize_with = "null_default")]
     pub deny_delete: bool,
     /// Refuse purges.
-    #[serde(deserialize_with = "null_default")]
     pub deny_purge: bool,
     /// Honour the `Nats-Rollup` header.
-    #[serde(deserialize_with = "null_default")]
     pub allow_rollup_hdrs: bool,
     /// Honour the `Nats-TTL` header.
-    #[serde(deserialize_with = "null_default")]
     pub allow_msg_ttl: bool,
     /// With `discard: new`, apply the per-subject limit to new messages too.
     #[serde(skip_serializing_if = "is_false")]
-    #[serde(deserialize_with = "null_default")]
     pub discard_new_per_subject: bool,
     /// Defaults and caps for this stream's consumers; written as `{}` when empty.
-    #[serde(deserialize_with = "null_default")]
     pub consumer_limits: ConsumerLimits,
     /// Free key/value pairs for applications.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -546,7 +514,6 @@ pub struct ConsumerConfig {
     #[serde(deserialize_with = "empty_none")]
     pub description: Option<String>,
     /// Where in the stream delivery starts.
-    #[serde(deserialize_with = "null_default")]
     pub deliver_policy: DeliverPolicy,
     /// First sequence, with [`DeliverPolicy::ByStartSequence`] only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -557,17 +524,13 @@ pub struct ConsumerConfig {
     #[serde(deserialize_with = "empty_none")]
     pub opt_start_time: Option<String>,
     /// How deliveries are acknowledged.
-    #[serde(deserialize_with = "null_default")]
     pub ack_policy: AckPolicy,
     /// How long (ns) an unacked delivery waits before it is redelivered.
-    #[serde(deserialize_with = "null_default")]
     pub ack_wait: u64,
     /// Most deliveries of one message; -1 = unlimited.
-    #[serde(deserialize_with = "null_default")]
     pub max_deliver: i64,
     /// Successive redelivery delays (ns); the first one replaces `ack_wait`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[serde(deserialize_with = "null_default")]
     pub backoff: Vec<u64>,
     /// The one subject pattern to deliver.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -575,36 +538,28 @@ pub struct ConsumerConfig {
     pub filter_subject: Option<String>,
     /// Several subject patterns to deliver (exclusive with `filter_subject`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[serde(deserialize_with = "null_default")]
     pub filter_subjects: Vec<String>,
     /// How fast stored messages are replayed.
-    #[serde(deserialize_with = "null_default")]
     pub replay_policy: ReplayPolicy,
     /// Percentage of acks to sample for observability, e.g. `"100%"` (kept, not acted on).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "empty_none")]
     pub sample_freq: Option<String>,
     /// Most pull requests queued at once.
-    #[serde(deserialize_with = "null_default")]
     pub max_waiting: i64,
     /// Most deliveries awaiting an ack; -1 = unlimited.
-    #[serde(deserialize_with = "null_default")]
     pub max_ack_pending: i64,
     /// Deliver headers only, without payloads.
     #[serde(skip_serializing_if = "is_false")]
-    #[serde(deserialize_with = "null_default")]
     pub headers_only: bool,
     /// Largest `batch` a pull request may ask for; 0 = no limit.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub max_batch: i64,
     /// Largest `max_bytes` a pull request may ask for; 0 = no limit.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub max_bytes: i64,
     /// Longest `expires` (ns) a pull request may ask for; 0 = no limit.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub max_expires: u64,
     /// Push consumers only (refused by herald).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -616,22 +571,17 @@ pub struct ConsumerConfig {
     pub deliver_group: Option<String>,
     /// Push consumers only; must stay 0.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub idle_heartbeat: u64,
     /// Push consumers only; must stay false.
     #[serde(skip_serializing_if = "is_false")]
-    #[serde(deserialize_with = "null_default")]
     pub flow_control: bool,
     /// How long (ns) an ephemeral consumer may go without pulls before it is deleted.
     #[serde(skip_serializing_if = "is_zero")]
-    #[serde(deserialize_with = "null_default")]
     pub inactive_threshold: u64,
     /// Copies kept in a cluster; 0 = the stream's.
-    #[serde(deserialize_with = "null_default")]
     pub num_replicas: i64,
     /// Keep the consumer's state in memory even on a file stream.
     #[serde(skip_serializing_if = "is_false")]
-    #[serde(deserialize_with = "null_default")]
     pub mem_storage: bool,
     /// Free key/value pairs for applications.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::{ConsumerConfig, empty_none, null_default, zero_none};
+use super::config::{ConsumerConfig, empty_none, zero_none};
 use super::error::ApiError;
 
 /// A success reply: `body`'s JSON object with `"type":"io.nats.jetstream.api.v1.<kind>_response"`
@@ -61,11 +61,33 @@ pub fn parse_request<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ap
     if body.is_empty() {
         return Ok(T::default());
     }
-    let value: Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let mut value: Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     if is_empty_json(&value) {
         return Ok(T::default());
     }
+    drop_nulls(&mut value);
     serde_json::from_value(value).map_err(ApiError::invalid_json)
+}
+
+/// Decodes a JSON body as `T`, a `null` member anywhere meaning "absent" (its default), as Go's
+/// encoding/json reads it.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut value: Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    drop_nulls(&mut value);
+    serde_json::from_value(value).map_err(ApiError::invalid_json)
+}
+
+/// Removes the `null` members of every object in `value`; `#[serde(default)]` then fills them
+/// in like missing ones.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            fields.retain(|_, v| !v.is_null());
+            fields.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// Empty-request check for STREAM.DELETE / CONSUMER.INFO / CONSUMER.DELETE: empty, `{}`,
@@ -83,13 +105,10 @@ pub fn expect_empty(body: &[u8]) -> Result<(), ApiError> {
 #[serde(default)]
 pub struct CreateConsumerRequest {
     /// Must equal the stream token of the subject.
-    #[serde(deserialize_with = "null_default")]
     pub stream_name: String,
     /// The requested configuration, not yet normalized.
-    #[serde(deserialize_with = "null_default")]
     pub config: ConsumerConfig,
     /// `""` (create or update), `"create"` or `"update"`.
-    #[serde(deserialize_with = "null_default")]
     pub action: String,
 }
 
@@ -113,7 +132,6 @@ pub struct PurgeRequest {
 #[serde(default)]
 pub struct PagingRequest {
     /// Items to skip.
-    #[serde(deserialize_with = "null_default")]
     pub offset: usize,
     /// STREAM.NAMES: only streams whose subjects overlap this pattern.
     #[serde(deserialize_with = "empty_none")]
@@ -141,19 +159,14 @@ pub struct MsgGetRequest {
 #[serde(default)]
 pub struct PullRequest {
     /// Messages wanted; at least 1 after [`parse_pull`].
-    #[serde(deserialize_with = "null_default")]
     pub batch: i64,
     /// Lifetime of the request in ns; 0 = no expiry.
-    #[serde(deserialize_with = "null_default")]
     pub expires: u64,
     /// Answer at once when there is nothing to deliver (6.2).
-    #[serde(deserialize_with = "null_default")]
     pub no_wait: bool,
     /// Byte budget for the whole batch; 0 = none.
-    #[serde(deserialize_with = "null_default")]
     pub max_bytes: i64,
     /// Send `100 Idle Heartbeat` after this long (ns) without a delivery; 0 = never.
-    #[serde(deserialize_with = "null_default")]
     pub idle_heartbeat: u64,
 }
 

@@ -660,6 +660,20 @@ fn parse_request_is_lenient() {
             ..StreamConfig::default()
         }
     );
+    // Nested nulls too, and through `decode` (stream create and update bodies).
+    let nested: StreamConfig = decode(
+        br#"{"name":"S","consumer_limits":{"inactive_threshold":null,"max_ack_pending":null},
+            "max_msgs":null,"storage":null}"#,
+    )
+    .unwrap();
+    assert_eq!(nested, config);
+    assert_eq!(
+        decode::<StreamConfig>(br#"{"name":"S","subjects":[null]}"#)
+            .unwrap_err()
+            .err_code,
+        10025,
+        "a null inside a list is no list of subjects"
+    );
     let paging: PagingRequest = parse_request(br#"{"offset":2,"subject":null}"#).unwrap();
     assert_eq!(
         paging,
