@@ -14,8 +14,10 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
+use crate::dispatch::Reach;
 use crate::error::{Error, Result};
-use crate::router::{GroupState, Reach, Router};
+use crate::router::Router;
+use crate::scope::GroupState;
 use crate::subject;
 
 /// The groups of one scope, from [`Router::groups`].

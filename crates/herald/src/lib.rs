@@ -21,14 +21,16 @@
 //! (the ring subscriptions to a pattern share, a subscription's own mailbox, a network
 //! connection, a cluster route) → the reader. Modules depend one way too: `node` →
 //! `cluster` → the core (`router`, `index`, ...); the core tells the cluster of interest
-//! changes through `router::Announce`, which the cluster implements, and a route is just one
+//! changes through `scope::Announce`, which the cluster implements, and a route is just one
 //! more [`Target`].
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`subject`] | subject and pattern rules, validation, the reference matcher |
 //! | [`index`] | the subscription trie and its bounded match cache |
-//! | `router` | scopes (their index, groups, rings), [`Router`], the fan-out loop; what scopes announce (`Announce`) |
+//! | `router` | [`Router`]: the public handle on a scope |
+//! | `scope` | a scope's state (index, groups, rings, inbox), the node's `Scopes`, what they announce (`Announce`) |
+//! | `dispatch` | the fan-out loop: a matched publish handed to each target and the `Reach` of a publish |
 //! | `node` | [`Node`] and [`NodeBuilder`]: owner of the scopes and of the cluster membership |
 //! | `cluster` | gossip membership (chitchat), routes between nodes, the route handshake, interest |
 //! | `fanout` | the ring plain drop-oldest subscriptions of a pattern share, a cursor each |
@@ -50,6 +52,7 @@
 
 pub mod batch;
 mod cluster;
+mod dispatch;
 mod error;
 mod fanout;
 mod groups;
@@ -61,6 +64,7 @@ mod message;
 mod node;
 mod request;
 mod router;
+mod scope;
 pub mod streams;
 pub mod subject;
 mod subscription;
@@ -75,7 +79,8 @@ pub use error::{Error, RecvTimeoutError, Result, TryRecvError};
 pub use groups::Groups;
 pub use message::{HeaderMap, Message};
 pub use node::{Node, NodeBuilder};
-pub use router::{Router, TargetSubscription, WireMessage};
+pub use router::{Router, TargetSubscription};
+pub use scope::WireMessage;
 pub use subject::Subject;
 pub use subscription::{CallbackHandle, DropPolicy, SubscribeOptions, Subscription};
 pub use target::{Delivery, Target};

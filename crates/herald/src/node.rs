@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::cluster::{self, Cluster, ClusterInfo};
 use crate::error::Result;
-use crate::router::{Router, Scopes};
+use crate::router::Router;
+use crate::scope::Scopes;
 
 /// This process's membership in a cluster; makes [`Router`]s. Cheap to clone (shared).
 ///

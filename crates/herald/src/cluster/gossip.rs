@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::{Cluster, Peer, handshake};
 use crate::error::{Error, Result};
-use crate::router::GroupState;
+use crate::scope::GroupState;
 
 /// The gossip key holding a node's route address.
 const ROUTE_KEY: &str = "route";

@@ -32,7 +32,8 @@ use tokio::sync::{oneshot, watch};
 use super::handshake::{self, Dial, Refused};
 use super::{Cluster, Peer, RouteInfo};
 use crate::batch::{Batch, Wake};
-use crate::router::{Reach, Scope, Sink, WireMessage};
+use crate::dispatch::Reach;
+use crate::scope::{Scope, Sink, WireMessage};
 use crate::target::{Delivery, Target};
 
 /// What a node sends on each route when it shuts down gracefully.

@@ -32,8 +32,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::router::GroupState;
-use crate::router::{Announce, Scopes};
+use crate::scope::{Announce, GroupState, Scopes};
 
 pub(crate) use link::Link;
 

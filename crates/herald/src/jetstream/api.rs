@@ -15,7 +15,7 @@ use super::requests::{
 };
 use super::time::rfc3339;
 use crate::message::Message;
-use crate::router::Scope;
+use crate::scope::Scope;
 use crate::streams::{CreateAction, Get, Streams};
 
 /// What the API handler works with.

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::requests::parse_pull;
-use crate::router::{Reach, Scope};
+use crate::dispatch::Reach;
+use crate::scope::Scope;
 use crate::streams::pull::{Delivered, PullEnd, Sink};
 use crate::streams::stream::Answers;
 use crate::streams::{self, AckKind, Streams};

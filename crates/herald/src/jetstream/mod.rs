@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use error::ApiError;
 
-use crate::router::Sink;
+use crate::scope::Sink;
 use crate::streams::Streams;
 use crate::subscription::{CallbackHandle, SubscribeOptions};
 
@@ -54,7 +54,7 @@ pub const ACK_SUBJECTS: &str = "$JS.ACK.>";
 pub struct JetStream {
     api: Option<CallbackHandle>,
     acks: Option<(Arc<str>, u64)>,
-    scope: Arc<crate::router::Scope>,
+    scope: Arc<crate::scope::Scope>,
 }
 
 /// Serves JetStream for `streams` in its router's scope: the API, acks and publish acks.

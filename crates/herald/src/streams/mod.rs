@@ -77,8 +77,9 @@ pub(crate) use consumer::AckKind;
 pub(crate) use error::Reason;
 pub(crate) use store::CreateAction;
 
+use crate::dispatch::Reach;
 use crate::message::HeaderMap;
-use crate::router::{Reach, Router};
+use crate::router::Router;
 use message::{Event, Fetch};
 use pull::{PullEnd, PullRequest};
 use store::Store;

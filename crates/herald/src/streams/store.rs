@@ -24,7 +24,7 @@ use super::error::{Error, Result};
 use super::files::write_json;
 use super::info::{ConsumerInfo, StreamInfo, StreamState};
 use super::stream::{Hooks, Stream};
-use crate::router::Scope;
+use crate::scope::Scope;
 use crate::subject;
 use crate::time::{from_unix_nanos, now_nanos};
 

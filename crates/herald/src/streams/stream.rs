@@ -23,7 +23,7 @@ use tokio::sync::{Notify, oneshot};
 use super::config::StreamConfig;
 use super::error::{Error, Reason, Result};
 use super::info::PubAck;
-use crate::router::{Scope, Sink};
+use crate::scope::{Scope, Sink};
 use crate::target::{Delivery, Target};
 use crate::time::now_nanos;
 
