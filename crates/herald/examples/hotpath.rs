@@ -12,7 +12,9 @@
 //! body in place once no reader holds it; each subscriber reads at its own cursor, cloning the
 //! body under the slot's lock: no router, no lookup, no lapping, no wake-ups), or `thread` to
 //! publish to one subscriber read by another thread
-//! (then the publishing rate is printed). Prints what it did; divide the instruction or cycle
+//! (then the publishing rate is printed), or `tasks` / `tokio-tasks` for the shape of
+//! `benches/tasks.rs` (cold): a 2-worker multi-thread runtime, the subscribers tasks awaiting
+//! `recv()`, the publisher the program's own task, capacity above the message count. Prints what it did; divide the instruction or cycle
 //! count by the messages published. Receivers in every mode read each message's payload
 //! length, as an application touches what it receives. Each mode is a function of its own that
 //! is never inlined: how `main` is written must not change the code that is measured.
@@ -33,8 +35,12 @@ fn main() -> Result<(), herald::Error> {
         "tokio" => with_tokio(subscribers, messages, &payload),
         "floor" => floor(subscribers, messages, &payload),
         "thread" => return with_reader_thread(messages, &payload),
+        "tasks" => with_herald_tasks(subscribers, messages, &payload),
+        "tokio-tasks" => with_tokio_tasks(subscribers, messages, &payload),
         other => {
-            eprintln!("unknown mode {other:?}: use herald, tokio, floor or thread");
+            eprintln!(
+                "unknown mode {other:?}: use herald, tokio, floor, thread, tasks or tokio-tasks"
+            );
             std::process::exit(2);
         }
     };
@@ -64,6 +70,69 @@ fn with_herald(subscribers: usize, messages: usize, payload: &Bytes) -> herald::
         }
     }
     Ok(received / payload.len())
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a tokio runtime")
+}
+
+#[inline(never)]
+fn with_herald_tasks(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
+    multi_thread().block_on(async {
+        let router = Router::new(messages + 16, "hotpath");
+        let readers: Vec<_> = (0..subscribers)
+            .map(|_| {
+                let mut sub = router.subscribe("hot.path").expect("a valid pattern");
+                tokio::spawn(async move {
+                    let mut bytes = 0;
+                    for _ in 0..messages {
+                        let Some(msg) = sub.recv().await else { break };
+                        bytes += msg.payload().len();
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        for _ in 0..messages {
+            let _ = router.publish("hot.path", payload.clone());
+        }
+        let mut received = 0;
+        for r in readers {
+            received += r.await.unwrap_or(0);
+        }
+        received / payload.len()
+    })
+}
+
+#[inline(never)]
+fn with_tokio_tasks(subscribers: usize, messages: usize, payload: &Bytes) -> usize {
+    multi_thread().block_on(async {
+        let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(messages + 16);
+        let readers: Vec<_> = (0..subscribers)
+            .map(|_| {
+                let mut rx = tx.subscribe();
+                tokio::spawn(async move {
+                    let mut bytes = 0;
+                    for _ in 0..messages {
+                        let Ok(msg) = rx.recv().await else { break };
+                        bytes += msg.len();
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        for _ in 0..messages {
+            let _ = tx.send(payload.clone());
+        }
+        let mut received = 0;
+        for r in readers {
+            received += r.await.unwrap_or(0);
+        }
+        received / payload.len()
+    })
 }
 
 #[inline(never)]
