@@ -150,6 +150,13 @@ async fn api_msg_get_update_account_info_and_inactive_ephemerals() {
         "io.nats.jetstream.api.v1.stream_create_response"
     );
     assert_eq!(created["config"]["duplicate_window"], 120_000_000_000u64);
+    assert_eq!(created["did_create"], true);
+    let again = api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.*"],"consumer_limits":null}"#,
+    )
+    .await;
+    assert!(again.get("did_create").is_none(), "{again}");
     streams.publish("s.a", "one").await.unwrap();
     streams.publish("s.b", "two").await.unwrap();
 
@@ -254,6 +261,28 @@ async fn acks_on_the_wire_and_publish_acks() {
     router.request(&ack_subject, "+ACK", WAIT).await.unwrap();
     let info = streams.consumer_info("S", "c").unwrap();
     assert_eq!((info.num_ack_pending, info.ack_floor.stream_seq), (0, 1));
+
+    // A nak whose delay no clock can hold is taken as "much later", not a panic; the
+    // consumer goes on with the next message.
+    router.publish("s.2", "two").unwrap();
+    let mut inbox = router.subscribe("_INBOX.far.>").unwrap();
+    router
+        .publish_with_reply("$JS.API.CONSUMER.MSG.NEXT.S.c", "_INBOX.far.1", "1")
+        .unwrap();
+    let msg = inbox.recv_timeout(WAIT).unwrap();
+    assert_eq!(msg.text().unwrap(), "two");
+    let ack_subject = msg.reply().unwrap().to_owned();
+    router
+        .request(&ack_subject, "-NAK 18446744073709551615s", WAIT)
+        .await
+        .unwrap();
+    router.publish("s.3", "three").unwrap();
+    let got = streams.fetch("S", "c", 1, WAIT).await.unwrap();
+    assert_eq!(got[0].text().unwrap(), "three");
+    got[0].ack().unwrap();
+
+    // Serving twice is refused (acks would be applied twice).
+    assert!(herald::jetstream::serve(&streams).is_err());
 
     // An oversized message gets the JetStream error in its publish ack.
     streams

@@ -234,8 +234,17 @@ async fn bad_configs_and_unknown_acks_get_clear_errors() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 
-    // A delivered message acked after its consumer is gone: a clear error, not a panic.
+    // Waits no clock can hold are taken as "much later", not a panic.
     streams.publish("s.1", "one").await.unwrap();
+    streams
+        .create_consumer("S", ConsumerConfig::durable("far"))
+        .unwrap();
+    let got = streams.fetch("S", "far", 1, Duration::MAX).await.unwrap();
+    assert_eq!(texts(&got), ["one"]);
+    got[0].nak(Some(Duration::MAX)).unwrap();
+    streams.delete_consumer("S", "far").unwrap();
+
+    // A delivered message acked after its consumer is gone: a clear error, not a panic.
     streams
         .create_consumer("S", ConsumerConfig::durable("short"))
         .unwrap();

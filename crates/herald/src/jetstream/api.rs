@@ -158,7 +158,8 @@ fn stream_create(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
     let created = stream_config(name, body).and_then(|c| Ok(store.create_reporting(c)?));
     respond(
         "stream_create",
-        created.map(|(info, made)| StreamInfo::from_typed(&info, Some(made))),
+        // Left out when the stream existed already, as nats-server's `omitempty` does.
+        created.map(|(info, made)| StreamInfo::from_typed(&info, made.then_some(true))),
     )
 }
 

@@ -746,7 +746,9 @@ impl ConsumerConfig {
                 (DeliverPolicy::ByStartSequence, Some(seq), None)
             }
             streams::DeliverPolicy::ByStartTime(at) => {
-                (DeliverPolicy::ByStartTime, None, Some(rfc3339(Some(at))))
+                // Go's zero time came in as the Unix epoch: it goes back out as it came.
+                let at = (at != std::time::UNIX_EPOCH).then_some(at);
+                (DeliverPolicy::ByStartTime, None, Some(rfc3339(at)))
             }
         };
         let (filter_subject, filter_subjects) = match config.filter_subjects.as_slice() {

@@ -159,6 +159,8 @@ impl From<&streams::Error> for ApiError {
             ConfirmTimeout | Timeout => (408, 0),
             Closed => (503, 0),
             Io => (500, 0),
+            StreamCreateIo => (500, 10049),
+            StreamDeleteIo => (500, 10050),
         };
         ApiError::new(code, err_code, err.message())
     }

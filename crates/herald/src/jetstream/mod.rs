@@ -36,6 +36,7 @@ pub mod requests;
 pub mod time;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub use error::ApiError;
 
@@ -55,6 +56,7 @@ pub struct JetStream {
     api: Option<CallbackHandle>,
     acks: Option<(Arc<str>, u64)>,
     scope: Arc<crate::scope::Scope>,
+    streams: Streams,
 }
 
 /// Serves JetStream for `streams` in its router's scope: the API, acks and publish acks.
@@ -62,6 +64,11 @@ pub struct JetStream {
 /// The API and pull requests are answered by this node only (a stream lives on the node that
 /// holds it).
 pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
+    if streams.hooks().served.swap(true, Ordering::AcqRel) {
+        return Err(crate::Error::Closed(
+            "JetStream is already served for this store",
+        ));
+    }
     let router = streams.router();
     let scope = router.scope_state().clone();
     // Publish acks from now on, for every stream of the store.
@@ -84,6 +91,7 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
         Ok(handle) => handle,
         Err(err) => {
             scope.remove(&entry.pattern, entry.id);
+            streams.hooks().served.store(false, Ordering::Release);
             return Err(err);
         }
     };
@@ -91,6 +99,7 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
         api: Some(handle),
         acks: Some((entry.pattern.clone(), entry.id)),
         scope,
+        streams: streams.clone(),
     })
 }
 
@@ -106,6 +115,7 @@ impl JetStream {
         }
         if let Some((pattern, id)) = self.acks.take() {
             self.scope.remove(&pattern, id);
+            self.streams.hooks().served.store(false, Ordering::Release);
         }
     }
 }

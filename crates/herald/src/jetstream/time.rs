@@ -14,15 +14,18 @@ pub fn rfc3339(at: Option<SystemTime>) -> String {
     }
 }
 
-/// Reads a time a client sent: `Ok(None)` for the zero time, an error for anything that is
-/// not RFC 3339 or lies before 1970.
+/// Reads a time a client sent: `Ok(None)` for the zero time (in any RFC 3339 spelling), an
+/// error for anything that is not RFC 3339 or lies between the zero time and 1970.
 pub fn parse(text: &str) -> Result<Option<SystemTime>, String> {
-    if text == ZERO_TIME {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let bad = || format!("{text:?} is not an RFC 3339 time");
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad())?;
+    let zero = OffsetDateTime::parse(ZERO_TIME, &Rfc3339).map_err(|_| bad())?;
+    if at == zero {
         return Ok(None);
     }
-    crate::time::parse_rfc3339(text)
-        .map(Some)
-        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time"))
+    crate::time::parse_rfc3339(text).map(Some).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -38,5 +41,7 @@ mod tests {
         assert_eq!(rfc3339(Some(at)), "2023-11-14T22:13:20.25Z");
         assert_eq!(parse("2023-11-14T22:13:20.25Z"), Ok(Some(at)));
         assert!(parse("0001-01-01T00:00:00.5Z").is_err());
+        assert_eq!(parse("0001-01-01T00:00:00.000Z"), Ok(None));
+        assert_eq!(parse("0001-01-01T01:00:00+01:00"), Ok(None));
     }
 }

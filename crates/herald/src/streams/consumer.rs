@@ -37,6 +37,14 @@ use crate::time::{from_unix_nanos, now_nanos, unix_nanos};
 
 /// How long a durable's state may stay unsaved after a change.
 const SAVE_DELAY: Duration = Duration::from_millis(100);
+/// The farthest a deadline is put: a longer wait (a nak's delay of a million years, a pull
+/// that waits `Duration::MAX`) waits this long instead of overflowing the clock.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `wait` after `at`, at most [`FOREVER`] after it.
+fn later(at: Instant, wait: Duration) -> Instant {
+    at + wait.min(FOREVER)
+}
 
 /// One consumer of a stream.
 pub(crate) struct Consumer {
@@ -280,7 +288,7 @@ impl Consumer {
         st.waiting.push_back(Pull {
             sink,
             left: batch,
-            expires: req.expires.map(|e| now + e),
+            expires: req.expires.map(|e| later(now, e)),
             no_wait: req.no_wait,
             delivered: 0,
             bytes_left: req.max_bytes,
@@ -305,6 +313,9 @@ impl Consumer {
     /// Applies an acknowledgement of stream sequence `sseq`. `Ok(false)` when the consumer
     /// takes no acks (ack policy none): nothing is applied.
     pub(crate) fn ack(&self, kind: AckKind, sseq: u64) -> Result<bool> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed(format!("consumer {} is gone", self.name)));
+        }
         let stream = self
             .stream
             .upgrade()
@@ -337,7 +348,7 @@ impl Consumer {
                     st.deadlines.remove(&(p.deadline, sseq));
                     match delay {
                         Some(delay) if !delay.is_zero() => {
-                            let deadline = now + delay;
+                            let deadline = later(now, delay);
                             st.pending.insert(sseq, Pending { deadline, ..p });
                             st.deadlines.insert((deadline, sseq));
                         }
@@ -349,7 +360,7 @@ impl Consumer {
             }
             AckKind::Progress => {
                 if let Some(p) = st.pending.get(&sseq).copied() {
-                    let deadline = now + st.ack_wait(p.deliveries);
+                    let deadline = later(now, st.ack_wait(p.deliveries));
                     st.deadlines.remove(&(p.deadline, sseq));
                     st.pending.insert(sseq, Pending { deadline, ..p });
                     st.deadlines.insert((deadline, sseq));
@@ -489,7 +500,7 @@ impl Consumer {
                     let old = (old.deadline, seq);
                     st.deadlines.remove(&old);
                 }
-                let deadline = now + st.ack_wait(deliveries);
+                let deadline = later(now, st.ack_wait(deliveries));
                 st.pending.insert(
                     seq,
                     Pending {
@@ -571,11 +582,11 @@ impl Consumer {
                 consider(at);
             }
             if let Some(every) = pull.heartbeat {
-                consider(pull.last_sent + every);
+                consider(later(pull.last_sent, every));
             }
         }
         if !inactive.is_zero() && st.waiting.is_empty() {
-            consider(st.active_at + inactive);
+            consider(later(st.active_at, inactive));
         }
         let save_now =
             st.dirty && self.file.is_some() && now.duration_since(st.saved_at) >= SAVE_DELAY;

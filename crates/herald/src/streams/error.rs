@@ -89,6 +89,10 @@ pub(crate) enum Reason {
     Timeout,
     Closed,
     Io,
+    /// Making a stream's directory, files or log failed.
+    StreamCreateIo,
+    /// Removing a deleted stream's directory failed.
+    StreamDeleteIo,
 }
 
 impl Reason {
@@ -114,7 +118,7 @@ impl Reason {
             ExpectedStream => ErrorKind::Conflict,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
             Closed => ErrorKind::Closed,
-            Io => ErrorKind::Io,
+            Io | StreamCreateIo | StreamDeleteIo => ErrorKind::Io,
         }
     }
 }

@@ -176,7 +176,7 @@ impl Streams {
             scope: router.scope_state().clone(),
             streams: RwLock::default(),
             runtime,
-            hooks: Arc::default(),
+            hooks: Arc::new(stream::Hooks::new()),
             creating: Mutex::new(()),
             closed: AtomicBool::new(false),
         });
@@ -340,27 +340,24 @@ impl Streams {
         }
         let wait = Duration::from_secs(5).max(confirm_timeout(&headers) + Duration::from_secs(1));
         let (token, acked) = self.store.hooks.register();
+        // However this call ends (an error, a timeout, the caller dropping it), the token goes.
+        let _forget = Forget {
+            hooks: &self.store.hooks,
+            token: &token,
+        };
         let headers = (!headers.is_empty()).then_some(headers);
-        let sent =
-            self.store
-                .scope
-                .send(subject, Some(&token), headers, payload.into(), Reach::All);
-        if let Err(err) = sent {
-            self.store.hooks.forget(&token);
-            return Err(err.into());
-        }
+        self.store
+            .scope
+            .send(subject, Some(&token), headers, payload.into(), Reach::All)?;
         match tokio::time::timeout(wait, acked).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(Error::closed(
                 "the stream closed before storing the message",
             )),
-            Err(_) => {
-                self.store.hooks.forget(&token);
-                Err(Error::new(
-                    Reason::Timeout,
-                    format!("no acknowledgement within {wait:?}"),
-                ))
-            }
+            Err(_) => Err(Error::new(
+                Reason::Timeout,
+                format!("no acknowledgement within {wait:?}"),
+            )),
         }
     }
 
@@ -402,6 +399,7 @@ impl Streams {
         let mut out = Vec::with_capacity(batch);
         // The consumer ends the request when it expires; this bound only guards against a
         // consumer that is gone without saying so.
+        let expires = expires.min(Duration::from_secs(100 * 365 * 24 * 3600));
         let deadline = tokio::time::Instant::now() + expires + Duration::from_secs(1);
         while out.len() < batch {
             match tokio::time::timeout_at(deadline, events.recv()).await {
@@ -485,6 +483,18 @@ fn fetch_error(end: &PullEnd, consumer: &str) -> Option<Error> {
         PullEnd::TooManyWaiting => refused(format!(
             "consumer {consumer} has as many pull requests waiting as it allows"
         )),
+    }
+}
+
+/// Forgets a publish's reply token when the publish ends, however it ends.
+struct Forget<'a> {
+    hooks: &'a stream::Hooks,
+    token: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.hooks.forget(self.token);
     }
 }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::Purge;
 use super::config::{ConsumerConfig, Discard, Storage, StreamConfig};
 use super::consumer::{Consumer, Saved};
-use super::error::{Error, Result};
+use super::error::{Error, Reason, Result};
 use super::files::write_json;
 use super::info::{ConsumerInfo, StreamInfo, StreamState};
 use super::stream::{Hooks, Stream};
@@ -155,19 +155,22 @@ impl Store {
     ) -> Result<Arc<Held>> {
         let dir = self.dir.join("streams").join(&config.name);
         if fresh {
-            std::fs::create_dir_all(dir.join("consumers"))
-                .map_err(|e| Error::io(dir.display(), e))?;
+            std::fs::create_dir_all(dir.join("consumers")).map_err(|e| {
+                Error::new(Reason::StreamCreateIo, format!("{}: {e}", dir.display()))
+            })?;
             let file = StreamFile {
                 config: config.clone(),
                 created,
             };
             let path = dir.join("stream.json");
-            write_json(&path, &file, true).map_err(|e| Error::io(path.display(), e))?;
+            write_json(&path, &file, true).map_err(|e| {
+                Error::new(Reason::StreamCreateIo, format!("{}: {e}", path.display()))
+            })?;
         }
         let log_config = self.log_config(&config);
         let first = config.first_seq.map_or(1, |n| n.get());
         let (log, recovery) = herald_log::Log::open_from(&dir, log_config, first)
-            .map_err(|e| Error::io(dir.display(), e))?;
+            .map_err(|e| Error::new(Reason::StreamCreateIo, format!("{}: {e}", dir.display())))?;
         for cut in &recovery.truncations {
             tracing::warn!(stream = %config.name, ?cut, "damaged log tail cut off");
         }
@@ -184,7 +187,9 @@ impl Store {
             self.scope.clone(),
             self.hooks.clone(),
         );
-        stream.subscribe()?;
+        stream
+            .subscribe()
+            .map_err(|e| Error::new(Reason::StreamCreateIo, e.to_string()))?;
         let held = Arc::new(Held {
             stream: stream.clone(),
             consumers: RwLock::default(),
@@ -320,7 +325,8 @@ impl Store {
         stop_stream(&held, true);
         let dir = held.stream.dir.clone();
         drop(held);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| Error::new(Reason::StreamDeleteIo, format!("{}: {e}", dir.display())))
     }
 
     pub(crate) fn purge(&self, name: &str, req: &Purge) -> Result<u64> {
@@ -385,6 +391,11 @@ impl Store {
         }
         if action == CreateAction::Update {
             return Err(Error::consumer_missing());
+        }
+        // The stream was deleted (or the store closed) after it was looked up: its consumers
+        // are gone and its directory is going.
+        if stream.closed.load(Ordering::Acquire) {
+            return Err(Error::stream_not_found());
         }
         if stream_config
             .max_consumers

@@ -44,22 +44,33 @@ pub(crate) trait Answers: Send + Sync + 'static {
 
 /// What a store shares with its streams: the network answers, and the publishers of this
 /// process waiting for their acks.
-#[derive(Default)]
 pub(crate) struct Hooks {
     pub(crate) answers: std::sync::OnceLock<Arc<dyn Answers>>,
+    /// Set while the JetStream adapter serves this store.
+    pub(crate) served: AtomicBool,
+    /// How this store's reply tokens start: `_HERALD.PUBACK.<random>.`, so that no other
+    /// store (in this process or on another node) takes one for its own.
+    prefix: String,
     /// Publishes of this process, by the reply token they were published with.
     local: Mutex<HashMap<String, oneshot::Sender<Result<PubAck>>>>,
     next_token: AtomicU64,
 }
 
-/// How reply tokens of this process's publishes start.
-const LOCAL_REPLY: &str = "_HERALD.PUBACK.";
-
 impl Hooks {
+    pub(crate) fn new() -> Hooks {
+        Hooks {
+            answers: std::sync::OnceLock::new(),
+            served: AtomicBool::new(false),
+            prefix: format!("_HERALD.PUBACK.{:016x}.", fastrand::u64(..)),
+            local: Mutex::default(),
+            next_token: AtomicU64::new(0),
+        }
+    }
+
     /// A reply token for a publish of this process, and where its ack will arrive.
     pub(crate) fn register(&self) -> (String, oneshot::Receiver<Result<PubAck>>) {
         let n = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let token = format!("{LOCAL_REPLY}{n}");
+        let token = format!("{}{n}", self.prefix);
         let (tx, rx) = oneshot::channel();
         self.local.lock().insert(token.clone(), tx);
         (token, rx)
@@ -73,7 +84,7 @@ impl Hooks {
     /// Who hears how the publish with `reply` went.
     fn done_for(&self, reply: Option<&str>, no_ack: bool) -> Done {
         match reply {
-            Some(r) if r.starts_with(LOCAL_REPLY) => self
+            Some(r) if r.starts_with(&self.prefix) => self
                 .local
                 .lock()
                 .remove(r)
