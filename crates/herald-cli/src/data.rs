@@ -1,6 +1,9 @@
-//! `herald data inspect|dump|restore`: a stream's records read from disk without a running
-//! server (inspect verifies checksums and changes nothing), written out as JSON lines, and
-//! written back into another data directory with their sequences and timestamps.
+//! `herald data inspect|dump|restore|migrate`: a stream's records read from disk without a
+//! running server (inspect verifies checksums and changes nothing), written out as JSON lines,
+//! and written back into another data directory with their sequences and timestamps; and the
+//! configs of an older herald rewritten in the current format (`migrate`).
+
+mod migrate;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,9 @@ pub enum DataCommand {
     Dump(DumpArgs),
     /// Read JSON lines (as `dump` writes them) from standard input into a new stream.
     Restore(RestoreArgs),
+    /// Rewrite the stream and consumer configs an older herald wrote (JetStream's JSON) in
+    /// the current format, so that a server opens them again. Records are not touched.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// `herald data dump DIR --stream S`.
@@ -71,6 +77,7 @@ pub fn run(command: DataCommand) -> Result {
         DataCommand::Inspect(args) => inspect_dir(&args),
         DataCommand::Dump(args) => dump(&args),
         DataCommand::Restore(args) => restore(&args),
+        DataCommand::Migrate(args) => migrate::migrate(&args),
     }
 }
 

@@ -389,3 +389,66 @@ fn data_dump_and_restore_move_a_stream() {
     let again = restore(&dump.stdout);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+/// A data directory written before the typed streams API (configs in JetStream's JSON) is
+/// rewritten by `herald data migrate`, after which its stream and durable consumer open.
+#[test]
+fn data_migrate_rewrites_old_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = dir.path().join("streams/ORDERS");
+    std::fs::create_dir_all(stream.join("consumers")).unwrap();
+    std::fs::write(
+        stream.join("stream.json"),
+        r#"{"config":{"name":"ORDERS","subjects":["orders.>"],"retention":"limits",
+            "max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":0,
+            "max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file",
+            "num_replicas":1,"duplicate_window":120000000000,"compression":"none",
+            "allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,
+            "deny_purge":false,"allow_rollup_hdrs":false,"consumer_limits":{},
+            "allow_msg_ttl":false},"created":1700000000000000000}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        stream.join("consumers/billing.json"),
+        r#"{"config":{"durable_name":"billing","name":"billing","deliver_policy":"all",
+            "ack_policy":"explicit","ack_wait":30000000000,"max_deliver":-1,
+            "replay_policy":"instant","max_waiting":512,"max_ack_pending":1000,
+            "num_replicas":0},"created":1700000000000000000,"next":1,"cseq":0,
+            "last_sseq":0,"pending":[]}"#,
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = run(herald(&["data", "migrate", path]));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ORDERS: stream.json migrated, 1 consumer file(s) migrated\n"
+    );
+    let again = run(herald(&["data", "migrate", path]));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "ORDERS: stream.json already current, 0 consumer file(s) migrated\n"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let router = herald::Router::new(16, "default");
+        let options = herald::streams::StreamsOptions::new(dir.path());
+        let streams = herald::streams::Streams::open(&router, options)
+            .await
+            .unwrap();
+        let info = streams.info("ORDERS").unwrap();
+        assert_eq!(info.config.subjects, ["orders.>"]);
+        assert_eq!(info.config.max_bytes, None);
+        let billing = streams.consumer_info("ORDERS", "billing").unwrap();
+        assert!(billing.config.durable);
+        assert_eq!(
+            billing.config.ack_wait,
+            Some(std::time::Duration::from_secs(30))
+        );
+        streams.close();
+    });
+}

@@ -95,7 +95,12 @@ impl Store {
             {
                 Ok(f) => f,
                 Err(err) => {
-                    tracing::error!(file = %file.display(), %err, "cannot read a stream's config; stream not opened");
+                    tracing::error!(
+                        file = %file.display(),
+                        %err,
+                        "cannot read a stream's config; stream not opened (written by an older \
+                         herald? `herald data migrate DIR` rewrites it)"
+                    );
                     continue;
                 }
             };
@@ -124,7 +129,12 @@ impl Store {
             {
                 Ok(s) => s,
                 Err(err) => {
-                    tracing::error!(file = %path.display(), %err, "cannot read a consumer's state; consumer not opened");
+                    tracing::error!(
+                        file = %path.display(),
+                        %err,
+                        "cannot read a consumer's state; consumer not opened (written by an \
+                         older herald? `herald data migrate DIR` rewrites it)"
+                    );
                     continue;
                 }
             };
