@@ -194,6 +194,26 @@ async fn api_msg_get_update_account_info_and_inactive_ephemerals() {
     let account = api("$JS.API.INFO", "[]").await;
     assert_eq!(account["streams"], 1);
 
+    // One filter sent as a list comes back as a list (nats.go checks it), and as a field when
+    // sent as a field.
+    let listed = api(
+        "$JS.API.CONSUMER.CREATE.S.listed",
+        r#"{"stream_name":"S","config":{"name":"listed","filter_subjects":["s.a"]}}"#,
+    )
+    .await;
+    assert_eq!(
+        listed["config"]["filter_subjects"],
+        serde_json::json!(["s.a"]),
+        "{listed}"
+    );
+    assert!(listed["config"].get("filter_subject").is_none(), "{listed}");
+    let single = api(
+        "$JS.API.CONSUMER.CREATE.S.single.s.b",
+        r#"{"stream_name":"S","config":{"name":"single","filter_subject":"s.b"}}"#,
+    )
+    .await;
+    assert_eq!(single["config"]["filter_subject"], "s.b", "{single}");
+
     // An ephemeral consumer with a short inactivity threshold goes away on its own.
     let eph = api(
         "$JS.API.CONSUMER.CREATE.S",

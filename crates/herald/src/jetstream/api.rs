@@ -300,8 +300,15 @@ fn consumer_create(
             "update" => CreateAction::Update,
             other => return Err(ApiError::bad_request(format!("unknown action {other:?}"))),
         };
+        // One filter sent as a list comes back as a list, as nats-server echoes it (nats.go
+        // takes a missing `filter_subjects` for a server without multiple filters).
+        let sent_list = config.filter_subject.is_none() && config.filter_subjects.len() == 1;
         let info = store.create_consumer_as(stream, config.to_typed()?, action)?;
-        Ok(ConsumerInfo::from_typed(&info))
+        let mut echo = ConsumerInfo::from_typed(&info);
+        if sent_list && let Some(filter) = echo.config.filter_subject.take() {
+            echo.config.filter_subjects = vec![filter];
+        }
+        Ok(echo)
     })();
     respond("consumer_create", result)
 }

@@ -733,7 +733,8 @@ impl ConsumerConfig {
     }
 
     /// A typed (normalized) config as the server echoes it. One filter is written as
-    /// `filter_subject`, several as `filter_subjects`, as nats-server does.
+    /// `filter_subject`, several as `filter_subjects` (a consumer create that sent one filter
+    /// as a list gets its list back: see the API's `consumer_create`).
     pub fn from_typed(config: &streams::ConsumerConfig) -> ConsumerConfig {
         let count =
             |n: Option<NonZeroU64>| n.map_or(0, |n| i64::try_from(n.get()).unwrap_or(i64::MAX));

@@ -439,7 +439,8 @@ fn consumer_filters() {
     assert_eq!((err.code, err.err_code), (400, 10138));
     let config = consumer(json!({"filter_subjects":["orders.a","orders.b.>"]})).unwrap();
     assert_eq!(config.filter_subjects, ["orders.a", "orders.b.>"]);
-    // One filter in a list comes back as filter_subject, as nats-server echoes it.
+    // Stored, one filter is one filter, however it was sent (the create reply gives a list
+    // back as a list; tests/jetstream.rs).
     let config = consumer(json!({"filter_subjects":["orders.a"]})).unwrap();
     assert_eq!(config.filter_subject.as_deref(), Some("orders.a"));
     // A wider filter still overlaps the stream; "" is no filter.
