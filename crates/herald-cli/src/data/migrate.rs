@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use herald::jetstream::config as wire;
-use herald::streams::{ConsumerConfig, StreamConfig};
+use herald::streams::StreamConfig;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Result;
@@ -50,25 +52,10 @@ pub(super) fn migrate(args: &MigrateArgs) -> Result {
 
 /// Rewrites `stream.json` if it is in the old format; returns the stream's config either way.
 fn migrate_stream(dir: &Path) -> std::result::Result<(StreamConfig, bool), String> {
-    let path = dir.join("stream.json");
-    let mut file = read_json(&path)?;
-    if let Ok(current) = serde_json::from_value::<StreamConfig>(file["config"].clone()) {
-        return Ok((current, false));
-    }
-    let old: wire::StreamConfig = serde_json::from_value(file["config"].clone()).map_err(|e| {
-        format!(
-            "{}: neither the current nor the old format: {e}",
-            path.display()
-        )
-    })?;
-    let config = old
-        .to_typed()
-        .map_err(|e| format!("{}: {}", path.display(), e.description))?
-        .normalize()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file["config"] = serde_json::to_value(&config).map_err(|e| e.to_string())?;
-    write_json(&path, &file)?;
-    Ok((config, true))
+    upgrade(&dir.join("stream.json"), |old: wire::StreamConfig| {
+        let config = old.to_typed().map_err(|e| e.description)?;
+        config.normalize().map_err(|e| e.to_string())
+    })
 }
 
 /// Rewrites the durable consumers' state files that are in the old format; returns how many.
@@ -81,27 +68,39 @@ fn migrate_consumers(dir: &Path, stream: &StreamConfig) -> std::result::Result<u
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        let mut file = read_json(&path)?;
-        if serde_json::from_value::<ConsumerConfig>(file["config"].clone()).is_ok() {
-            continue;
-        }
-        let old: wire::ConsumerConfig =
-            serde_json::from_value(file["config"].clone()).map_err(|e| {
-                format!(
-                    "{}: neither the current nor the old format: {e}",
-                    path.display()
-                )
-            })?;
-        let config = old
-            .to_typed()
-            .map_err(|e| format!("{}: {}", path.display(), e.description))?
-            .normalize(stream)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file["config"] = serde_json::to_value(&config).map_err(|e| e.to_string())?;
-        write_json(&path, &file)?;
-        migrated += 1;
+        let (_, rewritten) = upgrade(&path, |old: wire::ConsumerConfig| {
+            let config = old.to_typed().map_err(|e| e.description)?;
+            config.normalize(stream).map_err(|e| e.to_string())
+        })?;
+        migrated += usize::from(rewritten);
     }
     Ok(migrated)
+}
+
+/// The `config` of the JSON file at `path`, read as `Current`; a config in the old format
+/// is turned into one by `convert` and written back. Says whether it was rewritten.
+fn upgrade<Current, Old>(
+    path: &Path,
+    convert: impl FnOnce(Old) -> std::result::Result<Current, String>,
+) -> std::result::Result<(Current, bool), String>
+where
+    Current: Serialize + DeserializeOwned,
+    Old: DeserializeOwned,
+{
+    let mut file = read_json(path)?;
+    if let Ok(current) = serde_json::from_value::<Current>(file["config"].clone()) {
+        return Ok((current, false));
+    }
+    let old: Old = serde_json::from_value(file["config"].clone()).map_err(|e| {
+        format!(
+            "{}: neither the current nor the old format: {e}",
+            path.display()
+        )
+    })?;
+    let config = convert(old).map_err(|e| format!("{}: {e}", path.display()))?;
+    file["config"] = serde_json::to_value(&config).map_err(|e| e.to_string())?;
+    write_json(path, &file)?;
+    Ok((config, true))
 }
 
 fn read_json(path: &Path) -> std::result::Result<Value, String> {

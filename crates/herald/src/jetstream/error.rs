@@ -119,14 +119,6 @@ impl ApiError {
             "consumer with multiple subject filters cannot use subject based API",
         )
     }
-
-    /// 404/10059.
-    pub fn stream_not_found() -> Self {
-        Self::from(&streams::Error::new(
-            Reason::StreamNotFound,
-            "stream not found",
-        ))
-    }
 }
 
 /// The codes of a typed streams error, as a JetStream server would give them.

@@ -532,8 +532,8 @@ fn error_json_has_exactly_three_keys() {
     assert_eq!(ApiError::bad_request("").description, "bad request");
     assert_eq!(
         (
-            ApiError::stream_not_found().code,
-            ApiError::stream_not_found().err_code
+            ApiError::from(&streams::Error::stream_not_found()).code,
+            ApiError::from(&streams::Error::stream_not_found()).err_code
         ),
         (404, 10059)
     );
@@ -775,4 +775,16 @@ fn parse_pull_shapes() {
     let req = parse_pull(br#"{"batch":1,"expires":null}"#).unwrap();
     assert_eq!((req.batch, req.expires), (1, 0));
     assert_eq!(parse_pull(b"{}").unwrap().batch, 1);
+}
+
+#[test]
+fn storage_failures_keep_their_create_and_delete_codes() {
+    use crate::streams::Reason;
+    let code = |reason| {
+        let err = ApiError::from(&streams::Error::new(reason, "disk full"));
+        (err.code, err.err_code)
+    };
+    assert_eq!(code(Reason::StreamCreateIo), (500, 10049));
+    assert_eq!(code(Reason::StreamDeleteIo), (500, 10050));
+    assert_eq!(code(Reason::Io), (500, 0));
 }

@@ -243,13 +243,7 @@ impl Stream {
             let c = self.config.lock();
             (c.max_message_size, c.no_ack, c.window())
         };
-        let mut done = Some(self.hooks.done_for(msg.reply(), no_ack));
-        let mut reject = |err: Error| {
-            if let Some(done) = done.take() {
-                self.answer(done, Err(err));
-            }
-            true
-        };
+        let done = self.hooks.done_for(msg.reply(), no_ack);
         if let Some(block) = msg.header_block()
             && let Ok(headers) = herald_proto::headers::parse(block)
         {
@@ -257,45 +251,50 @@ impl Stream {
                 match name {
                     "Nats-Msg-Id" if !value.is_empty() => msg_id = Some(value),
                     "Nats-Expected-Stream" if value != self.name => {
-                        return reject(Error::new(
-                            Reason::ExpectedStream,
-                            "expected stream does not match",
-                        ));
+                        return self.refuse(
+                            done,
+                            Error::new(Reason::ExpectedStream, "expected stream does not match"),
+                        );
                     }
-                    CONFIRM_HEADER => match value.trim().parse::<usize>() {
-                        Ok(n) => {
-                            let timeout = confirm.map_or(DEFAULT_CONFIRM_TIMEOUT, |c| c.1);
-                            confirm = Some((n, timeout));
-                        }
-                        Err(_) => {
-                            return reject(Error::bad_request(format!(
+                    CONFIRM_HEADER => {
+                        match value.trim().parse::<usize>() {
+                            Ok(n) => {
+                                let timeout = confirm.map_or(DEFAULT_CONFIRM_TIMEOUT, |c| c.1);
+                                confirm = Some((n, timeout));
+                            }
+                            Err(_) => {
+                                return self.refuse(done, Error::bad_request(format!(
                                 "{CONFIRM_HEADER} must be a number of consumers, not {value:?}"
                             )));
+                            }
                         }
-                    },
-                    CONFIRM_TIMEOUT_HEADER => match value.trim().parse::<u64>() {
-                        Ok(ms) => {
-                            let timeout = Duration::from_millis(ms);
-                            confirm = Some((confirm.map_or(0, |c| c.0), timeout));
-                        }
-                        Err(_) => {
-                            return reject(Error::bad_request(format!(
+                    }
+                    CONFIRM_TIMEOUT_HEADER => {
+                        match value.trim().parse::<u64>() {
+                            Ok(ms) => {
+                                let timeout = Duration::from_millis(ms);
+                                confirm = Some((confirm.map_or(0, |c| c.0), timeout));
+                            }
+                            Err(_) => {
+                                return self.refuse(done, Error::bad_request(format!(
                                 "{CONFIRM_TIMEOUT_HEADER} must be milliseconds, not {value:?}"
                             )));
+                            }
                         }
-                    },
+                    }
                     "Nats-Expected-Last-Sequence"
                     | "Nats-Expected-Last-Msg-Id"
                     | "Nats-Expected-Last-Subject-Sequence" => {
-                        return reject(Error::bad_request(format!(
-                            "{name} is not supported by herald"
-                        )));
+                        return self.refuse(
+                            done,
+                            Error::bad_request(format!("{name} is not supported by herald")),
+                        );
                     }
                     "Nats-TTL" => {
-                        return reject(Error::new(
-                            Reason::MessageTtl,
-                            "per-message TTL is disabled",
-                        ));
+                        return self.refuse(
+                            done,
+                            Error::new(Reason::MessageTtl, "per-message TTL is disabled"),
+                        );
                     }
                     _ => {}
                 }
@@ -304,11 +303,10 @@ impl Stream {
         let headers = msg.header_block().unwrap_or_default();
         let size = headers.len() + msg.payload().len();
         if max_msg_size.is_some_and(|max| size as u64 > max) {
-            return reject(Error::message_too_large());
+            return self.refuse(done, Error::message_too_large());
         }
         // `discard: new` is the log's to enforce: it checks each message as it appends, so
         // a burst in flight cannot pass a check together and push stored messages out.
-        let done = done.take().unwrap_or(Done::Nobody);
         let now = now_nanos();
         if let Some(id) = msg_id {
             let mut dedup = self.dedup.lock();
@@ -496,6 +494,13 @@ impl Stream {
         if let Err(err) = scanned {
             tracing::error!(stream = %self.name, %err, "cannot read message ids back; duplicates may be stored");
         }
+    }
+
+    /// Refuses a captured message: `done` hears why. The message was still captured (the
+    /// capture target took it).
+    fn refuse(&self, done: Done, err: Error) -> bool {
+        self.answer(done, Err(err));
+        true
     }
 
     /// Tells `done` that the message is stored as `seq`.
