@@ -17,6 +17,17 @@ pub struct Args {
     /// NATS-protocol listener address (port 0 picks a free port) [default: 127.0.0.1:4222].
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// HTTP listener: web API, Server-Sent Events, monitoring and metrics (port 0 picks a free
+    /// port; "" turns it off) [default: 127.0.0.1:8222].
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
+    /// Origins allowed to call the HTTP API from a browser (CORS), comma-separated; `*` for any.
+    #[arg(long, value_name = "ORIGIN,..")]
+    http_cors: Option<String>,
+    /// Encoded events buffered per SSE client before it is dropped as a slow consumer
+    /// [default: 8 MiB].
+    #[arg(long, value_name = "BYTES")]
+    sse_max_pending: Option<usize>,
     /// Server name, shown to clients.
     #[arg(long)]
     name: Option<String>,
@@ -71,6 +82,12 @@ impl Args {
             }
         };
         put("listen", self.listen.clone());
+        put("http", self.http.clone());
+        put("http-cors", self.http_cors.clone());
+        put(
+            "sse-max-pending",
+            self.sse_max_pending.map(|v| v.to_string()),
+        );
         put("name", self.name.clone());
         put("log", self.log.clone());
         put("max-payload", self.max_payload.map(|v| v.to_string()));
@@ -130,6 +147,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("listening nats {}", server.nats_addr());
     tracing::info!(addr = %server.nats_addr(), "serving the NATS protocol");
+    if let Some(addr) = server.http_addr() {
+        println!("listening http {addr}");
+        tracing::info!(%addr, "serving HTTP");
+    }
     wait_for_signal().await?;
     tracing::info!("shutting down");
     server.shutdown().await;

@@ -7,6 +7,9 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:4222"
+//! http = "127.0.0.1:8222"   # HTTP + SSE API, monitoring and metrics; "" turns it off
+//! http_cors = ["https://app.example"]   # origins allowed by CORS ("*": any)
+//! sse_max_pending = 8388608   # encoded events buffered per SSE client before it is dropped
 //! name = "herald-1"
 //! log = "info"
 //! max_payload = 1048576
@@ -43,6 +46,15 @@ pub enum SlowConsumerPolicy {
 pub struct Config {
     /// Address of the NATS-protocol listener; port 0 picks a free port.
     pub listen: String,
+    /// Address of the HTTP listener (web API, SSE, monitoring, metrics); port 0 picks a free
+    /// port, an empty string turns it off.
+    pub http: String,
+    /// Origins whose browsers may call the HTTP API (CORS); `*` allows any. Empty: no CORS
+    /// headers (same-origin pages and non-browser clients only).
+    #[serde(with = "list")]
+    pub http_cors: Vec<String>,
+    /// Encoded events buffered for one SSE client before it is dropped as a slow consumer.
+    pub sse_max_pending: usize,
     /// This server's name, shown to clients in INFO.
     pub name: String,
     /// Log filter: a level (`info`) or per-target directives (`herald_server=debug,info`).
@@ -95,6 +107,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:4222".into(),
+            http: "127.0.0.1:8222".into(),
+            http_cors: Vec::new(),
+            sse_max_pending: 8 * 1024 * 1024,
             name: "herald".into(),
             log: "info".into(),
             max_payload: 1024 * 1024,
@@ -234,6 +249,9 @@ impl Config {
         }
         if self.max_pending < self.max_payload {
             return fail("max_pending must be at least max_payload");
+        }
+        if self.sse_max_pending < self.max_payload {
+            return fail("sse_max_pending must be at least max_payload");
         }
         if self.ping_interval.is_zero() || self.write_deadline.is_zero() {
             return fail("ping_interval and write_deadline must be more than zero");

@@ -10,6 +10,7 @@
 //! | `services` | `$HERALD.API.SERVER.INFO`, `CLUSTER.INFO` and `CLUSTER.FLUSH` |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
+//! | `http` | the HTTP door: publish, request, SSE subscriptions, monitoring |
 //! | [`stats`] | server-wide counters |
 //!
 //! Data flows one way: a reader parses a PUB and publishes it through the node's router; the
@@ -19,15 +20,21 @@
 //! # Examples
 //! ```
 //! # #[tokio::main] async fn main() -> std::io::Result<()> {
-//! let config = herald_server::Config { listen: "127.0.0.1:0".into(), ..Default::default() };
+//! let config = herald_server::Config {
+//!     listen: "127.0.0.1:0".into(),
+//!     http: "127.0.0.1:0".into(),
+//!     ..Default::default()
+//! };
 //! let server = herald_server::Server::start(config, herald::Node::local()).await?;
 //! println!("listening nats {}", server.nats_addr());
+//! println!("listening http {}", server.http_addr().expect("HTTP is on"));
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
 
 pub mod config;
 mod conn;
+mod http;
 mod outbound;
 mod server;
 mod services;

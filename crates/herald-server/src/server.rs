@@ -23,6 +23,8 @@ use crate::stats::{Stats, StatsSnapshot};
 /// A running server.
 pub struct Server {
     nats_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
@@ -51,6 +53,18 @@ impl Server {
         };
         let listener = TcpListener::bind(&config.listen).await?;
         let nats_addr = listener.local_addr()?;
+        let http_listener = match config.http.as_str() {
+            "" => None,
+            addr => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("http {addr}: {e}")))?,
+            ),
+        };
+        let http_addr = match &http_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let stats = Arc::new(Stats::default());
         let (stop, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -64,6 +78,8 @@ impl Server {
             server_id: format!("HERALD{:016X}", fastrand::u64(..)),
             jetstream: streams.is_some(),
             addr: nats_addr,
+            http_addr,
+            started: std::time::SystemTime::now(),
             config,
         });
         let services = [
@@ -76,9 +92,18 @@ impl Server {
                 "cannot subscribe the server's services",
             ));
         };
+        let http = http_listener.map(|listener| {
+            let app = Arc::new(crate::http::App {
+                shared: shared.clone(),
+                streams: streams.as_ref().map(|(s, _)| s.clone()),
+            });
+            crate::http::serve(listener, app)
+        });
         let accept = tokio::spawn(accept_loop(listener, shared));
         Ok(Server {
             nats_addr,
+            http_addr,
+            http,
             stats,
             stop,
             accept,
@@ -91,6 +116,11 @@ impl Server {
     /// configuration asked for port 0).
     pub fn nats_addr(&self) -> SocketAddr {
         self.nats_addr
+    }
+
+    /// The address the HTTP listener is bound to, when `http` is not empty.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The server's counters now.
@@ -109,6 +139,15 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        if let Some(http) = self.http {
+            // Event streams end only when their clients go: give them the same grace.
+            if tokio::time::timeout(Duration::from_secs(10), http)
+                .await
+                .is_err()
+            {
+                tracing::warn!("HTTP clients still connected 10 s after shutdown; leaving them");
+            }
+        }
         if let Some((streams, jetstream)) = self.streams {
             jetstream.stop();
             streams.close();

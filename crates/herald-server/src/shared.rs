@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     pub(crate) server_id: String,
     pub(crate) jetstream: bool,
     pub(crate) addr: SocketAddr,
+    /// The HTTP listener's address, when there is one.
+    pub(crate) http_addr: Option<SocketAddr>,
+    pub(crate) started: std::time::SystemTime,
 }
 
 impl Shared {

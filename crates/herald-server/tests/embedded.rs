@@ -14,6 +14,7 @@ async fn setup() -> (herald::Node, Server, async_nats::Client) {
     let node = herald::Node::local();
     let config = Config {
         listen: "127.0.0.1:0".into(),
+        http: "127.0.0.1:0".into(),
         ..Config::default()
     };
     let server = Server::start(config, node.clone()).await.unwrap();

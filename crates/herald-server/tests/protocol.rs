@@ -16,6 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn start(config: Config) -> Server {
     let config = Config {
         listen: "127.0.0.1:0".into(),
+        http: "127.0.0.1:0".into(),
         ..config
     };
     Server::start(config, herald::Node::local())

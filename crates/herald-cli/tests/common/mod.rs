@@ -16,10 +16,13 @@ pub struct HeraldProcess {
     pub addr: SocketAddr,
     /// Address of the route and gossip listener, when clustered.
     pub cluster: Option<SocketAddr>,
+    /// Address of the HTTP listener, unless the test turned it off (`--http ""`).
+    pub http: Option<SocketAddr>,
 }
 
 impl HeraldProcess {
-    /// Starts `herald serve --listen 127.0.0.1:0` with extra arguments.
+    /// Starts `herald serve --listen 127.0.0.1:0` (and HTTP on a free port, through
+    /// `HERALD_HTTP`, so that `--http` in `extra` wins) with extra arguments.
     pub fn start(extra: &[&str]) -> HeraldProcess {
         HeraldProcess::spawn(Command::new(env!("CARGO_BIN_EXE_herald")), extra)
     }
@@ -40,7 +43,11 @@ impl HeraldProcess {
     /// Starts `herald serve` through `command` (for example `herald` itself with variables
     /// set in its environment).
     pub fn spawn(mut command: Command, extra: &[&str]) -> HeraldProcess {
+        let http_off = extra
+            .windows(2)
+            .any(|w| w[0] == "--http" && w[1].is_empty());
         let mut child = command
+            .env("HERALD_HTTP", "127.0.0.1:0")
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args([
                 "--log",
@@ -61,25 +68,42 @@ impl HeraldProcess {
                 }
             }
         });
-        // `listening cluster ADDR` (when clustered) comes before `listening nats ADDR`.
-        let mut cluster = None;
+        // `listening cluster ADDR` (when clustered) comes before `listening nats ADDR`, and
+        // that before `listening http ADDR`.
+        let (mut cluster, mut nats) = (None, None);
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("herald serve did not print its listening line within 30 s");
             let (kind, addr) = line.split_once(' ').expect("listening KIND ADDR");
             let addr: SocketAddr = addr.parse().expect("listening line holds HOST:PORT");
-            match kind {
-                "cluster" => cluster = Some(addr),
-                _ => {
-                    return HeraldProcess {
-                        child: Some(child),
-                        addr,
-                        cluster,
-                    };
+            let http = match kind {
+                "cluster" => {
+                    cluster = Some(addr);
+                    continue;
                 }
-            }
+                "nats" if http_off => None,
+                "nats" => {
+                    nats = Some(addr);
+                    continue;
+                }
+                "http" => Some(addr),
+                other => panic!("unknown listener {other:?}"),
+            };
+            return HeraldProcess {
+                child: Some(child),
+                addr: nats
+                    .or((kind == "nats").then_some(addr))
+                    .expect("nats before http"),
+                cluster,
+                http,
+            };
         }
+    }
+
+    /// `http://HOST:PORT` of the HTTP listener.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http.expect("HTTP is on"))
     }
 
     /// The route address, for other nodes' `--seeds`.

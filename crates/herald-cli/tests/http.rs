@@ -1,0 +1,581 @@
+//! The HTTP door of `herald serve` (SPEC 4.2) with a real HTTP client (`reqwest`), and across
+//! doors with the `async-nats` client: what is published on one door reaches the other.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::Client;
+use common::HeraldProcess;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Every wait in these tests ends within this.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn nats(server: &HeraldProcess) -> Client {
+    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Waits until the server has processed everything `client` sent so far (async-nats's
+/// `flush` only empties its own buffer; a request nobody answers is a real round trip).
+async fn sync(client: &Client) {
+    let answer = tokio::time::timeout(WAIT, client.request("_test.barrier", "".into()))
+        .await
+        .expect("barrier round trip timed out");
+    assert!(answer.is_err(), "nobody answers the barrier subject");
+}
+
+async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no message within the timeout")
+        .expect("subscription ended")
+}
+
+/// The `{"error": {"code", "message"}}` body of an error answer, checked against its status.
+async fn error_of(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], status.as_u16(), "{body}");
+    body["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug)]
+struct Event {
+    event: String,
+    id: Option<String>,
+    data: Value,
+}
+
+/// Reads events off a `text/event-stream` response.
+struct Events {
+    response: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    /// Opens an event stream; it is live once this returns (the headers arrived).
+    async fn open(request: reqwest::RequestBuilder) -> Events {
+        let response = request
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .expect("event stream request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["x-accel-buffering"], "no");
+        assert_eq!(headers["cache-control"], "no-cache");
+        Events {
+            response,
+            buf: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = Event {
+                    event: "message".into(),
+                    id: None,
+                    data: Value::Null,
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event.event = v.into();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        event.id = Some(v.into());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        event.data = serde_json::from_str(v).expect("JSON data");
+                        any = true;
+                    }
+                }
+                if any {
+                    return event;
+                }
+                continue; // a comment
+            }
+            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("no event within the timeout")
+                .expect("event stream read")
+                .expect("event stream ended");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8 events"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_http_publish_reaches_a_nats_subscriber_with_headers_and_reply() {
+    let server = HeraldProcess::start(&[]);
+    let client = nats(&server).await;
+    let mut sub = client.subscribe("orders.>").await.unwrap();
+    sync(&client).await;
+    let answer: Value = http()
+        .post(format!("{}/v1/publish/orders.1", server.http_url()))
+        .header("Herald-Header-Trace-Id", "t-1")
+        .header("herald-header-trace-id", "t-2")
+        .header("Herald-Reply", "replies.1")
+        .body("first order")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"subject": "orders.1"}));
+    let msg = next(&mut sub).await;
+    assert_eq!(msg.subject.as_str(), "orders.1");
+    assert_eq!(&msg.payload[..], b"first order");
+    assert_eq!(msg.reply.as_deref(), Some("replies.1"));
+    let headers = msg.headers.expect("headers");
+    let values: Vec<_> = headers
+        .get_all("Trace-Id")
+        .map(|v| v.as_str().to_owned())
+        .collect();
+    assert_eq!(values, ["t-1", "t-2"]);
+}
+
+#[tokio::test]
+async fn a_nats_publish_reaches_an_sse_subscriber_as_envelopes() {
+    let server = HeraldProcess::start(&[]);
+    let client = nats(&server).await;
+    // Percent-encoded and raw patterns both work.
+    let mut encoded =
+        Events::open(http().get(format!("{}/v1/subscribe/orders.%3E", server.http_url()))).await;
+    let mut raw =
+        Events::open(http().get(format!("{}/v1/subscribe/orders.*", server.http_url()))).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.append("K", "1");
+    headers.append("K", "2");
+    client
+        .publish_with_headers("orders.1", headers, "text".into())
+        .await
+        .unwrap();
+    client
+        .publish_with_reply("orders.2", "inbox.x", vec![0xff, 0x00].into())
+        .await
+        .unwrap();
+    client.publish("orders.a.b", "deep".into()).await.unwrap();
+    client.flush().await.unwrap();
+    let first = encoded.next().await;
+    assert_eq!(
+        (first.event.as_str(), first.id.as_deref()),
+        ("message", Some("1"))
+    );
+    assert_eq!(
+        first.data,
+        json!({"subject": "orders.1", "data": "text", "headers": {"K": ["1", "2"]}})
+    );
+    let second = encoded.next().await;
+    assert_eq!(second.id.as_deref(), Some("2"));
+    assert_eq!(
+        second.data,
+        json!({"subject": "orders.2", "data_base64": "/wA=", "reply": "inbox.x"})
+    );
+    assert_eq!(encoded.next().await.data["subject"], "orders.a.b");
+    assert_eq!(raw.next().await.data["subject"], "orders.1");
+    assert_eq!(raw.next().await.data["subject"], "orders.2");
+}
+
+#[tokio::test]
+async fn sse_queue_groups_share_and_plain_subscribers_see_all() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.http_url();
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        members.push(
+            Events::open(http().get(format!("{url}/v1/subscribe/jobs.*?queue=workers"))).await,
+        );
+    }
+    let mut plain = Events::open(http().get(format!("{url}/v1/subscribe/jobs.*"))).await;
+    let client = http();
+    for i in 0..20 {
+        let status = client
+            .post(format!("{url}/v1/publish/jobs.{i}"))
+            .body(i.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+    }
+    for i in 0..20 {
+        assert_eq!(plain.next().await.data["data"], i.to_string());
+    }
+    let varz: Value = client
+        .get(format!("{url}/varz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(varz["in_msgs"], 20);
+    // Each message went to exactly one member: read both in turn until all 20 are there.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {seen:?} arrived"
+        );
+        for member in &mut members {
+            if let Ok(event) = tokio::time::timeout(Duration::from_millis(20), member.next()).await
+            {
+                seen.push(event.data["data"].as_str().unwrap().parse::<u32>().unwrap());
+            }
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_batch_is_checked_whole_before_anything_is_published() {
+    let server = HeraldProcess::start(&[]);
+    let client = nats(&server).await;
+    let mut sub = client.subscribe("batch.>").await.unwrap();
+    sync(&client).await;
+    let url = format!("{}/v1/publish", server.http_url());
+    let bad = http()
+        .post(&url)
+        .json(&json!([
+            {"subject": "batch.a", "data": "1"},
+            {"subject": "batch.*", "data": "2"},
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let message = error_of(bad, StatusCode::BAD_REQUEST).await;
+    assert!(message.starts_with("entry 1: invalid subject"), "{message}");
+    for body in [
+        "{",
+        "[{\"subject\": 3}]",
+        "[{\"subject\": \"a\", \"extra\": 1}]",
+    ] {
+        let bad = http().post(&url).body(body).send().await.unwrap();
+        error_of(bad, StatusCode::BAD_REQUEST).await;
+    }
+    let bad = http()
+        .post(&url)
+        .json(&json!([{"subject": "batch.b", "data_base64": "not base64!"}]))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        error_of(bad, StatusCode::BAD_REQUEST)
+            .await
+            .starts_with("entry 0: ")
+    );
+    let good: Value = http()
+        .post(&url)
+        .json(&json!([
+            {"subject": "batch.c", "data": "3", "headers": {"H": "v"}},
+            {"subject": "batch.d", "data_base64": "/wA=", "reply": "r.1"},
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        good,
+        json!({"published": 2, "results": [{"subject": "batch.c"}, {"subject": "batch.d"}]})
+    );
+    // Nothing of the refused batches arrived before these.
+    let c = next(&mut sub).await;
+    assert_eq!((c.subject.as_str(), &c.payload[..]), ("batch.c", &b"3"[..]));
+    assert_eq!(c.headers.unwrap().get("H").unwrap().as_str(), "v");
+    let d = next(&mut sub).await;
+    assert_eq!(
+        (&d.payload[..], d.reply.as_deref()),
+        (&[0xff, 0][..], Some("r.1"))
+    );
+}
+
+#[tokio::test]
+async fn request_reply_over_http_with_no_responders_and_timeouts() {
+    let server = HeraldProcess::start(&[]);
+    let client = nats(&server).await;
+    let mut service = client.subscribe("svc.echo").await.unwrap();
+    let _silent = client.subscribe("svc.silent").await.unwrap();
+    sync(&client).await;
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = service.next().await {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Answered-By", "echo");
+            let payload = [&b"echo: "[..], &msg.payload[..]].concat();
+            let trace = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Trace-Id"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            headers.insert("Trace-Id", trace.as_str());
+            let _ = responder
+                .publish_with_headers(msg.reply.unwrap(), headers, payload.into())
+                .await;
+        }
+    });
+    let url = server.http_url();
+    let answer = http()
+        .post(format!("{url}/v1/request/svc.echo?timeout=5s"))
+        .header("Herald-Header-Trace-Id", "abc")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["herald-header-answered-by"], "echo");
+    assert_eq!(answer.headers()["herald-header-trace-id"], "abc");
+    assert_eq!(answer.text().await.unwrap(), "echo: hi");
+    let none = http()
+        .post(format!("{url}/v1/request/svc.nobody"))
+        .send()
+        .await
+        .unwrap();
+    error_of(none, StatusCode::SERVICE_UNAVAILABLE).await;
+    let slow = http()
+        .post(format!("{url}/v1/request/svc.silent?timeout=200ms"))
+        .send()
+        .await
+        .unwrap();
+    error_of(slow, StatusCode::GATEWAY_TIMEOUT).await;
+    let bad = http()
+        .post(format!("{url}/v1/request/svc.echo?timeout=soon"))
+        .send()
+        .await
+        .unwrap();
+    error_of(bad, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_a_json_error() {
+    let server = HeraldProcess::start(&["--max-payload", "1024", "--sse-max-pending", "4096"]);
+    let url = server.http_url();
+    // A request answered before its body was read closes its connection: no pooling, so
+    // that no request goes out on a connection the server is closing.
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let big = client
+        .post(format!("{url}/v1/publish/a"))
+        .body(vec![b'x'; 1025])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        error_of(big, StatusCode::PAYLOAD_TOO_LARGE)
+            .await
+            .contains("1024")
+    );
+    // A body without a length, too long, is cut at the limit.
+    let chunks = futures::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 512]))),
+    );
+    let streamed = client
+        .post(format!("{url}/v1/publish/a"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    error_of(streamed, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let batch = client
+        .post(format!("{url}/v1/publish"))
+        .json(&json!([{"subject": "a", "data": "x".repeat(1025)}]))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        error_of(batch, StatusCode::PAYLOAD_TOO_LARGE)
+            .await
+            .starts_with("entry 0")
+    );
+    for (path, status) in [
+        ("/v1/publish/a..b", StatusCode::BAD_REQUEST),
+        ("/v1/publish/a%20b", StatusCode::BAD_REQUEST),
+        ("/v1/nothing", StatusCode::NOT_FOUND),
+    ] {
+        let r = client.post(format!("{url}{path}")).send().await.unwrap();
+        error_of(r, status).await;
+    }
+    let bad_pattern = client
+        .get(format!("{url}/v1/subscribe/a.%3E.b"))
+        .send()
+        .await
+        .unwrap();
+    error_of(bad_pattern, StatusCode::BAD_REQUEST).await;
+    let bad_scope = client
+        .post(format!("{url}/v1/publish/a"))
+        .header("Herald-Scope", "")
+        .send()
+        .await
+        .unwrap();
+    error_of(bad_scope, StatusCode::BAD_REQUEST).await;
+    let health: Value = client
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn scopes_keep_http_and_nats_apart() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.http_url();
+    let mut in_a = Events::open(http().get(format!("{url}/v1/subscribe/news?scope=a"))).await;
+    let mut in_default = Events::open(http().get(format!("{url}/v1/subscribe/news"))).await;
+    let client = http();
+    for (scope, body) in [("b", "for b"), ("a", "for a")] {
+        let r = client
+            .post(format!("{url}/v1/publish/news"))
+            .header("Herald-Scope", scope)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = client
+        .post(format!("{url}/v1/publish/news"))
+        .body("for default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(in_a.next().await.data["data"], "for a");
+    assert_eq!(in_default.next().await.data["data"], "for default");
+}
+
+#[tokio::test]
+async fn a_publish_a_stream_captures_answers_with_its_sequence_and_dedups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let js = async_nats::jetstream::new(nats(&server).await);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = server.http_url();
+    let client = http();
+    let publish = |id: &'static str| {
+        client
+            .post(format!("{url}/v1/publish/orders.1"))
+            .header("Nats-Msg-Id", id)
+            .body("o")
+            .send()
+    };
+    let first: Value = publish("m-1").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        first,
+        json!({"subject": "orders.1", "stream": "ORDERS", "seq": 1})
+    );
+    let again: Value = publish("m-1").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        again,
+        json!({"subject": "orders.1", "stream": "ORDERS", "seq": 1, "duplicate": true})
+    );
+    let second: Value = publish("m-2").await.unwrap().json().await.unwrap();
+    assert_eq!(second["seq"], 2);
+    // confirm=N without enough consumers acking: 504 after the timeout; on a subject no
+    // stream captures: 404.
+    let unconfirmed = client
+        .post(format!("{url}/v1/publish/orders.2?confirm=1&timeout=200ms"))
+        .body("c")
+        .send()
+        .await
+        .unwrap();
+    error_of(unconfirmed, StatusCode::GATEWAY_TIMEOUT).await;
+    let nowhere = client
+        .post(format!("{url}/v1/publish/other?confirm=1"))
+        .send()
+        .await
+        .unwrap();
+    error_of(nowhere, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn an_sse_client_that_never_reads_is_dropped_as_a_slow_consumer() {
+    use tokio::io::AsyncWriteExt;
+    let server = HeraldProcess::start(&["--max-payload", "1024", "--sse-max-pending", "4096"]);
+    let url = server.http_url();
+    let client = http();
+    let varz = || async {
+        let varz: Value = client
+            .get(format!("{url}/varz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        varz
+    };
+    let count = |v: &Value, field: &str| v[field].as_u64().expect("a counter");
+    // The server's own services subscribe too, and so does the NATS client's request inbox.
+    let nats = nats(&server).await;
+    sync(&nats).await;
+    let base = count(&varz().await, "subscriptions");
+    // A client that asks for events and never reads a byte of them.
+    let mut socket = tokio::net::TcpStream::connect(server.http.unwrap())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET /v1/subscribe/flood HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count(&varz().await, "subscriptions") != base + 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::task::yield_now().await;
+    }
+    let payload = bytes::Bytes::from(vec![b'x'; 1000]);
+    // Far more than the socket buffers and the 4 KiB bound hold, in rounds until the server
+    // has dropped the client and taken its subscription out of the index.
+    let mut published = 0;
+    loop {
+        for _ in 0..1000 {
+            nats.publish("flood", payload.clone()).await.unwrap();
+        }
+        sync(&nats).await;
+        published += 1000;
+        let now = varz().await;
+        if count(&now, "slow_consumers") == 1 && count(&now, "subscriptions") == base {
+            break;
+        }
+        assert!(published < 100_000, "never dropped: {now}");
+    }
+    drop(socket);
+}

@@ -1,0 +1,174 @@
+//! The HTTP door (SPEC 4.2): publish, request and subscribe over HTTP and Server-Sent
+//! Events, and the monitoring endpoints. It is a second door to the same node: a publish here
+//! goes through the scope's router like a NATS client's, and an event stream is a target in
+//! the scope's index like a NATS subscription.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `error` | the JSON error answer and the status of each failure |
+//! | `envelope` | the JSON form of a message |
+//! | `publish` | `POST /v1/publish[/{subject}]`, `POST /v1/request/{subject}` |
+//! | `sse` | event streams: the index target, its bounded buffer, `GET /v1/subscribe/{pattern}` |
+//! | `monitor` | `/healthz` and nats-server's `/varz` |
+
+mod envelope;
+mod error;
+mod monitor;
+mod publish;
+mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use herald::Router;
+use herald::streams::Streams;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::shared::Shared;
+use error::ApiError;
+
+/// What every HTTP handler reaches.
+pub(crate) struct App {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) streams: Option<Streams>,
+}
+
+type AppState = axum::extract::State<Arc<App>>;
+
+/// Serves the HTTP API on `listener` until the server's shutdown signal; open event
+/// streams end then too.
+pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
+    let cors = cors(&app.shared.config.http_cors);
+    let mut shutdown = app.shared.shutdown.clone();
+    let routes = axum::Router::new()
+        .route("/v1/publish", post(publish::batch))
+        .route("/v1/publish/{subject}", post(publish::single))
+        .route("/v1/request/{subject}", post(publish::request))
+        .route("/v1/subscribe/{pattern}", get(sse::subscribe))
+        .route("/healthz", get(monitor::healthz))
+        .route("/varz", get(monitor::varz))
+        .fallback(|| async { ApiError::no_route() })
+        .with_state(app);
+    let routes = match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(err) = axum::serve(listener, routes)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!(%err, "HTTP listener failed");
+        }
+    })
+}
+
+/// The CORS layer for the configured origins, if any.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            // Herald-Header-* names are open-ended: mirror what the preflight asks for.
+            .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+            .expose_headers([HeaderName::from_static("nats-msg-id")])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The router of a request's scope: the `Herald-Scope` header, else `?scope=`, else
+/// `default`.
+pub(crate) struct ScopeRouter(pub(crate) Router, pub(crate) String);
+
+impl FromRequestParts<Arc<App>> for ScopeRouter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let from_header = match parts.headers.get("herald-scope") {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("Herald-Scope is not text"))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let scope = match from_header {
+            Some(scope) => scope,
+            None => query_value(parts.uri.query(), "scope").unwrap_or_else(|| "default".into()),
+        };
+        if scope.is_empty() || scope.len() > 256 || scope.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!("invalid scope {scope:?}")));
+        }
+        let router = app.shared.node.router(&scope, app.shared.config.capacity);
+        Ok(ScopeRouter(router, scope))
+    }
+}
+
+/// One parameter of a query string, decoded.
+pub(crate) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    let query = query?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// A humantime duration from a query parameter.
+pub(crate) fn duration(
+    value: Option<&str>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| ApiError::bad_request(format!("{name}: not a duration ({e}): {text:?}"))),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes: one that says it is larger gets 413 before
+/// a byte of it is read, one that turns out larger stops being read at the limit.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        return Err(ApiError::too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let mut source: Option<&dyn std::error::Error> = Some(&err);
+        while let Some(e) = source {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return ApiError::too_large(limit);
+            }
+            source = e.source();
+        }
+        ApiError::bad_request(format!("cannot read the request body: {err}"))
+    })
+}
