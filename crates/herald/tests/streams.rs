@@ -454,3 +454,71 @@ async fn a_durable_saves_its_acks_soon_after_them() {
     }
     saved_becomes(&dir, "S", "d", (4, 0)).await;
 }
+
+/// `Streams::messages`: messages as they are stored, acks by sequence with what they found,
+/// and what a closed reader held going back at once, even when the consumer's window of
+/// unacknowledged messages is full (a redelivery does not add to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stream_acks_by_sequence_and_give_back_on_close() {
+    use herald::streams::{AckKind, AckOutcome};
+    use std::num::NonZeroU64;
+    let dir = TempDir::new().unwrap();
+    let (_router, streams) = open(&dir).await;
+    streams.create(StreamConfig::new("S", ["s.>"])).unwrap();
+    let config = ConsumerConfig {
+        max_ack_pending: NonZeroU64::new(3),
+        ack_wait: Some(Duration::from_secs(3600)),
+        ..ConsumerConfig::durable("c")
+    };
+    streams.create_consumer("S", config).unwrap();
+    publish_n(&streams, "s.x", 5).await;
+    let mut first = streams.messages("S", "c", 10).unwrap();
+    assert_eq!(first.consumer(), "c");
+    let one = tokio::time::timeout(WAIT, first.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((one.seq(), one.delivered()), (1, 1));
+    assert_eq!(
+        streams.ack("S", "c", AckKind::Ack, 1).unwrap(),
+        AckOutcome::Applied
+    );
+    assert_eq!(
+        streams.ack("S", "c", AckKind::Ack, 1).unwrap(),
+        AckOutcome::AlreadyAcked
+    );
+    assert_eq!(
+        streams.ack("S", "c", AckKind::Ack, 5).unwrap(),
+        AckOutcome::NotDelivered
+    );
+    // With 1 acknowledged, 2, 3 and 4 fill the window of 3; 2 is taken, 3 and 4 sit in
+    // the reader's buffer.
+    let two = tokio::time::timeout(WAIT, first.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(two.seq(), 2);
+    let info = streams.consumer_info("S", "c").unwrap();
+    assert_eq!((info.num_ack_pending, info.delivered.stream_seq), (3, 4));
+    // Closing gives back 3 and 4 (never taken); naking 2 gives it back too.
+    first.close();
+    assert!(first.next().await.is_err());
+    two.nak(None).unwrap();
+    let mut second = streams.messages("S", "c", 10).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = tokio::time::timeout(WAIT, second.next())
+            .await
+            .unwrap()
+            .unwrap();
+        got.push((m.seq(), m.delivered()));
+        m.ack().unwrap();
+    }
+    got.sort_unstable();
+    assert_eq!(got, [(2, 2), (3, 2), (4, 2)]);
+    let five = tokio::time::timeout(WAIT, second.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((five.seq(), five.delivered()), (5, 1));
+}

@@ -9,13 +9,17 @@
 //! | `envelope` | the JSON form of a message |
 //! | `publish` | `POST /v1/publish[/{subject}]`, `POST /v1/request/{subject}` |
 //! | `sse` | event streams: the index target, its bounded buffer, `GET /v1/subscribe/{pattern}` |
+//! | `streams` | streams, consumers, stored messages and acks by sequence |
+//! | `consume` | a stream's messages as events, resumable with `Last-Event-ID` |
 //! | `monitor` | `/healthz` and nats-server's `/varz` |
 
+mod consume;
 mod envelope;
 mod error;
 mod monitor;
 mod publish;
 mod sse;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +57,25 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
         .route("/v1/publish/{subject}", post(publish::single))
         .route("/v1/request/{subject}", post(publish::request))
         .route("/v1/subscribe/{pattern}", get(sse::subscribe))
+        .route("/v1/streams", get(streams::list))
+        .route(
+            "/v1/streams/{name}",
+            get(streams::get).put(streams::put).delete(streams::delete),
+        )
+        .route("/v1/streams/{name}/purge", post(streams::purge))
+        .route("/v1/streams/{name}/messages/{seq}", get(streams::message))
+        .route("/v1/streams/{name}/consume", get(consume::consume))
+        .route("/v1/streams/{name}/consumers", get(streams::consumers))
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}",
+            get(streams::get_consumer)
+                .put(streams::put_consumer)
+                .delete(streams::delete_consumer),
+        )
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}/ack/{seq}",
+            post(streams::ack_message),
+        )
         .route("/healthz", get(monitor::healthz))
         .route("/varz", get(monitor::varz))
         .fallback(|| async { ApiError::no_route() })

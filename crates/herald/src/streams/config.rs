@@ -133,7 +133,7 @@ pub enum ReplayPolicy {
 /// # Ok::<(), herald::streams::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
     /// The stream's name: 1 to 255 bytes without whitespace, `.`, `*`, `>` or path separators.
     pub name: String,
@@ -148,7 +148,11 @@ pub struct StreamConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_consumers: Option<u64>,
     /// Most messages kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "max_msgs",
+        alias = "max_messages",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_messages: Option<u64>,
     /// Most bytes kept.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,7 +161,11 @@ pub struct StreamConfig {
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
     /// Most messages kept per subject (not supported yet).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "max_msgs_per_subject",
+        alias = "max_messages_per_subject",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_messages_per_subject: Option<u64>,
     /// Largest message accepted, headers and payload, in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +175,7 @@ pub struct StreamConfig {
     /// Where messages are kept.
     pub storage: Storage,
     /// Copies kept in a cluster; herald keeps exactly 1 for now.
+    #[serde(rename = "num_replicas", alias = "replicas")]
     pub replicas: u8,
     /// Store publishes without acknowledging them to their publisher.
     pub no_ack: bool,
@@ -194,7 +203,7 @@ pub struct StreamConfig {
 
 /// Defaults and caps a stream sets for its consumers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConsumerLimits {
     /// The inactivity threshold of ephemeral consumers that set none.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
@@ -315,7 +324,7 @@ impl StreamConfig {
 /// assert!(billing.durable);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// The consumer's name; a random one is given to a consumer created without.
     #[serde(skip_serializing_if = "Option::is_none")]

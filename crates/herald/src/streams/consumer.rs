@@ -122,7 +122,7 @@ pub(crate) struct Saved {
 
 /// What an acknowledgement asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AckKind {
+pub enum AckKind {
     /// Handled: do not deliver it again.
     Ack,
     /// Deliver it again, at once or after the delay.
@@ -131,6 +131,20 @@ pub(crate) enum AckKind {
     Progress,
     /// Never deliver it again, handled or not.
     Term,
+}
+
+/// What an acknowledgement by sequence ([`Streams::ack`](super::Streams::ack)) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The message was waiting for it: applied.
+    Applied,
+    /// Delivered and already acknowledged (or terminated): nothing to do, as JetStream treats
+    /// a second ack.
+    AlreadyAcked,
+    /// The consumer never delivered that sequence.
+    NotDelivered,
+    /// The consumer takes no acknowledgements (`ack_policy: none`).
+    NoAcks,
 }
 
 impl Consumer {
@@ -382,6 +396,24 @@ impl Consumer {
         Ok(true)
     }
 
+    /// [`ack`](Consumer::ack) for a caller that only has a sequence, saying what it found.
+    pub(crate) fn ack_by_seq(&self, kind: AckKind, sseq: u64) -> Result<AckOutcome> {
+        {
+            let st = self.state.lock();
+            if st.config.ack_policy == AckPolicy::None {
+                return Ok(AckOutcome::NoAcks);
+            }
+            if sseq == 0 || sseq > st.last_sseq {
+                return Ok(AckOutcome::NotDelivered);
+            }
+            if !st.pending.contains_key(&sseq) {
+                return Ok(AckOutcome::AlreadyAcked);
+            }
+        }
+        self.ack(kind, sseq)?;
+        Ok(AckOutcome::Applied)
+    }
+
     /// Fills waiting pull requests: redeliveries first, then new messages, within the window.
     fn pump(&self, st: &mut State, stream: &Stream) {
         if st.waiting.is_empty() {
@@ -396,10 +428,12 @@ impl Consumer {
         let committed = stream.committed();
         let now = Instant::now();
         let mut ahead = ReadAhead::default();
-        while !st.waiting.is_empty() && st.pending.len() < window {
+        // A redelivery is of a message already counted in the window: a full window holds
+        // back only first deliveries.
+        while !st.waiting.is_empty() {
             let (seq, redelivery) = match st.redeliver.pop_first() {
                 Some(seq) => (seq, true),
-                None if st.next <= committed => (st.next, false),
+                None if st.next <= committed && st.pending.len() < window => (st.next, false),
                 None => break,
             };
             let read = if redelivery {

@@ -50,6 +50,7 @@ mod error;
 mod files;
 mod info;
 mod message;
+mod messages;
 pub(crate) mod pull;
 pub(crate) mod store;
 pub(crate) mod stream;
@@ -71,9 +72,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use herald_log::Fsync;
 pub use info::{ConsumerInfo, Position, PubAck, StreamInfo, StreamState};
 pub use message::StreamMessage;
+pub use messages::Messages;
 pub use stream::{CONFIRM_HEADER, CONFIRM_TIMEOUT_HEADER};
 
-pub(crate) use consumer::AckKind;
+pub use consumer::{AckKind, AckOutcome};
 pub(crate) use error::Reason;
 pub(crate) use store::CreateAction;
 
@@ -81,7 +83,7 @@ use crate::dispatch::Reach;
 use crate::message::HeaderMap;
 use crate::router::Router;
 use message::{Event, Fetch};
-use pull::{PullEnd, PullRequest};
+use pull::PullRequest;
 use store::Store;
 
 /// Where and how a [`Streams`] store keeps its data.
@@ -406,7 +408,7 @@ impl Streams {
                 Ok(Some(Event::Message(msg))) => out.push(msg),
                 Ok(Some(Event::End(end))) => {
                     if out.is_empty()
-                        && let Some(err) = fetch_error(&end, consumer)
+                        && let Some(err) = end.error(consumer)
                     {
                         return Err(err);
                     }
@@ -416,6 +418,31 @@ impl Streams {
             }
         }
         Ok(out)
+    }
+
+    /// A consumer's messages as they are stored, for a reader that stays: at most `batch`
+    /// are buffered for it at a time (the rest wait in the stream). Acknowledge each as with
+    /// [`fetch`](Streams::fetch).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use herald::streams::{ConsumerConfig, StreamConfig, Streams, StreamsOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let router = herald::Router::new(64, "docs");
+    /// let streams = Streams::open(&router, StreamsOptions::new(dir.path())).await?;
+    /// streams.create(StreamConfig { name: "ORDERS".into(), subjects: vec!["orders.>".into()], ..Default::default() })?;
+    /// let reader = streams.create_consumer("ORDERS", ConsumerConfig { name: Some("app".into()), durable: true, ..Default::default() })?;
+    /// let mut messages = streams.messages("ORDERS", &reader.name, 64)?;
+    /// streams.publish("orders.1", "one").await?;
+    /// let msg = messages.next().await?;
+    /// assert_eq!((msg.seq(), msg.text()?), (1, "one"));
+    /// msg.ack()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn messages(&self, stream: &str, consumer: &str, batch: usize) -> Result<Messages> {
+        let (s, c) = self.store.consumer(stream, consumer)?;
+        Ok(Messages::new(s.name.as_str().into(), &c, batch))
     }
 
     /// Applies an acknowledgement to a message a consumer delivered: what
@@ -430,6 +457,14 @@ impl Streams {
     ) -> Result<bool> {
         let (_, c) = self.store.consumer(stream, consumer)?;
         c.ack(kind, seq)
+    }
+
+    /// Acknowledges (or naks, terminates, extends) the message at stream sequence `seq` that
+    /// `consumer` delivered, for a caller that kept only the sequence (a browser over HTTP):
+    /// says whether it was waiting, already acknowledged, or never delivered.
+    pub fn ack(&self, stream: &str, consumer: &str, kind: AckKind, seq: u64) -> Result<AckOutcome> {
+        let (_, c) = self.store.consumer(stream, consumer)?;
+        c.ack_by_seq(kind, seq)
     }
 
     /// Queues a pull request whose messages go to `sink`.
@@ -468,24 +503,6 @@ impl std::fmt::Debug for Streams {
 
 /// What a fetch that got nothing reports for how its request ended: `None` when "nothing
 /// came in time" is the answer.
-fn fetch_error(end: &PullEnd, consumer: &str) -> Option<Error> {
-    let refused = |why: String| Some(Error::bad_request(why));
-    match end {
-        PullEnd::NoMessages | PullEnd::Expired | PullEnd::MessageTooLarge { .. } => None,
-        PullEnd::ConsumerDeleted => Some(Error::new(
-            Reason::ConsumerNotFound,
-            format!("consumer {consumer} was deleted"),
-        )),
-        PullEnd::BatchTooLarge(max) => refused(format!("the consumer's max batch is {max}")),
-        PullEnd::ExpiresTooLong(max) => refused(format!("the consumer's max expires is {max:?}")),
-        PullEnd::MaxBytesTooLarge(max) => refused(format!("the consumer's max bytes is {max}")),
-        PullEnd::HeartbeatTooLong => refused("heartbeat value too large".into()),
-        PullEnd::TooManyWaiting => refused(format!(
-            "consumer {consumer} has as many pull requests waiting as it allows"
-        )),
-    }
-}
-
 /// Forgets a publish's reply token when the publish ends, however it ends.
 struct Forget<'a> {
     hooks: &'a stream::Hooks,

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use super::error::{Error, Reason};
+
 /// A pull request as a consumer takes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PullRequest {
@@ -70,6 +72,29 @@ pub(crate) enum PullEnd {
     HeartbeatTooLong,
     /// Refused: the consumer has `max_waiting` requests queued already.
     TooManyWaiting,
+}
+
+impl PullEnd {
+    /// The error a reader that waited for messages reports for this end, if it is one.
+    pub(crate) fn error(&self, consumer: &str) -> Option<Error> {
+        let refused = |why: String| Some(Error::bad_request(why));
+        match self {
+            PullEnd::NoMessages | PullEnd::Expired | PullEnd::MessageTooLarge { .. } => None,
+            PullEnd::ConsumerDeleted => Some(Error::new(
+                Reason::ConsumerNotFound,
+                format!("consumer {consumer} was deleted"),
+            )),
+            PullEnd::BatchTooLarge(max) => refused(format!("the consumer's max batch is {max}")),
+            PullEnd::ExpiresTooLong(max) => {
+                refused(format!("the consumer's max expires is {max:?}"))
+            }
+            PullEnd::MaxBytesTooLarge(max) => refused(format!("the consumer's max bytes is {max}")),
+            PullEnd::HeartbeatTooLong => refused("heartbeat value too large".into()),
+            PullEnd::TooManyWaiting => refused(format!(
+                "consumer {consumer} has as many pull requests waiting as it allows"
+            )),
+        }
+    }
 }
 
 /// Where a pull request's messages go. Called under the consumer's lock: quick, no waiting.

@@ -1,0 +1,127 @@
+//! Helpers of the HTTP tests: a `reqwest` client, JSON error checks, and a reader of
+//! Server-Sent Events.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use async_nats::Client;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::HeraldProcess;
+
+/// Every wait in these tests ends within this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn nats(server: &HeraldProcess) -> Client {
+    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Waits until the server has processed everything `client` sent so far (async-nats's
+/// `flush` only empties its own buffer; a request nobody answers is a real round trip).
+pub async fn sync(client: &Client) {
+    let answer = tokio::time::timeout(WAIT, client.request("_test.barrier", "".into()))
+        .await
+        .expect("barrier round trip timed out");
+    assert!(answer.is_err(), "nobody answers the barrier subject");
+}
+
+pub async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no message within the timeout")
+        .expect("subscription ended")
+}
+
+/// The `{"error": {"code", "message"}}` body of an error answer, checked against its status.
+pub async fn error_of(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], status.as_u16(), "{body}");
+    body["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_owned()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug)]
+pub struct Event {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+/// Reads events off a `text/event-stream` response.
+pub struct Events {
+    response: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    /// Opens an event stream; it is live once this returns (the headers arrived).
+    pub async fn open(request: reqwest::RequestBuilder) -> Events {
+        let response = request
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .expect("event stream request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["x-accel-buffering"], "no");
+        assert_eq!(headers["cache-control"], "no-cache");
+        Events {
+            response,
+            buf: String::new(),
+        }
+    }
+
+    pub async fn next(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = Event {
+                    event: "message".into(),
+                    id: None,
+                    data: Value::Null,
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event.event = v.into();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        event.id = Some(v.into());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        event.data = serde_json::from_str(v).expect("JSON data");
+                        any = true;
+                    }
+                }
+                if any {
+                    return event;
+                }
+                continue; // a comment
+            }
+            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("no event within the timeout")
+                .expect("event stream read")
+                .expect("event stream ended");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8 events"));
+        }
+    }
+}
