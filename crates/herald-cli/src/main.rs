@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod cluster;
 mod data;
+mod group;
 mod messaging;
 mod serve;
 mod stream;
@@ -33,6 +34,9 @@ enum Command {
     /// Inspect the cluster a server belongs to.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Create, change, list and broadcast to named groups of topics.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Create, list, inspect, purge and delete streams (needs `herald serve --data-dir`).
     #[command(subcommand)]
     Stream(stream::StreamCommand),
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Reply(args) => messaging::reply(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cluster(command) => cluster::run(command).await,
+            Command::Group(command) => group::run(command).await,
             Command::Stream(command) => stream::run(command).await,
             Command::Consume(args) => stream::consume(args).await,
             Command::Data(command) => data::run(command),

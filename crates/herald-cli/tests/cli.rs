@@ -452,3 +452,60 @@ fn data_migrate_rewrites_old_configs() {
         streams.close();
     });
 }
+
+/// `herald group` in a scope: create, add, remove, ls, topics, broadcast, rm, with errors
+/// said plainly.
+#[test]
+fn group_commands_manage_and_broadcast_to_groups() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.url();
+    let group = |args: &[&str]| {
+        let mut all = vec!["group"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--server", &url, "--scope", "shop"]);
+        run(herald(&all))
+    };
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let made = group(&["create", "news", "news.eu", "news.us"]);
+    assert!(made.status.success(), "{made:?}");
+    assert_eq!(text(&made).trim(), "created group news with 2 topics");
+    let again = group(&["create", "news"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{again:?}"
+    );
+    assert!(group(&["add", "news", "news.asia"]).status.success());
+    let removed = group(&["remove", "news", "news.us"]);
+    assert_eq!(
+        text(&removed).trim(),
+        "removed news.us from group news (2 topics)"
+    );
+    let topics = group(&["topics", "news"]);
+    assert_eq!(text(&topics), "news.asia\nnews.eu\n");
+    assert_eq!(text(&group(&["ls"])).trim(), "news\t2 topics");
+    // A subscriber in the scope sees the broadcast on each topic.
+    let sub = start_ready(
+        herald(&[
+            "sub", "news.>", "--server", &url, "--scope", "shop", "--count", "2",
+        ]),
+        "subscribed",
+    );
+    let sent = group(&["broadcast", "news", "hello"]);
+    assert_eq!(
+        text(&sent).trim(),
+        "broadcast to 2 topics of news: 2 deliveries"
+    );
+    let got = finish(sub);
+    assert_eq!(text(&got).matches("hello").count(), 2, "{got:?}");
+    assert!(group(&["rm", "news"]).status.success());
+    let gone = group(&["topics", "news"]);
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("not found"),
+        "{gone:?}"
+    );
+    // Another scope has its own groups.
+    let other = run(herald(&["group", "ls", "--server", &url]));
+    assert_eq!(text(&other).trim(), "no groups");
+}

@@ -465,3 +465,127 @@ async fn an_sse_client_that_never_reads_is_dropped_as_a_slow_consumer() {
     }
     drop(socket);
 }
+
+#[tokio::test]
+async fn groups_over_http_are_the_groups_nats_clients_see() {
+    let server = HeraldProcess::start(&[]);
+    let url = server.http_url();
+    let c = http();
+    let made: Value = c
+        .put(format!("{url}/v1/groups/alerts"))
+        .json(&json!({"topics": ["alerts.eu", "alerts.us"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        made,
+        json!({"name": "alerts", "topics": ["alerts.eu", "alerts.us"]})
+    );
+    let again = c
+        .put(format!("{url}/v1/groups/alerts"))
+        .send()
+        .await
+        .unwrap();
+    error_of(again, StatusCode::CONFLICT).await;
+    let bad = c
+        .put(format!("{url}/v1/groups/other"))
+        .json(&json!({"topics": ["a.*"]}))
+        .send()
+        .await
+        .unwrap();
+    error_of(bad, StatusCode::BAD_REQUEST).await;
+    let missing = c
+        .get(format!("{url}/v1/groups/other"))
+        .send()
+        .await
+        .unwrap();
+    error_of(missing, StatusCode::NOT_FOUND).await;
+    let added: Value = c
+        .put(format!("{url}/v1/groups/alerts/topics/alerts.asia"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(added["added"], true);
+    let removed = c
+        .delete(format!("{url}/v1/groups/alerts/topics/alerts.us"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    let not_there = c
+        .delete(format!("{url}/v1/groups/alerts/topics/alerts.us"))
+        .send()
+        .await
+        .unwrap();
+    error_of(not_there, StatusCode::NOT_FOUND).await;
+    // The NATS door sees the same group, and gets the broadcast.
+    let client = nats(&server).await;
+    let info = client
+        .request("$HERALD.API.GROUPS.INFO", r#"{"name": "alerts"}"#.into())
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(
+        info,
+        json!({"name": "alerts", "topics": ["alerts.asia", "alerts.eu"]})
+    );
+    let unknown = client
+        .request("$HERALD.API.GROUPS.EXPLODE", "".into())
+        .await
+        .unwrap();
+    let unknown: Value = serde_json::from_slice(&unknown.payload).unwrap();
+    assert_eq!(unknown["error"]["code"], 400);
+    let mut sub = client.subscribe("alerts.>").await.unwrap();
+    sync(&client).await;
+    let sent: Value = c
+        .post(format!("{url}/v1/groups/alerts/broadcast"))
+        .body("fire")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        json!({"group": "alerts", "topics": 2, "delivered": 2})
+    );
+    let mut subjects = vec![
+        next(&mut sub).await.subject.to_string(),
+        next(&mut sub).await.subject.to_string(),
+    ];
+    subjects.sort();
+    assert_eq!(subjects, ["alerts.asia", "alerts.eu"]);
+    let list: Value = c
+        .get(format!("{url}/v1/groups"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["groups"][0]["name"], "alerts");
+    assert_eq!(
+        c.delete(format!("{url}/v1/groups/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let list: Value = c
+        .get(format!("{url}/v1/groups"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, json!({"groups": []}));
+}

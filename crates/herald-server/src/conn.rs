@@ -272,6 +272,7 @@ impl Conn {
             }
             // Subscriptions made before CONNECT stay in the scope they were made in.
             self.router = self.shared.node.router(&scope, self.shared.config.capacity);
+            self.shared.serve_groups(&self.router);
         }
         tracing::debug!(
             client = self.id,

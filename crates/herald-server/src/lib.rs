@@ -7,7 +7,8 @@
 //! | [`config`] | settings and their layers (defaults, TOML file, `HERALD_*`, flags) |
 //! | `server` | [`Server`]: the listener, streams and JetStream, graceful shutdown |
 //! | `shared` | what every connection shares: node, settings, counters, INFO |
-//! | `services` | `$HERALD.API.SERVER.INFO`, `CLUSTER.INFO` and `CLUSTER.FLUSH` |
+//! | `services` | `$HERALD.API.SERVER.INFO`, `CLUSTER.INFO`, `CLUSTER.FLUSH` and `GROUPS.<OP>` |
+//! | `groups` | the operations on groups both doors share, and their answers |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
 //! | `http` | the HTTP door: publish, request, SSE subscriptions, monitoring |
@@ -34,6 +35,7 @@
 
 pub mod config;
 mod conn;
+mod groups;
 mod http;
 mod outbound;
 mod server;
@@ -42,6 +44,7 @@ mod shared;
 pub mod stats;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use groups::GROUPS_SUBJECT_PREFIX;
 pub use server::Server;
 pub use services::{CLUSTER_FLUSH_SUBJECT, CLUSTER_INFO_SUBJECT, SERVER_INFO_SUBJECT};
 pub use shared::NATS_VERSION;

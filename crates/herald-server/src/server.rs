@@ -80,6 +80,7 @@ impl Server {
             addr: nats_addr,
             http_addr,
             started: std::time::SystemTime::now(),
+            group_services: Default::default(),
             config,
         });
         let services = [
@@ -99,6 +100,7 @@ impl Server {
             });
             crate::http::serve(listener, app)
         });
+        shared.serve_groups(&shared.node.router("default", shared.config.capacity));
         let accept = tokio::spawn(accept_loop(listener, shared));
         Ok(Server {
             nats_addr,

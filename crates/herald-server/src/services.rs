@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use herald::{CallbackHandle, SubscribeOptions};
+use herald::{CallbackHandle, Router, SubscribeOptions};
+
+use crate::groups::{GROUPS_SUBJECT_PREFIX, answer, parse_request, run};
 
 use crate::shared::{NATS_VERSION, Shared};
 
@@ -61,6 +63,23 @@ pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHa
             };
             if let Err(err) = msg.respond(body) {
                 tracing::debug!(%err, "cannot answer {CLUSTER_INFO_SUBJECT}");
+            }
+        },
+    )
+}
+
+/// Answers `$HERALD.API.GROUPS.<OP>` in `router`'s scope (see [`crate::groups`]). Node-only:
+/// groups are shared through the cluster by gossip, so each node answers for itself.
+pub(crate) fn groups_service(router: &Router) -> herald::Result<CallbackHandle> {
+    let scoped = router.clone();
+    router.on_with(
+        &format!("{GROUPS_SUBJECT_PREFIX}*"),
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let op = &msg.subject()[GROUPS_SUBJECT_PREFIX.len()..];
+            let result = parse_request(op, msg.payload()).and_then(|op| run(&scoped, op));
+            if let Err(err) = msg.respond(answer(result)) {
+                tracing::debug!(%err, "cannot answer {}", msg.subject());
             }
         },
     )

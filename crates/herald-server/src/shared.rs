@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use herald::Node;
+use std::collections::HashMap;
+
+use herald::{CallbackHandle, Node, Router};
 use herald_proto::Limits;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -28,9 +31,25 @@ pub(crate) struct Shared {
     /// The HTTP listener's address, when there is one.
     pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) started: std::time::SystemTime,
+    /// The groups service of each scope a NATS client connected to, by scope.
+    pub(crate) group_services: Mutex<HashMap<String, CallbackHandle>>,
 }
 
 impl Shared {
+    /// Makes sure `router`'s scope answers `$HERALD.API.GROUPS.<OP>` (once per scope).
+    pub(crate) fn serve_groups(&self, router: &Router) {
+        let mut services = self.group_services.lock();
+        if services.contains_key(router.scope()) {
+            return;
+        }
+        match crate::services::groups_service(router) {
+            Ok(handle) => {
+                services.insert(router.scope().to_owned(), handle);
+            }
+            Err(err) => tracing::warn!(%err, scope = router.scope(), "cannot serve groups"),
+        }
+    }
+
     /// The INFO JSON for client `id`.
     pub(crate) fn info_json(&self, id: u64, peer: Option<SocketAddr>) -> Vec<u8> {
         let info = serde_json::json!({

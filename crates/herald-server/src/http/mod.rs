@@ -11,11 +11,13 @@
 //! | `sse` | event streams: the index target, its bounded buffer, `GET /v1/subscribe/{pattern}` |
 //! | `streams` | streams, consumers, stored messages and acks by sequence |
 //! | `consume` | a stream's messages as events, resumable with `Last-Event-ID` |
+//! | `groups` | named groups of topics |
 //! | `monitor` | `/healthz` and nats-server's `/varz` |
 
 mod consume;
 mod envelope;
 mod error;
+mod groups;
 mod monitor;
 mod publish;
 mod sse;
@@ -76,6 +78,16 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
             "/v1/streams/{name}/consumers/{consumer}/ack/{seq}",
             post(streams::ack_message),
         )
+        .route("/v1/groups", get(groups::list))
+        .route(
+            "/v1/groups/{name}",
+            get(groups::get).put(groups::create).delete(groups::delete),
+        )
+        .route(
+            "/v1/groups/{name}/topics/{topic}",
+            axum::routing::put(groups::add).delete(groups::remove),
+        )
+        .route("/v1/groups/{name}/broadcast", post(groups::broadcast))
         .route("/healthz", get(monitor::healthz))
         .route("/varz", get(monitor::varz))
         .fallback(|| async { ApiError::no_route() })
@@ -138,7 +150,11 @@ impl FromRequestParts<Arc<App>> for ScopeRouter {
             Some(scope) => scope,
             None => query_value(parts.uri.query(), "scope").unwrap_or_else(|| "default".into()),
         };
-        if scope.is_empty() || scope.len() > 256 || scope.chars().any(char::is_control) {
+        // As on the NATS door: one token on the wire between nodes.
+        if scope.is_empty()
+            || scope.len() > 256
+            || scope.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ApiError::bad_request(format!("invalid scope {scope:?}")));
         }
         let router = app.shared.node.router(&scope, app.shared.config.capacity);
