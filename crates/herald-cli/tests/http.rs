@@ -589,3 +589,144 @@ async fn groups_over_http_are_the_groups_nats_clients_see() {
         .unwrap();
     assert_eq!(list, json!({"groups": []}));
 }
+
+async fn get_json(url: String) -> Value {
+    let r = http().get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn monitoring_endpoints_and_metrics_count_both_doors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HeraldProcess::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "mon-1",
+    ]);
+    let url = server.http_url();
+    let options = async_nats::ConnectOptions::new().name("monitored");
+    let client = options.connect(server.url()).await.unwrap();
+    let _sub = client.subscribe("m.>").await.unwrap();
+    for _ in 0..3 {
+        client.publish("m.x", "12345".into()).await.unwrap();
+    }
+    sync(&client).await;
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "MON".into(),
+        subjects: vec!["mon.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let r = http()
+        .post(format!("{url}/v1/publish/mon.1"))
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let varz = get_json(format!("{url}/varz")).await;
+    assert_eq!(varz["server_name"], "mon-1");
+    assert_eq!(varz["port"], server.addr.port());
+    assert_eq!(varz["http_port"], server.http.unwrap().port());
+    assert_eq!(varz["connections"], 1);
+    assert!(varz["in_msgs"].as_u64().unwrap() >= 4, "{varz}");
+
+    let connz = get_json(format!("{url}/connz")).await;
+    assert_eq!(connz["num_connections"], 1);
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["name"], "monitored");
+    assert_eq!(conn["lang"], "rust");
+    assert!(conn["in_msgs"].as_u64().unwrap() >= 3, "{conn}");
+    assert!(conn["out_msgs"].as_u64().unwrap() >= 3, "{conn}");
+    assert!(conn["subscriptions"].as_u64().unwrap() >= 1, "{conn}");
+    let paged = get_json(format!("{url}/connz?offset=1")).await;
+    assert_eq!(
+        (paged["num_connections"].clone(), paged["total"].clone()),
+        (json!(0), json!(1))
+    );
+
+    let subsz = get_json(format!("{url}/subsz")).await;
+    assert!(subsz["num_subscriptions"].as_u64().unwrap() >= 1);
+    let jsz = get_json(format!("{url}/jsz?streams=true")).await;
+    assert_eq!(
+        (jsz["streams"].clone(), jsz["messages"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(jsz["account_details"][0]["stream_detail"][0]["name"], "MON");
+    let routez = get_json(format!("{url}/routez")).await;
+    assert_eq!(routez["num_routes"], 0);
+
+    let metrics = http().get(format!("{url}/metrics")).send().await.unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    let value = |line: &str| -> u64 {
+        let found = text
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} in {text}"));
+        found.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("herald_messages_in_total ") >= 4);
+    assert_eq!(value("herald_connections "), 1);
+    assert_eq!(value("herald_stream_messages{stream=\"MON\"} "), 1);
+    assert!(
+        text.contains("# TYPE herald_consumer_ack_pending gauge"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn routez_lists_the_routes_of_a_cluster() {
+    let a = HeraldProcess::start(&[
+        "--name",
+        "a",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "s",
+    ]);
+    let seed = a.cluster_addr();
+    let b = HeraldProcess::start(&[
+        "--name",
+        "b",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "s",
+        "--seeds",
+        &seed,
+    ]);
+    // The barrier service answers once the route to one peer is up.
+    let client = nats(&b).await;
+    let done = client
+        .request("$HERALD.API.CLUSTER.FLUSH", r#"{"peers": 1}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(&done.payload[..], b"{}");
+    let routez = get_json(format!("{}/routez", b.http_url())).await;
+    assert_eq!(routez["num_routes"], 1, "{routez}");
+    assert_eq!(routez["routes"][0]["remote_name"], "a");
+    let metrics = http()
+        .get(format!("{}/metrics", b.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("herald_cluster_peers 1"), "{metrics}");
+    assert!(
+        metrics.contains("herald_route_bytes_out_total{peer=\"a\"}"),
+        "{metrics}"
+    );
+}

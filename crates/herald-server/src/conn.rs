@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::outbound::{Close, Outbound, SubTarget};
+use crate::registry::{ClientMeta, Connection};
 use crate::shared::Shared;
 use herald::batch::Batch;
 
@@ -80,6 +81,8 @@ struct Conn {
     id: u64,
     shared: Arc<Shared>,
     out: Arc<Outbound>,
+    /// This connection in the server's registry (its counters, for monitoring).
+    entry: Arc<Connection>,
     router: Router,
     opts: ConnectOptions,
     subs: FxHashMap<Arc<str>, ClientSub>,
@@ -100,6 +103,8 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         shared.stats.clone(),
     ));
     let writer = tokio::spawn(out.clone().run_writer(write, shared.config.write_deadline));
+    let entry = Connection::new(id, peer, out.clone());
+    shared.registry.add(entry.clone());
     let info = shared.info_json(id, peer);
     out.push_control(|buf| encode::info(buf, &info));
     let mut conn = Conn {
@@ -107,6 +112,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         router: shared.node.router("default", shared.config.capacity),
         shared,
         out,
+        entry,
         opts: ConnectOptions::default(),
         subs: FxHashMap::default(),
         pings_out: 0,
@@ -121,6 +127,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     }
     conn.flush_counters();
     let _ = writer.await;
+    conn.shared.registry.remove(id);
     tracing::debug!(
         client = id,
         ?why,
@@ -283,6 +290,12 @@ impl Conn {
             "CONNECT"
         );
         self.out.set_headers(opts.headers);
+        *self.entry.meta.lock() = ClientMeta {
+            name: opts.name.clone().unwrap_or_default(),
+            lang: opts.lang.clone().unwrap_or_default(),
+            version: opts.version.clone().unwrap_or_default(),
+            scope: self.router.scope().to_owned(),
+        };
         self.opts = opts;
         true
     }
@@ -367,6 +380,7 @@ impl Conn {
             Ok(handle) => {
                 tracing::trace!(client = self.id, subject, ?queue, %sid, "SUB");
                 self.subs.insert(sid, ClientSub { handle, target });
+                self.count_subscriptions();
             }
             Err(err) => {
                 tracing::debug!(client = self.id, %err, "SUB refused");
@@ -382,6 +396,7 @@ impl Conn {
             (Some(_), None) => true,
         };
         if done && let Some(sub) = self.subs.remove(sid) {
+            self.count_subscriptions();
             sub.target.remove();
             self.router.unsubscribe_target(&sub.handle);
         }
@@ -391,6 +406,7 @@ impl Conn {
     fn reap_expired(&mut self) {
         for sid in self.out.take_expired() {
             if let Some(sub) = self.subs.remove(&sid) {
+                self.count_subscriptions();
                 sub.target.remove();
                 self.router.unsubscribe_target(&sub.handle);
             }
@@ -406,11 +422,15 @@ impl Conn {
         self.out.push_control(|b| b.extend_from_slice(encode::PING));
     }
 
+    fn count_subscriptions(&self) {
+        (self.entry.subscriptions).store(self.subs.len(), Ordering::Relaxed);
+    }
+
     fn flush_counters(&mut self) {
-        let stats = &self.shared.stats;
         if self.msgs_in > 0 {
-            stats.msgs_in.fetch_add(self.msgs_in, Ordering::Relaxed);
-            stats.bytes_in.fetch_add(self.bytes_in, Ordering::Relaxed);
+            let entry = &self.entry;
+            entry.in_msgs.fetch_add(self.msgs_in, Ordering::Relaxed);
+            entry.in_bytes.fetch_add(self.bytes_in, Ordering::Relaxed);
             self.msgs_in = 0;
             self.bytes_in = 0;
         }

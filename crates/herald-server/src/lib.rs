@@ -11,6 +11,7 @@
 //! | `groups` | the operations on groups both doors share, and their answers |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
+//! | `registry` | the open connections and their own counters, summed when read |
 //! | `http` | the HTTP door: publish, request, SSE subscriptions, monitoring |
 //! | [`stats`] | server-wide counters |
 //!
@@ -38,6 +39,7 @@ mod conn;
 mod groups;
 mod http;
 mod outbound;
+mod registry;
 mod server;
 mod services;
 mod shared;

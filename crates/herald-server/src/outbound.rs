@@ -69,6 +69,8 @@ pub(crate) struct Outbound {
     max_pending: usize,
     policy: SlowConsumerPolicy,
     dropped: AtomicU64,
+    /// Bytes written to this client, counted here and summed over clients when read.
+    bytes_out: AtomicU64,
     stats: Arc<Stats>,
     id: u64,
 }
@@ -95,6 +97,7 @@ impl Outbound {
             max_pending,
             policy,
             dropped: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             stats,
             id,
         }
@@ -221,6 +224,17 @@ impl Outbound {
         self.state.lock().msgs
     }
 
+    /// Bytes written to this client so far.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        let state = self.state.lock();
+        state.buf.len() + state.in_flight
+    }
+
     /// Drains the buffer into `socket` until the connection closes and everything queued
     /// before the close is written (or the socket fails, or a write outlasts `deadline`).
     pub(crate) async fn run_writer(
@@ -254,7 +268,7 @@ impl Outbound {
                 };
                 match result {
                     Some(Ok(Ok(()))) => {
-                        self.stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
                     }
                     Some(Ok(Err(err))) => {
                         tracing::debug!(client = self.id, %err, "write failed");

@@ -22,10 +22,10 @@ use crate::stats::{Stats, StatsSnapshot};
 
 /// A running server.
 pub struct Server {
+    shared: Arc<Shared>,
     nats_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
-    stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     streams: Option<(Streams, JetStream)>,
@@ -81,6 +81,7 @@ impl Server {
             http_addr,
             started: std::time::SystemTime::now(),
             group_services: Default::default(),
+            registry: Default::default(),
             config,
         });
         let services = [
@@ -101,12 +102,12 @@ impl Server {
             crate::http::serve(listener, app)
         });
         shared.serve_groups(&shared.node.router("default", shared.config.capacity));
-        let accept = tokio::spawn(accept_loop(listener, shared));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Server {
+            shared,
             nats_addr,
             http_addr,
             http,
-            stats,
             stop,
             accept,
             streams,
@@ -127,7 +128,7 @@ impl Server {
 
     /// The server's counters now.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        self.shared.snapshot()
     }
 
     /// The streams this server keeps, when it has a data directory.

@@ -37,7 +37,7 @@ pub(crate) fn info_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandl
                 "name": shared.config.name,
                 "version": env!("CARGO_PKG_VERSION"),
                 "nats_version": NATS_VERSION,
-                "stats": shared.stats.snapshot(),
+                "stats": shared.snapshot(),
             });
             if let Err(err) = msg.respond(body.to_string()) {
                 tracing::debug!(%err, "cannot answer {SERVER_INFO_SUBJECT}");

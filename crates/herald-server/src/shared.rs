@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::registry::Registry;
 use crate::stats::Stats;
 
 /// The NATS protocol level herald speaks, advertised as INFO `version`: clients read that
@@ -23,6 +24,7 @@ pub(crate) struct Shared {
     pub(crate) node: Node,
     pub(crate) config: Config,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) registry: Registry,
     pub(crate) limits: Limits,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) server_id: String,
@@ -36,6 +38,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The server's totals now.
+    pub(crate) fn snapshot(&self) -> crate::stats::StatsSnapshot {
+        self.registry.snapshot(&self.stats)
+    }
+
     /// Makes sure `router`'s scope answers `$HERALD.API.GROUPS.<OP>` (once per scope).
     pub(crate) fn serve_groups(&self, router: &Router) {
         let mut services = self.group_services.lock();

@@ -1,4 +1,6 @@
-//! Server-wide counters, updated with relaxed atomics and read as a snapshot.
+//! Server-wide counters, updated with relaxed atomics and read as a snapshot: connection
+//! events, slow consumers, and the HTTP door's traffic. NATS connections count their own
+//! traffic (`registry`), summed in when a snapshot is taken.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,11 +15,13 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Clients closed (or, under the drop policy, first refused) as slow consumers.
     pub slow_consumers: AtomicU64,
-    /// Messages received from clients.
+    /// Messages received over HTTP.
     pub msgs_in: AtomicU64,
-    /// Payload bytes received from clients.
+    /// Payload bytes received over HTTP.
     pub bytes_in: AtomicU64,
-    /// Bytes written to clients (protocol included).
+    /// Messages sent to SSE clients.
+    pub msgs_out: AtomicU64,
+    /// Bytes written to SSE clients.
     pub bytes_out: AtomicU64,
 }
 
@@ -34,6 +38,9 @@ pub struct StatsSnapshot {
     pub msgs_in: u64,
     /// Payload bytes received from clients.
     pub bytes_in: u64,
+    /// Messages sent to clients.
+    #[serde(default)]
+    pub msgs_out: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
 }
@@ -48,6 +55,7 @@ impl Stats {
             slow_consumers: get(&self.slow_consumers),
             msgs_in: get(&self.msgs_in),
             bytes_in: get(&self.bytes_in),
+            msgs_out: get(&self.msgs_out),
             bytes_out: get(&self.bytes_out),
         }
     }

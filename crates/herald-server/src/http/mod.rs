@@ -12,12 +12,14 @@
 //! | `streams` | streams, consumers, stored messages and acks by sequence |
 //! | `consume` | a stream's messages as events, resumable with `Last-Event-ID` |
 //! | `groups` | named groups of topics |
-//! | `monitor` | `/healthz` and nats-server's `/varz` |
+//! | `metrics` | `/metrics`: Prometheus text from what a scrape gathers |
+//! | `monitor` | `/healthz` and nats-server's `/varz`, `/connz`, `/subsz`, `/routez`, `/jsz` |
 
 mod consume;
 mod envelope;
 mod error;
 mod groups;
+mod metrics;
 mod monitor;
 mod publish;
 mod sse;
@@ -89,7 +91,12 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
         )
         .route("/v1/groups/{name}/broadcast", post(groups::broadcast))
         .route("/healthz", get(monitor::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/varz", get(monitor::varz))
+        .route("/connz", get(monitor::connz))
+        .route("/subsz", get(monitor::subsz))
+        .route("/routez", get(monitor::routez))
+        .route("/jsz", get(monitor::jsz))
         .fallback(|| async { ApiError::no_route() })
         .with_state(app);
     let routes = match cors {

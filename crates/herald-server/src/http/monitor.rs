@@ -1,14 +1,15 @@
 //! Health and nats-server's monitoring endpoints, with its JSON field names so that NATS
 //! tooling reads herald.
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, query_value};
 use crate::shared::NATS_VERSION;
 
 /// `GET /healthz`: 200 while serving, 503 once shutting down.
@@ -26,7 +27,7 @@ pub(crate) async fn healthz(State(app): AppState) -> (StatusCode, Json<Value>) {
 pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
     let shared = &app.shared;
     let config = &shared.config;
-    let stats = shared.stats.snapshot();
+    let stats = shared.snapshot();
     let now = SystemTime::now();
     let uptime = now.duration_since(shared.started).unwrap_or_default();
     let subscriptions: usize = shared
@@ -64,6 +65,7 @@ pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
         "routes": routes,
         "in_msgs": stats.msgs_in,
         "in_bytes": stats.bytes_in,
+        "out_msgs": stats.msgs_out,
         "out_bytes": stats.bytes_out,
         "slow_consumers": stats.slow_consumers,
         "subscriptions": subscriptions,
@@ -73,4 +75,162 @@ pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "auth_required": false,
     }))
+}
+
+/// Paging of a monitoring list: `?offset=&limit=` (nats-server's default limit is 1024).
+fn paging(uri: &Uri) -> (usize, usize) {
+    let number = |name: &str, default: usize| {
+        query_value(uri.query(), name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    (number("offset", 0), number("limit", 1024))
+}
+
+fn seconds(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// `GET /connz`: the open NATS connections, with their counters.
+pub(crate) async fn connz(State(app): AppState, uri: Uri) -> Json<Value> {
+    let shared = &app.shared;
+    let now = SystemTime::now();
+    let all = shared.registry.list();
+    let (offset, limit) = paging(&uri);
+    let connections: Vec<Value> = all
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|conn| {
+            let meta = conn.meta.lock().clone();
+            json!({
+                "cid": conn.id,
+                "kind": "Client",
+                "type": "nats",
+                "ip": conn.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+                "port": conn.peer.map(|p| p.port()).unwrap_or(0),
+                "start": herald::time::rfc3339(conn.started),
+                "uptime": seconds(now.duration_since(conn.started).unwrap_or_default()),
+                "pending_bytes": conn.out.pending_bytes(),
+                "in_msgs": conn.in_msgs.load(Ordering::Relaxed),
+                "out_msgs": conn.out.msgs_out(),
+                "in_bytes": conn.in_bytes.load(Ordering::Relaxed),
+                "out_bytes": conn.out.bytes_out(),
+                "subscriptions": conn.subscriptions.load(Ordering::Relaxed),
+                "name": meta.name,
+                "lang": meta.lang,
+                "version": meta.version,
+                "account": meta.scope,
+            })
+        })
+        .collect();
+    Json(json!({
+        "server_id": shared.server_id,
+        "now": herald::time::rfc3339(now),
+        "num_connections": connections.len(),
+        "total": all.len(),
+        "offset": offset,
+        "limit": limit,
+        "connections": connections,
+    }))
+}
+
+/// `GET /subsz`: subscription counts, over every scope of this node.
+pub(crate) async fn subsz(State(app): AppState) -> Json<Value> {
+    let shared = &app.shared;
+    let (mut subscriptions, mut cached) = (0, 0);
+    for scope in shared.node.scopes() {
+        let router = shared.node.router(&scope, 1);
+        subscriptions += router.subscription_count();
+        cached += router.index().cached();
+    }
+    Json(json!({
+        "server_id": shared.server_id,
+        "now": herald::time::rfc3339(SystemTime::now()),
+        "num_subscriptions": subscriptions,
+        "num_cache": cached,
+    }))
+}
+
+/// `GET /routez`: the routes to the other members of this node's cluster.
+pub(crate) async fn routez(State(app): AppState) -> Json<Value> {
+    let shared = &app.shared;
+    let routes: Vec<Value> = shared
+        .node
+        .cluster_info()
+        .map(|info| {
+            info.members
+                .iter()
+                .filter_map(|m| m.route.as_ref().map(|r| (m, r)))
+                .enumerate()
+                .map(|(i, (member, route))| {
+                    let addr: Option<std::net::SocketAddr> = member.route_addr.parse().ok();
+                    json!({
+                        "rid": i + 1,
+                        "remote_id": member.name,
+                        "remote_name": member.name,
+                        "did_solicit": route.direction == "outbound",
+                        "ip": addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+                        "port": addr.map(|a| a.port()).unwrap_or(0),
+                        "in_msgs": route.msgs_in,
+                        "out_msgs": route.msgs_out,
+                        "in_bytes": route.bytes_in,
+                        "out_bytes": route.bytes_out,
+                        "subscriptions": route.interest,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({
+        "server_id": shared.server_id,
+        "now": herald::time::rfc3339(SystemTime::now()),
+        "num_routes": routes.len(),
+        "routes": routes,
+    }))
+}
+
+/// `GET /jsz`: the streams this server keeps (`?streams=true` lists each).
+pub(crate) async fn jsz(State(app): AppState, uri: Uri) -> Json<Value> {
+    let shared = &app.shared;
+    let now = herald::time::rfc3339(SystemTime::now());
+    let Some(streams) = app.streams.as_ref() else {
+        return Json(json!({
+            "server_id": shared.server_id,
+            "now": now,
+            "disabled": true,
+        }));
+    };
+    let list = streams.list();
+    let (mut messages, mut bytes, mut consumers) = (0, 0, 0);
+    for info in &list {
+        messages += info.state.messages;
+        bytes += info.state.bytes;
+        consumers += info.state.consumers;
+    }
+    let mut answer = json!({
+        "server_id": shared.server_id,
+        "now": now,
+        "config": { "store_dir": shared.config.data_dir },
+        "storage": bytes,
+        "memory": 0,
+        "streams": list.len(),
+        "consumers": consumers,
+        "messages": messages,
+        "bytes": bytes,
+    });
+    if query_value(uri.query(), "streams").as_deref() == Some("true") {
+        let detail: Vec<Value> = list
+            .iter()
+            .map(|info| {
+                json!({
+                    "name": info.config.name,
+                    "created": herald::time::rfc3339(info.created),
+                    "state": info.state,
+                })
+            })
+            .collect();
+        answer["account_details"] = json!([{ "name": "default", "stream_detail": detail }]);
+    }
+    Json(answer)
 }

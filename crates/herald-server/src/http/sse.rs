@@ -76,6 +76,8 @@ impl Client {
             return false;
         }
         let was_empty = state.buf.is_empty();
+        // Counted here, under the lock already held; added to the server's totals when the
+        // client goes.
         state.last_id += 1;
         let id = state.last_id;
         write(&mut state.buf, id);
@@ -142,6 +144,13 @@ pub(crate) fn message_event(out: &mut Vec<u8>, id: u64, parts: &Parts<'_>) {
     envelope::open(out, parts);
     envelope::close(out);
     out.extend_from_slice(b"\n\n");
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let sent = self.state.get_mut().last_id;
+        self.stats.msgs_out.fetch_add(sent, Ordering::Relaxed);
+    }
 }
 
 impl Target for Client {
