@@ -591,9 +591,9 @@ async fn groups_over_http_are_the_groups_nats_clients_see() {
 }
 
 async fn get_json(url: String) -> Value {
-    let r = http().get(url).send().await.unwrap();
+    let r = http().get(url).send().await.expect("GET");
     assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
+    r.json().await.expect("a JSON body")
 }
 
 #[tokio::test]
