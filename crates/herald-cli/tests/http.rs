@@ -730,3 +730,63 @@ async fn routez_lists_the_routes_of_a_cluster() {
         "{metrics}"
     );
 }
+
+/// The OpenAPI document lists every route, and each route it lists answers (not with "no
+/// such route" or "method not allowed").
+#[tokio::test]
+async fn the_openapi_document_lists_routes_that_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let url = server.http_url();
+    let doc = get_json(format!("{url}/v1/openapi.json")).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for spec_route in [
+        "/v1/publish/{subject}",
+        "/v1/subscribe/{pattern}",
+        "/v1/streams/{name}/consume",
+        "/v1/streams/{name}/consumers/{consumer}/ack/{seq}",
+        "/v1/groups/{name}/broadcast",
+        "/metrics",
+        "/jsz",
+    ] {
+        assert!(paths.contains_key(spec_route), "{spec_route} missing");
+    }
+    // Something for the routes to find.
+    let c = http();
+    let r = c
+        .put(format!("{url}/v1/streams/s1"))
+        .json(&json!({"subjects": ["s1.>"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut calls = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{subject}", "s1.a")
+            .replace("{pattern}", "s1.>")
+            .replace("{name}", "s1")
+            .replace("{consumer}", "c1")
+            .replace("{seq}", "1")
+            .replace("{topic}", "t.1");
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = c.request(method.clone(), format!("{url}{concrete}"));
+            if path == "/v1/publish" {
+                request = request.json(&json!([]));
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            if response.headers()["content-type"] == "text/event-stream" {
+                assert_eq!(status, StatusCode::OK, "{method} {path}");
+            } else if status.is_client_error() {
+                let body: Value = response.json().await.unwrap();
+                assert_ne!(body["error"]["message"], "no such route", "{method} {path}");
+            }
+            calls += 1;
+        }
+    }
+    assert!(calls >= 30, "only {calls} operations listed");
+}

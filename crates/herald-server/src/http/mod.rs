@@ -13,6 +13,7 @@
 //! | `consume` | a stream's messages as events, resumable with `Last-Event-ID` |
 //! | `groups` | named groups of topics |
 //! | `metrics` | `/metrics`: Prometheus text from what a scrape gathers |
+//! | `openapi` | `/v1/openapi.json`, made from the route table |
 //! | `monitor` | `/healthz` and nats-server's `/varz`, `/connz`, `/subsz`, `/routez`, `/jsz` |
 
 mod consume;
@@ -21,6 +22,7 @@ mod error;
 mod groups;
 mod metrics;
 mod monitor;
+mod openapi;
 mod publish;
 mod sse;
 mod streams;
@@ -32,7 +34,7 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use bytes::Bytes;
 use herald::Router;
 use herald::streams::Streams;
@@ -56,47 +58,11 @@ type AppState = axum::extract::State<Arc<App>>;
 pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
     let cors = cors(&app.shared.config.http_cors);
     let mut shutdown = app.shared.shutdown.clone();
-    let routes = axum::Router::new()
-        .route("/v1/publish", post(publish::batch))
-        .route("/v1/publish/{subject}", post(publish::single))
-        .route("/v1/request/{subject}", post(publish::request))
-        .route("/v1/subscribe/{pattern}", get(sse::subscribe))
-        .route("/v1/streams", get(streams::list))
-        .route(
-            "/v1/streams/{name}",
-            get(streams::get).put(streams::put).delete(streams::delete),
-        )
-        .route("/v1/streams/{name}/purge", post(streams::purge))
-        .route("/v1/streams/{name}/messages/{seq}", get(streams::message))
-        .route("/v1/streams/{name}/consume", get(consume::consume))
-        .route("/v1/streams/{name}/consumers", get(streams::consumers))
-        .route(
-            "/v1/streams/{name}/consumers/{consumer}",
-            get(streams::get_consumer)
-                .put(streams::put_consumer)
-                .delete(streams::delete_consumer),
-        )
-        .route(
-            "/v1/streams/{name}/consumers/{consumer}/ack/{seq}",
-            post(streams::ack_message),
-        )
-        .route("/v1/groups", get(groups::list))
-        .route(
-            "/v1/groups/{name}",
-            get(groups::get).put(groups::create).delete(groups::delete),
-        )
-        .route(
-            "/v1/groups/{name}/topics/{topic}",
-            axum::routing::put(groups::add).delete(groups::remove),
-        )
-        .route("/v1/groups/{name}/broadcast", post(groups::broadcast))
-        .route("/healthz", get(monitor::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/varz", get(monitor::varz))
-        .route("/connz", get(monitor::connz))
-        .route("/subsz", get(monitor::subsz))
-        .route("/routez", get(monitor::routez))
-        .route("/jsz", get(monitor::jsz))
+    let mut routes = axum::Router::new();
+    for route in table() {
+        routes = routes.route(route.path, route.handler);
+    }
+    let routes = routes
         .fallback(|| async { ApiError::no_route() })
         .with_state(app);
     let routes = match cors {
@@ -114,6 +80,222 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
             tracing::warn!(%err, "HTTP listener failed");
         }
     })
+}
+
+/// One route of the API: where, what it does (for the OpenAPI document), and its handler.
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) summary: &'static str,
+    handler: MethodRouter<Arc<App>>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    summary: &'static str,
+    handler: MethodRouter<Arc<App>>,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        handler,
+    }
+}
+
+/// Every route, once: the router and the OpenAPI document are both made from this table,
+/// so the document cannot list a route that does not exist or miss one that does.
+pub(crate) fn table() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(
+            M::POST,
+            "/v1/publish",
+            "Publish a batch of message envelopes, checked whole first",
+            post(publish::batch),
+        ),
+        route(
+            M::POST,
+            "/v1/publish/{subject}",
+            "Publish the body on a subject (a stream that captures it answers with its sequence)",
+            post(publish::single),
+        ),
+        route(
+            M::POST,
+            "/v1/request/{subject}",
+            "Request/reply: the reply's payload is the answer",
+            post(publish::request),
+        ),
+        route(
+            M::GET,
+            "/v1/subscribe/{pattern}",
+            "Messages matching a pattern as Server-Sent Events",
+            get(sse::subscribe),
+        ),
+        route(
+            M::GET,
+            "/v1/streams",
+            "List the streams",
+            get(streams::list),
+        ),
+        route(
+            M::GET,
+            "/v1/streams/{name}",
+            "A stream's configuration and state",
+            get(streams::get),
+        ),
+        route(
+            M::PUT,
+            "/v1/streams/{name}",
+            "Create or update a stream",
+            put(streams::put),
+        ),
+        route(
+            M::DELETE,
+            "/v1/streams/{name}",
+            "Delete a stream",
+            delete(streams::delete),
+        ),
+        route(
+            M::POST,
+            "/v1/streams/{name}/purge",
+            "Purge a stream (all, by subject, below a sequence, keeping some)",
+            post(streams::purge),
+        ),
+        route(
+            M::GET,
+            "/v1/streams/{name}/messages/{seq}",
+            "One stored message as an envelope",
+            get(streams::message),
+        ),
+        route(
+            M::GET,
+            "/v1/streams/{name}/consume",
+            "A stream's messages as Server-Sent Events, resumable with Last-Event-ID",
+            get(consume::consume),
+        ),
+        route(
+            M::GET,
+            "/v1/streams/{name}/consumers",
+            "List a stream's consumers",
+            get(streams::consumers),
+        ),
+        route(
+            M::GET,
+            "/v1/streams/{name}/consumers/{consumer}",
+            "A consumer's configuration and position",
+            get(streams::get_consumer),
+        ),
+        route(
+            M::PUT,
+            "/v1/streams/{name}/consumers/{consumer}",
+            "Create a durable consumer",
+            put(streams::put_consumer),
+        ),
+        route(
+            M::DELETE,
+            "/v1/streams/{name}/consumers/{consumer}",
+            "Delete a consumer",
+            delete(streams::delete_consumer),
+        ),
+        route(
+            M::POST,
+            "/v1/streams/{name}/consumers/{consumer}/ack/{seq}",
+            "Ack, nak, term or extend a delivered message",
+            post(streams::ack_message),
+        ),
+        route(
+            M::GET,
+            "/v1/groups",
+            "List the groups of topics",
+            get(groups::list),
+        ),
+        route(
+            M::GET,
+            "/v1/groups/{name}",
+            "A group's topics",
+            get(groups::get),
+        ),
+        route(
+            M::PUT,
+            "/v1/groups/{name}",
+            "Create a group",
+            put(groups::create),
+        ),
+        route(
+            M::DELETE,
+            "/v1/groups/{name}",
+            "Delete a group",
+            delete(groups::delete),
+        ),
+        route(
+            M::PUT,
+            "/v1/groups/{name}/topics/{topic}",
+            "Add a topic to a group",
+            put(groups::add),
+        ),
+        route(
+            M::DELETE,
+            "/v1/groups/{name}/topics/{topic}",
+            "Remove a topic from a group",
+            delete(groups::remove),
+        ),
+        route(
+            M::POST,
+            "/v1/groups/{name}/broadcast",
+            "Publish the body on every topic of a group",
+            post(groups::broadcast),
+        ),
+        route(
+            M::GET,
+            "/v1/openapi.json",
+            "This document",
+            get(openapi::document),
+        ),
+        route(
+            M::GET,
+            "/healthz",
+            "Health: 200 while serving",
+            get(monitor::healthz),
+        ),
+        route(
+            M::GET,
+            "/metrics",
+            "Prometheus metrics",
+            get(metrics::metrics),
+        ),
+        route(
+            M::GET,
+            "/varz",
+            "Server information and totals (nats-server's fields)",
+            get(monitor::varz),
+        ),
+        route(
+            M::GET,
+            "/connz",
+            "Open NATS connections (nats-server's fields)",
+            get(monitor::connz),
+        ),
+        route(
+            M::GET,
+            "/subsz",
+            "Subscription counts (nats-server's fields)",
+            get(monitor::subsz),
+        ),
+        route(
+            M::GET,
+            "/routez",
+            "Cluster routes (nats-server's fields)",
+            get(monitor::routez),
+        ),
+        route(
+            M::GET,
+            "/jsz",
+            "Streams totals (nats-server's fields)",
+            get(monitor::jsz),
+        ),
+    ]
 }
 
 /// The CORS layer for the configured origins, if any.
