@@ -20,10 +20,12 @@
 //! | `request` | request/reply |
 //! | `idle` | idle connections and the server's memory per connection |
 //! | `js` | JetStream publish and consume |
+//! | `http` | HTTP publish, Server-Sent Events fan-out and idle event streams |
 //! | `warmup` | the warm-ups before a timed run |
 //! | `measure` | latency stamps and histograms, flow control, `/proc` readings |
 //! | `report` | what a run measured, as a table or JSON |
 
+mod http;
 mod idle;
 mod js;
 mod measure;
@@ -41,7 +43,9 @@ use report::print_table;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Flags of `herald bench`.
+/// Flags of `herald bench`. (HTTP: `--http-pub URL` alone measures publishing over HTTP;
+/// with `--sse URL` and `--subs`, fan-out to event streams; `--sse URL --idle N`, the memory
+/// of idle event streams.)
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Subject to publish on.
@@ -69,9 +73,10 @@ pub struct BenchArgs {
     /// (needs --server-pid).
     #[arg(long, value_name = "N")]
     idle: Option<usize>,
-    /// Process id of the server, to report its CPU time and resident memory.
-    #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    /// Process id of the server, to report its CPU time and resident memory (several,
+    /// comma-separated, are summed: a server of several processes, such as nginx).
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Give up waiting for outstanding messages after this long without progress.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -99,11 +104,36 @@ pub struct BenchArgs {
     /// With --mode: keep the stream and its messages after the run.
     #[arg(long)]
     keep: bool,
+    /// Publish over HTTP instead: POST each message to this URL (herald:
+    /// http://HOST:8222/v1/publish/SUBJECT) from --pubs keep-alive connections.
+    #[arg(long, value_name = "URL")]
+    http_pub: Option<String>,
+    /// With --http-pub: --subs Server-Sent Events clients of this URL (herald:
+    /// http://HOST:8222/v1/subscribe/SUBJECT) receive the messages; with --idle, N idle ones.
+    #[arg(long, value_name = "URL")]
+    sse: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
 
 impl BenchArgs {
+    /// The server's resident memory, KiB, summed over its processes.
+    fn server_rss(&self) -> Option<u64> {
+        self.sum_over_server(rss_kib)
+    }
+
+    /// The server's CPU time, clock ticks, summed over its processes.
+    fn server_cpu(&self) -> Option<u64> {
+        self.sum_over_server(cpu_ticks)
+    }
+
+    fn sum_over_server(&self, read: fn(u32) -> Option<u64>) -> Option<u64> {
+        if self.server_pid.is_empty() {
+            return None;
+        }
+        self.server_pid.iter().map(|&pid| read(pid)).sum()
+    }
+
     /// Connection flags of subscriber (or responder) `i`: the next `--sub-server` in turn, or
     /// the publishers' servers when none is given.
     fn sub_client(&self, i: usize) -> ClientArgs {
@@ -126,9 +156,18 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     if args.pubs == 0 || args.msgs == 0 {
         return Err("--pubs and --msgs must be at least 1".into());
     }
-    let cpu_before = args.server_pid.and_then(cpu_ticks);
+    let cpu_before = args.server_cpu();
     let started = Instant::now();
+    let http = (args.http_pub.clone(), args.sse.clone());
     let mut report = match (args.mode, args.idle, args.request, args.raw) {
+        _ if http.0.is_some() || http.1.is_some() => match (&http, args.idle, args.subs) {
+            ((_, Some(sse)), Some(n), _) => http::idle(&args, sse, n).await,
+            ((Some(publish), Some(sse)), None, subs) if subs > 0 => {
+                http::fan_out(&args, publish, sse).await
+            }
+            ((Some(publish), None), None, 0) => http::publish_only(&args, publish).await,
+            _ => Err("HTTP: --http-pub URL [--sse URL --subs N], or --sse URL --idle N".into()),
+        },
         (Some(mode), _, _, _) => js::run(&args, mode).await,
         (None, Some(n), _, _) => idle::idle(&args, n).await,
         (None, None, true, _) => request::request(&args).await,
@@ -137,11 +176,12 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     }
     .map_err(|e| e.to_string())?;
     let wall = started.elapsed().as_secs_f64();
-    if let (Some(before), Some(after)) = (cpu_before, args.server_pid.and_then(cpu_ticks)) {
+    if let (Some(before), Some(after)) = (cpu_before, args.server_cpu()) {
         report.server_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
     }
-    if let Some(pid) = args.server_pid {
-        report.server_rss_kib = rss_kib(pid);
+    // A mode that measured memory itself (idle streams, while open) keeps its reading.
+    if report.server_rss_kib.is_none() {
+        report.server_rss_kib = args.server_rss();
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

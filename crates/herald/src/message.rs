@@ -262,6 +262,13 @@ impl Message {
         Some(Some(std::mem::replace(&mut inner.subject, subject.clone())))
     }
 
+    /// Whether `self` and `other` are handles of the same published message (not just equal
+    /// contents): a target that renders each message once for many subscribers can key a
+    /// cache on it.
+    pub fn ptr_eq(&self, other: &Message) -> bool {
+        triomphe::Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// How many handles share this message (tests of who keeps a message alive).
     #[cfg(test)]
     pub(crate) fn holders(&self) -> usize {

@@ -137,13 +137,43 @@ impl Client {
 }
 
 /// An event for a published message: `event: message`, `id: <n>`, `data: <envelope>`.
-pub(crate) fn message_event(out: &mut Vec<u8>, id: u64, parts: &Parts<'_>) {
+fn message_event(out: &mut Vec<u8>, id: u64, envelope: &[u8]) {
     out.extend_from_slice(b"event: message\nid: ");
     envelope::number(out, id);
     out.extend_from_slice(b"\ndata: ");
-    envelope::open(out, parts);
-    envelope::close(out);
+    out.extend_from_slice(envelope);
     out.extend_from_slice(b"\n\n");
+}
+
+thread_local! {
+    /// The envelope of the message this thread delivered last, with the message itself (held,
+    /// so that no later message can be the same allocation): a publish that reaches a thousand
+    /// event streams is encoded once, not a thousand times.
+    static LAST: std::cell::RefCell<Option<(herald::Message, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `f` with the JSON envelope of `msg`, encoded once per published message and thread.
+fn with_envelope<R>(msg: &Delivery<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
+    let message = msg.message();
+    LAST.with_borrow_mut(|last| {
+        if !matches!(last, Some((held, _)) if held.ptr_eq(&message)) {
+            let mut encoded = Vec::with_capacity(64 + msg.payload().len());
+            envelope::open(
+                &mut encoded,
+                &Parts {
+                    subject: msg.subject(),
+                    reply: msg.reply(),
+                    headers: msg.header_block(),
+                    payload: msg.payload(),
+                },
+            );
+            envelope::close(&mut encoded);
+            *last = Some((message, encoded));
+        }
+        let (_, encoded) = last.as_ref().expect("just filled");
+        f(encoded)
+    })
 }
 
 impl Drop for Client {
@@ -155,17 +185,8 @@ impl Drop for Client {
 
 impl Target for Client {
     fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
-        self.push(|out, id| {
-            message_event(
-                out,
-                id,
-                &Parts {
-                    subject: msg.subject(),
-                    reply: msg.reply(),
-                    headers: msg.header_block(),
-                    payload: msg.payload(),
-                },
-            )
+        with_envelope(msg, |envelope| {
+            self.push(|out, id| message_event(out, id, envelope))
         })
     }
 
