@@ -790,3 +790,95 @@ async fn the_openapi_document_lists_routes_that_answer() {
     }
     assert!(calls >= 30, "only {calls} operations listed");
 }
+
+/// A message published over HTTP on one node reaches an event stream and a NATS subscriber on
+/// another node of the cluster, and the other way round.
+#[tokio::test]
+async fn http_and_nats_doors_span_a_cluster() {
+    let a = HeraldProcess::start(&[
+        "--name",
+        "a",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "s",
+    ]);
+    let seed = a.cluster_addr();
+    let b = HeraldProcess::start(&[
+        "--name",
+        "b",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "s",
+        "--seeds",
+        &seed,
+    ]);
+    let mut events =
+        Events::open(http().get(format!("{}/v1/subscribe/span.>", b.http_url()))).await;
+    let on_b = nats(&b).await;
+    let mut sub = on_b.subscribe("span.>").await.unwrap();
+    // Both of b's subscriptions are known on a once b's barrier returns.
+    let done = on_b
+        .request("$HERALD.API.CLUSTER.FLUSH", r#"{"peers": 1}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(&done.payload[..], b"{}");
+    let r = http()
+        .post(format!("{}/v1/publish/span.1", a.http_url()))
+        .body("over http on a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(events.next().await.data["data"], "over http on a");
+    assert_eq!(&next(&mut sub).await.payload[..], b"over http on a");
+    let on_a = nats(&a).await;
+    on_a.publish("span.2", "over nats on a".into())
+        .await
+        .unwrap();
+    assert_eq!(events.next().await.data["data"], "over nats on a");
+}
+
+#[tokio::test]
+async fn cors_preflights_allow_the_api_for_configured_origins_only() {
+    let server = HeraldProcess::start(&["--http-cors", "https://app.example"]);
+    let url = server.http_url();
+    let preflight = |origin: &'static str| {
+        http()
+            .request(reqwest::Method::OPTIONS, format!("{url}/v1/publish/a"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "content-type,herald-header-trace-id,nats-msg-id,last-event-id",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    let headers = allowed.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    for m in ["GET", "POST", "PUT", "DELETE"] {
+        assert!(methods.contains(m), "{methods}");
+    }
+    let allow_headers = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allow_headers.contains("herald-header-trace-id"),
+        "{allow_headers}"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Without http_cors, no CORS headers at all.
+    let plain = HeraldProcess::start(&[]);
+    let r = http()
+        .post(format!("{}/v1/publish/a", plain.http_url()))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
