@@ -21,6 +21,21 @@ pub struct ClientArgs {
     /// without authentication takes that as the scope) [default: the server's `default`].
     #[arg(long, env = "HERALD_SCOPE")]
     pub scope: Option<String>,
+    /// User name, with --password (a server with users binds the connection to the user's
+    /// scope; --scope is then ignored).
+    #[arg(long, env = "HERALD_USER", requires = "password")]
+    pub user: Option<String>,
+    /// Password of --user.
+    #[arg(long, env = "HERALD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Token, for a user configured with a token.
+    #[arg(
+        long,
+        env = "HERALD_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
+    pub token: Option<String>,
     /// How long to wait for the server to answer when connecting.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -32,7 +47,11 @@ impl ClientArgs {
         let mut options = ConnectOptions::new()
             .name(name)
             .connection_timeout(self.connect_timeout);
-        if let Some(scope) = &self.scope {
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        } else if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        } else if let Some(scope) = &self.scope {
             options = options.user_and_password(scope.clone(), String::new());
         }
         options

@@ -6,6 +6,7 @@ mod cluster;
 mod data;
 mod group;
 mod messaging;
+mod passwd;
 mod serve;
 mod stream;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Offline tools for data directories (no server needed).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Print an argon2id hash of a password or token (read from the terminal or stdin) for
+    /// the `[[users]]` of the config file.
+    Passwd(passwd::PasswdArgs),
     /// Measure publish/subscribe or request/reply throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
             Command::Req(args) => messaging::request(args).await,
             Command::Reply(args) => messaging::reply(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Passwd(args) => passwd::run(args),
             Command::Cluster(command) => cluster::run(command).await,
             Command::Group(command) => group::run(command).await,
             Command::Stream(command) => stream::run(command).await,

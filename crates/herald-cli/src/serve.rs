@@ -65,6 +65,10 @@ pub struct Args {
     /// Secret shared by all members of the cluster.
     #[arg(long, value_name = "SECRET")]
     cluster_secret: Option<String>,
+    /// How long a new client may take to authenticate when `[[users]]` are configured
+    /// (users and their permissions are set in the config file) [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    auth_timeout: Option<String>,
     /// Keep streams in this directory (turns on the JetStream API).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
@@ -103,6 +107,7 @@ impl Args {
         put("seeds", self.seeds.clone());
         put("cluster-name", self.cluster_name.clone());
         put("cluster-secret", self.cluster_secret.clone());
+        put("auth-timeout", self.auth_timeout.clone());
         put("data-dir", self.data_dir.clone());
         put("fsync", self.fsync.clone());
         flags

@@ -509,3 +509,93 @@ fn group_commands_manage_and_broadcast_to_groups() {
     let other = run(herald(&["group", "ls", "--server", &url]));
     assert_eq!(text(&other).trim(), "no groups");
 }
+
+/// `herald passwd` hashes what stdin gives; the client commands log in with `--user` /
+/// `--password` or `--token` and are refused without.
+#[test]
+fn passwd_and_logging_in_from_the_command_line() {
+    let hash = |secret: &str| {
+        let mut child = herald(&["passwd"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn herald passwd");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{secret}\n").as_bytes())
+            .expect("write the password");
+        let out = finish(child);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
+    };
+    let alice = hash("open-sesame");
+    assert!(alice.starts_with("$argon2id$"), "{alice}");
+    let token = hash("a-token-for-scripts");
+    let dir = tempfile::tempdir().expect("a directory");
+    let conf = dir.path().join("herald.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[users]]\nuser = \"alice\"\npassword = \"{alice}\"\nscope = \"s\"\n\n[[users]]\ntoken = \"{token}\"\nscope = \"s\"\n"
+        ),
+    )
+    .expect("write the config");
+    let server = HeraldProcess::start(&["--config", conf.to_str().expect("UTF-8 path")]);
+    let url = server.url();
+    let sub = start_ready(
+        herald(&[
+            "sub",
+            "greet",
+            "--count",
+            "1",
+            "--server",
+            &url,
+            "--token",
+            "a-token-for-scripts",
+        ]),
+        "subscribed",
+    );
+    let sent = run(herald(&[
+        "pub",
+        "greet",
+        "hi",
+        "--server",
+        &url,
+        "--user",
+        "alice",
+        "--password",
+        "open-sesame",
+    ]));
+    assert!(sent.status.success(), "{sent:?}");
+    let got = finish(sub);
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains("hi"),
+        "{got:?}"
+    );
+    for args in [
+        vec!["pub", "greet", "x", "--server", &url],
+        vec![
+            "pub",
+            "greet",
+            "x",
+            "--server",
+            &url,
+            "--user",
+            "alice",
+            "--password",
+            "wrong",
+        ],
+    ] {
+        let refused = run(herald(&args));
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("authorization violation"), "{err}");
+    }
+}

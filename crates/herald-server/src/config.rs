@@ -94,6 +94,14 @@ pub struct Config {
     pub cluster_name: String,
     /// The secret all members share; routes prove it in their handshake.
     pub cluster_secret: String,
+    /// How long a new connection may take to authenticate (send CONNECT) when users are
+    /// configured.
+    #[serde(with = "duration")]
+    pub auth_timeout: Duration,
+    /// Users (`[[users]]` tables of the file only): with any, every connection and HTTP
+    /// request must authenticate, and each user is bound to its scope and permissions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<crate::auth::UserConfig>,
     /// Directory of the streams' data; empty means no streams (the JetStream API is absent,
     /// as on a nats-server without `-js`).
     pub data_dir: String,
@@ -127,6 +135,8 @@ impl Default for Config {
             seeds: Vec::new(),
             cluster_name: "herald".into(),
             cluster_secret: String::new(),
+            auth_timeout: Duration::from_secs(2),
+            users: Vec::new(),
             data_dir: String::new(),
             fsync: "always".into(),
         }
@@ -259,6 +269,10 @@ impl Config {
         if self.max_pings_out == 0 || self.max_connections == 0 || self.capacity == 0 {
             return fail("max_pings_out, max_connections and capacity must be at least 1");
         }
+        if self.auth_timeout.is_zero() {
+            return fail("auth_timeout must be more than zero");
+        }
+        crate::auth::Users::from_config(&self.users).map_err(ConfigError::Invalid)?;
         self.fsync_policy()?;
         Ok(())
     }
@@ -310,10 +324,13 @@ impl Config {
     }
 
     fn known_names() -> Vec<String> {
-        match toml::Table::try_from(Config::default()) {
+        let mut names: Vec<String> = match toml::Table::try_from(Config::default()) {
             Ok(table) => table.keys().cloned().collect(),
             Err(_) => Vec::new(),
-        }
+        };
+        // Empty by default, so not in the table above.
+        names.push("users".into());
+        names
     }
 }
 
@@ -336,7 +353,7 @@ fn setting_of_variable(known: &[String], var: &str) -> Option<String> {
 
 /// `HERALD_*` variables of the client commands (`herald pub --server`, `--scope`), not server
 /// settings: a shell that sets them can still run `herald serve`.
-const CLIENT_VARIABLES: &[&str] = &["SERVER", "SCOPE"];
+const CLIENT_VARIABLES: &[&str] = &["SERVER", "SCOPE", "USER", "PASSWORD", "TOKEN"];
 
 /// A string from the environment or a flag as a TOML value: an integer or a boolean when it
 /// reads as one, else the string itself.

@@ -18,7 +18,9 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::task::JoinHandle;
 
+use crate::auth::{Permissions, Presented, Responses, User};
 use crate::outbound::{Close, Outbound, SubTarget};
 use crate::registry::{ClientMeta, Connection};
 use crate::shared::Shared;
@@ -30,7 +32,8 @@ const MAX_READ: usize = 64 * 1024;
 
 /// The options a client sends in CONNECT. Fields not listed (auth, tls, nkeys) are ignored, as
 /// nats-server ignores what it does not use; a missing field keeps nats-server's default.
-#[derive(Debug, Clone, Deserialize)]
+// No `Debug`: it would print the password and token fields.
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 struct ConnectOptions {
     verbose: bool,
@@ -49,6 +52,8 @@ struct ConnectOptions {
     /// Likewise for a token, when there is no user: nats-py and nats.go send the user of a
     /// password-less URL (`nats://scope@host`) as `auth_token`.
     auth_token: Option<String>,
+    /// The password that goes with `user`, when users are configured.
+    pass: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -66,6 +71,7 @@ impl Default for ConnectOptions {
             scope: None,
             user: None,
             auth_token: None,
+            pass: None,
         }
     }
 }
@@ -89,7 +95,20 @@ struct Conn {
     pings_out: u32,
     msgs_in: u64,
     bytes_in: u64,
+    /// False until CONNECT proved a configured user (true when there are none).
+    authenticated: bool,
+    /// A CONNECT whose credentials are being checked.
+    pending_auth: Option<(ConnectOptions, JoinHandle<Option<User>>)>,
+    /// The user's permissions (`None`: everything allowed, and nothing checked).
+    perms: Option<Arc<Permissions>>,
+    /// Publish decisions per subject under `perms` (bounded).
+    publish_checked: FxHashMap<Box<str>, bool>,
+    /// Under `allow_responses`: the reply subjects this connection may answer once.
+    responses: Option<Arc<Responses>>,
 }
+
+/// Most publish decisions a connection remembers; then it forgets them all and starts over.
+const PUBLISH_CHECKS_KEPT: usize = 256;
 
 /// Serves one accepted client until it or the server closes.
 pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
@@ -107,6 +126,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     shared.registry.add(entry.clone());
     let info = shared.info_json(id, peer);
     out.push_control(|buf| encode::info(buf, &info));
+    let shared_users_required = shared.users.required();
     let mut conn = Conn {
         id,
         router: shared.node.router("default", shared.config.capacity),
@@ -118,6 +138,11 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         pings_out: 0,
         msgs_in: 0,
         bytes_in: 0,
+        authenticated: !shared_users_required,
+        pending_auth: None,
+        perms: None,
+        publish_checked: FxHashMap::default(),
+        responses: None,
     };
     tracing::debug!(client = id, ?peer, "connected");
     let why = conn.read_loop(read).await;
@@ -148,6 +173,8 @@ impl Conn {
         let mut shutdown = self.shared.shutdown.clone();
         let interval = self.shared.config.ping_interval;
         let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let auth_deadline = tokio::time::sleep(self.shared.config.auth_timeout);
+        tokio::pin!(auth_deadline);
         loop {
             if let Some(why) = self.out.closed() {
                 return why;
@@ -164,12 +191,26 @@ impl Conn {
                         }
                         let used = self.handle_buffer(&buf);
                         buf.advance(used);
+                        // A CONNECT with credentials stops the buffer until they are checked;
+                        // what came after it is handled then.
+                        while self.pending_auth.is_some() {
+                            self.finish_auth().await;
+                            if self.out.closed().is_some() {
+                                break;
+                            }
+                            let used = self.handle_buffer(&buf);
+                            buf.advance(used);
+                        }
                         if buf.is_empty() && want == MIN_READ && buf.capacity() > 4 * MIN_READ {
                             buf = BytesMut::new();
                         }
                     }
                 },
                 () = self.out.reader_wakeup() => self.reap_expired(),
+                () = &mut auth_deadline, if !self.authenticated => {
+                    self.out.close(Close::Protocol, Some("Authentication Timeout"));
+                    return Close::Protocol;
+                }
                 _ = pings.tick() => self.ping(),
                 _ = shutdown.changed() => {
                     self.out.close(Close::Shutdown, None);
@@ -204,8 +245,14 @@ impl Conn {
         pos
     }
 
-    /// Acts on one operation; false when the connection is closing.
+    /// Acts on one operation; false when the connection is closing (or waits for its
+    /// credentials to be checked).
     fn handle(&mut self, op: ClientOp<'_>) -> bool {
+        if !self.authenticated && !matches!(op, ClientOp::Connect(_)) {
+            self.out
+                .close(Close::Protocol, Some("Authorization Violation"));
+            return false;
+        }
         match op {
             ClientOp::Pub {
                 subject,
@@ -261,6 +308,19 @@ impl Conn {
             );
             return false;
         }
+        let users = self.shared.users.clone();
+        if users.required() {
+            // Hashing is slow on purpose: checked off the async threads, and the reader
+            // handles nothing more of this connection until it is done.
+            let presented = Presented {
+                user: opts.user.take().filter(|u| !u.is_empty()),
+                password: opts.pass.take().filter(|p| !p.is_empty()),
+                token: opts.auth_token.take().filter(|t| !t.is_empty()),
+            };
+            let check = tokio::task::spawn_blocking(move || users.authenticate_cached(&presented));
+            self.pending_auth = Some((opts, check));
+            return false;
+        }
         let scope = opts
             .scope
             .take()
@@ -281,12 +341,58 @@ impl Conn {
             self.router = self.shared.node.router(&scope, self.shared.config.capacity);
             self.shared.serve_groups(&self.router);
         }
+        self.connected(opts);
+        true
+    }
+
+    /// Finishes a CONNECT that carried credentials, once they are checked: the connection
+    /// lives in its user's scope under its permissions, or is closed.
+    async fn finish_auth(&mut self) {
+        let Some((opts, check)) = self.pending_auth.take() else {
+            return;
+        };
+        let Ok(Some(user)) = check.await else {
+            // Nothing the client sent is logged: a token may be in any field.
+            tracing::debug!(client = self.id, "authentication failed");
+            self.out
+                .close(Close::Protocol, Some("Authorization Violation"));
+            return;
+        };
+        tracing::debug!(
+            client = self.id,
+            user = user.name(),
+            scope = user.scope,
+            "authenticated"
+        );
+        self.authenticated = true;
+        if user.scope != self.router.scope() {
+            self.router = self
+                .shared
+                .node
+                .router(&user.scope, self.shared.config.capacity);
+            self.shared.serve_groups(&self.router);
+        }
+        if let Some(perms) = user.permissions {
+            if perms.allow_responses {
+                self.responses = Some(Arc::default());
+            }
+            self.perms = Some(Arc::new(perms));
+        }
+        let verbose = opts.verbose;
+        self.connected(opts);
+        if verbose {
+            self.out.push_control(|b| b.extend_from_slice(encode::OK));
+        }
+    }
+
+    /// What every accepted CONNECT does last.
+    fn connected(&mut self, opts: ConnectOptions) {
         tracing::debug!(
             client = self.id,
             name = opts.name.as_deref().unwrap_or(""),
             lang = opts.lang.as_deref().unwrap_or(""),
             version = opts.version.as_deref().unwrap_or(""),
-            scope,
+            scope = self.router.scope(),
             "CONNECT"
         );
         self.out.set_headers(opts.headers);
@@ -297,7 +403,6 @@ impl Conn {
             scope: self.router.scope().to_owned(),
         };
         self.opts = opts;
-        true
     }
 
     fn publish(
@@ -309,6 +414,15 @@ impl Conn {
     ) {
         self.msgs_in += 1;
         self.bytes_in += payload.len() as u64;
+        if self.perms.is_some() && !self.may_publish(subject) {
+            self.out.push_control(|b| {
+                encode::err(
+                    b,
+                    &format!("Permissions Violation for Publish to \"{subject}\""),
+                )
+            });
+            return;
+        }
         // Like nats-server, only a pedantic client is held to literal subjects; others may
         // publish `*` and `>` tokens, which only wildcard subscriptions match.
         if self.opts.pedantic
@@ -360,6 +474,26 @@ impl Conn {
         });
     }
 
+    /// Whether this connection's permissions let it publish to `subject` (decisions are
+    /// remembered; a granted response is used up).
+    fn may_publish(&mut self, subject: &str) -> bool {
+        let Some(perms) = &self.perms else {
+            return true;
+        };
+        let allowed = match self.publish_checked.get(subject) {
+            Some(&allowed) => allowed,
+            None => {
+                let allowed = perms.publish.allows_subject(subject);
+                if self.publish_checked.len() >= PUBLISH_CHECKS_KEPT {
+                    self.publish_checked.clear();
+                }
+                self.publish_checked.insert(subject.into(), allowed);
+                allowed
+            }
+        };
+        allowed || self.responses.as_ref().is_some_and(|r| r.take(subject))
+    }
+
     fn subscribe(&mut self, subject: &str, queue: Option<&str>, sid: &str) {
         let max = self.shared.config.max_subscriptions;
         if max != 0 && self.subs.len() >= max {
@@ -371,8 +505,31 @@ impl Conn {
             // nats-server keeps the first subscription of a sid and ignores the repeat.
             return;
         }
+        let denied = match &self.perms {
+            None => Vec::new(),
+            Some(perms) if perms.subscribe.allows_pattern(subject) => {
+                perms.subscribe.filters(subject)
+            }
+            Some(_) => {
+                let using = queue
+                    .map(|q| format!(" using queue \"{q}\""))
+                    .unwrap_or_default();
+                self.out.push_control(|b| {
+                    encode::err(
+                        b,
+                        &format!("Permissions Violation for Subscription to \"{subject}\"{using}"),
+                    )
+                });
+                return;
+            }
+        };
         let sid: Arc<str> = sid.into();
-        let target = Arc::new(SubTarget::new(self.out.clone(), sid.clone()));
+        let target = Arc::new(SubTarget::new(
+            self.out.clone(),
+            sid.clone(),
+            denied,
+            self.responses.clone(),
+        ));
         match self
             .router
             .subscribe_target(subject, queue, 0, target.clone())

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod config;
 mod conn;
 mod groups;
@@ -45,6 +46,7 @@ mod services;
 mod shared;
 pub mod stats;
 
+pub use auth::{PermissionsConfig, RulesConfig, UserConfig, hash_secret};
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use groups::GROUPS_SUBJECT_PREFIX;
 pub use server::Server;

@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
+use crate::auth::Responses;
 use crate::config::SlowConsumerPolicy;
 use crate::stats::Stats;
 
@@ -321,16 +322,28 @@ pub(crate) struct SubTarget {
     delivered: AtomicU64,
     /// Set on UNSUB: a publisher still holding an older match result delivers nothing more.
     removed: AtomicBool,
+    /// Denied subjects this subscription's pattern overlaps: never delivered to it. Empty
+    /// (nothing to check) for almost every subscription.
+    denied: Vec<String>,
+    /// Under `allow_responses`: where the reply subjects of requests it receives are granted.
+    responses: Option<Arc<Responses>>,
 }
 
 impl SubTarget {
-    pub(crate) fn new(out: Arc<Outbound>, sid: Arc<str>) -> SubTarget {
+    pub(crate) fn new(
+        out: Arc<Outbound>,
+        sid: Arc<str>,
+        denied: Vec<String>,
+        responses: Option<Arc<Responses>>,
+    ) -> SubTarget {
         SubTarget {
             out,
             sid,
             max: AtomicU64::new(u64::MAX),
             delivered: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            denied,
+            responses,
         }
     }
 
@@ -357,6 +370,15 @@ impl Target for SubTarget {
         if self.removed.load(Ordering::Acquire) {
             return false;
         }
+        if !self.denied.is_empty()
+            && self
+                .denied
+                .iter()
+                .any(|d| herald::subject::matches(d, msg.subject()))
+        {
+            // Withheld, as nats-server does; taken, so a queue group does not retry it.
+            return true;
+        }
         let max = self.max.load(Ordering::Acquire);
         if max != u64::MAX {
             let n = self.delivered.fetch_add(1, Ordering::AcqRel) + 1;
@@ -368,6 +390,9 @@ impl Target for SubTarget {
             }
         } else {
             self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(responses), Some(reply)) = (&self.responses, msg.reply()) {
+            responses.grant(reply);
         }
         self.out.push_msg(&self.sid, msg)
     }

@@ -51,6 +51,8 @@ impl Server {
             }
             None => None,
         };
+        let users = crate::auth::Users::from_config(&config.users)
+            .map_err(|e| std::io::Error::other(format!("invalid users: {e}")))?;
         let listener = TcpListener::bind(&config.listen).await?;
         let nats_addr = listener.local_addr()?;
         let http_listener = match config.http.as_str() {
@@ -82,6 +84,7 @@ impl Server {
             started: std::time::SystemTime::now(),
             group_services: Default::default(),
             registry: Default::default(),
+            users: Arc::new(users),
             config,
         });
         let services = [
@@ -98,6 +101,7 @@ impl Server {
             let app = Arc::new(crate::http::App {
                 shared: shared.clone(),
                 streams: streams.as_ref().map(|(s, _)| s.clone()),
+                tickets: Default::default(),
             });
             crate::http::serve(listener, app)
         });

@@ -11,6 +11,7 @@ use herald_proto::Limits;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::auth::Users;
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::stats::Stats;
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) stats: Arc<Stats>,
     pub(crate) registry: Registry,
+    /// The configured users (none: no authentication).
+    pub(crate) users: Arc<Users>,
     pub(crate) limits: Limits,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) server_id: String,
@@ -72,6 +75,7 @@ impl Shared {
             "max_payload": self.config.max_payload,
             "client_id": id,
             "client_ip": peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+            "auth_required": self.users.required(),
         });
         serde_json::to_vec(&info).unwrap_or_default()
     }

@@ -42,19 +42,34 @@ impl HeraldProcess {
         HeraldProcess::spawn(sh, extra)
     }
 
+    /// Like [`start`](HeraldProcess::start), with the server's log (stderr) written to `log`.
+    pub fn start_logging_to(extra: &[&str], log: &std::path::Path) -> HeraldProcess {
+        let mut sh = Command::new("sh");
+        sh.args([
+            "-c",
+            &format!("exec \"$0\" \"$@\" 2>'{}'", log.display()),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        HeraldProcess::spawn(sh, extra)
+    }
+
     /// Starts `herald serve` through `command` (for example `herald` itself with variables
     /// set in its environment).
     pub fn spawn(mut command: Command, extra: &[&str]) -> HeraldProcess {
         let http_off = extra
             .windows(2)
             .any(|w| w[0] == "--http" && w[1].is_empty());
+        let log = std::env::var("TEST_HERALD_LOG").unwrap_or("warn".into());
+        // A test that sets --log itself keeps it.
+        let log_flag: &[&str] = if extra.contains(&"--log") {
+            &[]
+        } else {
+            &["--log", &log]
+        };
         let mut child = command
             .env("HERALD_HTTP", "127.0.0.1:0")
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args([
-                "--log",
-                &std::env::var("TEST_HERALD_LOG").unwrap_or("warn".into()),
-            ])
+            .args(log_flag)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -5,6 +5,7 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | `auth` | who a request is: credentials, tickets, permissions |
 //! | `error` | the JSON error answer and the status of each failure |
 //! | `envelope` | the JSON form of a message |
 //! | `publish` | `POST /v1/publish[/{subject}]`, `POST /v1/request/{subject}` |
@@ -16,6 +17,7 @@
 //! | `openapi` | `/v1/openapi.json`, made from the route table |
 //! | `monitor` | `/healthz` and nats-server's `/varz`, `/connz`, `/subsz`, `/routez`, `/jsz` |
 
+mod auth;
 mod consume;
 mod envelope;
 mod error;
@@ -49,6 +51,7 @@ use error::ApiError;
 pub(crate) struct App {
     pub(crate) shared: Arc<Shared>,
     pub(crate) streams: Option<Streams>,
+    pub(crate) tickets: auth::Tickets,
 }
 
 type AppState = axum::extract::State<Arc<App>>;
@@ -64,6 +67,10 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
     }
     let routes = routes
         .fallback(|| async { ApiError::no_route() })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::authenticate,
+        ))
         .with_state(app);
     let routes = match cors {
         Some(cors) => routes.layer(cors),
@@ -248,6 +255,12 @@ pub(crate) fn table() -> Vec<Route> {
             post(groups::broadcast),
         ),
         route(
+            M::POST,
+            "/v1/tickets",
+            "A single-use ticket (60 s) for one event-stream URL (?ticket=)",
+            post(auth::ticket),
+        ),
+        route(
             M::GET,
             "/v1/openapi.json",
             "This document",
@@ -327,6 +340,26 @@ impl FromRequestParts<Arc<App>> for ScopeRouter {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        if let Some(auth::Authenticated(user)) = parts.extensions.get::<auth::Authenticated>() {
+            // A user's requests live in its scope; naming another is refused, not ignored.
+            let asked = parts
+                .headers
+                .get("herald-scope")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| query_value(parts.uri.query(), "scope"));
+            if asked.as_ref().is_some_and(|s| *s != user.scope) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "this user's requests are in its own scope",
+                ));
+            }
+            let router = app
+                .shared
+                .node
+                .router(&user.scope, app.shared.config.capacity);
+            return Ok(ScopeRouter(router, user.scope.clone()));
+        }
         let from_header = match parts.headers.get("herald-scope") {
             Some(v) => Some(
                 v.to_str()

@@ -73,7 +73,8 @@ pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
         "now": herald::time::rfc3339(now),
         "uptime": humantime::format_duration(std::time::Duration::from_secs(uptime.as_secs())).to_string(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "auth_required": false,
+        "auth_required": shared.users.required(),
+        "auth_timeout": config.auth_timeout.as_secs_f64(),
     }))
 }
 

@@ -18,6 +18,7 @@ use herald::streams::{CONFIRM_HEADER, CONFIRM_TIMEOUT_HEADER, ErrorKind};
 use herald::{HeaderMap as MessageHeaders, Subject, WireMessage};
 use serde_json::{Value, json};
 
+use super::auth::Perms;
 use super::envelope::Incoming;
 use super::error::ApiError;
 use super::{App, AppState, ScopeRouter, duration, query_value, read_body};
@@ -37,6 +38,7 @@ struct Outgoing {
 pub(crate) async fn single(
     State(app): AppState,
     ScopeRouter(router, scope): ScopeRouter,
+    perms: Perms,
     Path(subject): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -51,6 +53,7 @@ pub(crate) async fn single(
         payload,
     };
     check(&message, limit)?;
+    perms.publish(&message.subject)?;
     let confirm = match query_value(uri.query(), "confirm") {
         Some(n) => Some(n.parse::<usize>().map_err(|_| {
             ApiError::bad_request(format!("confirm: not a number of consumers: {n:?}"))
@@ -76,6 +79,7 @@ pub(crate) async fn single(
 pub(crate) async fn batch(
     State(app): AppState,
     ScopeRouter(router, scope): ScopeRouter,
+    perms: Perms,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -100,6 +104,7 @@ pub(crate) async fn batch(
             payload,
         };
         check(&message, limit).map_err(at)?;
+        perms.publish(&message.subject).map_err(at)?;
         messages.push(message);
     }
     let mut results = Vec::with_capacity(messages.len());
@@ -116,6 +121,7 @@ pub(crate) async fn batch(
 pub(crate) async fn request(
     State(app): AppState,
     ScopeRouter(router, _): ScopeRouter,
+    perms: Perms,
     Path(subject): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -135,6 +141,7 @@ pub(crate) async fn request(
         payload,
     };
     check(&message, limit)?;
+    perms.publish(&message.subject)?;
     count_in(&app, &message);
     let reply = router
         .request_with_headers(&message.subject, message.headers, message.payload, timeout)

@@ -51,17 +51,20 @@ pub(crate) struct Client {
     subscription: Mutex<Option<(Router, TargetSubscription)>>,
     /// Where an overflow, detected on a publisher's thread, sends the unsubscription.
     runtime: tokio::runtime::Handle,
+    /// Denied subjects the pattern overlaps (the user's permissions): never delivered.
+    denied: Vec<String>,
     ready: Notify,
     max_pending: usize,
     stats: Arc<Stats>,
 }
 
 impl Client {
-    pub(crate) fn new(max_pending: usize, stats: Arc<Stats>) -> Arc<Client> {
+    pub(crate) fn new(max_pending: usize, stats: Arc<Stats>, denied: Vec<String>) -> Arc<Client> {
         Arc::new(Client {
             state: Mutex::new(State::default()),
             subscription: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
+            denied,
             ready: Notify::new(),
             max_pending,
             stats,
@@ -185,6 +188,13 @@ impl Drop for Client {
 
 impl Target for Client {
     fn deliver(&self, _sid: u64, msg: &Delivery<'_>) -> bool {
+        if self
+            .denied
+            .iter()
+            .any(|d| herald::subject::matches(d, msg.subject()))
+        {
+            return true;
+        }
         with_envelope(msg, |envelope| {
             self.push(|out, id| message_event(out, id, envelope))
         })
@@ -253,11 +263,18 @@ pub(crate) fn event_stream(body: Body) -> Response {
 pub(crate) async fn subscribe(
     axum::extract::State(app): super::AppState,
     super::ScopeRouter(router, _): super::ScopeRouter,
+    perms: super::auth::Perms,
     axum::extract::Path(pattern): axum::extract::Path<String>,
     uri: axum::http::Uri,
 ) -> Result<Response, super::error::ApiError> {
     let queue = super::query_value(uri.query(), "queue");
-    let client = Client::new(app.shared.config.sse_max_pending, app.shared.stats.clone());
+    herald::subject::check(&pattern)?;
+    let denied = perms.subscribe(&pattern, queue.as_deref())?;
+    let client = Client::new(
+        app.shared.config.sse_max_pending,
+        app.shared.stats.clone(),
+        denied,
+    );
     let sub = router.subscribe_target(&pattern, queue.as_deref(), 0, client.clone())?;
     Ok(response(app.shared.shutdown.clone(), router, sub, client))
 }

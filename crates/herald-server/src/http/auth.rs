@@ -1,0 +1,205 @@
+//! Authentication on the HTTP door: with users configured, every request but `/healthz`
+//! carries `Authorization: Bearer <token>` or Basic user/password, or (for an EventSource,
+//! which cannot send headers) `?ticket=` with a single-use ticket from `POST /v1/tickets`.
+//! The request then lives in its user's scope, under its permissions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{App, query_value};
+use crate::auth::{Permissions, Presented, User};
+
+/// How long a ticket is good for.
+const TICKET_LIFE: Duration = Duration::from_secs(60);
+
+/// Most tickets outstanding at once (expired ones are dropped first).
+const MAX_TICKETS: usize = 100_000;
+
+/// The user a request proved to be.
+#[derive(Clone)]
+pub(crate) struct Authenticated(pub(crate) Arc<User>);
+
+/// Single-use tickets for event streams.
+#[derive(Default)]
+pub(crate) struct Tickets {
+    open: Mutex<FxHashMap<String, (Arc<User>, Instant)>>,
+}
+
+impl Tickets {
+    fn issue(&self, user: Arc<User>) -> Result<String, ApiError> {
+        let mut bytes = [0u8; 24];
+        getrandom::fill(&mut bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("no randomness: {e}"),
+            )
+        })?;
+        let ticket = hex::encode(bytes);
+        let now = Instant::now();
+        let mut open = self.open.lock();
+        if open.len() >= MAX_TICKETS {
+            open.retain(|_, (_, expires)| *expires > now);
+            if open.len() >= MAX_TICKETS {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many tickets outstanding",
+                ));
+            }
+        }
+        open.insert(ticket.clone(), (user, now + TICKET_LIFE));
+        Ok(ticket)
+    }
+
+    fn redeem(&self, ticket: &str) -> Option<Arc<User>> {
+        let (user, expires) = self.open.lock().remove(ticket)?;
+        (expires > Instant::now()).then_some(user)
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"herald\", Bearer"),
+    );
+    response
+}
+
+/// The credentials of a request's `Authorization` header.
+fn presented(req: &Request) -> Option<Presented> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Presented {
+            token: Some(rest.trim().to_owned()),
+            ..Presented::default()
+        });
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':')?;
+        return Some(Presented {
+            user: Some(user.to_owned()),
+            password: Some(password.to_owned()),
+            token: None,
+        });
+    }
+    None
+}
+
+/// The middleware: lets a request through as its user, or answers 401.
+pub(crate) async fn authenticate(
+    State(app): State<Arc<App>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let users = app.shared.users.clone();
+    if !users.required() || req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let user = if let Some(ticket) = query_value(req.uri().query(), "ticket") {
+        match app.tickets.redeem(&ticket) {
+            Some(user) => user,
+            // Nothing about the ticket is logged.
+            None => return unauthorized("unknown, used or expired ticket"),
+        }
+    } else {
+        let Some(presented) = presented(&req) else {
+            return unauthorized("authentication required: Bearer token or Basic user/password");
+        };
+        let check = tokio::task::spawn_blocking(move || users.authenticate_cached(&presented));
+        match check.await {
+            Ok(Some(user)) => Arc::new(user),
+            _ => {
+                tracing::debug!("HTTP authentication failed");
+                return unauthorized("invalid credentials");
+            }
+        }
+    };
+    req.extensions_mut().insert(Authenticated(user));
+    next.run(req).await
+}
+
+/// `POST /v1/tickets`: a single-use ticket for one event-stream URL (`?ticket=`), good for
+/// 60 s, for the user the request authenticated as.
+pub(crate) async fn ticket(
+    axum::extract::State(app): super::AppState,
+    parts: Parts,
+) -> Result<Json<Value>, ApiError> {
+    let Some(Authenticated(user)) = parts.extensions.get::<Authenticated>().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "tickets are for servers with users: this one has none",
+        ));
+    };
+    let ticket = app.tickets.issue(user)?;
+    Ok(Json(
+        json!({ "ticket": ticket, "expires_in": TICKET_LIFE.as_secs() }),
+    ))
+}
+
+/// The permissions of a request's user (`None`: no users, or a user without limits).
+pub(crate) struct Perms(pub(crate) Option<Arc<Permissions>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Perms {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Perms(
+            parts
+                .extensions
+                .get::<Authenticated>()
+                .and_then(|a| a.0.permissions.clone().map(Arc::new)),
+        ))
+    }
+}
+
+impl Perms {
+    /// Refuses a publish (or request) to `subject` the user may not make.
+    pub(crate) fn publish(&self, subject: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(p) if !p.publish.allows_subject(subject) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Permissions Violation for Publish to \"{subject}\""),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a subscription the user may not make; else the denied subjects to withhold
+    /// from it.
+    pub(crate) fn subscribe(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+    ) -> Result<Vec<String>, ApiError> {
+        match &self.0 {
+            None => Ok(Vec::new()),
+            Some(p) if p.subscribe.allows_pattern(pattern) => Ok(p.subscribe.filters(pattern)),
+            Some(_) => {
+                let using = queue
+                    .map(|q| format!(" using queue \"{q}\""))
+                    .unwrap_or_default();
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("Permissions Violation for Subscription to \"{pattern}\"{using}"),
+                ))
+            }
+        }
+    }
+}
