@@ -51,9 +51,9 @@ pub struct PermissionsConfig {
     pub allow_responses: bool,
 }
 
-/// `{ allow = [..], deny = [..] }`.
+/// `{ allow = [..], deny = [..] }`, or a plain list `[..]` meaning `allow`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "RulesForm")]
 pub struct RulesConfig {
     /// When given, only these patterns are allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +61,35 @@ pub struct RulesConfig {
     /// Never allowed, whatever `allow` says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+}
+
+/// The two ways rules are written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RulesForm {
+    List(Vec<String>),
+    Table(RulesTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesTable {
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+impl From<RulesForm> for RulesConfig {
+    fn from(form: RulesForm) -> RulesConfig {
+        match form {
+            RulesForm::List(allow) => RulesConfig {
+                allow: Some(allow),
+                deny: Vec::new(),
+            },
+            RulesForm::Table(RulesTable { allow, deny }) => RulesConfig { allow, deny },
+        }
+    }
 }
 
 /// How long a received request's reply subject stays publishable under `allow_responses`.
@@ -399,6 +428,16 @@ mod tests {
         assert!(overlap("a.*", "*.b"));
         assert!(!overlap("a.b", "a.c"));
         assert!(!overlap("a.*", "a.b.c"));
+    }
+
+    #[test]
+    fn rules_are_a_table_or_a_plain_allow_list_and_unknown_keys_are_refused() {
+        let parse = |text: &str| toml::from_str::<PermissionsConfig>(text);
+        let p = parse("publish = [\"a.>\"]\nsubscribe = { deny = [\"b\"] }").unwrap();
+        assert_eq!(p.publish.allow, Some(vec!["a.>".to_owned()]));
+        assert_eq!(p.subscribe.deny, ["b"]);
+        assert!(parse("publish = { alow = [\"a\"] }").is_err());
+        assert!(parse("publsh = [\"a\"]").is_err());
     }
 
     #[test]

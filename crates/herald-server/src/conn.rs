@@ -498,7 +498,7 @@ impl Conn {
         let max = self.shared.config.max_subscriptions;
         if max != 0 && self.subs.len() >= max {
             self.out
-                .push_control(|b| encode::err(b, "Maximum Subscriptions Exceeded"));
+                .push_control(|b| encode::err(b, "maximum subscriptions exceeded"));
             return;
         }
         if self.subs.contains_key(sid) {

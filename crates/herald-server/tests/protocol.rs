@@ -420,7 +420,7 @@ async fn disconnects_garbage_and_limits_leave_others_alone() {
     s.send(b"SUB x 1\r\nSUB y 2\r\nSUB z 3\r\n").await;
     assert_eq!(
         s.round_trip().await,
-        ["-ERR Maximum Subscriptions Exceeded"]
+        ["-ERR maximum subscriptions exceeded"]
     );
     // Connection limit: the watcher, `s` and six more fill it; the next is refused.
     let mut held = Vec::new();
