@@ -36,6 +36,9 @@ pub struct ClientArgs {
         conflicts_with = "user"
     )]
     pub token: Option<String>,
+    /// File holding an nkey seed (`SU...`), for a user configured with its public nkey.
+    #[arg(long, env = "HERALD_NKEY_SEED", value_name = "FILE", conflicts_with_all = ["user", "token"])]
+    pub nkey_seed: Option<std::path::PathBuf>,
     /// How long to wait for the server to answer when connecting.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -59,7 +62,13 @@ impl ClientArgs {
 
     /// Connects with [`options`](ClientArgs::options).
     pub async fn connect(&self, name: &str) -> Result<Client, Box<dyn std::error::Error>> {
-        self.connect_with(self.options(name)).await
+        let mut options = self.options(name);
+        if let Some(path) = &self.nkey_seed {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the nkey seed {}: {e}", path.display()))?;
+            options = options.nkey(seed.trim().to_owned());
+        }
+        self.connect_with(options).await
     }
 
     /// Connects with the given options.

@@ -444,3 +444,65 @@ async fn http_requests_authenticate_and_event_streams_take_single_use_tickets() 
         "Permissions Violation for Subscription to \"admin.x\""
     );
 }
+
+/// An nkey user signs the nonce of INFO (async-nats does, given the seed); a wrong key, a
+/// missing signature, and (after an nkey login) a client with no credentials are all refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_users_sign_the_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let conf = dir.path().join("nkeys.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[users]]\nnkey = \"{}\"\nscope = \"keys\"\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let server = HeraldProcess::start(&["--config", conf.to_str().unwrap()]);
+    let client = async_nats::ConnectOptions::with_nkey(user.seed().unwrap())
+        .connect(server.url())
+        .await
+        .expect("the nkey user gets in");
+    let mut sub = client.subscribe("k").await.unwrap();
+    client.publish("k", "signed".into()).await.unwrap();
+    assert_eq!(&next(&mut sub).await.payload[..], b"signed");
+    for options in [
+        async_nats::ConnectOptions::with_nkey(stranger.seed().unwrap()),
+        async_nats::ConnectOptions::new(),
+    ] {
+        let refused = tokio::time::timeout(WAIT, options.connect(server.url()))
+            .await
+            .unwrap();
+        let err = refused.expect_err("refused").to_string();
+        assert!(err.contains("authorization violation"), "{err}");
+    }
+    // The right key with a signature of something else than this connection's nonce.
+    let forged = format!(
+        "CONNECT {{\"nkey\":\"{}\",\"sig\":\"AAAA\",\"verbose\":false}}\r\nPING\r\n",
+        user.public_key()
+    );
+    assert_eq!(
+        raw(&server, &forged, WAIT),
+        "-ERR 'Authorization Violation'\r\n"
+    );
+    // The CLI logs in with a seed file.
+    let seed = dir.path().join("user.nk");
+    std::fs::write(&seed, user.seed().unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "pub",
+            "k",
+            "from the cli",
+            "--server",
+            &server.url(),
+            "--nkey-seed",
+        ])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(&next(&mut sub).await.payload[..], b"from the cli");
+}

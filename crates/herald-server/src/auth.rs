@@ -23,6 +23,9 @@ pub struct UserConfig {
     /// Token hash (argon2id or bcrypt), for token authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// NATS nkey (a user's public key, `U...`): the client signs the nonce of INFO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
     /// The scope every connection of this user is in.
     #[serde(default = "default_scope")]
     pub scope: String,
@@ -157,6 +160,7 @@ pub(crate) struct Permissions {
 enum Credential {
     Password { user: String, hash: String },
     Token { hash: String },
+    Nkey { public: String },
 }
 
 /// A configured user, checked.
@@ -174,6 +178,7 @@ impl User {
         match &self.credential {
             Credential::Password { user, .. } => user,
             Credential::Token { .. } => "token user",
+            Credential::Nkey { public } => public,
         }
     }
 }
@@ -184,6 +189,8 @@ pub(crate) struct Presented {
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
+    /// An nkey, its signature of `nonce` (base64url), and the nonce the server sent.
+    pub(crate) nkey: Option<(String, String, String)>,
 }
 
 /// Longest user name, password or token looked at: longer ones fail without hashing.
@@ -209,6 +216,18 @@ impl Users {
         for (i, c) in configs.iter().enumerate() {
             let at = |e: String| format!("users[{i}]: {e}");
             let credential = match (&c.user, &c.password, &c.token) {
+                (None, None, None) if c.nkey.is_some() => {
+                    let public = c.nkey.clone().unwrap_or_default();
+                    let valid = nkeys::KeyPair::from_public_key(&public)
+                        .is_ok_and(|_| public.starts_with('U'));
+                    if !valid {
+                        return Err(at(format!("{public:?} is not a user nkey (U...)")));
+                    }
+                    Credential::Nkey { public }
+                }
+                _ if c.nkey.is_some() => {
+                    return Err(at("an nkey user has no user, password or token".into()));
+                }
                 (Some(user), Some(hash), None) => {
                     check_hash(hash).map_err(at)?;
                     if users.iter().any(|u: &User| matches!(&u.credential, Credential::Password { user: other, .. } if other == user)) {
@@ -224,7 +243,9 @@ impl Users {
                     Credential::Token { hash: hash.clone() }
                 }
                 _ => {
-                    return Err(at("give `user` and `password`, or `token` alone".into()));
+                    return Err(at(
+                        "give `user` and `password`, `token` alone, or `nkey` alone".into(),
+                    ));
                 }
             };
             if c.scope.is_empty()
@@ -267,6 +288,11 @@ impl Users {
     /// SHA-256, never in clear), so that a client presenting them again is not hashed again.
     pub(crate) fn authenticate_cached(&self, presented: &Presented) -> Option<User> {
         use sha2::Digest;
+        if presented.nkey.is_some() {
+            // A signature is of a fresh nonce: nothing to remember, and the key below does
+            // not cover it.
+            return self.authenticate(presented).cloned();
+        }
         let mut key = sha2::Sha256::new();
         for part in [&presented.user, &presented.password, &presented.token] {
             match part {
@@ -297,6 +323,13 @@ impl Users {
         !self.users.is_empty()
     }
 
+    /// Whether some user authenticates with an nkey (then INFO carries a nonce).
+    pub(crate) fn nkeys(&self) -> bool {
+        self.users
+            .iter()
+            .any(|u| matches!(u.credential, Credential::Nkey { .. }))
+    }
+
     /// The user `presented` proves to be, if any. Slow (a password hash per candidate): run
     /// it off the async threads.
     pub(crate) fn authenticate(&self, presented: &Presented) -> Option<&User> {
@@ -305,10 +338,16 @@ impl Users {
         {
             return None;
         }
+        if let Some((public, sig, nonce)) = &presented.nkey {
+            return self.users.iter().find(|u| match &u.credential {
+                Credential::Nkey { public: known } => known == public && signed(public, sig, nonce),
+                _ => false,
+            });
+        }
         if let (Some(name), Some(password)) = (&presented.user, &presented.password) {
             return self.users.iter().find(|u| match &u.credential {
                 Credential::Password { user, hash } => user == name && verify(password, hash),
-                Credential::Token { .. } => false,
+                Credential::Token { .. } | Credential::Nkey { .. } => false,
             });
         }
         // A token; some clients send a password-less user instead (`nats://TOKEN@host`).
@@ -318,9 +357,35 @@ impl Users {
             .filter(|_| presented.password.is_none()))?;
         self.users.iter().find(|u| match &u.credential {
             Credential::Token { hash } => verify(token, hash),
-            Credential::Password { .. } => false,
+            Credential::Password { .. } | Credential::Nkey { .. } => false,
         })
     }
+}
+
+/// Whether `sig` (base64url, padded or not, or standard base64) is `public`'s signature of
+/// `nonce`.
+fn signed(public: &str, sig: &str, nonce: &str) -> bool {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let Ok(sig) = URL_SAFE_NO_PAD
+        .decode(sig.trim_end_matches('='))
+        .or_else(|_| STANDARD.decode(sig))
+    else {
+        return false;
+    };
+    nkeys::KeyPair::from_public_key(public).is_ok_and(|k| k.verify(nonce.as_bytes(), &sig).is_ok())
+}
+
+/// A fresh nonce for INFO: 16 random bytes, base64url.
+pub(crate) fn nonce() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 16];
+    // Without randomness the nonce would repeat and a recorded signature would work again:
+    // say so loudly (getrandom fails only on a broken system).
+    if let Err(err) = getrandom::fill(&mut bytes) {
+        tracing::error!(%err, "no randomness for an nkey nonce");
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Whether `hash` is an argon2 or bcrypt hash this server can check.
@@ -469,6 +534,7 @@ mod tests {
                 user: Some("alice".into()),
                 password: Some(alice.clone()),
                 token: None,
+                nkey: None,
                 scope: "shop".into(),
                 permissions: None,
             },
@@ -476,6 +542,7 @@ mod tests {
                 user: None,
                 password: None,
                 token: Some(token),
+                nkey: None,
                 scope: "metrics".into(),
                 permissions: None,
             },
@@ -485,6 +552,7 @@ mod tests {
             user: user.map(Into::into),
             password: password.map(Into::into),
             token: token.map(Into::into),
+            nkey: None,
         };
         let ok = users.authenticate(&with(Some("alice"), Some("wonderland"), None));
         assert_eq!(ok.map(|u| u.scope.as_str()), Some("shop"));
@@ -515,6 +583,7 @@ mod tests {
                 user: Some("a".into()),
                 password: Some("plain".into()),
                 token: None,
+                nkey: None,
                 scope: "s".into(),
                 permissions: None,
             },
@@ -522,6 +591,7 @@ mod tests {
                 user: Some("a".into()),
                 password: Some(alice.clone()),
                 token: Some(alice.clone()),
+                nkey: None,
                 scope: "s".into(),
                 permissions: None,
             },
@@ -529,6 +599,7 @@ mod tests {
                 user: Some("a".into()),
                 password: Some(alice.clone()),
                 token: None,
+                nkey: None,
                 scope: "has space".into(),
                 permissions: None,
             },
@@ -536,6 +607,7 @@ mod tests {
                 user: Some("a".into()),
                 password: Some(alice.clone()),
                 token: None,
+                nkey: None,
                 scope: "s".into(),
                 permissions: Some(PermissionsConfig {
                     publish: RulesConfig {
@@ -553,6 +625,7 @@ mod tests {
             user: Some("b".into()),
             password: Some(bcrypt_hash),
             token: None,
+            nkey: None,
             scope: "s".into(),
             permissions: None,
         }])

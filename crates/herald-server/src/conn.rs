@@ -54,6 +54,9 @@ struct ConnectOptions {
     auth_token: Option<String>,
     /// The password that goes with `user`, when users are configured.
     pass: Option<String>,
+    /// An nkey user's public key, and its signature of the INFO nonce.
+    nkey: Option<String>,
+    sig: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -72,6 +75,8 @@ impl Default for ConnectOptions {
             user: None,
             auth_token: None,
             pass: None,
+            nkey: None,
+            sig: None,
         }
     }
 }
@@ -105,6 +110,8 @@ struct Conn {
     publish_checked: FxHashMap<Box<str>, bool>,
     /// Under `allow_responses`: the reply subjects this connection may answer once.
     responses: Option<Arc<Responses>>,
+    /// The nonce INFO gave, for an nkey user to sign.
+    nonce: Option<String>,
 }
 
 /// Most publish decisions a connection remembers; then it forgets them all and starts over.
@@ -124,7 +131,8 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     let writer = tokio::spawn(out.clone().run_writer(write, shared.config.write_deadline));
     let entry = Connection::new(id, peer, out.clone());
     shared.registry.add(entry.clone());
-    let info = shared.info_json(id, peer);
+    let nonce = shared.users.nkeys().then(crate::auth::nonce);
+    let info = shared.info_json(id, peer, nonce.as_deref());
     out.push_control(|buf| encode::info(buf, &info));
     let shared_users_required = shared.users.required();
     let mut conn = Conn {
@@ -143,6 +151,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         perms: None,
         publish_checked: FxHashMap::default(),
         responses: None,
+        nonce,
     };
     tracing::debug!(client = id, ?peer, "connected");
     let why = conn.read_loop(read).await;
@@ -316,6 +325,10 @@ impl Conn {
                 user: opts.user.take().filter(|u| !u.is_empty()),
                 password: opts.pass.take().filter(|p| !p.is_empty()),
                 token: opts.auth_token.take().filter(|t| !t.is_empty()),
+                nkey: match (opts.nkey.take(), opts.sig.take(), self.nonce.clone()) {
+                    (Some(nkey), Some(sig), Some(nonce)) => Some((nkey, sig, nonce)),
+                    _ => None,
+                },
             };
             let check = tokio::task::spawn_blocking(move || users.authenticate_cached(&presented));
             self.pending_auth = Some((opts, check));

@@ -61,8 +61,13 @@ impl Shared {
     }
 
     /// The INFO JSON for client `id`.
-    pub(crate) fn info_json(&self, id: u64, peer: Option<SocketAddr>) -> Vec<u8> {
-        let info = serde_json::json!({
+    pub(crate) fn info_json(
+        &self,
+        id: u64,
+        peer: Option<SocketAddr>,
+        nonce: Option<&str>,
+    ) -> Vec<u8> {
+        let mut info = serde_json::json!({
             "server_id": self.server_id,
             "server_name": self.config.name,
             "version": NATS_VERSION,
@@ -77,6 +82,9 @@ impl Shared {
             "client_ip": peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             "auth_required": self.users.required(),
         });
+        if let Some(nonce) = nonce {
+            info["nonce"] = serde_json::Value::String(nonce.to_owned());
+        }
         serde_json::to_vec(&info).unwrap_or_default()
     }
 }

@@ -96,7 +96,7 @@ fn presented(req: &Request) -> Option<Presented> {
         return Some(Presented {
             user: Some(user.to_owned()),
             password: Some(password.to_owned()),
-            token: None,
+            ..Presented::default()
         });
     }
     None
