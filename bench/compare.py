@@ -8,6 +8,7 @@ Environment:
   ONLY=single     only the single-server table
   ONLY=cluster    only the 3-node cluster table
   ONLY=js         only the JetStream table (streams on disk)
+  ONLY=perms      only the permissions table (not in the default run)
 
 Single server: both servers run at the same time on free loopback ports; each row is measured
 ROUNDS times per server, herald and nats-server in turn, and the median is reported with the
@@ -114,7 +115,7 @@ def start(cmd, from_stderr, pattern, name):
 
 
 def start_herald(binary):
-    return start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "warn"],
+    return start([binary, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log", "warn"],
                  False, r"listening nats (\S+)", "herald serve")
 
 
@@ -202,6 +203,74 @@ def single_server(herald_bin, nats_bin, version):
         stop(proc)
 
 
+PERMS_PASSWORD = "bench-password"
+
+
+def perms(herald_bin, nats_bin, version):
+    """Raw fan-out with and without a permission-restricted user, on both servers.
+
+    The user may publish `bench` and `_INBOX.>` but not `bench.secret.>`, and subscribe to
+    anything but `admin.>`: every publish and every subscription is checked, and the
+    subscriptions overlap no denied subject (no delivery filter). Rows are measured on four
+    servers running at once: herald and nats-server, each open and with the user."""
+    root = tempfile.mkdtemp(prefix="perms-")
+    hashed = subprocess.run([herald_bin, "passwd"], input=PERMS_PASSWORD + "\n",
+                            capture_output=True, text=True, check=True).stdout.strip()
+    herald_conf = os.path.join(root, "herald.toml")
+    with open(herald_conf, "w") as f:
+        f.write(f"""[[users]]
+user = "bench"
+password = "{hashed}"
+scope = "default"
+[users.permissions]
+publish = {{ allow = ["bench", "_INBOX.>", "_test.>"], deny = ["bench.secret.>"] }}
+subscribe = {{ allow = [">"], deny = ["admin.>"] }}
+""")
+    nats_conf = os.path.join(root, "nats.conf")
+    with open(nats_conf, "w") as f:
+        f.write(f"""authorization {{
+  users = [
+    {{user: bench, password: "{PERMS_PASSWORD}", permissions: {{
+      publish: {{allow: ["bench", "_INBOX.>", "_test.>"], deny: ["bench.secret.>"]}},
+      subscribe: {{allow: [">"], deny: ["admin.>"]}}
+    }}}}
+  ]
+}}
+""")
+    herald_open, herald_open_url = start_herald(herald_bin)
+    herald_auth, herald_auth_url = start([herald_bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log", "warn",
+                                          "--config", herald_conf], False, r"listening nats (\S+)", "herald serve")
+    nats_open, nats_open_url = start_nats(nats_bin)
+    nats_auth, nats_auth_url = start([nats_bin, "-a", "127.0.0.1", "-p", "-1", "-c", nats_conf],
+                                     True, r"Listening for client connections on (\S+)", "nats-server")
+    creds = ["--user", "bench", "--password", PERMS_PASSWORD]
+    servers = [("herald", herald_open_url, herald_open.pid, []),
+               ("herald+perms", herald_auth_url, herald_auth.pid, creds),
+               ("nats", nats_open_url, nats_open.pid, []),
+               ("nats+perms", nats_auth_url, nats_auth.pid, creds)]
+    print(f"\npermissions: herald vs {version}, {ROUNDS} round(s), medians, raw client, 16 B\n")
+    print("| row | herald | herald+perms | cost | nats | nats+perms | herald+perms / nats+perms |")
+    print("|---|---|---|---|---|---|---|")
+    for subs, msgs in [(0, 2_000_000), (1, 2_000_000), (10, 500_000)]:
+        args = ["--raw", "--size", "16", "--msgs", str(msgs), "--subs", str(subs)]
+        key = "deliver_rate" if subs else "publish_rate"
+        results = {label: [] for label, _, _, _ in servers}
+        for _ in range(ROUNDS):
+            for label, url, pid, extra in servers:
+                results[label].append(bench(herald_bin, url, pid, args + extra))
+        errors = [r["error"] for rs in results.values() for r in rs if "error" in r]
+        if errors:
+            print(f"| 1 → {subs} | error: {errors[0][:100]} | | | | | |")
+            continue
+        v = {label: median(rs, key) for label, rs in results.items()}
+        print(f"| 1 → {subs} ({'delivered' if subs else 'published'}/s) | {v['herald']:,.0f} | {v['herald+perms']:,.0f} | "
+              f"{v['herald+perms'] / v['herald']:.2f} | {v['nats']:,.0f} | {v['nats+perms']:,.0f} | "
+              f"**{v['herald+perms'] / v['nats+perms']:.2f}** |")
+        sys.stdout.flush()
+    for proc in (herald_open, herald_auth, nats_open, nats_auth):
+        stop(proc)
+
+
 def free_port():
     """A port that was free a moment ago (bound to port 0 and released)."""
     with socket.socket() as s:
@@ -213,7 +282,7 @@ def start_herald_cluster(binary):
     """Three herald nodes, b and c seeded with a's cluster address; returns [(proc, url)]."""
     nodes, seeds = [], []
     for name in "abc":
-        cmd = [binary, "serve", "--name", name, "--listen", "127.0.0.1:0", "--log", "warn",
+        cmd = [binary, "serve", "--http", "127.0.0.1:0", "--name", name, "--listen", "127.0.0.1:0", "--log", "warn",
                "--cluster-listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET]
         if seeds:
             cmd += ["--seeds", ",".join(seeds)]
@@ -352,7 +421,7 @@ def js_servers(herald_bin, nats_bin, root):
     for label, fsync in [("herald", "2m"), ("nats-server", None), ("herald always", "always")]:
         data = os.path.join(root, label.replace(" ", "-"))
         if fsync:
-            proc, url = start([herald_bin, "serve", "--listen", "127.0.0.1:0", "--log", "warn",
+            proc, url = start([herald_bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log", "warn",
                                "--data-dir", data, "--fsync", fsync],
                               False, r"listening nats (\S+)", "herald serve")
         else:
@@ -478,7 +547,7 @@ def rss_kib(pid):
 def print_restart_row(herald_bin, nats_bin, root):
     """Restart with 1 M messages: prefill, SIGTERM, start again, time until STREAM.INFO."""
     commands = {
-        "herald": lambda port, data: [herald_bin, "serve", "--listen", f"127.0.0.1:{port}",
+        "herald": lambda port, data: [herald_bin, "serve", "--http", "127.0.0.1:0", "--listen", f"127.0.0.1:{port}",
                                       "--log", "warn", "--data-dir", data, "--fsync", "2m"],
         "nats-server": lambda port, data: [nats_bin, "-a", "127.0.0.1", "-p", str(port),
                                            "-js", "-sd", data],
@@ -514,8 +583,8 @@ def print_restart_row(herald_bin, nats_bin, root):
 
 def main():
     herald_bin, nats_bin = sys.argv[1], sys.argv[2]
-    if ONLY not in ("", "single", "cluster", "js"):
-        raise SystemExit(f"ONLY={ONLY}: expected single, cluster or js")
+    if ONLY not in ("", "single", "cluster", "js", "perms"):
+        raise SystemExit(f"ONLY={ONLY}: expected single, cluster, js or perms")
     version = subprocess.run([nats_bin, "--version"], capture_output=True, text=True).stdout.strip()
     try:
         if ONLY in ("", "single"):
@@ -524,6 +593,8 @@ def main():
             cluster(herald_bin, nats_bin, version)
         if ONLY in ("", "js"):
             js(herald_bin, nats_bin, version)
+        if ONLY == "perms":
+            perms(herald_bin, nats_bin, version)
     finally:
         stop_all()
 

@@ -43,12 +43,15 @@ impl RawConn {
             socket,
             buf: BytesMut::with_capacity(256 * 1024),
         };
-        let connect = match &client.scope {
-            Some(scope) => serde_json::json!({
-                "verbose": false, "pedantic": false, "headers": true, "user": scope
-            }),
-            None => serde_json::json!({"verbose": false, "pedantic": false, "headers": true}),
-        };
+        let mut connect = serde_json::json!({"verbose": false, "pedantic": false, "headers": true});
+        if let (Some(user), Some(password)) = (&client.user, &client.password) {
+            connect["user"] = user.as_str().into();
+            connect["pass"] = password.as_str().into();
+        } else if let Some(token) = &client.token {
+            connect["auth_token"] = token.as_str().into();
+        } else if let Some(scope) = &client.scope {
+            connect["user"] = scope.as_str().into();
+        }
         conn.socket
             .write_all(format!("CONNECT {connect}\r\n").as_bytes())
             .await?;
