@@ -102,6 +102,13 @@ pub struct Config {
     /// request must authenticate, and each user is bound to its scope and permissions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<crate::auth::UserConfig>,
+    /// TLS for client connections (`[tls]` in the file): `tls_required` in INFO, plaintext
+    /// clients refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Longest a client may take to finish its TLS handshake.
+    #[serde(with = "duration")]
+    pub tls_timeout: Duration,
     /// Directory of the streams' data; empty means no streams (the JetStream API is absent,
     /// as on a nats-server without `-js`).
     pub data_dir: String,
@@ -137,6 +144,8 @@ impl Default for Config {
             cluster_secret: String::new(),
             auth_timeout: Duration::from_secs(2),
             users: Vec::new(),
+            tls: None,
+            tls_timeout: Duration::from_secs(2),
             data_dir: String::new(),
             fsync: "always".into(),
         }
@@ -273,6 +282,9 @@ impl Config {
             return fail("auth_timeout must be more than zero");
         }
         crate::auth::Users::from_config(&self.users).map_err(ConfigError::Invalid)?;
+        if let Some(tls) = &self.tls {
+            crate::tls::acceptor(tls).map_err(ConfigError::Invalid)?;
+        }
         self.fsync_policy()?;
         Ok(())
     }
@@ -330,6 +342,7 @@ impl Config {
         };
         // Empty by default, so not in the table above.
         names.push("users".into());
+        names.push("tls".into());
         names
     }
 }

@@ -17,11 +17,10 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Permissions, Presented, Responses, User};
-use crate::outbound::{Close, Outbound, SubTarget};
+use crate::outbound::{BoxWrite, Close, Outbound, SubTarget};
 use crate::registry::{ClientMeta, Connection};
 use crate::shared::Shared;
 use herald::batch::Batch;
@@ -114,6 +113,9 @@ struct Conn {
     nonce: Option<String>,
 }
 
+/// A connection's reading half: a TCP socket's, or a TLS stream's.
+pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
 /// Most publish decisions a connection remembers; then it forgets them all and starts over.
 const PUBLISH_CHECKS_KEPT: usize = 256;
 
@@ -121,7 +123,25 @@ const PUBLISH_CHECKS_KEPT: usize = 256;
 pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     let _ = socket.set_nodelay(true);
     let peer = socket.peer_addr().ok();
-    let (read, write) = socket.into_split();
+    let nonce = shared.users.nkeys().then(crate::auth::nonce);
+    let info = shared.info_json(id, peer, nonce.as_deref());
+    let (read, write, info_sent): (BoxRead, BoxWrite, bool) = match &shared.tls {
+        None => {
+            let (read, write) = socket.into_split();
+            (Box::new(read), Box::new(write), false)
+        }
+        Some(acceptor) => {
+            let mut line = Vec::with_capacity(info.len() + 8);
+            encode::info(&mut line, &info);
+            let Some(started) =
+                crate::tls::start(socket, acceptor, &line, shared.config.tls_timeout).await
+            else {
+                return;
+            };
+            let (read, write) = tokio::io::split(started.stream);
+            (Box::new(read), Box::new(write), started.info_sent)
+        }
+    };
     let out = Arc::new(Outbound::new(
         id,
         shared.config.max_pending,
@@ -131,9 +151,9 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     let writer = tokio::spawn(out.clone().run_writer(write, shared.config.write_deadline));
     let entry = Connection::new(id, peer, out.clone());
     shared.registry.add(entry.clone());
-    let nonce = shared.users.nkeys().then(crate::auth::nonce);
-    let info = shared.info_json(id, peer, nonce.as_deref());
-    out.push_control(|buf| encode::info(buf, &info));
+    if !info_sent {
+        out.push_control(|buf| encode::info(buf, &info));
+    }
     let shared_users_required = shared.users.required();
     let mut conn = Conn {
         id,
@@ -174,7 +194,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
 
 impl Conn {
     /// Reads and handles operations until the connection closes; returns why.
-    async fn read_loop(&mut self, mut read: OwnedReadHalf) -> Close {
+    async fn read_loop(&mut self, mut read: BoxRead) -> Close {
         let mut buf = BytesMut::new();
         // How much each read offers the socket: doubles while reads fill it, halves while they
         // use little of it, so busy clients read 64 KiB at a time and idle ones hold little.

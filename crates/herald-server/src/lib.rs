@@ -11,6 +11,7 @@
 //! | `groups` | the operations on groups both doors share, and their answers |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
+//! | [`tls`] | TLS for client connections: settings, rustls configuration, the handshake |
 //! | `registry` | the open connections and their own counters, summed when read |
 //! | `http` | the HTTP door: publish, request, SSE subscriptions, monitoring |
 //! | [`stats`] | server-wide counters |
@@ -45,6 +46,7 @@ mod server;
 mod services;
 mod shared;
 pub mod stats;
+pub mod tls;
 
 pub use auth::{PermissionsConfig, RulesConfig, UserConfig, hash_secret};
 pub use config::{Config, ConfigError, SlowConsumerPolicy};

@@ -20,12 +20,14 @@ use herald::{Delivery, Target};
 use herald_proto::encode;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::auth::Responses;
 use crate::config::SlowConsumerPolicy;
 use crate::stats::Stats;
+
+/// A connection's writing half: a TCP socket's, or a TLS stream's.
+pub(crate) type BoxWrite = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
 /// Why a connection closes; shown in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,11 +240,7 @@ impl Outbound {
 
     /// Drains the buffer into `socket` until the connection closes and everything queued
     /// before the close is written (or the socket fails, or a write outlasts `deadline`).
-    pub(crate) async fn run_writer(
-        self: Arc<Self>,
-        mut socket: OwnedWriteHalf,
-        deadline: Duration,
-    ) {
+    pub(crate) async fn run_writer(self: Arc<Self>, mut socket: BoxWrite, deadline: Duration) {
         let mut spare = Vec::new();
         loop {
             let closing = {

@@ -53,6 +53,10 @@ impl Server {
         };
         let users = crate::auth::Users::from_config(&config.users)
             .map_err(|e| std::io::Error::other(format!("invalid users: {e}")))?;
+        let tls = match &config.tls {
+            Some(tls) => Some(crate::tls::acceptor(tls).map_err(std::io::Error::other)?),
+            None => None,
+        };
         let listener = TcpListener::bind(&config.listen).await?;
         let nats_addr = listener.local_addr()?;
         let http_listener = match config.http.as_str() {
@@ -85,6 +89,7 @@ impl Server {
             group_services: Default::default(),
             registry: Default::default(),
             users: Arc::new(users),
+            tls,
             config,
         });
         let services = [

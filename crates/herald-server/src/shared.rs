@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// The configured users (none: no authentication).
     pub(crate) users: Arc<Users>,
+    /// TLS for client connections, when `[tls]` is set.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) limits: Limits,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) server_id: String,
@@ -82,6 +84,13 @@ impl Shared {
             "client_ip": peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             "auth_required": self.users.required(),
         });
+        if self.tls.is_some() {
+            info["tls_required"] = serde_json::Value::Bool(true);
+            info["tls_available"] = serde_json::Value::Bool(true);
+            if self.config.tls.as_ref().is_some_and(|t| t.verify) {
+                info["tls_verify"] = serde_json::Value::Bool(true);
+            }
+        }
         if let Some(nonce) = nonce {
             info["nonce"] = serde_json::Value::String(nonce.to_owned());
         }

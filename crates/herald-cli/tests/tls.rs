@@ -1,0 +1,270 @@
+//! TLS on the NATS door with certificates made in the test (rcgen): async-nats and nats-py
+//! over TLS, both after the plaintext INFO and TLS-first, client certificates when the server
+//! verifies them, and plaintext clients refused.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::HeraldProcess;
+use common::sse::WAIT;
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+use tempfile::TempDir;
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
+/// files in `dir`.
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> Certs {
+    let ca_key = KeyPair::generate().unwrap();
+    // Distinct names: with rcgen's one default name for all, OpenSSL (nats-py) takes the
+    // server's certificate for a self-signed one.
+    let named = |sans: Vec<String>, name: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+    };
+    let mut ca_params = named(Vec::new(), "herald test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = named(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        "herald test server",
+    )
+    .signed_by(&key, &ca, &ca_key)
+    .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = named(vec!["client".into()], "herald test client")
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    Certs {
+        ca: write("ca.pem", ca.pem()),
+        cert: write("server.pem", cert.pem()),
+        key: write("server-key.pem", key.serialize_pem()),
+        client_cert: write("client.pem", client_cert.pem()),
+        client_key: write("client-key.pem", client_key.serialize_pem()),
+    }
+}
+
+fn server(dir: &TempDir, certs: &Certs, verify: bool) -> HeraldProcess {
+    let conf = dir.path().join(format!("tls-{verify}.toml"));
+    std::fs::write(
+        &conf,
+        format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nverify = {verify}\n",
+            certs.cert.display(),
+            certs.key.display(),
+            certs.ca.display()
+        ),
+    )
+    .unwrap();
+    HeraldProcess::start(&["--config", conf.to_str().unwrap()])
+}
+
+fn tls_url(server: &HeraldProcess) -> String {
+    format!("tls://{}", server.addr)
+}
+
+async fn round_trip(client: &async_nats::Client) {
+    let mut sub = client.subscribe("secure.>").await.unwrap();
+    client.flush().await.unwrap();
+    // Published until heard: the subscription is in place once one comes back.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        client.publish("secure.x", "over tls".into()).await.unwrap();
+        if let Ok(Some(msg)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            futures::StreamExt::next(&mut sub),
+        )
+        .await
+        {
+            assert_eq!(&msg.payload[..], b"over tls");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing came back over TLS"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_over_tls_after_info_and_tls_first_and_plaintext_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let server = server(&dir, &certs, false);
+    for tls_first in [false, true] {
+        let mut options = async_nats::ConnectOptions::new()
+            .add_root_certificates(certs.ca.clone())
+            .require_tls(true);
+        if tls_first {
+            options = options.tls_first();
+        }
+        let client = tokio::time::timeout(WAIT, options.connect(tls_url(&server)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("tls_first={tls_first}: {e}"));
+        round_trip(&client).await;
+    }
+    // A client that does not trust the CA gets no connection.
+    let untrusting = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .connect(tls_url(&server));
+    assert!(
+        tokio::time::timeout(WAIT, untrusting)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    // A plaintext client sees INFO saying TLS is required, and is refused when it goes on.
+    let mut plain = TcpStream::connect(server.addr).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = plain.read(&mut buf).unwrap();
+    let info = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    plain.write_all(b"CONNECT {}\r\nPING\r\n").unwrap();
+    let mut said = Vec::new();
+    loop {
+        match plain.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&said),
+        "-ERR 'Secure Connection - TLS Required'\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_when_the_server_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let server = server(&dir, &certs, true);
+    let with_cert = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .add_client_certificate(certs.client_cert.clone(), certs.client_key.clone())
+        .require_tls(true)
+        .connect(tls_url(&server));
+    let client = tokio::time::timeout(WAIT, with_cert)
+        .await
+        .unwrap()
+        .unwrap();
+    round_trip(&client).await;
+    let without = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .require_tls(true)
+        .connect(tls_url(&server));
+    let refused = tokio::time::timeout(WAIT, without).await.unwrap();
+    assert!(refused.is_err(), "a client without a certificate got in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_py_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let server = server(&dir, &certs, false);
+    let script = r#"
+import asyncio, ssl, sys
+import nats
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    async def quiet(e):
+        pass
+    nc = await nats.connect(sys.argv[1], tls=ctx, connect_timeout=3, allow_reconnect=False,
+                            error_cb=quiet)
+    sub = await nc.subscribe("py.tls")
+    await nc.flush()
+    await nc.publish("py.tls", b"hello over tls")
+    msg = await sub.next_msg(timeout=5)
+    print(msg.data.decode())
+    await nc.close()
+asyncio.run(asyncio.wait_for(main(), 10))
+"#;
+    let url = tls_url(&server);
+    let ca = certs.ca.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(url)
+            .arg(ca)
+            .output()
+            .expect("python3 with nats-py is needed (.ci/run installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello over tls"
+    );
+}
+
+/// Broken TLS settings stop the server at startup with a message naming the problem.
+#[test]
+fn bad_certificates_are_startup_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let truncated = dir.path().join("truncated.pem");
+    let pem = std::fs::read_to_string(&certs.cert).unwrap();
+    std::fs::write(&truncated, &pem[..pem.len() / 2]).unwrap();
+    for (cert, key, extra, says) in [
+        (
+            dir.path().join("missing.pem"),
+            certs.key.clone(),
+            "",
+            "no such file",
+        ),
+        (truncated, certs.key.clone(), "", "truncated.pem"),
+        (certs.cert.clone(), certs.cert.clone(), "", "no private key"),
+        (
+            certs.cert.clone(),
+            certs.key.clone(),
+            "verify = true\n",
+            "tls.verify needs tls.ca",
+        ),
+    ] {
+        let conf = dir.path().join("bad.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--http", "", "--config"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{says}: {err}");
+    }
+}

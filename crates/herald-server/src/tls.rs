@@ -1,0 +1,139 @@
+//! TLS for client connections (rustls): the `[tls]` settings, the server configuration made
+//! from them, and the start of a connection, which a client may open either way NATS clients
+//! do: read the plaintext INFO (which says `tls_required`) and then start TLS, or start TLS at
+//! once (the TLS-first handshake of async-nats and nats-py). A plaintext client is told
+//! `-ERR 'Secure Connection - TLS Required'` and closed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// `[tls]`: certificates for client connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert: String,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// CA certificates (PEM) that client certificates must chain to, with `verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Require a client certificate signed by `ca`.
+    #[serde(default)]
+    pub verify: bool,
+}
+
+/// How long a client waiting for INFO is given to start TLS at once before the server sends
+/// INFO in plaintext (the clients' TLS-first handshake sends its hello immediately).
+const TLS_FIRST_WAIT: Duration = Duration::from_millis(50);
+
+/// The first byte of a TLS record carrying a handshake.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Makes the rustls server configuration of `[tls]`; errors name the file and the problem.
+pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
+    let certs = read_certs(&config.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&config.key)
+        .map_err(|e| format!("tls.key {}: no private key found ({e})", config.key))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("tls: {e}"))?;
+    let builder = if config.verify {
+        let ca = config
+            .ca
+            .as_ref()
+            .ok_or("tls.verify needs tls.ca: the CA client certificates must chain to")?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(ca)? {
+            roots.add(cert).map_err(|e| format!("tls.ca {ca}: {e}"))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| format!("tls.ca {ca}: {e}"))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let server = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls.cert/tls.key: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    if !Path::new(path).exists() {
+        return Err(format!("{path}: no such file"));
+    }
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{path}: no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// How a TLS connection started.
+pub(crate) struct Started {
+    pub(crate) stream: TlsStream<TcpStream>,
+    /// INFO went out in plaintext before the handshake; otherwise it is still to be sent.
+    pub(crate) info_sent: bool,
+}
+
+/// Starts TLS on a new client connection, sending `info_line` (the whole `INFO ...\r\n`) in
+/// plaintext first unless the client opens with its TLS hello; `None` when the client is not
+/// speaking TLS (told so), fails the handshake, or takes longer than `timeout`.
+pub(crate) async fn start(
+    mut socket: TcpStream,
+    acceptor: &TlsAcceptor,
+    info_line: &[u8],
+    timeout: Duration,
+) -> Option<Started> {
+    let mut first = [0u8; 1];
+    let tls_first = matches!(
+        tokio::time::timeout(TLS_FIRST_WAIT, socket.peek(&mut first)).await,
+        Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE
+    );
+    let handshake = async {
+        if !tls_first {
+            socket.write_all(info_line).await.ok()?;
+            let n = socket.peek(&mut first).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if first[0] != TLS_HANDSHAKE {
+                let _ = socket
+                    .write_all(b"-ERR 'Secure Connection - TLS Required'\r\n")
+                    .await;
+                return None;
+            }
+        }
+        match acceptor.accept(socket).await {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                tracing::debug!(%err, "TLS handshake failed");
+                None
+            }
+        }
+    };
+    let stream = tokio::time::timeout(timeout, handshake).await.ok()??;
+    Some(Started {
+        stream,
+        info_sent: !tls_first,
+    })
+}
