@@ -102,7 +102,8 @@ struct Conn {
     /// False until CONNECT proved a configured user (true when there are none).
     authenticated: bool,
     /// A CONNECT whose credentials are being checked.
-    pending_auth: Option<(ConnectOptions, JoinHandle<Option<User>>)>,
+    /// Boxed: rare, and a connection's task should not carry its size.
+    pending_auth: Option<Box<(ConnectOptions, JoinHandle<Option<User>>)>>,
     /// The user's permissions (`None`: everything allowed, and nothing checked).
     perms: Option<Arc<Permissions>>,
     /// Publish decisions per subject under `perms` (bounded).
@@ -133,9 +134,10 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         Some(acceptor) => {
             let mut line = Vec::with_capacity(info.len() + 8);
             encode::info(&mut line, &info);
-            let Some(started) =
-                crate::tls::start(socket, acceptor, &line, shared.config.tls_timeout).await
-            else {
+            // Boxed: the handshake's state (rustls's) would otherwise make every
+            // connection's task larger, TLS or not.
+            let start = crate::tls::start(socket, acceptor, &line, shared.config.tls_timeout);
+            let Some(started) = Box::pin(start).await else {
                 return;
             };
             let (read, write) = tokio::io::split(started.stream);
@@ -202,8 +204,10 @@ impl Conn {
         let mut shutdown = self.shared.shutdown.clone();
         let interval = self.shared.config.ping_interval;
         let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let auth_deadline = tokio::time::sleep(self.shared.config.auth_timeout);
-        tokio::pin!(auth_deadline);
+        // Only where users are configured (then every connection starts unauthenticated);
+        // boxed, so that the others do not carry a timer.
+        let mut auth_deadline = (!self.authenticated)
+            .then(|| Box::pin(tokio::time::sleep(self.shared.config.auth_timeout)));
         loop {
             if let Some(why) = self.out.closed() {
                 return why;
@@ -236,7 +240,8 @@ impl Conn {
                     }
                 },
                 () = self.out.reader_wakeup() => self.reap_expired(),
-                () = &mut auth_deadline, if !self.authenticated => {
+                () = async { auth_deadline.as_mut().expect("armed").await },
+                    if !self.authenticated && auth_deadline.is_some() => {
                     self.out.close(Close::Protocol, Some("Authentication Timeout"));
                     return Close::Protocol;
                 }
@@ -351,7 +356,7 @@ impl Conn {
                 },
             };
             let check = tokio::task::spawn_blocking(move || users.authenticate_cached(&presented));
-            self.pending_auth = Some((opts, check));
+            self.pending_auth = Some(Box::new((opts, check)));
             return false;
         }
         let scope = opts
@@ -381,9 +386,10 @@ impl Conn {
     /// Finishes a CONNECT that carried credentials, once they are checked: the connection
     /// lives in its user's scope under its permissions, or is closed.
     async fn finish_auth(&mut self) {
-        let Some((opts, check)) = self.pending_auth.take() else {
+        let Some(pending) = self.pending_auth.take() else {
             return;
         };
+        let (opts, check) = *pending;
         let Ok(Some(user)) = check.await else {
             // Nothing the client sent is logged: a token may be in any field.
             tracing::debug!(client = self.id, "authentication failed");
