@@ -377,7 +377,7 @@ impl Conn {
             }
             // Subscriptions made before CONNECT stay in the scope they were made in.
             self.router = self.shared.node.router(&scope, self.shared.config.capacity);
-            self.shared.serve_groups(&self.router);
+            crate::services::serve_groups(&self.shared, &self.router);
         }
         self.connected(opts);
         true
@@ -409,7 +409,7 @@ impl Conn {
                 .shared
                 .node
                 .router(&user.scope, self.shared.config.capacity);
-            self.shared.serve_groups(&self.router);
+            crate::services::serve_groups(&self.shared, &self.router);
         }
         if let Some(perms) = user.permissions {
             if perms.allow_responses {

@@ -110,7 +110,10 @@ impl Server {
             });
             crate::http::serve(listener, app)
         });
-        shared.serve_groups(&shared.node.router("default", shared.config.capacity));
+        crate::services::serve_groups(
+            &shared,
+            &shared.node.router("default", shared.config.capacity),
+        );
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Server {
             shared,

@@ -68,9 +68,24 @@ pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHa
     )
 }
 
+/// Makes sure `router`'s scope answers `$HERALD.API.GROUPS.<OP>` (once per scope; the
+/// handles live in `shared`).
+pub(crate) fn serve_groups(shared: &Shared, router: &Router) {
+    let mut services = shared.group_services.lock();
+    if services.contains_key(router.scope()) {
+        return;
+    }
+    match groups_service(router) {
+        Ok(handle) => {
+            services.insert(router.scope().to_owned(), handle);
+        }
+        Err(err) => tracing::warn!(%err, scope = router.scope(), "cannot serve groups"),
+    }
+}
+
 /// Answers `$HERALD.API.GROUPS.<OP>` in `router`'s scope (see [`crate::groups`]). Node-only:
 /// groups are shared through the cluster by gossip, so each node answers for itself.
-pub(crate) fn groups_service(router: &Router) -> herald::Result<CallbackHandle> {
+fn groups_service(router: &Router) -> herald::Result<CallbackHandle> {
     let scoped = router.clone();
     router.on_with(
         &format!("{GROUPS_SUBJECT_PREFIX}*"),

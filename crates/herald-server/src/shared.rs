@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use herald::{CallbackHandle, Node, Router};
+use herald::{CallbackHandle, Node};
 use herald_proto::Limits;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -46,20 +46,6 @@ impl Shared {
     /// The server's totals now.
     pub(crate) fn snapshot(&self) -> crate::stats::StatsSnapshot {
         self.registry.snapshot(&self.stats)
-    }
-
-    /// Makes sure `router`'s scope answers `$HERALD.API.GROUPS.<OP>` (once per scope).
-    pub(crate) fn serve_groups(&self, router: &Router) {
-        let mut services = self.group_services.lock();
-        if services.contains_key(router.scope()) {
-            return;
-        }
-        match crate::services::groups_service(router) {
-            Ok(handle) => {
-                services.insert(router.scope().to_owned(), handle);
-            }
-            Err(err) => tracing::warn!(%err, scope = router.scope(), "cannot serve groups"),
-        }
     }
 
     /// The INFO JSON for client `id`.
