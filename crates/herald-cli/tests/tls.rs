@@ -268,3 +268,43 @@ fn bad_certificates_are_startup_errors() {
         assert!(err.contains(says), "{says}: {err}");
     }
 }
+
+/// With `[tls]`, the HTTP listener speaks HTTPS with the same certificate: requests and event
+/// streams work over it, plain HTTP does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_door_is_https_with_the_same_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let server = server(&dir, &certs, false);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let base = format!("https://{}", server.http.unwrap());
+    let health = https.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let mut events = common::sse::Events::open(
+        https
+            .get(format!("{base}/v1/subscribe/secure.%3E"))
+            .timeout(Duration::from_secs(3600)),
+    )
+    .await;
+    let r = https
+        .post(format!("{base}/v1/publish/secure.1"))
+        .body("over https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(events.next().await.data["data"], "over https");
+    let plain = reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+        .get(format!("http://{}/healthz", server.http.unwrap()))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}

@@ -13,6 +13,7 @@
 //! | `streams` | streams, consumers, stored messages and acks by sequence |
 //! | `consume` | a stream's messages as events, resumable with `Last-Event-ID` |
 //! | `groups` | named groups of topics |
+//! | `https` | the accept loop of the HTTP door with TLS (hyper over rustls) |
 //! | `metrics` | `/metrics`: Prometheus text from what a scrape gathers |
 //! | `openapi` | `/v1/openapi.json`, made from the route table |
 //! | `monitor` | `/healthz` and nats-server's `/varz`, `/connz`, `/subsz`, `/routez`, `/jsz` |
@@ -22,6 +23,7 @@ mod consume;
 mod envelope;
 mod error;
 mod groups;
+mod https;
 mod metrics;
 mod monitor;
 mod openapi;
@@ -60,6 +62,8 @@ type AppState = axum::extract::State<Arc<App>>;
 /// streams end then too.
 pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
     let cors = cors(&app.shared.config.http_cors);
+    let tls = app.shared.tls.clone();
+    let timeout = app.shared.config.tls_timeout;
     let mut shutdown = app.shared.shutdown.clone();
     let mut routes = axum::Router::new();
     for route in table() {
@@ -76,6 +80,9 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
+    if let Some(acceptor) = tls.clone() {
+        return tokio::spawn(https::serve(listener, acceptor, routes, timeout, shutdown));
+    }
     tokio::spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
