@@ -37,6 +37,12 @@ pub struct Args {
     /// Largest payload a client may publish, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_payload: Option<usize>,
+    /// Longest protocol control line a client may send, in bytes [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    max_control_line: Option<usize>,
+    /// Most subscriptions per connection; 0 means no limit [default: 0].
+    #[arg(long, value_name = "N")]
+    max_subscriptions: Option<usize>,
     /// Outbound bytes buffered per client before it is a slow consumer [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
     max_pending: Option<usize>,
@@ -69,6 +75,10 @@ pub struct Args {
     /// (users and their permissions are set in the config file) [default: 2s].
     #[arg(long, value_name = "DURATION")]
     auth_timeout: Option<String>,
+    /// Longest a client may take for its TLS handshake (with `[tls]` in the config file)
+    /// [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    tls_timeout: Option<String>,
     /// Keep streams in this directory (turns on the JetStream API).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
@@ -96,6 +106,15 @@ impl Args {
         put("log", self.log.clone());
         put("max-payload", self.max_payload.map(|v| v.to_string()));
         put("max-pending", self.max_pending.map(|v| v.to_string()));
+        put(
+            "max-control-line",
+            self.max_control_line.map(|v| v.to_string()),
+        );
+        put(
+            "max-subscriptions",
+            self.max_subscriptions.map(|v| v.to_string()),
+        );
+        put("tls-timeout", self.tls_timeout.clone());
         put("slow-consumer", self.slow_consumer.clone());
         put(
             "max-connections",

@@ -75,6 +75,8 @@ pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "auth_required": shared.users.required(),
         "auth_timeout": config.auth_timeout.as_secs_f64(),
+        "tls_required": shared.tls.is_some(),
+        "tls_timeout": config.tls_timeout.as_secs_f64(),
     }))
 }
 
