@@ -39,6 +39,25 @@ pub struct ClientArgs {
     /// File holding an nkey seed (`SU...`), for a user configured with its public nkey.
     #[arg(long, env = "HERALD_NKEY_SEED", value_name = "FILE", conflicts_with_all = ["user", "token"])]
     pub nkey_seed: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) to trust for the server's TLS certificate; turns TLS on.
+    #[arg(long, env = "HERALD_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for a server that verifies clients; with --tls-key.
+    #[arg(
+        long,
+        env = "HERALD_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "HERALD_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
     /// How long to wait for the server to answer when connecting.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -56,6 +75,14 @@ impl ClientArgs {
             options = options.token(token.clone());
         } else if let Some(scope) = &self.scope {
             options = options.user_and_password(scope.clone(), String::new());
+        }
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
         }
         options
     }

@@ -308,3 +308,51 @@ async fn the_http_door_is_https_with_the_same_certificates() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+/// The client commands speak TLS with `--tls-ca`, and present a certificate with
+/// `--tls-cert`/`--tls-key` to a server that verifies clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_connects_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let server = server(&dir, &certs, true);
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(certs.ca.clone())
+        .add_client_certificate(certs.client_cert.clone(), certs.client_key.clone())
+        .require_tls(true)
+        .connect(tls_url(&server))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("cli.tls").await.unwrap();
+    client.flush().await.unwrap();
+    let herald = |extra: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "pub",
+                "cli.tls",
+                "from the cli",
+                "--server",
+                &tls_url(&server),
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ca = certs.ca.as_os_str();
+    let ok = herald(&[
+        "--tls-ca".as_ref(),
+        ca,
+        "--tls-cert".as_ref(),
+        certs.client_cert.as_os_str(),
+        "--tls-key".as_ref(),
+        certs.client_key.as_os_str(),
+    ]);
+    assert!(ok.status.success(), "{ok:?}");
+    let got = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut sub))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"from the cli");
+    let without_cert = herald(&["--tls-ca".as_ref(), ca]);
+    assert!(!without_cert.status.success(), "{without_cert:?}");
+}

@@ -366,7 +366,17 @@ fn setting_of_variable(known: &[String], var: &str) -> Option<String> {
 
 /// `HERALD_*` variables of the client commands (`herald pub --server`, `--scope`), not server
 /// settings: a shell that sets them can still run `herald serve`.
-const CLIENT_VARIABLES: &[&str] = &["SERVER", "SCOPE", "USER", "PASSWORD", "TOKEN", "NKEY_SEED"];
+const CLIENT_VARIABLES: &[&str] = &[
+    "SERVER",
+    "SCOPE",
+    "USER",
+    "PASSWORD",
+    "TOKEN",
+    "NKEY_SEED",
+    "TLS_CA",
+    "TLS_CERT",
+    "TLS_KEY",
+];
 
 /// A string from the environment or a flag as a TOML value: an integer or a boolean when it
 /// reads as one, else the string itself.
