@@ -9,6 +9,7 @@ Environment:
   ONLY=cluster    only the 3-node cluster table
   ONLY=js         only the JetStream table (streams on disk)
   ONLY=perms      only the permissions table (not in the default run)
+  ONLY=tls        only the TLS table (not in the default run)
 
 Single server: both servers run at the same time on free loopback ports; each row is measured
 ROUNDS times per server, herald and nats-server in turn, and the median is reported with the
@@ -268,6 +269,66 @@ subscribe = {{ allow = [">"], deny = ["admin.>"] }}
               f"**{v['herald+perms'] / v['nats+perms']:.2f}** |")
         sys.stdout.flush()
     for proc in (herald_open, herald_auth, nats_open, nats_auth):
+        stop(proc)
+
+
+def make_certs(root):
+    """A CA and a server certificate for 127.0.0.1 (openssl), as PEM files in root."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "1", "-subj", "/CN=bench CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem", "-out", "server.csr",
+        "-subj", "/CN=bench server")
+    with open(os.path.join(root, "ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "1", "-extfile", "ext")
+    return tuple(os.path.join(root, n) for n in ("ca.pem", "server.pem", "server-key.pem"))
+
+
+def tls_table(herald_bin, nats_bin, version):
+    """Raw fan-out, async-nats and request/reply rows with TLS on both servers, same certificates."""
+    root = tempfile.mkdtemp(prefix="tls-")
+    ca, cert, key = make_certs(root)
+    herald_conf = os.path.join(root, "herald.toml")
+    with open(herald_conf, "w") as f:
+        f.write(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    nats_conf = os.path.join(root, "nats.conf")
+    with open(nats_conf, "w") as f:
+        f.write(f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n}}\n')
+    herald, herald_url = start([herald_bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                                "--log", "warn", "--config", herald_conf],
+                               False, r"listening nats (\S+)", "herald serve")
+    nats, nats_url = start([nats_bin, "-a", "127.0.0.1", "-p", "-1", "-c", nats_conf],
+                           True, r"Listening for client connections on (\S+)", "nats-server")
+    servers = [("herald", herald_url.replace("nats://", "tls://"), herald.pid),
+               ("nats-server", nats_url.replace("nats://", "tls://"), nats.pid)]
+    rows = [(f"raw TLS, 16 B, 1 → {subs}", ["--raw", "--size", "16", "--msgs", str(n), "--subs", str(subs)],
+             "deliver_rate" if subs else "publish_rate")
+            for subs, n in [(0, 2_000_000), (1, 2_000_000), (10, 500_000)]]
+    rows.append(("async-nats TLS, 16 B, 1 → 1", ["--size", "16", "--msgs", "500000", "--subs", "1"], "deliver_rate"))
+    rows.append(("request/reply TLS, 16 B", ["--request", "--subs", "1", "--msgs", "20000"], "publish_rate"))
+    print(f"\nTLS: herald vs {version}, {ROUNDS} round(s), medians\n")
+    print("| row | herald | nats-server | ratio | herald CPU | nats CPU |")
+    print("|---|---|---|---|---|---|")
+    for name, args, key in rows:
+        results = {label: [] for label, _, _ in servers}
+        for _ in range(ROUNDS):
+            for label, url, pid in servers:
+                results[label].append(bench(herald_bin, url, pid, args + ["--tls-ca", ca]))
+        errors = [f"{label}: {r['error']}" for label, rs in results.items() for r in rs if "error" in r]
+        h, n = results["herald"], results["nats-server"]
+        hv, nv = median(h, key), median(n, key)
+        if hv is None or nv is None:
+            print(f"| {name} | error: {errors[0][:100]} | | | | |")
+            continue
+        if errors:
+            print(f"| {name}: {len(errors)} failed round(s), first: {errors[0][:80]} | | | | | |")
+        cpu = lambda rs: f"{median(rs, 'server_cpu_cores'):.2f}" if median(rs, "server_cpu_cores") is not None else ""
+        print(f"| {name} ({key.replace('_', ' ')}/s) | {hv:,.0f} | {nv:,.0f} | **{hv / nv:.2f}** | {cpu(h)} | {cpu(n)} |")
+        sys.stdout.flush()
+    for proc in (herald, nats):
         stop(proc)
 
 
@@ -583,8 +644,8 @@ def print_restart_row(herald_bin, nats_bin, root):
 
 def main():
     herald_bin, nats_bin = sys.argv[1], sys.argv[2]
-    if ONLY not in ("", "single", "cluster", "js", "perms"):
-        raise SystemExit(f"ONLY={ONLY}: expected single, cluster, js or perms")
+    if ONLY not in ("", "single", "cluster", "js", "perms", "tls"):
+        raise SystemExit(f"ONLY={ONLY}: expected single, cluster, js, perms or tls")
     version = subprocess.run([nats_bin, "--version"], capture_output=True, text=True).stdout.strip()
     try:
         if ONLY in ("", "single"):
@@ -595,6 +656,8 @@ def main():
             js(herald_bin, nats_bin, version)
         if ONLY == "perms":
             perms(herald_bin, nats_bin, version)
+        if ONLY == "tls":
+            tls_table(herald_bin, nats_bin, version)
     finally:
         stop_all()
 

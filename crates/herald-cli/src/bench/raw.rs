@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use herald_proto::{Limits, Parsed, ServerOp, parse_server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -17,10 +17,47 @@ use super::warmup::WARMUP_TIMEOUT;
 use super::{BenchArgs, Result};
 use crate::client::ClientArgs;
 
+/// A byte stream to the server: TCP, or TLS over it.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// The raw client's connection: CONNECT sent, INFO consumed.
 pub(super) struct RawConn {
-    pub(super) socket: TcpStream,
+    pub(super) socket: Box<dyn Stream>,
     pub(super) buf: BytesMut,
+}
+
+/// Reads the plaintext INFO, then starts TLS as NATS clients do, trusting the CA in `ca`.
+async fn tls(
+    socket: TcpStream,
+    ca: &std::path::Path,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut reader = tokio::io::BufReader::new(socket);
+    let mut info = String::new();
+    reader.read_line(&mut info).await?;
+    if !info.starts_with("INFO ") {
+        return Err(format!("expected INFO, got {info:?}").into());
+    }
+    let socket = reader.into_inner();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+    {
+        roots.add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned();
+    let name = rustls::pki_types::ServerName::try_from(name)?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    Ok(connector.connect(name, socket).await?)
 }
 
 impl RawConn {
@@ -39,6 +76,10 @@ impl RawConn {
             .await
             .map_err(|e| format!("cannot connect to {host}: {e}"))?;
         socket.set_nodelay(true)?;
+        let socket: Box<dyn Stream> = match &client.tls_ca {
+            None => Box::new(socket),
+            Some(ca) => Box::new(tls(socket, ca, &host).await?),
+        };
         let mut conn = RawConn {
             socket,
             buf: BytesMut::with_capacity(256 * 1024),
