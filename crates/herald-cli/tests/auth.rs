@@ -443,6 +443,46 @@ async fn http_requests_authenticate_and_event_streams_take_single_use_tickets() 
         message,
         "Permissions Violation for Subscription to \"admin.x\""
     );
+    // Streams, groups and monitoring are allowed as their NATS requests would be: alice may
+    // not publish to `$JS.API.>`, `$HERALD.API.>` or `$SYS.>`; the token user has no limits.
+    for (method, path, subject) in [
+        (reqwest::Method::GET, "/v1/streams", "$JS.API.STREAM.LIST"),
+        (
+            reqwest::Method::PUT,
+            "/v1/streams/S",
+            "$JS.API.STREAM.CREATE.S",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/streams/S/consumers/C/ack/1",
+            "$JS.ACK.S.C",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/groups/g",
+            "$HERALD.API.GROUPS.CREATE",
+        ),
+        (reqwest::Method::GET, "/varz", "$SYS.REQ.SERVER.PING.VARZ"),
+    ] {
+        let r = c
+            .request(method.clone(), format!("{url}{path}"))
+            .basic_auth("alice", Some(ALICE))
+            .send()
+            .await
+            .unwrap();
+        let message = error_of(r, StatusCode::FORBIDDEN).await;
+        assert_eq!(
+            message,
+            format!("Permissions Violation for Publish to \"{subject}\"")
+        );
+        let unlimited = c
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(unlimited.status(), StatusCode::FORBIDDEN, "{path}");
+    }
 }
 
 /// An nkey user signs the nonce of INFO (async-nats does, given the seed); a wrong key, a

@@ -131,8 +131,57 @@ pub(crate) async fn authenticate(
             }
         }
     };
+    // Operations on streams, groups and the server are allowed as their NATS requests are:
+    // a user whose permissions would refuse the request subject is refused here too.
+    if let Some(perms) = &user.permissions
+        && let Some(subject) = api_subject(req.method(), req.uri().path())
+        && !perms.publish.allows_subject(&subject)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("Permissions Violation for Publish to \"{subject}\""),
+        )
+        .into_response();
+    }
     req.extensions_mut().insert(Authenticated(user));
     next.run(req).await
+}
+
+/// The NATS request subject an HTTP operation on streams, consumers, groups or the server
+/// stands for (the JetStream API's, `$HERALD.API.GROUPS.<OP>`, nats-server's `$SYS`
+/// requests); `None` for publishing and subscribing, which are checked on their subjects.
+fn api_subject(method: &axum::http::Method, path: &str) -> Option<String> {
+    use axum::http::Method as M;
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let js = |rest: String| Some(format!("$JS.API.{rest}"));
+    let groups = |op: &str| Some(format!("$HERALD.API.GROUPS.{op}"));
+    match (method, parts.as_slice()) {
+        (_, ["v1", "streams"]) => js("STREAM.LIST".into()),
+        (&M::GET, ["v1", "streams", s]) => js(format!("STREAM.INFO.{s}")),
+        (&M::PUT, ["v1", "streams", s]) => js(format!("STREAM.CREATE.{s}")),
+        (&M::DELETE, ["v1", "streams", s]) => js(format!("STREAM.DELETE.{s}")),
+        (_, ["v1", "streams", s, "purge"]) => js(format!("STREAM.PURGE.{s}")),
+        (_, ["v1", "streams", s, "messages", _]) => js(format!("STREAM.MSG.GET.{s}")),
+        (_, ["v1", "streams", s, "consume"]) => js(format!("CONSUMER.MSG.NEXT.{s}")),
+        (_, ["v1", "streams", s, "consumers"]) => js(format!("CONSUMER.LIST.{s}")),
+        (&M::GET, ["v1", "streams", s, "consumers", c]) => js(format!("CONSUMER.INFO.{s}.{c}")),
+        (&M::PUT, ["v1", "streams", s, "consumers", c]) => js(format!("CONSUMER.CREATE.{s}.{c}")),
+        (&M::DELETE, ["v1", "streams", s, "consumers", c]) => {
+            js(format!("CONSUMER.DELETE.{s}.{c}"))
+        }
+        (_, ["v1", "streams", s, "consumers", c, "ack", _]) => Some(format!("$JS.ACK.{s}.{c}")),
+        (_, ["v1", "groups"]) => groups("LIST"),
+        (&M::GET, ["v1", "groups", _]) => groups("INFO"),
+        (&M::PUT, ["v1", "groups", _]) => groups("CREATE"),
+        (&M::DELETE, ["v1", "groups", _]) => groups("DELETE"),
+        (&M::PUT, ["v1", "groups", _, "topics", _]) => groups("ADD"),
+        (&M::DELETE, ["v1", "groups", _, "topics", _]) => groups("REMOVE"),
+        (_, ["v1", "groups", _, "broadcast"]) => groups("BROADCAST"),
+        (_, [monitor @ ("varz" | "connz" | "subsz" | "routez" | "jsz" | "metrics")]) => Some(
+            format!("$SYS.REQ.SERVER.PING.{}", monitor.to_ascii_uppercase()),
+        ),
+        _ => None,
+    }
 }
 
 /// `POST /v1/tickets`: a single-use ticket for one event-stream URL (`?ticket=`), good for
