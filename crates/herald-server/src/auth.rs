@@ -155,6 +155,39 @@ pub(crate) struct Permissions {
     pub(crate) allow_responses: bool,
 }
 
+impl Permissions {
+    /// A subscription to `pattern` (in `queue`): the denied subjects to withhold from it, or
+    /// nats-server's refusal.
+    pub(crate) fn subscription(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        if !self.subscribe.allows_pattern(pattern) {
+            let using = queue
+                .map(|q| format!(" using queue \"{q}\""))
+                .unwrap_or_default();
+            return Err(format!(
+                "Permissions Violation for Subscription to \"{pattern}\"{using}"
+            ));
+        }
+        Ok(self.subscribe.filters(pattern))
+    }
+}
+
+/// nats-server's refusal of a publish to `subject`.
+pub(crate) fn publish_violation(subject: &str) -> String {
+    format!("Permissions Violation for Publish to \"{subject}\"")
+}
+
+/// Whether `name` can be a scope: one token on the wire between nodes (no whitespace or
+/// control characters), 1 to 256 bytes.
+pub(crate) fn valid_scope(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// How a user proves who it is.
 #[derive(Debug, Clone)]
 enum Credential {
@@ -248,11 +281,7 @@ impl Users {
                     ));
                 }
             };
-            if c.scope.is_empty()
-                || c.scope
-                    .bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-            {
+            if !valid_scope(&c.scope) {
                 return Err(at(format!("invalid scope {:?}", c.scope)));
             }
             let permissions = match &c.permissions {

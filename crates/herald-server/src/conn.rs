@@ -366,12 +366,7 @@ impl Conn {
             .or_else(|| opts.auth_token.take().filter(|t| !t.is_empty()))
             .unwrap_or_else(|| "default".into());
         if scope != self.router.scope() {
-            // A scope is one token on the wire between nodes: no whitespace, no control bytes.
-            if scope.is_empty()
-                || scope
-                    .bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-            {
+            if !crate::auth::valid_scope(&scope) {
                 self.out.close(Close::Protocol, Some("Invalid Scope"));
                 return false;
             }
@@ -454,12 +449,8 @@ impl Conn {
         self.msgs_in += 1;
         self.bytes_in += payload.len() as u64;
         if self.perms.is_some() && !self.may_publish(subject) {
-            self.out.push_control(|b| {
-                encode::err(
-                    b,
-                    &format!("Permissions Violation for Publish to \"{subject}\""),
-                )
-            });
+            let refusal = crate::auth::publish_violation(subject);
+            self.out.push_control(|b| encode::err(b, &refusal));
             return;
         }
         // Like nats-server, only a pedantic client is held to literal subjects; others may
@@ -546,21 +537,13 @@ impl Conn {
         }
         let denied = match &self.perms {
             None => Vec::new(),
-            Some(perms) if perms.subscribe.allows_pattern(subject) => {
-                perms.subscribe.filters(subject)
-            }
-            Some(_) => {
-                let using = queue
-                    .map(|q| format!(" using queue \"{q}\""))
-                    .unwrap_or_default();
-                self.out.push_control(|b| {
-                    encode::err(
-                        b,
-                        &format!("Permissions Violation for Subscription to \"{subject}\"{using}"),
-                    )
-                });
-                return;
-            }
+            Some(perms) => match perms.subscription(subject, queue) {
+                Ok(denied) => denied,
+                Err(refusal) => {
+                    self.out.push_control(|b| encode::err(b, &refusal));
+                    return;
+                }
+            },
         };
         let sid: Arc<str> = sid.into();
         let target = Arc::new(SubTarget::new(

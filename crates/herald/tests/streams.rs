@@ -522,3 +522,29 @@ async fn messages_stream_acks_by_sequence_and_give_back_on_close() {
         .unwrap();
     assert_eq!((five.seq(), five.delivered()), (5, 1));
 }
+
+/// Configs in JSON use the SPEC's names (`max_msgs`, `num_replicas`); files written before
+/// (`max_messages`, `replicas`) still read; unknown fields are refused, not ignored.
+#[test]
+fn config_json_names_old_and_new() {
+    let new: StreamConfig = serde_json::from_str(
+        r#"{"name": "S", "subjects": ["s.>"], "max_msgs": 5, "max_msgs_per_subject": 2, "num_replicas": 1}"#,
+    )
+    .unwrap();
+    let old: StreamConfig = serde_json::from_str(
+        r#"{"name": "S", "subjects": ["s.>"], "max_messages": 5, "max_messages_per_subject": 2, "replicas": 1}"#,
+    )
+    .unwrap();
+    assert_eq!(new, old);
+    assert_eq!(
+        (new.max_messages, new.max_messages_per_subject, new.replicas),
+        (Some(5), Some(2), 1)
+    );
+    let written = serde_json::to_value(&new).unwrap();
+    assert_eq!(
+        (written["max_msgs"].clone(), written["num_replicas"].clone()),
+        (5.into(), 1.into())
+    );
+    assert!(serde_json::from_str::<StreamConfig>(r#"{"name": "S", "max_msg": 5}"#).is_err());
+    assert!(serde_json::from_str::<ConsumerConfig>(r#"{"ack_wiat": "5s"}"#).is_err());
+}

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{App, query_value};
-use crate::auth::{Permissions, Presented, User};
+use crate::auth::{Permissions, Presented, User, publish_violation};
 
 /// How long a ticket is good for.
 const TICKET_LIFE: Duration = Duration::from_secs(60);
@@ -137,11 +137,7 @@ pub(crate) async fn authenticate(
         && let Some(subject) = api_subject(req.method(), req.uri().path())
         && !perms.publish.allows_subject(&subject)
     {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("Permissions Violation for Publish to \"{subject}\""),
-        )
-        .into_response();
+        return ApiError::new(StatusCode::FORBIDDEN, publish_violation(&subject)).into_response();
     }
     req.extensions_mut().insert(Authenticated(user));
     next.run(req).await
@@ -224,7 +220,7 @@ impl Perms {
         match &self.0 {
             Some(p) if !p.publish.allows_subject(subject) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!("Permissions Violation for Publish to \"{subject}\""),
+                publish_violation(subject),
             )),
             _ => Ok(()),
         }
@@ -239,16 +235,9 @@ impl Perms {
     ) -> Result<Vec<String>, ApiError> {
         match &self.0 {
             None => Ok(Vec::new()),
-            Some(p) if p.subscribe.allows_pattern(pattern) => Ok(p.subscribe.filters(pattern)),
-            Some(_) => {
-                let using = queue
-                    .map(|q| format!(" using queue \"{q}\""))
-                    .unwrap_or_default();
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!("Permissions Violation for Subscription to \"{pattern}\"{using}"),
-                ))
-            }
+            Some(p) => p
+                .subscription(pattern, queue)
+                .map_err(|refusal| ApiError::new(StatusCode::FORBIDDEN, refusal)),
         }
     }
 }

@@ -379,11 +379,7 @@ impl FromRequestParts<Arc<App>> for ScopeRouter {
             Some(scope) => scope,
             None => query_value(parts.uri.query(), "scope").unwrap_or_else(|| "default".into()),
         };
-        // As on the NATS door: one token on the wire between nodes.
-        if scope.is_empty()
-            || scope.len() > 256
-            || scope.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if !crate::auth::valid_scope(&scope) {
             return Err(ApiError::bad_request(format!("invalid scope {scope:?}")));
         }
         let router = app.shared.node.router(&scope, app.shared.config.capacity);
