@@ -590,6 +590,26 @@ async fn groups_over_http_are_the_groups_nats_clients_see() {
     assert_eq!(list, json!({"groups": []}));
 }
 
+/// Two servers in one cluster: `a`, and `b` seeded with it.
+fn two_nodes() -> (HeraldProcess, HeraldProcess) {
+    let node = |name: &str, seeds: &[&str]| {
+        let mut args = vec![
+            "--name",
+            name,
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            "s",
+        ];
+        args.extend_from_slice(seeds);
+        HeraldProcess::start(&args)
+    };
+    let a = node("a", &[]);
+    let seed = a.cluster_addr();
+    let b = node("b", &["--seeds", &seed]);
+    (a, b)
+}
+
 async fn get_json(url: String) -> Value {
     let r = http().get(url).send().await.expect("GET");
     assert_eq!(r.status(), StatusCode::OK);
@@ -687,25 +707,7 @@ async fn monitoring_endpoints_and_metrics_count_both_doors() {
 
 #[tokio::test]
 async fn routez_lists_the_routes_of_a_cluster() {
-    let a = HeraldProcess::start(&[
-        "--name",
-        "a",
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        "s",
-    ]);
-    let seed = a.cluster_addr();
-    let b = HeraldProcess::start(&[
-        "--name",
-        "b",
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        "s",
-        "--seeds",
-        &seed,
-    ]);
+    let (_a, b) = two_nodes();
     // The barrier service answers once the route to one peer is up.
     let client = nats(&b).await;
     let done = client
@@ -795,25 +797,7 @@ async fn the_openapi_document_lists_routes_that_answer() {
 /// another node of the cluster, and the other way round.
 #[tokio::test]
 async fn http_and_nats_doors_span_a_cluster() {
-    let a = HeraldProcess::start(&[
-        "--name",
-        "a",
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        "s",
-    ]);
-    let seed = a.cluster_addr();
-    let b = HeraldProcess::start(&[
-        "--name",
-        "b",
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        "s",
-        "--seeds",
-        &seed,
-    ]);
+    let (a, b) = two_nodes();
     let mut events =
         Events::open(http().get(format!("{}/v1/subscribe/span.>", b.http_url()))).await;
     let on_b = nats(&b).await;

@@ -43,6 +43,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Subscriptions in every scope of this node (clients', routers', services').
+    pub(crate) fn subscriptions(&self) -> usize {
+        self.node
+            .scopes()
+            .iter()
+            .map(|scope| self.node.router(scope, 1).subscription_count())
+            .sum()
+    }
+
     /// The server's totals now.
     pub(crate) fn snapshot(&self) -> crate::stats::StatsSnapshot {
         self.registry.snapshot(&self.stats)

@@ -49,12 +49,7 @@ impl Scrape {
             slow_consumers: totals.slow_consumers,
             ..Scrape::default()
         };
-        scrape.subscriptions = shared
-            .node
-            .scopes()
-            .iter()
-            .map(|s| shared.node.router(s, 1).subscription_count() as u64)
-            .sum();
+        scrape.subscriptions = shared.subscriptions() as u64;
         if let Some(streams) = app.streams.as_ref() {
             for info in streams.list() {
                 let name = info.config.name.clone();

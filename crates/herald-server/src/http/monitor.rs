@@ -30,12 +30,7 @@ pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
     let stats = shared.snapshot();
     let now = SystemTime::now();
     let uptime = now.duration_since(shared.started).unwrap_or_default();
-    let subscriptions: usize = shared
-        .node
-        .scopes()
-        .iter()
-        .map(|scope| shared.node.router(scope, 1).subscription_count())
-        .sum();
+    let subscriptions = shared.subscriptions();
     let routes = shared
         .node
         .cluster_info()
