@@ -43,6 +43,10 @@ pub struct Args {
     /// Most subscriptions per connection; 0 means no limit [default: 0].
     #[arg(long, value_name = "N")]
     max_subscriptions: Option<usize>,
+    /// Most scopes in use at once; clients naming a new one past it are refused (scopes
+    /// nothing uses any more are forgotten) [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_scopes: Option<usize>,
     /// Outbound bytes buffered per client before it is a slow consumer [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
     max_pending: Option<usize>,
@@ -114,6 +118,7 @@ impl Args {
             "max-subscriptions",
             self.max_subscriptions.map(|v| v.to_string()),
         );
+        put("max-scopes", self.max_scopes.map(|v| v.to_string()));
         put("tls-timeout", self.tls_timeout.clone());
         put("slow-consumer", self.slow_consumer.clone());
         put(

@@ -74,6 +74,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Most subscriptions per connection; 0 means no limit.
     pub max_subscriptions: usize,
+    /// Most scopes in use at once on this node; a client naming a new scope past it is
+    /// refused. Scopes nothing uses any more are forgotten, so this bounds live tenants, not
+    /// those seen over time. Other nodes' subscriptions are let in regardless.
+    pub max_scopes: usize,
     /// How often the server pings an idle client.
     #[serde(with = "duration")]
     pub ping_interval: Duration,
@@ -134,6 +138,7 @@ impl Default for Config {
             write_deadline: Duration::from_secs(10),
             max_connections: 64 * 1024,
             max_subscriptions: 0,
+            max_scopes: 10_000,
             ping_interval: Duration::from_secs(120),
             max_pings_out: 2,
             capacity: 1024,
@@ -275,8 +280,14 @@ impl Config {
         if self.ping_interval.is_zero() || self.write_deadline.is_zero() {
             return fail("ping_interval and write_deadline must be more than zero");
         }
-        if self.max_pings_out == 0 || self.max_connections == 0 || self.capacity == 0 {
-            return fail("max_pings_out, max_connections and capacity must be at least 1");
+        if self.max_pings_out == 0
+            || self.max_connections == 0
+            || self.capacity == 0
+            || self.max_scopes == 0
+        {
+            return fail(
+                "max_pings_out, max_connections, max_scopes and capacity must be at least 1",
+            );
         }
         if self.auth_timeout.is_zero() {
             return fail("auth_timeout must be more than zero");

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{Permissions, Presented, Responses, User};
 use crate::outbound::{BoxWrite, Close, Outbound, SubTarget};
 use crate::registry::{ClientMeta, Connection};
+use crate::services::GroupsLease;
 use crate::shared::Shared;
 use herald::batch::Batch;
 
@@ -93,6 +94,9 @@ struct Conn {
     out: Arc<Outbound>,
     /// This connection in the server's registry (its counters, for monitoring).
     entry: Arc<Connection>,
+    /// The groups service of the connection's scope, held while the connection is in it
+    /// (none in `default`, whose service the server holds).
+    groups: Option<GroupsLease>,
     router: Router,
     opts: ConnectOptions,
     subs: FxHashMap<Arc<str>, ClientSub>,
@@ -159,6 +163,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     let shared_users_required = shared.users.required();
     let mut conn = Conn {
         id,
+        groups: None,
         router: shared.node.router("default", shared.config.capacity),
         shared,
         out,
@@ -182,6 +187,8 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         conn.router.unsubscribe_target(&sub.handle);
     }
     conn.flush_counters();
+    // Last of the connection's hold on its scope: the scope is forgotten if nothing else uses it.
+    conn.groups = None;
     let _ = writer.await;
     conn.shared.registry.remove(id);
     tracing::debug!(
@@ -371,8 +378,9 @@ impl Conn {
                 return false;
             }
             // Subscriptions made before CONNECT stay in the scope they were made in.
-            self.router = self.shared.node.router(&scope, self.shared.config.capacity);
-            crate::services::serve_groups(&self.shared, &self.router);
+            if !self.enter_scope(&scope) {
+                return false;
+            }
         }
         self.connected(opts);
         true
@@ -399,12 +407,8 @@ impl Conn {
             "authenticated"
         );
         self.authenticated = true;
-        if user.scope != self.router.scope() {
-            self.router = self
-                .shared
-                .node
-                .router(&user.scope, self.shared.config.capacity);
-            crate::services::serve_groups(&self.shared, &self.router);
+        if user.scope != self.router.scope() && !self.enter_scope(&user.scope) {
+            return;
         }
         if let Some(perms) = user.permissions {
             if perms.allow_responses {
@@ -416,6 +420,24 @@ impl Conn {
         self.connected(opts);
         if verbose {
             self.out.push_control(|b| b.extend_from_slice(encode::OK));
+        }
+    }
+
+    /// Moves the connection into `scope` (with its groups service); closes it when the
+    /// scope is new and the server has `max_scopes` in use.
+    fn enter_scope(&mut self, scope: &str) -> bool {
+        match self.shared.router(scope) {
+            Ok(router) => {
+                self.groups = Some(crate::services::serve_groups(&self.shared, &router));
+                self.router = router;
+                true
+            }
+            Err(err) => {
+                tracing::debug!(client = self.id, %err, "scope refused");
+                self.out
+                    .close(Close::Protocol, Some("maximum scopes exceeded"));
+                false
+            }
         }
     }
 

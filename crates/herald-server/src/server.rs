@@ -30,6 +30,7 @@ pub struct Server {
     accept: JoinHandle<()>,
     streams: Option<(Streams, JetStream)>,
     _services: [CallbackHandle; 3],
+    _default_groups: crate::services::GroupsLease,
 }
 
 impl Server {
@@ -110,10 +111,11 @@ impl Server {
             });
             crate::http::serve(listener, app)
         });
-        crate::services::serve_groups(
+        let default_groups = crate::services::serve_groups(
             &shared,
             &shared.node.router("default", shared.config.capacity),
         );
+        tokio::spawn(reclaim_scopes(shared.node.clone(), shared.shutdown.clone()));
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Server {
             shared,
@@ -124,6 +126,7 @@ impl Server {
             accept,
             streams,
             _services: [info, cluster, flush],
+            _default_groups: default_groups,
         })
     }
 
@@ -211,6 +214,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         .is_err()
     {
         tracing::warn!("connections still open 10 s after shutdown; leaving them");
+    }
+}
+
+/// Once a second, forgets the scopes whose last user left while something else held the
+/// scope for a moment (a message being answered, say); the rest go as their users leave.
+async fn reclaim_scopes(node: Node, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let forgotten = node.reclaim_scopes();
+                if forgotten > 0 {
+                    tracing::debug!(forgotten, "idle scopes forgotten");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -68,30 +68,62 @@ pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHa
     )
 }
 
-/// Makes sure `router`'s scope answers `$HERALD.API.GROUPS.<OP>` (once per scope; the
-/// handles live in `shared`).
-pub(crate) fn serve_groups(shared: &Shared, router: &Router) {
+/// A hold on the groups service of one scope: the scope answers `$HERALD.API.GROUPS.<OP>`
+/// while any connection in it holds one, and the last one out stops the service, so that the
+/// scope can be forgotten once unused.
+pub(crate) struct GroupsLease {
+    shared: Arc<Shared>,
+    scope: String,
+}
+
+/// Makes sure `router`'s scope answers `$HERALD.API.GROUPS.<OP>` while the lease is held.
+pub(crate) fn serve_groups(shared: &Arc<Shared>, router: &Router) -> GroupsLease {
     let mut services = shared.group_services.lock();
-    if services.contains_key(router.scope()) {
-        return;
+    match services.get_mut(router.scope()) {
+        Some((holders, _)) => *holders += 1,
+        None => match groups_service(router) {
+            Ok(handle) => {
+                services.insert(router.scope().to_owned(), (1, handle));
+            }
+            Err(err) => tracing::warn!(%err, scope = router.scope(), "cannot serve groups"),
+        },
     }
-    match groups_service(router) {
-        Ok(handle) => {
-            services.insert(router.scope().to_owned(), handle);
+    GroupsLease {
+        shared: shared.clone(),
+        scope: router.scope().to_owned(),
+    }
+}
+
+impl Drop for GroupsLease {
+    fn drop(&mut self) {
+        let mut services = self.shared.group_services.lock();
+        let Some((holders, _)) = services.get_mut(&self.scope) else {
+            return;
+        };
+        *holders -= 1;
+        if *holders == 0
+            && let Some((_, service)) = services.remove(&self.scope)
+        {
+            drop(services);
+            service.cancel();
         }
-        Err(err) => tracing::warn!(%err, scope = router.scope(), "cannot serve groups"),
     }
 }
 
 /// Answers `$HERALD.API.GROUPS.<OP>` in `router`'s scope (see [`crate::groups`]). Node-only:
 /// groups are shared through the cluster by gossip, so each node answers for itself.
 fn groups_service(router: &Router) -> herald::Result<CallbackHandle> {
-    let scoped = router.clone();
+    // The scope's routers are its users: the service must not be one of them.
+    let node = router.node();
+    let scope = router.scope().to_owned();
     router.on_with(
         &format!("{GROUPS_SUBJECT_PREFIX}*"),
         SubscribeOptions::new().node_only(),
         move |msg| {
             let op = &msg.subject()[GROUPS_SUBJECT_PREFIX.len()..];
+            let Some(scoped) = node.existing_router(&scope, 1) else {
+                return;
+            };
             let result = parse_request(op, msg.payload()).and_then(|op| run(&scoped, op));
             if let Err(err) = msg.respond(answer(result)) {
                 tracing::debug!(%err, "cannot answer {}", msg.subject());

@@ -38,8 +38,9 @@ pub(crate) struct Shared {
     /// The HTTP listener's address, when there is one.
     pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) started: std::time::SystemTime,
-    /// The groups service of each scope a NATS client connected to, by scope.
-    pub(crate) group_services: Mutex<HashMap<String, CallbackHandle>>,
+    /// The groups service of each scope NATS clients are connected to, by scope, with how
+    /// many hold it (see [`crate::services::GroupsLease`]).
+    pub(crate) group_services: Mutex<HashMap<String, (usize, CallbackHandle)>>,
 }
 
 impl Shared {
@@ -48,8 +49,15 @@ impl Shared {
         self.node
             .scopes()
             .iter()
-            .map(|scope| self.node.router(scope, 1).subscription_count())
+            .filter_map(|scope| self.node.existing_router(scope, 1))
+            .map(|router| router.subscription_count())
             .sum()
+    }
+
+    /// A router for `scope`, unless it is a new scope and `max_scopes` are in use.
+    pub(crate) fn router(&self, scope: &str) -> herald::Result<herald::Router> {
+        self.node
+            .try_router(scope, self.config.capacity, self.config.max_scopes)
     }
 
     /// The server's totals now.

@@ -440,3 +440,58 @@ async fn disconnects_garbage_and_limits_leave_others_alone() {
     watcher.send(b"PUB a 2\r\nok\r\n").await;
     assert_eq!(watcher.round_trip().await, ["MSG a 1 ok"]);
 }
+
+/// Clients naming new scopes past `max_scopes` are refused, and scopes their clients left are
+/// forgotten, so the same number of new ones fit again, round after round.
+#[tokio::test]
+async fn scopes_are_bounded_and_forgotten_when_their_clients_leave() {
+    let node = herald::Node::local();
+    let server = Server::start(
+        Config {
+            listen: "127.0.0.1:0".into(),
+            http: String::new(),
+            max_scopes: 4,
+            ..Config::default()
+        },
+        node.clone(),
+    )
+    .await
+    .unwrap();
+    let idle = node.scope_count();
+    assert_eq!(node.scopes(), ["default"]);
+    let connect = |scope: &str| {
+        format!("CONNECT {{\"verbose\":false,\"pedantic\":false,\"scope\":\"{scope}\"}}\r\n")
+    };
+    for round in 0..5 {
+        let mut clients = Vec::new();
+        for i in 0..3 {
+            let mut c = Raw::connect(&server).await;
+            c.send(connect(&format!("r{round}-{i}")).as_bytes()).await;
+            c.send(b"SUB a 1\r\nPUB a 2\r\nhi\r\n").await;
+            assert_eq!(c.round_trip().await, ["MSG a 1 hi"]);
+            clients.push(c);
+        }
+        assert_eq!(node.scope_count(), 4);
+        let mut over = Raw::connect(&server).await;
+        over.send(connect(&format!("r{round}-over")).as_bytes())
+            .await;
+        assert_eq!(over.until_closed().await, ["-ERR maximum scopes exceeded"]);
+        // A scope in use still lets clients in.
+        let mut same = Raw::connect(&server).await;
+        same.send(connect(&format!("r{round}-0")).as_bytes()).await;
+        same.send(b"PUB a 2\r\nho\r\n").await;
+        assert_eq!(same.round_trip().await, Vec::<String>::new());
+        assert_eq!(clients[0].round_trip().await, ["MSG a 1 ho"]);
+        drop((clients, same));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while node.scope_count() > idle {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "scopes left after their clients: {:?}",
+                node.scopes()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    server.shutdown().await;
+}

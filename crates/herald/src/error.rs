@@ -59,6 +59,13 @@ pub enum Error {
     /// The router (its node) that this operation needs is gone, or the subscription was cancelled.
     #[error("closed: {0}")]
     Closed(&'static str),
+    /// [`Node::try_router`](crate::Node::try_router) named a new scope while the node already
+    /// has as many as it allows.
+    #[error("maximum scopes exceeded ({max})")]
+    TooManyScopes {
+        /// The limit.
+        max: usize,
+    },
     /// A payload was not valid UTF-8 where text was asked for.
     #[error("payload is not UTF-8: {0}")]
     Utf8(#[from] std::str::Utf8Error),

@@ -62,8 +62,40 @@ impl Node {
     ///
     /// Routers of different scopes never see each other's messages. Capacity 0 is refused when
     /// subscribing ([`Error::InvalidCapacity`](crate::Error::InvalidCapacity)).
+    ///
+    /// A scope lives while something uses it: a router, a subscription, a live group (or,
+    /// in a cluster, another node's subscription). Once nothing does, the node forgets it,
+    /// so naming many scopes over time does not grow the node.
     pub fn router(&self, scope: &str, capacity: usize) -> Router {
         Router::from_parts(self.inner.clone(), self.inner.scopes.scope(scope), capacity)
+    }
+
+    /// [`router`](Node::router), unless `scope` is new and the node already has `max_scopes`
+    /// scopes in use: then [`Error::TooManyScopes`](crate::Error::TooManyScopes). Servers use
+    /// it so that clients naming scopes cannot exhaust memory.
+    pub fn try_router(&self, scope: &str, capacity: usize, max_scopes: usize) -> Result<Router> {
+        let state = self.inner.scopes.scope_within(scope, max_scopes)?;
+        Ok(Router::from_parts(self.inner.clone(), state, capacity))
+    }
+
+    /// A router for `scope` if the scope is in use on this node; never makes one (monitoring
+    /// reads scopes through it without keeping them alive).
+    pub fn existing_router(&self, scope: &str, capacity: usize) -> Option<Router> {
+        let state = self.inner.scopes.get(scope)?;
+        Some(Router::from_parts(self.inner.clone(), state, capacity))
+    }
+
+    /// How many scopes are in use on this node.
+    pub fn scope_count(&self) -> usize {
+        self.inner.scopes.len()
+    }
+
+    /// Forgets at once every scope nothing uses any more and returns how many. Scopes are
+    /// forgotten as their last router goes anyway; this catches those whose last user was
+    /// something else (a subscription, another node's interest), which new scopes otherwise
+    /// sweep up once the node has twice as many as at the last sweep.
+    pub fn reclaim_scopes(&self) -> usize {
+        self.inner.scopes.sweep()
     }
 
     /// Waits until this node's subscriptions are known to every current member of its
@@ -107,7 +139,7 @@ impl Node {
         }
     }
 
-    /// Names of the scopes that routers have been made for.
+    /// Names of the scopes in use on this node.
     pub fn scopes(&self) -> Vec<String> {
         self.inner.scopes.names()
     }

@@ -333,6 +333,13 @@ impl Router {
     }
 }
 
+/// The last router of an idle scope lets the node forget the scope.
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.scope.release(1);
+    }
+}
+
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")

@@ -37,13 +37,42 @@ pub(crate) trait Announce: Send + Sync + 'static {
     fn node_name(&self) -> &str;
 }
 
-/// The scopes of one node, by name, each made on first use.
+/// The scopes of one node, by name, each made on first use and reclaimed once nothing uses
+/// it (see [`Scope::idle`]).
 pub(crate) struct Scopes {
     // Random per process: names this node's request inboxes.
     id: u64,
-    map: Mutex<FxHashMap<Arc<str>, Arc<Scope>>>,
+    map: Mutex<ScopeMap>,
     // Set once, before the node is handed out (and before any route is up).
     announce: OnceLock<Arc<dyn Announce>>,
+}
+
+#[derive(Default)]
+struct ScopeMap {
+    scopes: FxHashMap<Arc<str>, Arc<Scope>>,
+    // How many scopes the last full sweep left: the next sweep comes when the map has doubled,
+    // so scopes whose last user left unnoticed (see `Scopes::release`) cost amortised O(1).
+    swept: usize,
+}
+
+/// Fewest scopes before a new one starts a sweep of idle scopes.
+const SWEEP_FLOOR: usize = 64;
+
+impl ScopeMap {
+    /// Takes out the scopes that are idle and held by nothing but the map; the caller drops
+    /// them once the lock is released.
+    fn sweep(&mut self) -> Vec<Arc<Scope>> {
+        let mut idle = Vec::new();
+        self.scopes.retain(|_, scope| {
+            let keep = Arc::strong_count(scope) > 1 || !scope.idle();
+            if !keep {
+                idle.push(scope.clone());
+            }
+            keep
+        });
+        self.swept = self.scopes.len();
+        idle
+    }
 }
 
 impl Scopes {
@@ -61,11 +90,22 @@ impl Scopes {
         let _ = self.announce.set(to);
     }
 
-    /// The names of the scopes made so far, sorted.
+    /// The names of the scopes there are, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.map.lock().keys().map(|k| k.to_string()).collect();
+        let mut names: Vec<String> = self
+            .map
+            .lock()
+            .scopes
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
         names.sort();
         names
+    }
+
+    /// How many scopes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().scopes.len()
     }
 
     /// The random id of the node these scopes are on.
@@ -74,18 +114,64 @@ impl Scopes {
     }
 
     /// The state of scope `name`, made on first use.
-    pub(crate) fn scope(&self, name: &str) -> Arc<Scope> {
+    pub(crate) fn scope(self: &Arc<Self>, name: &str) -> Arc<Scope> {
+        self.scope_within(name, usize::MAX)
+            .expect("no limit on the number of scopes")
+    }
+
+    /// The state of scope `name` if it exists (never makes it).
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Scope>> {
+        self.map.lock().scopes.get(name).cloned()
+    }
+
+    /// The state of scope `name`, made on first use unless `max` scopes exist already.
+    pub(crate) fn scope_within(self: &Arc<Self>, name: &str, max: usize) -> Result<Arc<Scope>> {
         let mut map = self.map.lock();
-        if let Some(s) = map.get(name) {
-            return s.clone();
+        if let Some(s) = map.scopes.get(name) {
+            return Ok(s.clone());
+        }
+        let mut idle = Vec::new();
+        if map.scopes.len() >= map.swept.max(SWEEP_FLOOR) * 2 || map.scopes.len() >= max {
+            idle = map.sweep();
+        }
+        if map.scopes.len() >= max {
+            drop(map);
+            drop(idle);
+            return Err(Error::TooManyScopes { max });
         }
         let name: Arc<str> = name.into();
         let announce = self.announce.get().cloned();
+        let owner = Arc::downgrade(self);
         let s = Arc::new_cyclic(|me: &Weak<Scope>| {
-            Scope::new(name.clone(), self.id, me.clone(), announce)
+            Scope::new(name.clone(), self.id, me.clone(), owner, announce)
         });
-        map.insert(name, s.clone());
-        s
+        map.scopes.insert(name, s.clone());
+        drop(map);
+        // Reclaimed scopes let go of their state (their inbox's entry) outside the lock.
+        drop(idle);
+        Ok(s)
+    }
+
+    /// Forgets every scope nothing uses any more; returns how many it forgot.
+    pub(crate) fn sweep(&self) -> usize {
+        let idle = self.map.lock().sweep();
+        idle.len()
+    }
+
+    /// Forgets `scope` if it is idle and nothing holds it but the map and the `held` handles
+    /// of the caller. A handle taken in between (a subscription cancelling itself holds one
+    /// for a moment) makes this keep the scope; the next sweep gets it then.
+    pub(crate) fn release(&self, scope: &Arc<Scope>, held: usize) {
+        let mut map = self.map.lock();
+        let ours = map
+            .scopes
+            .get(&scope.name)
+            .is_some_and(|s| Arc::ptr_eq(s, scope));
+        if ours && Arc::strong_count(scope) == held + 1 && scope.idle() {
+            let gone = map.scopes.remove(&scope.name);
+            drop(map);
+            drop(gone);
+        }
     }
 }
 
@@ -98,6 +184,8 @@ pub(crate) struct Scope {
     next_id: AtomicU64,
     node_id: u64,
     me: Weak<dyn Responder>,
+    // The map this scope is in, to leave it once idle (see `Scopes::release`).
+    owner: Weak<Scopes>,
     // Told of every local subscription that comes and goes, to share interest with other
     // nodes; `None` on a node that joins no cluster.
     announce: Option<Arc<dyn Announce>>,
@@ -132,16 +220,18 @@ impl GroupState {
     }
 }
 
-/// Cancelled subscriptions take themselves out of their scope.
+/// Cancelled subscriptions take themselves out of their scope, and the last one out of a
+/// scope no router holds lets the node forget it.
 impl Unsubscribe for Scope {
-    fn unsubscribe(&self, pattern: &str, id: u64) {
+    fn unsubscribe(self: Arc<Self>, pattern: &str, id: u64) {
         self.remove(pattern, id);
+        self.release(1);
     }
 
     /// Takes a cancelled `reader` out of its ring; the last one out removes the ring from the
     /// index and lets go of its messages. (Joins and leaves are serialised by the ring map's
     /// lock, so the ring under `key` is the reader's until its last reader leaves.)
-    fn leave_ring(&self, key: &RingKey, reader: &Reader) {
+    fn leave_ring(self: Arc<Self>, key: &RingKey, reader: &Reader) {
         let mut rings = self.rings.lock();
         if reader.leave() > 0 {
             self.ring_extra.fetch_sub(1, Ordering::Relaxed);
@@ -152,6 +242,7 @@ impl Unsubscribe for Scope {
         }
         drop(rings);
         reader.fanout().retire();
+        self.release(1);
     }
 }
 
@@ -160,6 +251,7 @@ impl Scope {
         name: Arc<str>,
         node_id: u64,
         me: Weak<Scope>,
+        owner: Weak<Scopes>,
         announce: Option<Arc<dyn Announce>>,
     ) -> Scope {
         let me: Weak<dyn Responder> = me;
@@ -171,9 +263,27 @@ impl Scope {
             next_id: AtomicU64::new(1),
             node_id,
             me,
+            owner,
             announce,
             rings: Mutex::default(),
             ring_extra: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether nothing in the scope needs keeping: no subscription (its own request inbox
+    /// aside) and no live group. Tombstones of deleted groups go with an idle scope.
+    pub(crate) fn idle(&self) -> bool {
+        self.index.len() <= usize::from(self.inbox.get().is_some())
+            && self.groups.lock().values().all(|g| g.deleted)
+    }
+
+    /// Leaves the node's map of scopes if idle and nothing holds this scope but the map and
+    /// `held` handles of the caller.
+    pub(crate) fn release(self: &Arc<Self>, held: usize) {
+        if Arc::strong_count(self) == held + 1
+            && let Some(owner) = self.owner.upgrade()
+        {
+            owner.release(self, held);
         }
     }
 
@@ -439,6 +549,10 @@ impl Drop for Scope {
     fn drop(&mut self) {
         for entry in self.index.drain() {
             entry.target.detach(entry.sid);
+            // A reclaimed scope's inbox was announced: other nodes forget it too.
+            if let (true, Some(announce)) = (entry.announced, &self.announce) {
+                announce.interest(false, &self.name, &entry.pattern, entry.queue.as_ref());
+            }
         }
     }
 }

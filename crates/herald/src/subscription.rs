@@ -90,9 +90,9 @@ impl Wake for ThreadWaker {
 /// How a subscription takes itself out of its scope when cancelled (the scope implements it).
 pub(crate) trait Unsubscribe: Send + Sync {
     /// Removes index entry `id` of `pattern`.
-    fn unsubscribe(&self, pattern: &str, id: u64);
+    fn unsubscribe(self: Arc<Self>, pattern: &str, id: u64);
     /// A reader leaves the ring of `key`; the last one out removes the ring.
-    fn leave_ring(&self, key: &RingKey, reader: &Reader);
+    fn leave_ring(self: Arc<Self>, key: &RingKey, reader: &Reader);
 }
 
 /// Where a subscription reads its messages.

@@ -169,6 +169,35 @@ async fn wrong_secret_cannot_join() {
 }
 
 /// Polls `condition` until it holds; gossip has no barrier to wait on. Fails after `WAIT`.
+/// Another node's interest keeps a scope here while it lasts, and no longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_held_by_other_nodes_are_forgotten_with_their_interest() {
+    let nodes = cluster(2).await;
+    let here = nodes[0].scopes();
+    for round in 0..3 {
+        let scope = format!("tenant-{round}");
+        let mut sub = nodes[1].router(&scope, 10).subscribe("x").unwrap();
+        nodes[1].flush().await.unwrap();
+        assert!(nodes[0].scopes().contains(&scope), "{round}");
+        nodes[0].router(&scope, 10).publish("x", "hi").unwrap();
+        let msg = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.text().unwrap(), "hi");
+        drop(sub);
+        // The route that delivered the message may hold the scope until its read is done.
+        eventually("the subscriber's node forgets the scope", || {
+            nodes[1].reclaim_scopes();
+            !nodes[1].scopes().contains(&scope)
+        })
+        .await;
+        // The flush's ping is answered after the peer applied the unsubscription.
+        nodes[1].flush().await.unwrap();
+        assert_eq!(nodes[0].scopes(), here, "{round}");
+    }
+}
+
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !condition() {

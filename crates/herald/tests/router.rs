@@ -738,3 +738,93 @@ fn no_lost_wakeups_under_concurrent_publishers() {
         }
     }
 }
+
+/// A scope lives while a router, a subscription or a live group uses it, and is forgotten
+/// after; a node that limits its scopes refuses new ones past the limit only while the old
+/// ones are in use.
+#[test]
+fn scopes_nothing_uses_are_forgotten() {
+    let node = Node::local();
+    let baseline = node.scope_count();
+    let scopes = |node: &Node| node.scopes().len() - baseline;
+
+    // The last router of an idle scope takes it away.
+    {
+        let router = node.router("passing", 10);
+        router.publish("a", "x").unwrap();
+        assert_eq!(node.scopes(), vec!["passing".to_owned()]);
+    }
+    assert_eq!(scopes(&node), 0);
+
+    // A subscription keeps its scope without a router, and takes it away when it goes
+    // (plain subscriptions share a ring; queue subscriptions have their own mailbox).
+    for queue in [None, Some("q")] {
+        let router = node.router("held", 10);
+        let mut sub = match queue {
+            Some(q) => router.subscribe_queue("a", q).unwrap(),
+            None => router.subscribe("a").unwrap(),
+        };
+        drop(router);
+        assert_eq!(scopes(&node), 1);
+        node.router("held", 10).publish("a", "kept").unwrap();
+        assert_eq!(text(&sub.try_recv().unwrap()), "kept");
+        drop(sub);
+        assert_eq!(scopes(&node), 0, "{queue:?}");
+    }
+    assert_eq!(node.reclaim_scopes(), 0, "nothing was left for a sweep");
+
+    // So does a live group; a deleted one does not.
+    node.router("grouped", 10).groups().create("g").unwrap();
+    assert_eq!(node.reclaim_scopes(), 0);
+    assert_eq!(node.router("grouped", 10).groups().list(), vec!["g"]);
+    node.router("grouped", 10).groups().delete("g").unwrap();
+    assert_eq!(scopes(&node), 0);
+
+    // A request's inbox alone does not keep a scope.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    {
+        let router = node.router("asking", 10);
+        let mut questions = router.subscribe("q").unwrap();
+        // Asked and answered on one thread: a responder on another may still hold the scope
+        // for a moment after its answer arrived (a sweep takes the scope then).
+        let (reply, answered) = rt.block_on(async {
+            tokio::join!(router.request("q", "?", Duration::from_secs(5)), async {
+                questions.recv().await.unwrap().respond("a")
+            })
+        });
+        answered.unwrap();
+        assert_eq!(text(&reply.unwrap()), "a");
+    }
+    assert_eq!(scopes(&node), 0, "{:?}", node.scopes());
+
+    // The limit counts scopes in use, and only new scopes are refused.
+    let max = baseline + 2;
+    let a = node.try_router("a", 10, max).unwrap();
+    let b = node.try_router("b", 10, max).unwrap();
+    assert!(matches!(
+        node.try_router("c", 10, max),
+        Err(Error::TooManyScopes { max: m }) if m == max
+    ));
+    assert_eq!(
+        node.try_router("c", 10, max).unwrap_err().to_string(),
+        format!("maximum scopes exceeded ({max})")
+    );
+    assert!(node.try_router("a", 10, max).is_ok());
+    drop(a);
+    let c = node.try_router("c", 10, max).unwrap();
+    drop((b, c));
+    assert_eq!(scopes(&node), 0);
+    assert!(node.existing_router("a", 10).is_none());
+
+    // Many scopes named once each leave nothing behind.
+    for i in 0..10_000 {
+        let router = node.router(&format!("tenant-{i}"), 10);
+        let mut sub = router.subscribe("t").unwrap();
+        router.publish("t", "x").unwrap();
+        assert!(sub.try_recv().is_ok());
+    }
+    assert!(scopes(&node) <= 1, "{} scopes left", scopes(&node));
+}

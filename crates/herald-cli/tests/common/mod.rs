@@ -53,6 +53,17 @@ impl HeraldProcess {
         HeraldProcess::spawn(sh, extra)
     }
 
+    /// The server's resident memory now, in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
     /// Starts `herald serve` through `command` (for example `herald` itself with variables
     /// set in its environment).
     pub fn spawn(mut command: Command, extra: &[&str]) -> HeraldProcess {

@@ -361,10 +361,7 @@ impl FromRequestParts<Arc<App>> for ScopeRouter {
                     "this user's requests are in its own scope",
                 ));
             }
-            let router = app
-                .shared
-                .node
-                .router(&user.scope, app.shared.config.capacity);
+            let router = app.shared.router(&user.scope).map_err(scope_refused)?;
             return Ok(ScopeRouter(router, user.scope.clone()));
         }
         let from_header = match parts.headers.get("herald-scope") {
@@ -382,9 +379,14 @@ impl FromRequestParts<Arc<App>> for ScopeRouter {
         if !crate::auth::valid_scope(&scope) {
             return Err(ApiError::bad_request(format!("invalid scope {scope:?}")));
         }
-        let router = app.shared.node.router(&scope, app.shared.config.capacity);
+        let router = app.shared.router(&scope).map_err(scope_refused)?;
         Ok(ScopeRouter(router, scope))
     }
+}
+
+/// A request for a new scope past `max_scopes`.
+fn scope_refused(err: herald::Error) -> ApiError {
+    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, err.to_string())
 }
 
 /// One parameter of a query string, decoded.

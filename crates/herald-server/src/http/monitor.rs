@@ -48,6 +48,8 @@ pub(crate) async fn varz(State(app): AppState) -> Json<Value> {
         "http_port": shared.http_addr.map(|a| a.port()),
         "max_connections": config.max_connections,
         "max_subscriptions": config.max_subscriptions,
+        "max_scopes": config.max_scopes,
+        "scopes": shared.node.scope_count(),
         "ping_interval": config.ping_interval.as_nanos() as u64,
         "ping_max": config.max_pings_out,
         "max_control_line": config.max_control_line,
@@ -138,7 +140,9 @@ pub(crate) async fn subsz(State(app): AppState) -> Json<Value> {
     let shared = &app.shared;
     let (mut subscriptions, mut cached) = (0, 0);
     for scope in shared.node.scopes() {
-        let router = shared.node.router(&scope, 1);
+        let Some(router) = shared.node.existing_router(&scope, 1) else {
+            continue;
+        };
         subscriptions += router.subscription_count();
         cached += router.index().cached();
     }

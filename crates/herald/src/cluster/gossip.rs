@@ -134,7 +134,12 @@ fn merge_groups(cluster: &Cluster, live: &BTreeMap<ChitchatId, NodeState>) {
         }
     }
     for (key, group) in newest {
-        let scope = node.scope(&group.scope);
+        // A deleted group of a scope this node no longer has needs no tombstone here.
+        let scope = match node.get(&group.scope) {
+            Some(scope) => scope,
+            None if group.state.deleted => continue,
+            None => node.scope(&group.scope),
+        };
         scope.merge_group(&group.name, &group.state);
         let ours = scope.groups.lock().get(&group.name).cloned();
         if let Some(ours) = ours {

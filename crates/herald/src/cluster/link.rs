@@ -421,6 +421,12 @@ impl Link {
                 && let Some((pattern, id)) = r.subs.remove(&key)
             {
                 r.scope.remove(&pattern, id);
+                if r.subs.is_empty()
+                    && let Some(r) = remote.remove(scope)
+                {
+                    drop(remote);
+                    r.scope.release(1);
+                }
             }
             return;
         }
@@ -459,6 +465,7 @@ impl Link {
             for (pattern, id) in r.subs.into_values() {
                 r.scope.remove(&pattern, id);
             }
+            r.scope.release(1);
         }
     }
 }
@@ -593,8 +600,9 @@ async fn read_loop(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
 ) -> Result<(), String> {
-    // Scopes are looked up once per route, not per message. The node itself is not held, so
-    // dropping every handle to it still shuts it down.
+    // Scopes are looked up once per read, not per message, and let go of after it so that
+    // they can be reclaimed. The node itself is not held, so dropping every handle to it
+    // still shuts it down.
     let mut scopes: FxHashMap<Box<str>, Arc<Scope>> = FxHashMap::default();
     loop {
         let mut at = 0;
@@ -613,7 +621,11 @@ async fn read_loop(
                                     let Some(node) = cluster.scopes() else {
                                         return Err("node shut down".into());
                                     };
-                                    scopes.entry(m.scope.into()).or_insert(node.scope(m.scope))
+                                    // A scope that is gone has nobody left to deliver to.
+                                    let Some(scope) = node.get(m.scope) else {
+                                        continue;
+                                    };
+                                    scopes.entry(m.scope.into()).or_insert(scope)
                                 }
                             };
                             let wire = WireMessage {
@@ -657,6 +669,7 @@ async fn read_loop(
             }
         }
         drop(batch);
+        scopes.clear();
         buf.advance(at);
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
