@@ -163,7 +163,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for var in Config::unknown_variables(std::env::vars()) {
         tracing::warn!(%var, "environment variable names no setting; ignored");
     }
-    let node = match config.cluster() {
+    let node = match config.cluster()? {
         Some(builder) => builder.start().await?,
         None => herald::Node::local(),
     };

@@ -24,6 +24,8 @@ struct Certs {
     key: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
+    /// The CA's certificate and key, to sign more.
+    signer: (rcgen::Certificate, KeyPair),
 }
 
 fn make_certs(dir: &Path) -> Certs {
@@ -61,6 +63,7 @@ fn make_certs(dir: &Path) -> Certs {
         key: write("server-key.pem", key.serialize_pem()),
         client_cert: write("client.pem", client_cert.pem()),
         client_key: write("client-key.pem", client_key.serialize_pem()),
+        signer: (ca, ca_key),
     }
 }
 
@@ -355,4 +358,178 @@ async fn the_cli_connects_over_tls() {
     assert_eq!(&got.payload[..], b"from the cli");
     let without_cert = herald(&["--tls-ca".as_ref(), ca]);
     assert!(!without_cert.status.success(), "{without_cert:?}");
+}
+
+/// A node's route certificate signed by the test CA (or, for an impostor, by itself), and the
+/// `[cluster.tls]` config file that uses it.
+fn cluster_node_config(dir: &Path, certs: &Certs, name: &str, self_signed: bool) -> PathBuf {
+    let (ca, ca_key) = &certs.signer;
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = if self_signed {
+        params.self_signed(&key).unwrap()
+    } else {
+        params.signed_by(&key, ca, ca_key).unwrap()
+    };
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let conf = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &conf,
+        format!(
+            "[cluster.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+            cert_path.display(),
+            key_path.display(),
+            certs.ca.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn cluster_node(name: &str, conf: Option<&Path>, seed: Option<&HeraldProcess>) -> HeraldProcess {
+    let seed = seed.map(|s| s.cluster_addr());
+    let mut args = vec![
+        "--name",
+        name,
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "s3cret",
+    ];
+    if let Some(seed) = &seed {
+        args.extend(["--seeds", seed]);
+    }
+    if let Some(conf) = conf {
+        args.extend(["--config", conf.to_str().unwrap()]);
+    }
+    HeraldProcess::start(&args)
+}
+
+/// The server's JSON answer on `subject`.
+async fn ask(client: &async_nats::Client, subject: &str, body: &str) -> serde_json::Value {
+    let reply = tokio::time::timeout(
+        WAIT,
+        client.request(subject.to_owned(), body.to_owned().into()),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("request");
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// Three nodes with `[cluster.tls]` route to each other over mutual TLS; a node whose
+/// certificate is self-signed, and one without TLS, know the secret and still never get a
+/// route, nor inject a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_routes_use_mutual_tls_and_refuse_nodes_without_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let confs: Vec<PathBuf> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| cluster_node_config(dir.path(), &certs, n, false))
+        .collect();
+    let n1 = cluster_node("n1", Some(&confs[0]), None);
+    let n2 = cluster_node("n2", Some(&confs[1]), Some(&n1));
+    let n3 = cluster_node("n3", Some(&confs[2]), Some(&n1));
+    let c1 = common::sse::nats(&n1).await;
+    let mut sub = c1.subscribe("orders.>").await.unwrap();
+    assert_eq!(
+        ask(&c1, "$HERALD.API.CLUSTER.FLUSH", "{\"peers\":2}").await,
+        serde_json::json!({})
+    );
+    for node in [&n2, &n3] {
+        let client = common::sse::nats(node).await;
+        assert_eq!(
+            ask(&client, "$HERALD.API.CLUSTER.FLUSH", "{\"peers\":2}").await,
+            serde_json::json!({})
+        );
+        client.publish("orders.new", "routed".into()).await.unwrap();
+        client.flush().await.unwrap();
+        let msg = common::sse::next(&mut sub).await;
+        assert_eq!(&msg.payload[..], b"routed");
+    }
+
+    let impostor_conf = cluster_node_config(dir.path(), &certs, "impostor", true);
+    for (name, conf) in [("impostor", Some(impostor_conf.as_path())), ("plain", None)] {
+        let intruder = cluster_node(name, conf, Some(&n1));
+        let client = common::sse::nats(&intruder).await;
+        let answer = ask(
+            &client,
+            "$HERALD.API.CLUSTER.FLUSH",
+            "{\"peers\":1,\"timeout_ms\":1500}",
+        )
+        .await;
+        assert!(answer["error"].is_string(), "{name}: {answer}");
+        client
+            .publish("orders.new", "injected".into())
+            .await
+            .unwrap();
+        common::sse::sync(&client).await;
+        let info = ask(&c1, "$HERALD.API.CLUSTER.INFO", "").await;
+        let routed: Vec<&str> = info["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| !m["route"].is_null())
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(routed, ["n2", "n3"], "{name}: {info:#}");
+    }
+    common::sse::sync(&c1).await;
+    let stray = tokio::time::timeout(
+        Duration::from_millis(100),
+        futures::StreamExt::next(&mut sub),
+    )
+    .await;
+    assert!(stray.is_err(), "an intruder's message arrived: {stray:?}");
+}
+
+/// `[cluster.tls]` with a missing file, or an unknown key, is a startup error naming it.
+#[test]
+fn bad_cluster_tls_settings_are_startup_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let missing = dir.path().join("missing.pem");
+    for (body, says) in [
+        (
+            format!(
+                "cert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+                missing.display(),
+                certs.key.display(),
+                certs.ca.display()
+            ),
+            "missing.pem",
+        ),
+        (
+            format!(
+                "cert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nverify = true\n",
+                certs.cert.display(),
+                certs.key.display(),
+                certs.ca.display()
+            ),
+            "verify",
+        ),
+    ] {
+        let conf = dir.path().join("bad-cluster.toml");
+        std::fs::write(&conf, format!("[cluster.tls]\n{body}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--http", ""])
+            .args(["--cluster-listen", "127.0.0.1:0", "--config"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("cluster") && err.contains(says),
+            "{says}: {err}"
+        );
+    }
 }

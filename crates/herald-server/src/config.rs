@@ -110,6 +110,9 @@ pub struct Config {
     /// clients refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The `[cluster]` table of the file: `[cluster.tls]` for mutual TLS on routes.
+    #[serde(default, skip_serializing_if = "ClusterTable::is_empty")]
+    pub cluster: ClusterTable,
     /// Longest a client may take to finish its TLS handshake.
     #[serde(with = "duration")]
     pub tls_timeout: Duration,
@@ -120,6 +123,34 @@ pub struct Config {
     /// concurrent publishers share each fsync), `never` (left to the OS), or an interval such
     /// as `200ms` (a machine crash loses at most that window; a process crash loses nothing).
     pub fsync: String,
+}
+
+/// `[cluster]`: settings of the cluster that only the file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTable {
+    /// `[cluster.tls]`: mutual TLS on routes; a node without a certificate from `ca` is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTlsConfig>,
+}
+
+impl ClusterTable {
+    fn is_empty(&self) -> bool {
+        self.tls.is_none()
+    }
+}
+
+/// `[cluster.tls]`: this node's certificate and key, and the cluster's CA (all PEM files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTlsConfig {
+    /// This node's certificate chain.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+    /// The CA every node's certificate must chain to.
+    pub ca: String,
 }
 
 impl Default for Config {
@@ -150,6 +181,7 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(2),
             users: Vec::new(),
             tls: None,
+            cluster: ClusterTable::default(),
             tls_timeout: Duration::from_secs(2),
             data_dir: String::new(),
             fsync: "always".into(),
@@ -296,6 +328,7 @@ impl Config {
         if let Some(tls) = &self.tls {
             crate::tls::acceptor(tls).map_err(ConfigError::Invalid)?;
         }
+        self.route_tls()?;
         self.fsync_policy()?;
         Ok(())
     }
@@ -326,11 +359,21 @@ impl Config {
         Some(herald::streams::StreamsOptions::new(&self.data_dir).fsync(fsync))
     }
 
+    /// The routes' certificates of `[cluster.tls]`, read, if set.
+    fn route_tls(&self) -> Result<Option<herald::RouteTls>, ConfigError> {
+        let Some(tls) = &self.cluster.tls else {
+            return Ok(None);
+        };
+        herald::RouteTls::from_pem_files(&tls.cert, &tls.key, &tls.ca)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("cluster.tls: {e}")))
+    }
+
     /// How this server's node joins its cluster, or `None` when it joins none. The node is
-    /// named after the server.
-    pub fn cluster(&self) -> Option<herald::NodeBuilder> {
+    /// named after the server. Fails when the files of `[cluster.tls]` cannot be read.
+    pub fn cluster(&self) -> Result<Option<herald::NodeBuilder>, ConfigError> {
         if self.cluster_listen.is_empty() && self.seeds.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut builder = herald::Node::builder()
             .name(&self.name)
@@ -343,7 +386,10 @@ impl Config {
         if !self.cluster_advertise.is_empty() {
             builder = builder.advertise(&self.cluster_advertise);
         }
-        Some(builder)
+        if let Some(tls) = self.route_tls()? {
+            builder = builder.route_tls(tls);
+        }
+        Ok(Some(builder))
     }
 
     fn known_names() -> Vec<String> {
@@ -354,6 +400,7 @@ impl Config {
         // Empty by default, so not in the table above.
         names.push("users".into());
         names.push("tls".into());
+        names.push("cluster".into());
         names
     }
 }
@@ -496,7 +543,7 @@ mod tests {
         assert_eq!(config.log, "debug");
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.max_control_line, 4096);
-        assert!(config.cluster().is_none());
+        assert!(config.cluster().unwrap().is_none());
         let config = Config::load(
             None,
             env(&[("HERALD_SEEDS", "127.0.0.1:1, 127.0.0.1:2")]),
@@ -505,7 +552,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.seeds, ["127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(config.cluster_secret, "s");
-        assert!(config.cluster().is_some());
+        assert!(config.cluster().unwrap().is_some());
     }
 
     #[test]

@@ -74,7 +74,7 @@ mod testing;
 pub mod time;
 
 pub use bytes::Bytes;
-pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, RouteInfo};
+pub use cluster::{ClusterInfo, DEFAULT_ROUTE_MAX_PENDING, MemberInfo, RouteInfo, RouteTls};
 pub use error::{Error, RecvTimeoutError, Result, TryRecvError};
 pub use groups::Groups;
 pub use message::{HeaderMap, Message};

@@ -24,8 +24,7 @@ use herald_proto::route::{self, Queues, RouteMsg, RouteOp, parse_route};
 use herald_proto::{Limits, Parsed};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
@@ -46,8 +45,34 @@ const LIMITS: Limits = Limits {
     max_payload: 64 * 1024 * 1024,
 };
 
+/// A route's reading half: a TCP socket's, or a TLS stream's.
+type RouteRead = Box<dyn AsyncRead + Send + Unpin>;
+/// A route's writing half.
+type RouteWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits a plaintext route.
+fn plain(stream: TcpStream) -> (RouteRead, RouteWrite) {
+    let (rd, wr) = stream.into_split();
+    (Box::new(rd), Box::new(wr))
+}
+
+/// Splits a TLS route.
+fn secure<S>(stream: S) -> (RouteRead, RouteWrite)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    (Box::new(rd), Box::new(wr))
+}
+
+/// Writes all of `bytes` and flushes (a TLS stream may hold the last record until then).
+async fn write_flush(wr: &mut RouteWrite, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
+}
+
 /// Reads the next handshake frame: the JSON of a ROUTE, or why there is none.
-async fn read_route(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Vec<u8>, String> {
+async fn read_route(rd: &mut RouteRead, buf: &mut BytesMut) -> Result<Vec<u8>, String> {
     loop {
         match parse_route(buf, &LIMITS) {
             Ok(Parsed::Op(op, used)) => {
@@ -71,24 +96,24 @@ async fn read_route(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Vec<u8
     }
 }
 
-async fn refuse(wr: &mut OwnedWriteHalf, text: &str) {
+async fn refuse(wr: &mut RouteWrite, text: &str) {
     let mut out = Vec::new();
     herald_proto::encode::err(&mut out, text);
-    let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&out)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_flush(wr, &out)).await;
 }
 
 /// Sends one handshake frame (the JSON of a ROUTE).
-async fn send_route(wr: &mut OwnedWriteHalf, json: &[u8]) -> Result<(), Refused> {
+async fn send_route(wr: &mut RouteWrite, json: &[u8]) -> Result<(), Refused> {
     let mut out = Vec::new();
     route::route(&mut out, json);
-    wr.write_all(&out).await.map_err(|e| Refused {
+    write_flush(wr, &out).await.map_err(|e| Refused {
         tell_peer: None,
         why: format!("handshake write: {e}"),
     })
 }
 
 /// Tells the peer why it is refused (if it should hear), and gives the reason for the log.
-async fn refused(wr: &mut OwnedWriteHalf, refusal: Refused) -> String {
+async fn refused(wr: &mut RouteWrite, refusal: Refused) -> String {
     if let Some(text) = refusal.tell_peer {
         refuse(wr, text).await;
     }
@@ -98,8 +123,8 @@ async fn refused(wr: &mut OwnedWriteHalf, refusal: Refused) -> String {
 /// The dialler's side of the handshake; returns who answered.
 async fn dial_handshake(
     cluster: &Cluster,
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut RouteRead,
+    wr: &mut RouteWrite,
     buf: &mut BytesMut,
 ) -> Result<Peer, String> {
     let local = cluster.local();
@@ -119,8 +144,8 @@ async fn dial_handshake(
 /// The acceptor's side of the handshake; returns who dialled.
 async fn accept_handshake(
     cluster: &Cluster,
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut RouteRead,
+    wr: &mut RouteWrite,
     buf: &mut BytesMut,
 ) -> Result<Peer, String> {
     let local = cluster.local();
@@ -161,15 +186,24 @@ pub(super) async fn accept_loop(cluster: Arc<Cluster>, listener: TcpListener) {
 
 async fn accepted_route(cluster: Arc<Cluster>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(4096);
-    let shake = accept_handshake(&cluster, &mut rd, &mut wr, &mut buf);
-    let peer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
-        Ok(Ok(peer)) if peer == cluster.me => {
+    let shake = async {
+        let (mut rd, mut wr) = match &cluster.tls {
+            None => plain(stream),
+            Some(tls) => match tls.acceptor.accept(stream).await {
+                Ok(stream) => secure(stream),
+                Err(err) => return Err(format!("TLS: {err}")),
+            },
+        };
+        let mut buf = BytesMut::with_capacity(4096);
+        let peer = accept_handshake(&cluster, &mut rd, &mut wr, &mut buf).await?;
+        Ok((peer, rd, wr, buf))
+    };
+    let (peer, rd, wr, buf) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await {
+        Ok(Ok((peer, ..))) if peer == cluster.me => {
             tracing::warn!(%addr, "a route from this node to itself; closed");
             return;
         }
-        Ok(Ok(peer)) => peer,
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(why)) => {
             tracing::warn!(%addr, "refused route: {why}");
             return;
@@ -231,16 +265,28 @@ async fn dial(
     cluster: &Cluster,
     peer: &Peer,
     addr: SocketAddr,
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, BytesMut), String> {
+) -> Result<(RouteRead, RouteWrite, BytesMut), String> {
     let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("no answer within {HANDSHAKE_TIMEOUT:?}"))?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(4096);
-    let shake = dial_handshake(cluster, &mut rd, &mut wr, &mut buf);
-    let answered = tokio::time::timeout(HANDSHAKE_TIMEOUT, shake)
+    let shake = async {
+        let (mut rd, mut wr) = match &cluster.tls {
+            None => plain(stream),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                match tls.connector.connect(name, stream).await {
+                    Ok(stream) => secure(stream),
+                    Err(err) => return Err(format!("TLS: {err}")),
+                }
+            }
+        };
+        let mut buf = BytesMut::with_capacity(4096);
+        let answered = dial_handshake(cluster, &mut rd, &mut wr, &mut buf).await?;
+        Ok((answered, rd, wr, buf))
+    };
+    let (answered, rd, wr, buf) = tokio::time::timeout(HANDSHAKE_TIMEOUT, shake)
         .await
         .map_err(|_| format!("no handshake within {HANDSHAKE_TIMEOUT:?}"))??;
     if answered != *peer {
@@ -515,8 +561,8 @@ async fn run(
     peer: Peer,
     addr: SocketAddr,
     direction: Direction,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: RouteRead,
+    wr: RouteWrite,
     buf: BytesMut,
 ) {
     let link = Arc::new(Link::new(&cluster, peer, addr, direction));
@@ -558,7 +604,7 @@ async fn run(
     link.out.lock().pongs.clear();
 }
 
-async fn write_loop(link: Arc<Link>, mut wr: OwnedWriteHalf) {
+async fn write_loop(link: Arc<Link>, mut wr: RouteWrite) {
     let mut spare = Vec::new();
     loop {
         let closed = {
@@ -577,7 +623,7 @@ async fn write_loop(link: Arc<Link>, mut wr: OwnedWriteHalf) {
             link.wake.notified().await;
             continue;
         }
-        match tokio::time::timeout(WRITE_DEADLINE, wr.write_all(&spare)).await {
+        match tokio::time::timeout(WRITE_DEADLINE, write_flush(&mut wr, &spare)).await {
             Ok(Ok(())) => {
                 link.bytes_out
                     .fetch_add(spare.len() as u64, Ordering::Relaxed);
@@ -597,7 +643,7 @@ async fn write_loop(link: Arc<Link>, mut wr: OwnedWriteHalf) {
 async fn read_loop(
     cluster: &Cluster,
     link: &Arc<Link>,
-    mut rd: OwnedReadHalf,
+    mut rd: RouteRead,
     mut buf: BytesMut,
 ) -> Result<(), String> {
     // Scopes are looked up once per read, not per message, and let go of after it so that

@@ -19,6 +19,9 @@
 mod gossip;
 mod handshake;
 mod link;
+mod tls;
+
+pub use tls::RouteTls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -50,6 +53,7 @@ pub(crate) struct Settings {
     pub(crate) secret: String,
     pub(crate) gossip_interval: Duration,
     pub(crate) route_max_pending: usize,
+    pub(crate) tls: Option<RouteTls>,
 }
 
 impl Default for Settings {
@@ -63,6 +67,7 @@ impl Default for Settings {
             secret: String::new(),
             gossip_interval: Duration::from_millis(100),
             route_max_pending: DEFAULT_ROUTE_MAX_PENDING,
+            tls: None,
         }
     }
 }
@@ -117,6 +122,7 @@ pub(crate) async fn start(settings: Settings, scopes: &Arc<Scopes>) -> Result<Ar
         closing,
         gossip: Mutex::new(None),
         route_max_pending: settings.route_max_pending,
+        tls: settings.tls.clone(),
         groups_tx,
         groups_rx: Mutex::new(Some(groups_rx)),
     });
@@ -238,6 +244,8 @@ pub(crate) struct Cluster {
     pub(crate) closing: watch::Sender<bool>,
     gossip: Mutex<Option<chitchat::ChitchatHandle>>,
     pub(crate) route_max_pending: usize,
+    /// Mutual TLS on routes, when configured.
+    pub(crate) tls: Option<RouteTls>,
     /// Group versions to put in this node's gossip state, in order.
     pub(crate) groups_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     groups_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
