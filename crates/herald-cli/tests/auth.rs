@@ -19,6 +19,7 @@ const ALICE: &str = "wonderland-pw";
 const BOB: &str = "builder-pw";
 const TOKEN: &str = "metrics-token-0123456789";
 const CAROL: &str = "carol-responds-pw";
+const ADMIN: &str = "admin-of-default-pw";
 
 /// A config with users, written to a temporary directory.
 fn config(dir: &TempDir) -> std::path::PathBuf {
@@ -52,11 +53,17 @@ scope = "shop"
 publish = {{ allow = ["carol.>"] }}
 subscribe = {{ allow = ["svc.>", "_INBOX.>"] }}
 allow_responses = true
+
+[[users]]
+user = "admin"
+password = "{admin}"
+scope = "default"
 "#,
         alice = hash(ALICE),
         bob = hash(BOB),
         token = hash(TOKEN),
         carol = hash(CAROL),
+        admin = hash(ADMIN),
     );
     let path = dir.path().join("herald.toml");
     std::fs::write(&path, text).unwrap();
@@ -545,4 +552,79 @@ async fn nkey_users_sign_the_nonce() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(&next(&mut sub).await.payload[..], b"from the cli");
+}
+
+/// Nothing secret shows anywhere an operator looks: not the passwords, tokens or cluster
+/// secret (nor the password hashes) in the log at trace level, the monitoring endpoints,
+/// `herald cluster status`, or the errors a client gets for bad credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
+    const CLUSTER_SECRET: &str = "cluster-secret-s3cret-value";
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(&dir);
+    let hashes: Vec<String> = std::fs::read_to_string(&conf)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(" = \"$").map(|(_, h)| format!("${}", h.trim_end_matches('"'))))
+        .collect();
+    assert_eq!(hashes.len(), 5, "{hashes:?}");
+    let log = dir.path().join("server.log");
+    let server = HeraldProcess::start_logging_to(
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--log",
+            "trace",
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            CLUSTER_SECRET,
+        ],
+        &log,
+    );
+    let alice = login(&server, "alice", ALICE).await;
+    sync(&alice).await;
+    let mut seen = String::new();
+    let http = common::sse::http();
+    for path in ["/varz", "/connz", "/subsz", "/routez", "/jsz", "/healthz", "/metrics"] {
+        let response = http
+            .get(format!("{}{path}", server.http_url()))
+            .basic_auth("admin", Some(ADMIN))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        seen.push_str(&response.text().await.unwrap());
+    }
+    let wrong = http
+        .get(format!("{}/varz", server.http_url()))
+        .basic_auth("admin", Some("supersecret-wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    seen.push_str(&wrong.text().await.unwrap());
+    for (user, password) in [("admin", ADMIN), ("admin", "supersecret-wrong")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["cluster", "status", "--server", &server.url()])
+            .args(["--user", user, "--password", password])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), password == ADMIN, "{out:?}");
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(seen.contains("server_id") && seen.contains("members"), "{seen}");
+    seen.push_str(&raw(
+        &server,
+        "CONNECT {\"user\":\"alice\",\"pass\":\"supersecret-wrong\"}\r\n",
+        WAIT,
+    ));
+    drop(alice);
+    drop(server);
+    seen.push_str(&std::fs::read_to_string(&log).unwrap());
+    let secrets = [ALICE, BOB, TOKEN, CAROL, ADMIN, CLUSTER_SECRET, "supersecret-wrong"];
+    for secret in secrets.iter().copied().chain(hashes.iter().map(String::as_str)) {
+        assert!(!seen.contains(secret), "{secret} is shown");
+    }
 }

@@ -13,6 +13,7 @@
 //! | [`encode`] | writers for both directions |
 //! | [`headers`] | the `NATS/1.0` header block |
 //! | [`route`] | the route protocol between herald nodes (RS+/RS-, RMSG/HRMSG, ROUTE) |
+//! | [`subject`] | the rules of subjects and patterns |
 //! | `scan` | the shared control-line scanner |
 
 pub mod client;
@@ -21,6 +22,7 @@ pub mod headers;
 pub mod route;
 mod scan;
 pub mod server;
+pub mod subject;
 
 pub use client::{ClientOp, parse_client};
 pub use scan::{Limits, ParseError, Parsed};

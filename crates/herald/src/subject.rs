@@ -5,52 +5,15 @@
 //! `>` as the last token (one or more tokens). `*` or `>` inside a longer token is a literal
 //! character, as in NATS. Publishing needs a *literal* subject: no wildcard tokens.
 //!
-//! Validation is a single pass over the bytes with no allocation; errors name the subject and
-//! the first rule it broke.
+//! The rules themselves are `herald_proto::subject`'s (shared with the multi-cluster client);
+//! errors here name the subject and the first rule it broke.
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-/// Longest subject or pattern accepted, in bytes (the NATS control-line limit).
-pub const MAX_SUBJECT_LEN: usize = 4096;
-
-/// What a subject string is, once it is valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// No wildcard tokens: can be published to.
-    Literal,
-    /// Holds a `*` or `>` token: can only be subscribed to.
-    Pattern,
-}
-
-const PLAIN: u8 = 0;
-const DOT: u8 = 1;
-/// ASCII whitespace or NUL: refused.
-const BAD: u8 = 2;
-/// A vertical tab (Unicode whitespace, not ASCII whitespace) or a byte of a non-ASCII
-/// character: the token is looked at as characters.
-const WIDE: u8 = 3;
-
-/// What each byte is to [`check`]: one table lookup per byte on the common path.
-static CLASS: [u8; 256] = {
-    let mut class = [PLAIN; 256];
-    class[b'.' as usize] = DOT;
-    let bad = [b' ', b'\t', b'\n', b'\r', 0x0c, 0];
-    let mut i = 0;
-    while i < bad.len() {
-        class[bad[i] as usize] = BAD;
-        i += 1;
-    }
-    class[0x0b] = WIDE;
-    let mut b = 0x80;
-    while b < 256 {
-        class[b] = WIDE;
-        b += 1;
-    }
-    class
-};
+pub use herald_proto::subject::{Kind, MAX_SUBJECT_LEN};
 
 /// Checks `s` against the rules of SPEC section 1 and says whether it is literal or a pattern.
 ///
@@ -62,60 +25,7 @@ static CLASS: [u8; 256] = {
 /// assert!(check("orders..42").is_err());
 /// ```
 pub fn check(s: &str) -> Result<Kind> {
-    let fail = |reason| Err(invalid(s, reason));
-    if s.is_empty() {
-        return fail("empty subject");
-    }
-    if s.len() > MAX_SUBJECT_LEN {
-        return fail("longer than 4096 bytes");
-    }
-    let bytes = s.as_bytes();
-    let mut kind = Kind::Literal;
-    let mut start = 0;
-    // Whether the current token holds a non-ASCII character or a vertical tab: then it is
-    // looked at again for Unicode whitespace (other ASCII bytes are judged one by one).
-    let mut wide = false;
-    let mut token_end = |start: usize, end: usize, wide: bool| -> Result<()> {
-        match &bytes[start..end] {
-            [] => Err(invalid(
-                s,
-                if start == 0 {
-                    "leading dot"
-                } else if bytes.ends_with(b".") {
-                    "trailing dot"
-                } else {
-                    "empty token"
-                },
-            )),
-            b"*" => {
-                kind = Kind::Pattern;
-                Ok(())
-            }
-            b">" if end < bytes.len() => Err(invalid(s, "'>' must be the last token")),
-            b">" => {
-                kind = Kind::Pattern;
-                Ok(())
-            }
-            _ if wide && s[start..end].chars().any(char::is_whitespace) => {
-                Err(invalid(s, "whitespace in a token"))
-            }
-            _ => Ok(()),
-        }
-    };
-    for (i, &b) in bytes.iter().enumerate() {
-        match CLASS[b as usize] {
-            PLAIN => {}
-            DOT => {
-                token_end(start, i, wide)?;
-                start = i + 1;
-                wide = false;
-            }
-            BAD => return fail("whitespace or NUL in a token"),
-            _ => wide = true,
-        }
-    }
-    token_end(start, bytes.len(), wide)?;
-    Ok(kind)
+    herald_proto::subject::validate(s).map_err(|reason| invalid(s, reason))
 }
 
 /// Checks that `s` is a valid subject to publish to (literal, no wildcards).
