@@ -565,7 +565,10 @@ async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
     let hashes: Vec<String> = std::fs::read_to_string(&conf)
         .unwrap()
         .lines()
-        .filter_map(|l| l.split_once(" = \"$").map(|(_, h)| format!("${}", h.trim_end_matches('"'))))
+        .filter_map(|l| {
+            l.split_once(" = \"$")
+                .map(|(_, h)| format!("${}", h.trim_end_matches('"')))
+        })
         .collect();
     assert_eq!(hashes.len(), 5, "{hashes:?}");
     let log = dir.path().join("server.log");
@@ -586,14 +589,20 @@ async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
     sync(&alice).await;
     let mut seen = String::new();
     let http = common::sse::http();
-    for path in ["/varz", "/connz", "/subsz", "/routez", "/jsz", "/healthz", "/metrics"] {
+    for path in [
+        "/varz", "/connz", "/subsz", "/routez", "/jsz", "/healthz", "/metrics",
+    ] {
         let response = http
             .get(format!("{}{path}", server.http_url()))
             .basic_auth("admin", Some(ADMIN))
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         seen.push_str(&response.text().await.unwrap());
     }
     let wrong = http
@@ -614,7 +623,10 @@ async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
         seen.push_str(&String::from_utf8_lossy(&out.stdout));
         seen.push_str(&String::from_utf8_lossy(&out.stderr));
     }
-    assert!(seen.contains("server_id") && seen.contains("members"), "{seen}");
+    assert!(
+        seen.contains("server_id") && seen.contains("members"),
+        "{seen}"
+    );
     seen.push_str(&raw(
         &server,
         "CONNECT {\"user\":\"alice\",\"pass\":\"supersecret-wrong\"}\r\n",
@@ -623,8 +635,20 @@ async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
     drop(alice);
     drop(server);
     seen.push_str(&std::fs::read_to_string(&log).unwrap());
-    let secrets = [ALICE, BOB, TOKEN, CAROL, ADMIN, CLUSTER_SECRET, "supersecret-wrong"];
-    for secret in secrets.iter().copied().chain(hashes.iter().map(String::as_str)) {
+    let secrets = [
+        ALICE,
+        BOB,
+        TOKEN,
+        CAROL,
+        ADMIN,
+        CLUSTER_SECRET,
+        "supersecret-wrong",
+    ];
+    for secret in secrets
+        .iter()
+        .copied()
+        .chain(hashes.iter().map(String::as_str))
+    {
         assert!(!seen.contains(secret), "{secret} is shown");
     }
 }

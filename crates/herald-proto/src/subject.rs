@@ -109,4 +109,3 @@ pub fn validate(s: &str) -> Result<Kind, &'static str> {
     token_end(start, bytes.len(), wide)?;
     Ok(kind)
 }
-

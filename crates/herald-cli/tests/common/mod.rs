@@ -77,9 +77,16 @@ impl HeraldProcess {
         } else {
             &["--log", &log]
         };
+        // A test that sets --listen (to come back on the same port) keeps it.
+        let listen_flag: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = command
             .env("HERALD_HTTP", "127.0.0.1:0")
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(listen_flag)
             .args(log_flag)
             .args(extra)
             .stdout(Stdio::piped())
@@ -167,6 +174,58 @@ impl HeraldProcess {
 }
 
 impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A Debian `nats-server` child process on a free loopback port, killed when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    /// Address of its client listener.
+    pub addr: SocketAddr,
+}
+
+impl NatsServer {
+    /// Starts `nats-server` on 127.0.0.1 with a port of its choosing (or `port`), and waits
+    /// for the line that names it. Fails loudly when nats-server is not installed.
+    pub fn start(port: Option<u16>) -> NatsServer {
+        let port = port.map_or("-1".to_owned(), |p| p.to_string());
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start nats-server (apt-get install nats-server)");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("nats-server did not say where it listens within 30 s");
+        NatsServer {
+            child: Some(child),
+            addr: addr.parse().expect("HOST:PORT"),
+        }
+    }
+
+    /// `nats://HOST:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+}
+
+impl Drop for NatsServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
