@@ -87,14 +87,20 @@ impl ClientArgs {
         options
     }
 
-    /// Connects with [`options`](ClientArgs::options).
-    pub async fn connect(&self, name: &str) -> Result<Client, Box<dyn std::error::Error>> {
+    /// [`options`](ClientArgs::options) with the nkey seed read, if one is given.
+    pub fn full_options(&self, name: &str) -> Result<ConnectOptions, Box<dyn std::error::Error>> {
         let mut options = self.options(name);
         if let Some(path) = &self.nkey_seed {
             let seed = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read the nkey seed {}: {e}", path.display()))?;
             options = options.nkey(seed.trim().to_owned());
         }
+        Ok(options)
+    }
+
+    /// Connects with [`full_options`](ClientArgs::full_options).
+    pub async fn connect(&self, name: &str) -> Result<Client, Box<dyn std::error::Error>> {
+        let options = self.full_options(name)?;
         self.connect_with(options).await
     }
 

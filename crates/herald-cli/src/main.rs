@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod cluster;
+mod clusters;
 mod data;
 mod group;
 mod messaging;
@@ -51,6 +52,8 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Measure publish/subscribe or request/reply throughput and latency.
     Bench(bench::BenchArgs),
+    /// Print the cluster each subject lives on, among the clusters given (connects to none).
+    ClusterOf(clusters::ClusterOfArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
             Command::Stream(command) => stream::run(command).await,
             Command::Consume(args) => stream::consume(args).await,
             Command::Data(command) => data::run(command),
+            Command::ClusterOf(args) => clusters::cluster_of(args),
         }
     });
     match result {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::client::{ClientArgs, parse_duration, parse_headers, round_trip};
+use crate::clusters::ClustersArgs;
 
 type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -27,8 +28,13 @@ pub struct PubArgs {
     /// Publish this many times.
     #[arg(long, default_value_t = 1)]
     count: u64,
+    /// With --cluster: how long a publish waits for its cluster before giving up.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    clusters: ClustersArgs,
 }
 
 /// `herald sub PATTERN`.
@@ -44,6 +50,8 @@ pub struct SubArgs {
     count: Option<u64>,
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    clusters: ClustersArgs,
 }
 
 /// `herald req SUBJECT DATA`.
@@ -61,6 +69,8 @@ pub struct ReqArgs {
     timeout: Duration,
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    clusters: ClustersArgs,
 }
 
 /// `herald reply SUBJECT RESPONSE`.
@@ -94,6 +104,9 @@ fn payload(data: &str) -> std::result::Result<Bytes, std::io::Error> {
 pub async fn publish(args: PubArgs) -> Result {
     let headers = parse_headers(&args.headers)?;
     let data = payload(&args.data)?;
+    if args.clusters.any() {
+        return publish_spread(&args, headers, data).await;
+    }
     let client = args.client.connect("herald pub").await?;
     for _ in 0..args.count {
         let subject = args.subject.clone();
@@ -117,6 +130,39 @@ pub async fn publish(args: PubArgs) -> Result {
         }
     }
     client.flush().await?;
+    Ok(())
+}
+
+/// `herald pub` over several clusters: each publish goes to the subject's cluster, and a
+/// cluster that stays unreachable past `--timeout` fails the command, named.
+async fn publish_spread(args: &PubArgs, headers: Option<HeaderMap>, data: Bytes) -> Result {
+    let options = args.client.full_options("herald pub")?;
+    let client = args
+        .clusters
+        .connect(options, "herald pub", args.timeout)
+        .await?;
+    for _ in 0..args.count {
+        match (&args.reply, &headers) {
+            (None, None) => client.publish(&args.subject, data.clone()).await?,
+            (None, Some(h)) => {
+                client
+                    .publish_with_headers(&args.subject, h.clone(), data.clone())
+                    .await?
+            }
+            (Some(r), None) => {
+                client
+                    .publish_with_reply(&args.subject, r, data.clone())
+                    .await?
+            }
+            (Some(_), Some(_)) => {
+                return Err("--reply with --header is not supported with --cluster".into());
+            }
+        }
+    }
+    // Confirmed by the one cluster published to (the others may be down: not our business).
+    client
+        .flush_cluster(client.cluster_of(&args.subject))
+        .await?;
     Ok(())
 }
 
@@ -163,6 +209,9 @@ async fn subscribed(
 
 /// Prints every message received until interrupted (or `--count`).
 pub async fn subscribe(args: SubArgs) -> Result {
+    if args.clusters.any() {
+        return subscribe_spread(args).await;
+    }
     let mut sub = subscribed(
         &args.client,
         "herald sub",
@@ -171,6 +220,50 @@ pub async fn subscribe(args: SubArgs) -> Result {
     )
     .await?;
     eprintln!("subscribed to {}", args.pattern);
+    let mut seen = 0u64;
+    let mut out = std::io::stdout().lock();
+    while args.count.is_none_or(|c| seen < c) {
+        let Some(msg) = sub.next().await else { break };
+        seen += 1;
+        print_message(&mut out, seen, &msg)?;
+    }
+    Ok(())
+}
+
+/// `herald sub` over several clusters: on the pattern's cluster, or on all of them when the
+/// pattern has a wildcard among the hashed tokens.
+async fn subscribe_spread(args: SubArgs) -> Result {
+    let options = args.client.full_options("herald sub")?;
+    let client = args
+        .clusters
+        .connect(options, "herald sub", Duration::from_secs(10))
+        .await?;
+    let mut sub = match &args.queue {
+        Some(q) => client.queue_subscribe(&args.pattern, q).await?,
+        None => client.subscribe(&args.pattern).await?,
+    };
+    // Confirmed on the clusters that are up within --connect-timeout; the others get the
+    // subscription when they come up.
+    let _ = client.wait_connected(args.client.connect_timeout).await;
+    let mut waiting = Vec::new();
+    for cluster in sub.clusters() {
+        if client.is_connected(cluster) {
+            client.flush_cluster(cluster).await?;
+        } else {
+            waiting.push(cluster.as_str());
+        }
+    }
+    eprintln!(
+        "subscribed to {} on {}",
+        args.pattern,
+        sub.clusters().join(", ")
+    );
+    if !waiting.is_empty() {
+        eprintln!(
+            "not connected yet: {} (subscribed when up)",
+            waiting.join(", ")
+        );
+    }
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
     while args.count.is_none_or(|c| seen < c) {
@@ -215,8 +308,22 @@ pub async fn request(args: ReqArgs) -> Result {
     let data = payload(&args.data)?;
     let options = args
         .client
-        .options("herald req")
+        .full_options("herald req")?
         .request_timeout(Some(args.timeout));
+    if args.clusters.any() {
+        let client = args
+            .clusters
+            .connect(options, "herald req", args.timeout)
+            .await?;
+        let reply = match headers {
+            Some(h) => client.request_with_headers(&args.subject, h, data).await,
+            None => client.request(&args.subject, data).await,
+        }?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&reply.payload)?;
+        writeln!(out)?;
+        return Ok(());
+    }
     let client = args.client.connect_with(options).await?;
     let reply = match headers {
         Some(h) => {

@@ -141,6 +141,7 @@ async fn a_dead_cluster_costs_only_its_own_subjects_and_comes_back() {
             break;
         }
     }
+    client.wait_connected(WAIT).await.unwrap();
     let mut subs = BTreeMap::new();
     for (cluster, subject) in &subject_of {
         subs.insert(cluster.clone(), client.subscribe(subject).await.unwrap());
@@ -149,7 +150,10 @@ async fn a_dead_cluster_costs_only_its_own_subjects_and_comes_back() {
 
     let victim = NAMES[1];
     let (mut sent, mut failed) = (BTreeMap::new(), BTreeMap::new());
+    // A steady publish: a round every 10 ms (the dead cluster's publishes take longer, failing).
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
     for round in 0..60 {
+        pace.tick().await;
         if round == 20 {
             // Everything published so far has arrived; then the victim dies.
             client.flush().await.unwrap();
@@ -179,11 +183,10 @@ async fn a_dead_cluster_costs_only_its_own_subjects_and_comes_back() {
             "{cluster}"
         );
     }
-    // The victim: every publish after the kill either failed, naming it, or was handed to
-    // its connection and arrives (async-nats keeps what it was handed while it reconnects);
-    // none is lost silently. Nearly all fail: the kill is seen at once on loopback.
+    // The victim: a publish after the kill failed, naming it, or was handed to its connection
+    // before the connection saw the kill (then it arrives after the restart, kept by
+    // async-nats, unless it was written into the dead socket: core NATS is at most once).
     let victim_failed = failed.get(victim).copied().unwrap_or(0);
-    assert!(victim_failed >= 35, "only {victim_failed} of 40 failed");
     let handed_over = 40 - victim_failed;
 
     // Back on its port: its subscription returns within 2 s, and publishes flow again.
@@ -215,9 +218,9 @@ async fn a_dead_cluster_costs_only_its_own_subjects_and_comes_back() {
          were handed over as it died and {late} of those arrived after the restart",
         restarted.elapsed()
     );
-    // Core NATS is at most once: a message written to the socket of a server as it is killed
-    // is gone; nothing else is.
-    assert!(late <= handed_over);
+    // Only what was in flight as the server died may be missing: a few at this pace.
+    let lost = handed_over - late;
+    assert!(lost <= 3, "{lost} publishes lost without an error");
     drop(servers);
 }
 
@@ -363,4 +366,189 @@ async fn bad_configurations_are_refused_before_connecting() {
     }
     let err = client.subscribe("a.>.b").await.unwrap_err().to_string();
     assert!(err.contains("'>' must be the last token"), "{err}");
+}
+
+fn herald(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// `herald cluster-of` names each subject's cluster without connecting anywhere (the URLs
+/// lead nowhere), agrees with the library and with every order of the clusters, reads
+/// standard input, and refuses bad clusters naming what is wrong.
+#[test]
+fn cluster_of_prints_each_subject_s_cluster() {
+    let (eu, us, ap) = (
+        "eu=nats://127.0.0.1:1",
+        "us=nats://127.0.0.1:2,nats://127.0.0.1:3",
+        "ap=nats://127.0.0.1:4",
+    );
+    let lines = stdout(&herald(&[
+        "cluster-of",
+        "orders.42",
+        "orders.43",
+        "metrics.cpu.host-1",
+        "orders.>",
+        "--cluster",
+        eu,
+        "--cluster",
+        us,
+        "--cluster",
+        ap,
+    ]));
+    assert_eq!(
+        lines,
+        "orders.42 ap\norders.43 us\nmetrics.cpu.host-1 eu\norders.> *\n"
+    );
+    let reordered = stdout(&herald(&[
+        "cluster-of",
+        "orders.42",
+        "orders.43",
+        "metrics.cpu.host-1",
+        "orders.>",
+        "--cluster",
+        ap,
+        "--cluster",
+        eu,
+        "--cluster",
+        us,
+    ]));
+    assert_eq!(reordered, lines);
+    // Partitioned by the first two tokens, a pattern past them has one cluster.
+    let partitioned = stdout(&herald(&[
+        "cluster-of",
+        "orders.eu.>",
+        "orders.eu.1",
+        "--partition-tokens",
+        "2",
+        "--cluster",
+        eu,
+        "--cluster",
+        us,
+        "--cluster",
+        ap,
+    ]));
+    let names: Vec<&str> = partitioned
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(names[0], names[1], "{partitioned}");
+    // From standard input, and from a config file.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("clusters.toml");
+    std::fs::write(
+        &conf,
+        "[clusters]\neu = [\"nats://127.0.0.1:1\"]\nus = \"nats://127.0.0.1:2,nats://127.0.0.1:3\"\nap = [\"nats://127.0.0.1:4\"]\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["cluster-of", "-", "--config", conf.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"orders.42\n\norders.43\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "orders.42 ap\norders.43 us\n");
+    // Bad input: named, nothing printed.
+    for (args, says) in [
+        (
+            vec!["--cluster", eu, "--cluster", "eu=nats://127.0.0.1:9"],
+            "\"eu\" is listed twice",
+        ),
+        (vec!["--cluster", "eu"], "expected NAME=URL"),
+        (vec!["--cluster", "eu="], "\"eu\" has no server URL"),
+        (
+            vec!["--cluster", "=nats://127.0.0.1:1"],
+            "invalid cluster name",
+        ),
+        (vec!["--cluster", "eu=nats://bad host"], "bad server URL"),
+        (vec![], "name the clusters"),
+    ] {
+        let mut full = vec!["cluster-of", "orders.42"];
+        full.extend(args);
+        let out = herald(&full);
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{says}: {err}");
+    }
+    let out = herald(&["cluster-of", "orders..42", "--cluster", eu]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty token"));
+}
+
+/// `herald pub`, `sub` and `req` take the same clusters: a subscriber over all of them sees
+/// what is published to each; a publish whose cluster is down fails after `--timeout`,
+/// naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_spreads_over_clusters() {
+    let servers: Vec<HeraldProcess> = (0..2).map(|_| HeraldProcess::start(&[])).collect();
+    let down = format!("nats://127.0.0.1:{}", free_port());
+    let specs = [
+        format!("red={}", servers[0].url()),
+        format!("green={down}"),
+        format!("blue={}", servers[1].url()),
+    ];
+    let mut flags = Vec::new();
+    for spec in &specs {
+        flags.extend(["--cluster", spec.as_str()]);
+    }
+    let ring = Client::builder()
+        .cluster("red", ["nats://x:1"])
+        .cluster("green", ["nats://x:1"])
+        .cluster("blue", ["nats://x:1"])
+        .ring()
+        .unwrap();
+    let on = |name: &str| {
+        (0..)
+            .map(|i| format!("cli.{i}"))
+            .find(|s| ring.cluster_of(s) == Some(name))
+            .unwrap()
+    };
+    let (red, green, blue) = (on("red"), on("green"), on("blue"));
+
+    let mut sub = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["sub", "cli.>", "--count", "2", "--connect-timeout", "1s"])
+        .args(&flags)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Subscribed once it says so (on the two live clusters; the third gets it when it starts).
+    let mut stderr = std::io::BufReader::new(sub.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert_eq!(line, "subscribed to cli.> on red, green, blue\n");
+
+    for subject in [&red, &blue] {
+        let mut args = vec!["pub", subject.as_str(), "hello", "--timeout", "2s"];
+        args.extend(&flags);
+        stdout(&herald(&args));
+    }
+    let started = Instant::now();
+    let mut args = vec!["pub", green.as_str(), "hello", "--timeout", "300ms"];
+    args.extend(&flags);
+    let out = herald(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster \"green\" unreachable"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let out = sub.wait_with_output().unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains(&format!("] {red}\nhello")), "{printed}");
+    assert!(printed.contains(&format!("] {blue}\nhello")), "{printed}");
 }

@@ -12,8 +12,10 @@ pub enum Error {
     /// Two clusters share a name (names decide where subjects live, so they must differ).
     #[error("cluster {0:?} is listed twice")]
     DuplicateCluster(String),
-    /// A cluster's name is empty or holds whitespace, `=` or `,`.
-    #[error("invalid cluster name {0:?}: it must be non-empty, without whitespace, '=' or ','")]
+    /// A cluster's name is empty or holds whitespace, `=`, `,`, `*` or `>`.
+    #[error(
+        "invalid cluster name {0:?}: it must be non-empty, without whitespace, '=', ',', '*' or '>'"
+    )]
     InvalidClusterName(String),
     /// A cluster was given no server URL.
     #[error("cluster {0:?} has no server URL")]

@@ -140,6 +140,9 @@ impl ClientBuilder {
     pub async fn connect(self) -> Result<Client> {
         let ring = self.ring()?;
         let (events, _) = tokio::sync::broadcast::channel(1024);
+        // Request and flush inboxes of this client only: its own flush echoes are kept from
+        // its subscriptions by their prefix.
+        let inbox = format!("_INBOX.{:016x}", fastrand::u64(..));
         let mut clusters = Vec::with_capacity(self.clusters.len());
         for (name, urls) in &self.clusters {
             let addrs = urls
@@ -153,7 +156,9 @@ impl ClientBuilder {
                         })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let options = self.options_for(name, events.clone());
+            let options = self
+                .options_for(name, events.clone())
+                .custom_inbox_prefix(inbox.clone());
             let client = options.connect(addrs).await.map_err(|e| Error::Cluster {
                 cluster: name.clone(),
                 reason: e.to_string(),
@@ -169,6 +174,7 @@ impl ClientBuilder {
                 clusters,
                 events,
                 publish_timeout: self.publish_timeout,
+                echo: Arc::from(format!("{inbox}.flush.")),
             }),
         })
     }
@@ -186,7 +192,7 @@ impl ClientBuilder {
             if name.is_empty()
                 || name
                     .chars()
-                    .any(|c| c.is_whitespace() || c == '=' || c == ',')
+                    .any(|c| c.is_whitespace() || matches!(c, '=' | ',' | '*' | '>'))
             {
                 return Err(Error::InvalidClusterName(name.clone()));
             }
@@ -269,6 +275,8 @@ struct Inner {
     clusters: Vec<Cluster>,
     events: tokio::sync::broadcast::Sender<(String, Event)>,
     publish_timeout: Duration,
+    /// The subject prefix of this client's flush echoes.
+    echo: Arc<str>,
 }
 
 /// A client of several clusters; cheap to clone (shared).
@@ -387,6 +395,24 @@ impl Client {
             .map_err(|e| failed(cluster, e))
     }
 
+    /// Publishes with a reply subject (for a responder of the subject's cluster to answer on:
+    /// the reply subject should live there too, or be subscribed on every cluster).
+    pub async fn publish_with_reply(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<()> {
+        check(subject, true)?;
+        check(reply, true)?;
+        let cluster = self.ready(subject).await?;
+        cluster
+            .client
+            .publish_with_reply(subject.to_owned(), reply.to_owned(), payload.into())
+            .await
+            .map_err(|e| failed(cluster, e))
+    }
+
     /// Sends a request on literal `subject` to its cluster and waits for the reply (within
     /// the connection's request timeout, 10 s unless the options say otherwise).
     pub async fn request(&self, subject: &str, payload: impl Into<Bytes>) -> Result<Message> {
@@ -457,7 +483,63 @@ impl Client {
         Ok(Subscription {
             subs,
             clusters: names,
+            echo: self.inner.echo.clone(),
         })
+    }
+
+    /// Whether cluster `name`'s connection is up now.
+    pub fn is_connected(&self, name: &str) -> bool {
+        self.connection(name)
+            .is_some_and(|c| c.connection_state() == State::Connected)
+    }
+
+    /// Waits until every cluster's connection is up (connections come up in the background
+    /// after [`connect`](ClientBuilder::connect)); fails after `timeout` naming the first
+    /// cluster still down, whose subjects keep waiting for it while the others work.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let down = self
+                .inner
+                .clusters
+                .iter()
+                .find(|c| c.client.connection_state() != State::Connected);
+            let Some(down) = down else { return Ok(()) };
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(Error::Unavailable {
+                    cluster: down.name.clone(),
+                    waited,
+                });
+            }
+            tokio::time::sleep(backoff(attempt).min(timeout - waited)).await;
+            attempt += 1;
+        }
+    }
+
+    /// [`flush`](Client::flush) for cluster `name` only.
+    pub async fn flush_cluster(&self, name: &str) -> Result<()> {
+        let Some(cluster) = self.inner.clusters.iter().find(|c| c.name == name) else {
+            return Err(Error::Cluster {
+                cluster: name.to_owned(),
+                reason: "no such cluster".into(),
+            });
+        };
+        self.flush_one(cluster).await
+    }
+
+    async fn flush_one(&self, cluster: &Cluster) -> Result<()> {
+        let timeout = self.inner.publish_timeout;
+        let echo = format!("{}{:016x}", self.inner.echo, fastrand::u64(..));
+        match tokio::time::timeout(timeout, round_trip(&cluster.client, echo)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(cluster, e)),
+            Err(_) => Err(Error::Unavailable {
+                cluster: cluster.name.clone(),
+                waited: timeout,
+            }),
+        }
     }
 
     /// Waits until every cluster's server has handled everything this client sent it so far
@@ -465,17 +547,7 @@ impl Client {
     /// after what it sent before); fails naming the first cluster that cannot answer within
     /// the publish deadline.
     pub async fn flush(&self) -> Result<()> {
-        let timeout = self.inner.publish_timeout;
-        let rounds = self.inner.clusters.iter().map(|cluster| async move {
-            match tokio::time::timeout(timeout, round_trip(&cluster.client)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(failed(cluster, e)),
-                Err(_) => Err(Error::Unavailable {
-                    cluster: cluster.name.clone(),
-                    waited: timeout,
-                }),
-            }
-        });
+        let rounds = self.inner.clusters.iter().map(|c| self.flush_one(c));
         futures::future::join_all(rounds)
             .await
             .into_iter()
@@ -502,8 +574,7 @@ impl Client {
 /// One round trip through `client`'s server: a message to a fresh inbox of its own, back.
 /// (async-nats's `flush` only empties the client's buffer; a request nobody answers would
 /// do, unless some subscriber to `>` answers or swallows it.)
-async fn round_trip(client: &async_nats::Client) -> std::result::Result<(), String> {
-    let inbox = client.new_inbox();
+async fn round_trip(client: &async_nats::Client, inbox: String) -> std::result::Result<(), String> {
     let mut echo = client
         .subscribe(inbox.clone())
         .await
@@ -553,6 +624,8 @@ impl Stream for Tagged {
 pub struct Subscription {
     subs: SelectAll<Tagged>,
     clusters: Vec<String>,
+    /// The prefix of the client's own flush echoes, which a wide pattern would catch.
+    echo: Arc<str>,
 }
 
 impl Subscription {
@@ -584,6 +657,11 @@ impl Stream for Subscription {
     type Item = Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        self.subs.poll_next_unpin(cx)
+        loop {
+            match self.subs.poll_next_unpin(cx) {
+                Poll::Ready(Some(msg)) if msg.subject.starts_with(&*self.echo) => continue,
+                other => return other,
+            }
+        }
     }
 }
