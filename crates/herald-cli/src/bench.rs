@@ -21,6 +21,7 @@
 //! | `idle` | idle connections and the server's memory per connection |
 //! | `js` | JetStream publish and consume |
 //! | `http` | HTTP publish, Server-Sent Events fan-out and idle event streams |
+//! | `spread` | publish/subscribe over several clusters through herald-client (`--cluster`) |
 //! | `warmup` | the warm-ups before a timed run |
 //! | `measure` | latency stamps and histograms, flow control, `/proc` readings |
 //! | `report` | what a run measured, as a table or JSON |
@@ -33,6 +34,7 @@ mod pubsub;
 mod raw;
 mod report;
 mod request;
+mod spread;
 mod warmup;
 
 use std::time::{Duration, Instant};
@@ -114,6 +116,8 @@ pub struct BenchArgs {
     sse: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    clusters: crate::clusters::ClustersArgs,
 }
 
 impl BenchArgs {
@@ -167,6 +171,10 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
             }
             ((Some(publish), None), None, 0) => http::publish_only(&args, publish).await,
             _ => Err("HTTP: --http-pub URL [--sse URL --subs N], or --sse URL --idle N".into()),
+        },
+        _ if args.clusters.any() => match (args.mode, args.idle, args.request, args.raw) {
+            (None, None, false, false) => spread::pubsub_spread(&args).await,
+            _ => Err("--cluster measures publish/subscribe with herald-client only".into()),
         },
         (Some(mode), _, _, _) => js::run(&args, mode).await,
         (None, Some(n), _, _) => idle::idle(&args, n).await,

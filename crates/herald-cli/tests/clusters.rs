@@ -77,6 +77,28 @@ async fn each_subject_through_its_cluster(urls: &[String]) {
             .or_default()
             .insert(subject.clone());
     }
+    // A request goes to its subject's cluster, where the responder is.
+    let home = NAMES
+        .iter()
+        .position(|n| *n == client.cluster_of("svc.price"))
+        .unwrap();
+    let responder = &observers[home].0;
+    let mut asked = responder.subscribe("svc.price").await.unwrap();
+    sync(responder).await;
+    let answer = tokio::spawn({
+        let responder = responder.clone();
+        async move {
+            let msg = asked.next().await.unwrap();
+            responder
+                .publish(msg.reply.unwrap(), "42".into())
+                .await
+                .unwrap();
+        }
+    });
+    let reply = client.request("svc.price", "?").await.unwrap();
+    assert_eq!(&reply.payload[..], b"42");
+    answer.await.unwrap();
+
     for (name, (plain, sub)) in NAMES.iter().zip(&mut observers) {
         sync(plain).await;
         let seen: BTreeSet<String> = drain(sub).into_iter().collect();

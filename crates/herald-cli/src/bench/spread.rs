@@ -1,0 +1,105 @@
+//! Publish/subscribe over several clusters through herald-client (`--cluster`): publishers
+//! spread `SUBJECT.<n>` (1,024 subjects) over the clusters by their names; subscribers take
+//! `SUBJECT.>` on every cluster. With one `--cluster`, the same load as the async-nats run
+//! on that server, plus the client's hashing and routing: the two side by side give its cost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use herald_client::Client;
+
+use super::measure::{REPORT_EVERY, histogram, record, split, stamp};
+use super::pubsub::{Run, SubResult, finish_pubsub};
+use super::{BenchArgs, Result};
+
+/// Subjects the publishers cycle through.
+const SUBJECTS: usize = 1024;
+
+async fn connect(args: &BenchArgs, name: &str) -> Result<Client> {
+    let options = args
+        .client
+        .full_options(name)
+        .map_err(|e| e.to_string())?
+        .subscription_capacity(1 << 20);
+    let client = args
+        .clusters
+        .connect(options, name, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    client.wait_connected(Duration::from_secs(10)).await?;
+    Ok(client)
+}
+
+/// Publish (and subscribe) over the clusters of `--cluster`.
+pub(super) async fn pubsub_spread(args: &BenchArgs) -> Result<super::report::Report> {
+    let run = Run::new(args);
+    let subjects: Arc<Vec<String>> = Arc::new(
+        (0..SUBJECTS)
+            .map(|i| format!("{}.{i}", args.subject))
+            .collect(),
+    );
+    let mut subscribers = Vec::new();
+    for _ in 0..args.subs {
+        let client = connect(args, "herald bench sub").await?;
+        let mut sub = client.subscribe(&format!("{}.>", args.subject)).await?;
+        client.flush().await?;
+        let run = run.clone();
+        subscribers.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let mut got = 0;
+            while got < run.msgs {
+                let Ok(Some(msg)) = tokio::time::timeout(run.idle, sub.next()).await else {
+                    break;
+                };
+                record(&mut hist, &msg.payload, run.base_time);
+                got += 1;
+                if got.is_multiple_of(REPORT_EVERY) {
+                    run.flow.received(REPORT_EVERY);
+                }
+            }
+            run.flow.received(got % REPORT_EVERY);
+            drop(client);
+            (got, hist, Instant::now()) as SubResult
+        }));
+    }
+    let mut clients = Vec::new();
+    for _ in 0..args.pubs {
+        clients.push(connect(args, "herald bench pub").await?);
+    }
+    let start = Instant::now();
+    let publishers: Vec<_> = clients
+        .into_iter()
+        .zip(split(args.msgs, args.pubs))
+        .map(|(client, count)| {
+            let (run, subjects) = (run.clone(), subjects.clone());
+            tokio::spawn(async move {
+                let mut payload = vec![0u8; run.size];
+                for i in 0..count {
+                    if i % 256 == 0 {
+                        run.flow.admit(256.min(count - i), run.idle).await?;
+                    }
+                    stamp(&mut payload, run.base_time);
+                    let subject = &subjects[i as usize % SUBJECTS];
+                    client
+                        .publish(subject, Bytes::copy_from_slice(&payload))
+                        .await?;
+                    if i % 4096 == 0 {
+                        run.show_progress(i);
+                    }
+                }
+                client.flush().await?;
+                Result::Ok(())
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await??;
+    }
+    let published = start.elapsed();
+    let mut report = finish_pubsub(args, start, published, subscribers, &run.bar).await?;
+    report.mode = "spread";
+    report.client = "herald-client";
+    Ok(report)
+}
