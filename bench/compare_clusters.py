@@ -4,8 +4,8 @@ Three `herald serve` processes are three clusters. Each round runs, in turn:
   plain    async-nats, one connection to server 1                (--server)
   one      herald-client with server 1 as its only cluster       (--cluster a=...)
   three    herald-client over the three servers                  (--cluster a=.. b=.. c=..)
-each publishing MSGS messages of SIZE bytes from one task (publish-only, then with one
-subscriber of SUBJECT.> on every cluster). `one` against `plain` is the client's own cost per
+each publishing MSGS messages of SIZE bytes from one task to spread.0 .. spread.1023 in turn
+(publish-only, then with one subscriber of spread.> on every cluster). `one` against `plain` is the client's own cost per
 message; `three` is the aggregate over three clusters. Medians of ROUNDS alternating rounds.
 """
 
@@ -35,7 +35,8 @@ def serve():
 
 def bench(flags, subs):
     out = subprocess.run(
-        [HERALD, "bench", "spread", "--msgs", str(MSGS), "--size", str(SIZE), "--subs", str(subs), "--json"]
+        [HERALD, "bench", "spread", "--msgs", str(MSGS), "--size", str(SIZE), "--subs", str(subs),
+         "--subjects", "1024", "--json"]
         + flags,
         check=True,
         capture_output=True,

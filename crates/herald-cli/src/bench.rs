@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// Subscribing connections (responders with --request).
     #[arg(long, default_value_t = 0)]
     subs: usize,
+    /// Publish to SUBJECT.0 .. SUBJECT.<N-1> in turn (subscribers take SUBJECT.>) instead of
+    /// SUBJECT alone (async-nats and --cluster runs).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    subjects: usize,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 16)]
     size: usize,
@@ -157,8 +161,8 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     if args.raw && args.request {
         return Err("--raw measures publish/subscribe; use --request without --raw".into());
     }
-    if args.pubs == 0 || args.msgs == 0 {
-        return Err("--pubs and --msgs must be at least 1".into());
+    if args.pubs == 0 || args.msgs == 0 || args.subjects == 0 {
+        return Err("--pubs, --msgs and --subjects must be at least 1".into());
     }
     let cpu_before = args.server_cpu();
     let started = Instant::now();

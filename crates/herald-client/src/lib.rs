@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use bytes::Bytes;
-use futures::stream::{SelectAll, Stream, StreamExt};
+use futures::stream::{Stream, StreamExt};
 
 pub use async_nats::{ConnectOptions, Event, HeaderMap, Message};
 pub use error::{Error, Result};
@@ -230,6 +230,8 @@ impl ClientBuilder {
         let name = self.name.clone().unwrap_or_else(|| "herald-client".into());
         let cluster = cluster.to_owned();
         base.name(format!("{name} ({cluster})"))
+            // Subjects are checked here, by herald's rules (stricter), once.
+            .skip_subject_validation(true)
             .ping_interval(self.ping_interval)
             .retry_on_initial_connect()
             .reconnect_delay_callback(reconnect_delay)
@@ -460,7 +462,7 @@ impl Client {
             Some(Reach::One(i)) => vec![&self.inner.clusters[i]],
             _ => self.inner.clusters.iter().collect(),
         };
-        let mut subs = SelectAll::new();
+        let mut parts = Vec::with_capacity(targets.len());
         let mut names = Vec::with_capacity(targets.len());
         for cluster in targets {
             let sub = match queue {
@@ -473,7 +475,7 @@ impl Client {
                 None => cluster.client.subscribe(pattern.to_owned()).await,
             }
             .map_err(|e| failed(cluster, e))?;
-            subs.push(Tagged {
+            parts.push(Part {
                 cluster: cluster.name.clone(),
                 sub,
                 ended: false,
@@ -481,7 +483,8 @@ impl Client {
             names.push(cluster.name.clone());
         }
         Ok(Subscription {
-            subs,
+            parts,
+            next: 0,
             clusters: names,
             echo: self.inner.echo.clone(),
         })
@@ -597,32 +600,19 @@ fn failed(cluster: &Cluster, e: impl std::fmt::Display) -> Error {
 }
 
 /// One cluster's part of a subscription.
-struct Tagged {
+struct Part {
     cluster: String,
     sub: async_nats::Subscriber,
+    /// The connection closed for good: nothing more comes from this cluster.
     ended: bool,
 }
 
-impl Stream for Tagged {
-    type Item = Message;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let polled = self.sub.poll_next_unpin(cx);
-        if let Poll::Ready(None) = polled
-            && !self.ended
-        {
-            self.ended = true;
-            // Only a closed connection ends a subscription's part: say so, never silently.
-            tracing::error!(cluster = %self.cluster, "a subscription's connection closed; its messages from this cluster stop");
-        }
-        polled
-    }
-}
-
 /// Messages of one subscription from every cluster it went to, as a [`Stream`]; dropping it
-/// unsubscribes everywhere.
+/// unsubscribes everywhere. The clusters' parts are read in turn, starting after the part
+/// that gave the last message, so that a busy cluster cannot starve another.
 pub struct Subscription {
-    subs: SelectAll<Tagged>,
+    parts: Vec<Part>,
+    next: usize,
     clusters: Vec<String>,
     /// The prefix of the client's own flush echoes, which a wide pattern would catch.
     echo: Arc<str>,
@@ -637,10 +627,10 @@ impl Subscription {
     /// The clusters whose part of the subscription ended because their connection closed for
     /// good (none while the client lives and reconnects).
     pub fn lost(&self) -> Vec<&str> {
-        self.subs
+        self.parts
             .iter()
-            .filter(|t| t.ended)
-            .map(|t| t.cluster.as_str())
+            .filter(|p| p.ended)
+            .map(|p| p.cluster.as_str())
             .collect()
     }
 }
@@ -657,11 +647,42 @@ impl Stream for Subscription {
     type Item = Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        loop {
-            match self.subs.poll_next_unpin(cx) {
-                Poll::Ready(Some(msg)) if msg.subject.starts_with(&*self.echo) => continue,
-                other => return other,
+        let this = &mut *self;
+        let n = this.parts.len();
+        let mut open = false;
+        for k in 0..n {
+            let i = (this.next + k) % n;
+            let part = &mut this.parts[i];
+            if part.ended {
+                continue;
             }
+            loop {
+                match part.sub.poll_next_unpin(cx) {
+                    Poll::Ready(Some(msg)) if msg.subject.starts_with(&*this.echo) => continue,
+                    Poll::Ready(Some(msg)) => {
+                        this.next = (i + 1) % n;
+                        return Poll::Ready(Some(msg));
+                    }
+                    Poll::Ready(None) => {
+                        part.ended = true;
+                        // Only a closed connection ends a part: said, never silent.
+                        tracing::error!(
+                            cluster = %part.cluster,
+                            "a subscription's connection closed; its messages from this cluster stop"
+                        );
+                        break;
+                    }
+                    Poll::Pending => {
+                        open = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if open {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
         }
     }
 }

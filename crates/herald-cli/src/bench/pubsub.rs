@@ -18,6 +18,10 @@ use crate::client::round_trip;
 /// What the tasks of one publish/subscribe run share.
 pub(super) struct Run {
     pub(super) subject: String,
+    /// What publishers publish to, in turn: SUBJECT, or SUBJECT.0 .. with --subjects.
+    pub(super) subjects: Vec<String>,
+    /// What subscribers subscribe to: SUBJECT, or SUBJECT.> with --subjects.
+    pub(super) pattern: String,
     pub(super) size: usize,
     /// Messages each subscriber expects.
     pub(super) msgs: u64,
@@ -34,6 +38,14 @@ impl Run {
     pub(super) fn new(args: &BenchArgs) -> Arc<Run> {
         Arc::new(Run {
             subject: args.subject.clone(),
+            subjects: match args.subjects {
+                1 => vec![args.subject.clone()],
+                n => (0..n).map(|i| format!("{}.{i}", args.subject)).collect(),
+            },
+            pattern: match args.subjects {
+                1 => args.subject.clone(),
+                _ => format!("{}.>", args.subject),
+            },
             size: args.size,
             msgs: args.msgs,
             idle: args.idle_timeout,
@@ -67,7 +79,7 @@ pub(super) async fn pubsub_nats(args: &BenchArgs) -> Result<Report> {
         clients.push(client.map_err(|e| e.to_string())?);
     }
     let warm_ups = clients.iter().enumerate().map(|(i, client)| {
-        let (subject, payload) = (run.subject.clone(), run.warm.payload(i));
+        let (subject, payload) = (run.subjects[0].clone(), run.warm.payload(i));
         run.warm.send_until_heard(async move || {
             client.publish(subject.clone(), payload.clone()).await?;
             Ok(client.flush().await?)
@@ -101,7 +113,7 @@ pub(super) async fn nats_subscriber(
         .connect_with(options)
         .await
         .map_err(|e| e.to_string())?;
-    let mut sub = client.subscribe(run.subject.clone()).await?;
+    let mut sub = client.subscribe(run.pattern.clone()).await?;
     round_trip(&client).await?;
     let run = run.clone();
     Ok(tokio::spawn(async move {
@@ -145,8 +157,9 @@ pub(super) async fn nats_publisher(
             run.flow.admit(256.min(count - i), run.idle).await?;
         }
         stamp(&mut payload, run.base_time);
+        let subject = &run.subjects[i as usize % run.subjects.len()];
         client
-            .publish(run.subject.clone(), Bytes::copy_from_slice(&payload))
+            .publish(subject.clone(), Bytes::copy_from_slice(&payload))
             .await?;
         if i % 4096 == 0 {
             run.show_progress(i);

@@ -1,7 +1,8 @@
 //! Publish/subscribe over several clusters through herald-client (`--cluster`): publishers
-//! spread `SUBJECT.<n>` (1,024 subjects) over the clusters by their names; subscribers take
-//! `SUBJECT.>` on every cluster. With one `--cluster`, the same load as the async-nats run
-//! on that server, plus the client's hashing and routing: the two side by side give its cost.
+//! publish to the run's subjects in turn (`--subjects N`: SUBJECT.0 .. SUBJECT.<N-1>, spread
+//! over the clusters by their names); subscribers take the run's pattern (SUBJECT.>: every
+//! cluster). With one `--cluster`, the same load as the async-nats run with the same
+//! `--subjects` on that server, plus the client's hashing and routing: side by side, its cost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +14,6 @@ use herald_client::Client;
 use super::measure::{REPORT_EVERY, histogram, record, split, stamp};
 use super::pubsub::{Run, SubResult, finish_pubsub};
 use super::{BenchArgs, Result};
-
-/// Subjects the publishers cycle through.
-const SUBJECTS: usize = 1024;
 
 async fn connect(args: &BenchArgs, name: &str) -> Result<Client> {
     let options = args
@@ -35,15 +33,11 @@ async fn connect(args: &BenchArgs, name: &str) -> Result<Client> {
 /// Publish (and subscribe) over the clusters of `--cluster`.
 pub(super) async fn pubsub_spread(args: &BenchArgs) -> Result<super::report::Report> {
     let run = Run::new(args);
-    let subjects: Arc<Vec<String>> = Arc::new(
-        (0..SUBJECTS)
-            .map(|i| format!("{}.{i}", args.subject))
-            .collect(),
-    );
+    let subjects: Arc<Vec<String>> = Arc::new(run.subjects.clone());
     let mut subscribers = Vec::new();
     for _ in 0..args.subs {
         let client = connect(args, "herald bench sub").await?;
-        let mut sub = client.subscribe(&format!("{}.>", args.subject)).await?;
+        let mut sub = client.subscribe(&run.pattern).await?;
         client.flush().await?;
         let run = run.clone();
         subscribers.push(tokio::spawn(async move {
@@ -81,7 +75,7 @@ pub(super) async fn pubsub_spread(args: &BenchArgs) -> Result<super::report::Rep
                         run.flow.admit(256.min(count - i), run.idle).await?;
                     }
                     stamp(&mut payload, run.base_time);
-                    let subject = &subjects[i as usize % SUBJECTS];
+                    let subject = &subjects[i as usize % subjects.len()];
                     client
                         .publish(subject, Bytes::copy_from_slice(&payload))
                         .await?;
