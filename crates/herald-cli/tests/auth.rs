@@ -20,6 +20,7 @@ const BOB: &str = "builder-pw";
 const TOKEN: &str = "metrics-token-0123456789";
 const CAROL: &str = "carol-responds-pw";
 const ADMIN: &str = "admin-of-default-pw";
+const DAVE: &str = "dave-broadcasts-pw";
 
 /// A config with users, written to a temporary directory.
 fn config(dir: &TempDir) -> std::path::PathBuf {
@@ -58,12 +59,20 @@ allow_responses = true
 user = "admin"
 password = "{admin}"
 scope = "default"
+
+[[users]]
+user = "dave"
+password = "{dave}"
+scope = "shop"
+[users.permissions]
+publish = {{ allow = ["$HERALD.API.GROUPS.>", "news.>", "_INBOX.>"] }}
 "#,
         alice = hash(ALICE),
         bob = hash(BOB),
         token = hash(TOKEN),
         carol = hash(CAROL),
         admin = hash(ADMIN),
+        dave = hash(DAVE),
     );
     let path = dir.path().join("herald.toml");
     std::fs::write(&path, text).unwrap();
@@ -570,7 +579,7 @@ async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
                 .map(|(_, h)| format!("${}", h.trim_end_matches('"')))
         })
         .collect();
-    assert_eq!(hashes.len(), 5, "{hashes:?}");
+    assert_eq!(hashes.len(), 6, "{hashes:?}");
     let log = dir.path().join("server.log");
     let server = HeraldProcess::start_logging_to(
         &[
@@ -651,4 +660,87 @@ async fn no_secret_in_logs_monitoring_cluster_status_or_errors() {
     {
         assert!(!seen.contains(secret), "{secret} is shown");
     }
+}
+
+/// A group broadcast publishes on every topic of the group: a user may broadcast only to a
+/// group whose topics it may all publish to, over NATS and over HTTP alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_needs_permission_for_every_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HeraldProcess::start(&["--config", config(&dir).to_str().unwrap()]);
+    let dave = login(&server, "dave", DAVE).await;
+    let ask = async |op: &str, body: serde_json::Value| -> serde_json::Value {
+        let reply = tokio::time::timeout(
+            WAIT,
+            dave.request(format!("$HERALD.API.GROUPS.{op}"), body.to_string().into()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        serde_json::from_slice(&reply.payload).unwrap()
+    };
+    // Making groups is allowed; which topics they hold does not matter until a broadcast.
+    let made = ask(
+        "CREATE",
+        serde_json::json!({"name": "mixed", "topics": ["news.a", "orders.secret.b"]}),
+    )
+    .await;
+    assert_eq!(
+        made["topics"],
+        serde_json::json!(["news.a", "orders.secret.b"]),
+        "{made}"
+    );
+    let made = ask(
+        "CREATE",
+        serde_json::json!({"name": "news", "topics": ["news.a", "news.b"]}),
+    )
+    .await;
+    assert!(made.get("error").is_none(), "{made}");
+
+    // Over NATS: the broadcast of "mixed" is refused for its first forbidden topic, and the
+    // connection stays; "news" goes out.
+    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 4096];
+    let _ = raw.read(&mut buf).unwrap(); // INFO
+    let connect =
+        format!("CONNECT {{\"user\":\"dave\",\"pass\":\"{DAVE}\",\"verbose\":false}}\r\n");
+    let body = r#"{"name":"mixed","data":"hi"}"#;
+    let send = format!(
+        "{connect}PUB $HERALD.API.GROUPS.BROADCAST {}\r\n{body}\r\nPING\r\n",
+        body.len()
+    );
+    raw.write_all(send.as_bytes()).unwrap();
+    let mut seen = String::new();
+    while !seen.contains("PONG") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(
+        seen,
+        "-ERR 'Permissions Violation for Publish to \"orders.secret.b\"'\r\nPONG\r\n"
+    );
+    let sent = ask(
+        "BROADCAST",
+        serde_json::json!({"name": "news", "data": "hi"}),
+    )
+    .await;
+    assert_eq!(sent["topics"], 2, "{sent}");
+
+    // Over HTTP: 403 with the same words, and "news" goes out.
+    let http = common::sse::http();
+    let broadcast = |group: &str| {
+        http.post(format!("{}/v1/groups/{group}/broadcast", server.http_url()))
+            .basic_auth("dave", Some(DAVE))
+            .body("hi")
+            .send()
+    };
+    let refused = broadcast("mixed").await.unwrap();
+    let message = common::sse::error_of(refused, reqwest::StatusCode::FORBIDDEN).await;
+    assert_eq!(
+        message,
+        "Permissions Violation for Publish to \"orders.secret.b\""
+    );
+    assert!(broadcast("news").await.unwrap().status().is_success());
 }

@@ -569,6 +569,39 @@ async fn the_cli_spreads_over_clusters() {
     assert!(err.contains("cluster \"green\" unreachable"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
+    // A request finds the responder on its subject's cluster.
+    let svc = (0..)
+        .map(|i| format!("svc.{i}"))
+        .find(|s| ring.cluster_of(s) == Some("blue"))
+        .unwrap();
+    let responder = async_nats::connect(servers[1].url()).await.unwrap();
+    let mut asked = responder.subscribe(svc.clone()).await.unwrap();
+    sync(&responder).await;
+    let answer = tokio::spawn(async move {
+        let msg = asked.next().await.unwrap();
+        responder
+            .publish(msg.reply.unwrap(), "pong".into())
+            .await
+            .unwrap();
+        responder.flush().await.unwrap();
+    });
+    let mut args: Vec<String> = ["req", &svc, "ping", "--timeout", "5s"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(flags.iter().map(|a| a.to_string()));
+    // The responder runs on this runtime: the command is waited for off it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(stdout(&out), "pong\n");
+    answer.await.unwrap();
+
     let out = sub.wait_with_output().unwrap();
     let printed = String::from_utf8(out.stdout).unwrap();
     assert!(printed.contains(&format!("] {red}\nhello")), "{printed}");

@@ -124,6 +124,9 @@ pub(crate) type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 /// Most publish decisions a connection remembers; then it forgets them all and starts over.
 const PUBLISH_CHECKS_KEPT: usize = 256;
 
+/// The subject of a group broadcast request.
+const GROUPS_BROADCAST: &str = "$HERALD.API.GROUPS.BROADCAST";
+
 /// Serves one accepted client until it or the server closes.
 pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     let _ = socket.set_nodelay(true);
@@ -475,6 +478,11 @@ impl Conn {
             self.out.push_control(|b| encode::err(b, &refusal));
             return;
         }
+        if let Some(topic) = self.denied_broadcast(subject, payload) {
+            let refusal = crate::auth::publish_violation(&topic);
+            self.out.push_control(|b| encode::err(b, &refusal));
+            return;
+        }
         // Like nats-server, only a pedantic client is held to literal subjects; others may
         // publish `*` and `>` tokens, which only wildcard subscriptions match.
         if self.opts.pedantic
@@ -524,6 +532,18 @@ impl Conn {
         self.out.push_control(|b| {
             encode::hmsg(b, reply, target.sid(), None, b"NATS/1.0 503\r\n\r\n", b"");
         });
+    }
+
+    /// A group broadcast publishes on each topic of the group: for a connection with
+    /// permissions, the first topic it may not publish to (checked here, where the requester
+    /// is known; the groups service that answers does not know who asks).
+    fn denied_broadcast(&self, subject: &str, payload: &[u8]) -> Option<String> {
+        let perms = self.perms.as_ref()?;
+        if subject != GROUPS_BROADCAST {
+            return None;
+        }
+        let name = crate::groups::broadcast_group(payload)?;
+        crate::groups::denied_topic(&self.router, &name, |t| perms.publish.allows_subject(t))
     }
 
     /// Whether this connection's permissions let it publish to `subject` (decisions are

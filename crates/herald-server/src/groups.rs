@@ -157,6 +157,27 @@ pub(crate) fn parse_request(op: &str, body: &[u8]) -> Result<Op, Failure> {
     })
 }
 
+/// A broadcast publishes on every topic of its group, so a user with publish permissions may
+/// broadcast only to a group whose topics it may all publish to: the first topic of group
+/// `name` that `allows` refuses, if any (none for a group that does not exist: the operation
+/// says so itself).
+pub(crate) fn denied_topic(
+    router: &Router,
+    name: &str,
+    allows: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let topics = router.groups().topics(name).ok()?;
+    topics.into_iter().find(|t| !allows(t))
+}
+
+/// The group named by the body of a `$HERALD.API.GROUPS.BROADCAST` request, if it parses.
+pub(crate) fn broadcast_group(body: &[u8]) -> Option<String> {
+    match parse_request("BROADCAST", body) {
+        Ok(Op::Broadcast { name, .. }) => Some(name),
+        _ => None,
+    }
+}
+
 /// The JSON answer of a NATS request: the result, or `{"error": {"code", "message"}}`.
 pub(crate) fn answer(result: Result<Value, Failure>) -> String {
     match result {

@@ -92,14 +92,22 @@ pub(crate) async fn remove(
     done(&router, Op::Remove { name, topic })
 }
 
-/// `POST /v1/groups/{name}/broadcast`: the body is the payload, published on every topic.
+/// `POST /v1/groups/{name}/broadcast`: the body is the payload, published on every topic
+/// (each of which the user must be allowed to publish to).
 pub(crate) async fn broadcast(
     State(app): AppState,
     ScopeRouter(router, _): ScopeRouter,
+    perms: super::auth::Perms,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(p) = &perms.0
+        && let Some(topic) =
+            crate::groups::denied_topic(&router, &name, |t| p.publish.allows_subject(t))
+    {
+        perms.publish(&topic)?;
+    }
     let payload = read_body(&headers, body, app.shared.config.max_payload).await?;
     done(&router, Op::Broadcast { name, payload })
 }

@@ -107,9 +107,49 @@ pub(crate) async fn batch(
         perms.publish(&message.subject).map_err(at)?;
         messages.push(message);
     }
+    // A batch that streams capture whole is stored in order and acknowledged together (its
+    // messages share the stream's syncs); any other goes one message at a time.
+    if let Some(streams) = app.streams.as_ref().filter(|_| scope == "default")
+        && messages
+            .iter()
+            .all(|m| m.reply.is_none() && streams.captures(&m.subject))
+    {
+        return stored_batch(&app, streams, messages).await;
+    }
     let mut results = Vec::with_capacity(messages.len());
     for message in messages {
         results.push(send(&app, &router, &scope, message, false).await?);
+    }
+    Ok(Json(
+        json!({ "published": results.len(), "results": results }),
+    ))
+}
+
+/// Publishes a batch whose every message a stream captures, and answers as [`batch`] does.
+async fn stored_batch(
+    app: &App,
+    streams: &herald::streams::Streams,
+    messages: Vec<Outgoing>,
+) -> Result<Json<Value>, ApiError> {
+    for message in &messages {
+        count_in(app, message);
+    }
+    let subjects: Vec<String> = messages.iter().map(|m| m.subject.clone()).collect();
+    let acks = streams
+        .publish_batch(
+            messages
+                .into_iter()
+                .map(|m| (m.subject, m.headers, m.payload)),
+        )
+        .await;
+    let mut results = Vec::with_capacity(acks.len());
+    for (subject, ack) in subjects.into_iter().zip(acks) {
+        let ack = ack?;
+        let mut answer = json!({ "subject": subject, "stream": ack.stream, "seq": ack.seq });
+        if ack.duplicate {
+            answer["duplicate"] = Value::Bool(true);
+        }
+        results.push(answer);
     }
     Ok(Json(
         json!({ "published": results.len(), "results": results }),

@@ -325,16 +325,49 @@ impl Streams {
         headers: HeaderMap,
         payload: impl Into<Bytes>,
     ) -> Result<PubAck> {
-        crate::subject::check_literal(subject)?;
-        let captured = self.store.streams.read().values().any(|held| {
+        let sent = self.send(subject, headers, payload.into())?;
+        self.acknowledged(sent).await
+    }
+
+    /// Publishes `messages` (subject, headers, payload) in their order, then waits for all
+    /// their acknowledgements at once, so that they share the stream's syncs (with
+    /// `fsync = always`, one per group of appends rather than one per message). One result per
+    /// message, in the same order.
+    pub async fn publish_batch(
+        &self,
+        messages: impl IntoIterator<Item = (String, HeaderMap, Bytes)>,
+    ) -> Vec<Result<PubAck>> {
+        let sent: Vec<Result<Sent>> = messages
+            .into_iter()
+            .map(|(subject, headers, payload)| self.send(&subject, headers, payload))
+            .collect();
+        // All are in flight: waiting for them one after the other costs nothing more.
+        let mut results = Vec::with_capacity(sent.len());
+        for sent in sent {
+            results.push(match sent {
+                Ok(sent) => self.acknowledged(sent).await,
+                Err(err) => Err(err),
+            });
+        }
+        results
+    }
+
+    /// Whether a stream of this store captures literal `subject`.
+    pub fn captures(&self, subject: &str) -> bool {
+        self.store.streams.read().values().any(|held| {
             held.stream
                 .config
                 .lock()
                 .subjects
                 .iter()
                 .any(|p| crate::subject::matches(p, subject))
-        });
-        if !captured {
+        })
+    }
+
+    /// Hands a message to the streams that capture its subject (the sync half of a publish).
+    fn send(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<Sent<'_>> {
+        crate::subject::check_literal(subject)?;
+        if !self.captures(subject) {
             return Err(Error::new(
                 Reason::StreamNotFound,
                 format!("no stream captures subject {subject}"),
@@ -342,16 +375,35 @@ impl Streams {
         }
         let wait = Duration::from_secs(5).max(confirm_timeout(&headers) + Duration::from_secs(1));
         let (token, acked) = self.store.hooks.register();
-        // However this call ends (an error, a timeout, the caller dropping it), the token goes.
-        let _forget = Forget {
-            hooks: &self.store.hooks,
-            token: &token,
+        let sent = Sent {
+            forget: Forget {
+                hooks: &self.store.hooks,
+                token,
+            },
+            acked,
+            wait,
         };
         let headers = (!headers.is_empty()).then_some(headers);
-        self.store
-            .scope
-            .send(subject, Some(&token), headers, payload.into(), Reach::All)?;
-        match tokio::time::timeout(wait, acked).await {
+        self.store.scope.send(
+            subject,
+            Some(&sent.forget.token),
+            headers,
+            payload,
+            Reach::All,
+        )?;
+        Ok(sent)
+    }
+
+    /// Waits for the acknowledgement of a message [`send`](Streams::send) handed over.
+    async fn acknowledged(&self, sent: Sent<'_>) -> Result<PubAck> {
+        // However this ends (an error, a timeout, the caller dropping it), the token goes
+        // with `sent`.
+        let Sent {
+            forget,
+            acked,
+            wait,
+        } = sent;
+        let outcome = match tokio::time::timeout(wait, acked).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(Error::closed(
                 "the stream closed before storing the message",
@@ -360,7 +412,9 @@ impl Streams {
                 Reason::Timeout,
                 format!("no acknowledgement within {wait:?}"),
             )),
-        }
+        };
+        drop(forget);
+        outcome
     }
 
     /// Publishes and waits until `consumers` distinct consumers acknowledged the message
@@ -504,14 +558,22 @@ impl std::fmt::Debug for Streams {
 /// What a fetch that got nothing reports for how its request ended: `None` when "nothing
 /// came in time" is the answer.
 /// Forgets a publish's reply token when the publish ends, however it ends.
+/// A publish handed to the streams, waiting for its acknowledgement.
+struct Sent<'a> {
+    forget: Forget<'a>,
+    acked: tokio::sync::oneshot::Receiver<Result<PubAck>>,
+    wait: Duration,
+}
+
+/// Forgets a publish's reply token when dropped, however the publish ended.
 struct Forget<'a> {
     hooks: &'a stream::Hooks,
-    token: &'a str,
+    token: String,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.hooks.forget(self.token);
+        self.hooks.forget(&self.token);
     }
 }
 
