@@ -68,6 +68,10 @@ pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHa
     )
 }
 
+/// Requests the groups service of a scope holds while it answers others; past it the oldest
+/// waiting request is dropped (its requester times out).
+const GROUPS_SERVICE_CAPACITY: usize = 16;
+
 /// A hold on the groups service of one scope: the scope answers `$HERALD.API.GROUPS.<OP>`
 /// while any connection in it holds one, and the last one out stops the service, so that the
 /// scope can be forgotten once unused.
@@ -116,6 +120,8 @@ fn groups_service(router: &Router) -> herald::Result<CallbackHandle> {
     // The scope's routers are its users: the service must not be one of them.
     let node = router.node();
     let scope = router.scope().to_owned();
+    // Requests to it are rare: a small buffer (a scope per tenant must stay cheap).
+    let router = node.router(&scope, GROUPS_SERVICE_CAPACITY);
     router.on_with(
         &format!("{GROUPS_SUBJECT_PREFIX}*"),
         SubscribeOptions::new().node_only(),

@@ -34,6 +34,9 @@ use crate::target::{Delivery, Target};
 /// Default bound on cached subjects per index.
 pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
 
+/// Fewest slots of an index's doorkeeper once it has any.
+const DOORKEEPER_MIN: usize = 64;
+
 /// One subscription as the index holds it.
 pub struct Entry {
     /// Unique within the node; the key for removal.
@@ -331,8 +334,11 @@ pub struct Index {
     cache: RwLock<FxHashMap<Arc<str>, Arc<Matches>>>,
     cache_capacity: usize,
     // Hashes of recent cache misses, direct-mapped: a miss whose hash is already in its slot
-    // is a subject's second miss, and its result is cached.
-    doorkeeper: Box<[AtomicU64]>,
+    // is a subject's second miss, and its result is cached. It starts empty and grows with the
+    // misses (twice as many slots, from 64 to the cache's capacity: 32 KiB at the default), so
+    // that a scope that sees few subjects (a tenant among thousands) stays small.
+    doorkeeper: RwLock<Box<[AtomicU64]>>,
+    misses: AtomicU64,
     len: AtomicU64,
 }
 
@@ -351,9 +357,8 @@ impl Index {
             generation: AtomicU64::new(0),
             cache: RwLock::default(),
             cache_capacity,
-            doorkeeper: (0..cache_capacity.next_power_of_two())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            doorkeeper: RwLock::default(),
+            misses: AtomicU64::new(0),
             len: AtomicU64::new(0),
         }
     }
@@ -504,8 +509,26 @@ impl Index {
     /// subject (up to a hash collision, which only admits a subject early).
     fn second_miss(&self, subject: &str) -> bool {
         let hash = rustc_hash::FxBuildHasher.hash_one(subject) | 1;
-        let slot = &self.doorkeeper[hash as usize & (self.doorkeeper.len() - 1)];
-        slot.swap(hash, Ordering::Relaxed) == hash
+        let misses = self.misses.fetch_add(1, Ordering::Relaxed) as usize;
+        let wanted = misses
+            .saturating_mul(2)
+            .max(DOORKEEPER_MIN)
+            .next_power_of_two()
+            .min(self.cache_capacity.next_power_of_two());
+        let keeper = self.doorkeeper.read();
+        if keeper.len() >= wanted {
+            let slot = &keeper[hash as usize & (keeper.len() - 1)];
+            return slot.swap(hash, Ordering::Relaxed) == hash;
+        }
+        drop(keeper);
+        // Grown (the recent misses it held are forgotten: at worst a subject is admitted one
+        // miss later).
+        let mut keeper = self.doorkeeper.write();
+        if keeper.len() < wanted {
+            *keeper = (0..wanted).map(|_| AtomicU64::new(0)).collect();
+        }
+        keeper[hash as usize & (keeper.len() - 1)].store(hash, Ordering::Relaxed);
+        false
     }
 
     /// Changes on every subscribe and unsubscribe; lets callers keep private caches of
