@@ -744,3 +744,76 @@ async fn a_broadcast_needs_permission_for_every_topic() {
     );
     assert!(broadcast("news").await.unwrap().status().is_success());
 }
+
+/// nats-py, as its users write it: a user/password login, permission errors reported through
+/// its error callback (it recognises nats-server's words), the connection kept, and a wrong
+/// password refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_py_logs_in_and_meets_the_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HeraldProcess::start(&["--config", config(&dir).to_str().unwrap()]);
+    let script = r#"
+import asyncio, sys
+import nats
+async def main():
+    url, password = sys.argv[1], sys.argv[2]
+    errors = []
+    async def on_error(e):
+        errors.append(str(e))
+    nc = await nats.connect(url, user="alice", password=password, connect_timeout=3,
+                            allow_reconnect=False, error_cb=on_error)
+    wide = await nc.subscribe("orders.>")
+    await nc.publish("orders.secret.x", b"denied")
+    await nc.subscribe("admin.keys")
+    await nc.publish("orders.open", b"allowed")
+    await nc.flush()
+    msg = await wide.next_msg(timeout=5)
+    print("got", msg.subject)
+    for _ in range(50):
+        if len(errors) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    for e in sorted(errors):
+        print("error", e)
+    print("connected", nc.is_connected)
+    await nc.close()
+    try:
+        await nats.connect(url, user="alice", password="wrong", connect_timeout=3,
+                           allow_reconnect=False, max_reconnect_attempts=0, error_cb=on_error)
+        print("wrong password accepted")
+    except Exception as e:
+        print("refused", "Authorization Violation" in str(e) or any("Authorization Violation" in x for x in errors))
+asyncio.run(asyncio.wait_for(main(), 20))
+"#;
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(url)
+            .arg(ALICE)
+            .output()
+            .expect("python3 with nats-py is needed (.ci/run installs it)")
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines[0], "got orders.open", "{printed}");
+    // nats-py recognises nats-server's words and reports them as its own permissions error.
+    assert!(
+        lines.contains(&"error nats: permissions violation for publish to \"orders.secret.x\""),
+        "{printed}"
+    );
+    assert!(
+        lines.contains(&"error nats: permissions violation for subscription to \"admin.keys\""),
+        "{printed}"
+    );
+    assert!(lines.contains(&"connected True"), "{printed}");
+    assert_eq!(lines.last(), Some(&"refused True"), "{printed}");
+}
