@@ -220,10 +220,18 @@ pub async fn subscribe(args: SubArgs) -> Result {
     )
     .await?;
     eprintln!("subscribed to {}", args.pattern);
+    print_messages(args.count, async || sub.next().await).await
+}
+
+/// Prints messages from `next` until it ends or `count` have been printed.
+async fn print_messages(
+    count: Option<u64>,
+    mut next: impl AsyncFnMut() -> Option<Message>,
+) -> Result {
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
-    while args.count.is_none_or(|c| seen < c) {
-        let Some(msg) = sub.next().await else { break };
+    while count.is_none_or(|c| seen < c) {
+        let Some(msg) = next().await else { break };
         seen += 1;
         print_message(&mut out, seen, &msg)?;
     }
@@ -264,14 +272,7 @@ async fn subscribe_spread(args: SubArgs) -> Result {
             waiting.join(", ")
         );
     }
-    let mut seen = 0u64;
-    let mut out = std::io::stdout().lock();
-    while args.count.is_none_or(|c| seen < c) {
-        let Some(msg) = sub.next().await else { break };
-        seen += 1;
-        print_message(&mut out, seen, &msg)?;
-    }
-    Ok(())
+    print_messages(args.count, async || sub.next().await).await
 }
 
 /// The format of `herald sub`: a header line, the headers, the payload, a blank line.

@@ -234,7 +234,8 @@ impl ClientBuilder {
             .skip_subject_validation(true)
             .ping_interval(self.ping_interval)
             .retry_on_initial_connect()
-            .reconnect_delay_callback(reconnect_delay)
+            // Jittered, so that clients do not come back in step.
+            .reconnect_delay_callback(backoff)
             .event_callback(move |event| {
                 let events = events.clone();
                 let cluster = cluster.clone();
@@ -249,12 +250,6 @@ impl ClientBuilder {
                 }
             })
     }
-}
-
-/// The pause before reconnection attempt `attempts`: 50 ms doubling to 1 s, less a random
-/// part of up to a half so that clients do not come back in step.
-fn reconnect_delay(attempts: usize) -> Duration {
-    backoff(attempts)
 }
 
 /// Capped exponential backoff with jitter: 50 ms doubling to [`MAX_BACKOFF`], times a random

@@ -113,35 +113,48 @@ pub(super) async fn nats_subscriber(
         .connect_with(options)
         .await
         .map_err(|e| e.to_string())?;
-    let mut sub = client.subscribe(run.pattern.clone()).await?;
+    let sub = client.subscribe(run.pattern.clone()).await?;
     round_trip(&client).await?;
     let run = run.clone();
     Ok(tokio::spawn(async move {
-        let mut heard = run.warm.listener();
-        let mut hist = histogram();
-        let mut got = 0;
-        while got < run.msgs {
-            let wait = if heard.is_warm() {
-                run.idle
-            } else {
-                WARMUP_TIMEOUT
-            };
-            let Ok(Some(msg)) = tokio::time::timeout(wait, sub.next()).await else {
-                break;
-            };
-            if heard.note(&run.warm, &msg.payload) {
-                continue;
-            }
-            record(&mut hist, &msg.payload, run.base_time);
-            got += 1;
-            if got.is_multiple_of(REPORT_EVERY) {
-                run.flow.received(REPORT_EVERY);
-            }
-        }
-        run.flow.received(got % REPORT_EVERY);
+        let result = read_stamped(&run, sub, true).await;
         drop(client);
-        (got, hist, Instant::now())
+        result
     }))
+}
+
+/// Reads stamped messages until the run's count, or until the run's idle limit passes
+/// without one; records their latency and reports progress. With `warm_up`, the warm-up's
+/// messages are told apart and skipped (and the first may take the warm-up's longer wait).
+pub(super) async fn read_stamped(
+    run: &Run,
+    mut sub: impl futures::Stream<Item = async_nats::Message> + Unpin,
+    warm_up: bool,
+) -> SubResult {
+    let mut heard = warm_up.then(|| run.warm.listener());
+    let mut hist = histogram();
+    let mut got = 0;
+    while got < run.msgs {
+        let wait = match &heard {
+            Some(h) if !h.is_warm() => WARMUP_TIMEOUT,
+            _ => run.idle,
+        };
+        let Ok(Some(msg)) = tokio::time::timeout(wait, sub.next()).await else {
+            break;
+        };
+        if let Some(h) = &mut heard
+            && h.note(&run.warm, &msg.payload)
+        {
+            continue;
+        }
+        record(&mut hist, &msg.payload, run.base_time);
+        got += 1;
+        if got.is_multiple_of(REPORT_EVERY) {
+            run.flow.received(REPORT_EVERY);
+        }
+    }
+    run.flow.received(got % REPORT_EVERY);
+    (got, hist, Instant::now())
 }
 
 /// Publishes `count` stamped messages with async-nats, paced by the run's flow, and waits

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use herald_client::Client;
 
-use super::measure::{REPORT_EVERY, histogram, record, split, stamp};
-use super::pubsub::{Run, SubResult, finish_pubsub};
+use super::measure::{split, stamp};
+use super::pubsub::{Run, finish_pubsub, read_stamped};
 use super::{BenchArgs, Result};
 
 async fn connect(args: &BenchArgs, name: &str) -> Result<Client> {
@@ -37,25 +36,13 @@ pub(super) async fn pubsub_spread(args: &BenchArgs) -> Result<super::report::Rep
     let mut subscribers = Vec::new();
     for _ in 0..args.subs {
         let client = connect(args, "herald bench sub").await?;
-        let mut sub = client.subscribe(&run.pattern).await?;
+        let sub = client.subscribe(&run.pattern).await?;
         client.flush().await?;
         let run = run.clone();
         subscribers.push(tokio::spawn(async move {
-            let mut hist = histogram();
-            let mut got = 0;
-            while got < run.msgs {
-                let Ok(Some(msg)) = tokio::time::timeout(run.idle, sub.next()).await else {
-                    break;
-                };
-                record(&mut hist, &msg.payload, run.base_time);
-                got += 1;
-                if got.is_multiple_of(REPORT_EVERY) {
-                    run.flow.received(REPORT_EVERY);
-                }
-            }
-            run.flow.received(got % REPORT_EVERY);
+            let result = read_stamped(&run, sub, false).await;
             drop(client);
-            (got, hist, Instant::now()) as SubResult
+            result
         }));
     }
     let mut clients = Vec::new();
