@@ -515,3 +515,59 @@ async fn resume_under_churn_loses_nothing() {
     );
     assert_eq!(info["ack_floor"]["stream_seq"], MESSAGES);
 }
+
+/// A batch that a stream captures whole is stored in its order, each entry answered with its
+/// sequence; a repeated `Nats-Msg-Id` within the batch is stored once and said to be a
+/// duplicate.
+#[tokio::test]
+async fn a_stored_batch_keeps_its_order_and_dedups() {
+    let (server, _dir) = server();
+    let url = server.http_url();
+    make_stream(&url, json!({"subjects": ["b.>"]})).await;
+    let mut batch: Vec<Value> = (1..=200)
+        .map(|i| json!({"subject": format!("b.{i}"), "data": i.to_string()}))
+        .collect();
+    batch.push(json!({"subject": "b.dup", "data": "x", "headers": {"Nats-Msg-Id": "once"}}));
+    batch.push(json!({"subject": "b.dup", "data": "y", "headers": {"Nats-Msg-Id": "once"}}));
+    let r = http()
+        .post(format!("{url}/v1/publish"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["published"], 202);
+    let results = body["results"].as_array().unwrap();
+    for (i, result) in results[..200].iter().enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(
+            (result["subject"].clone(), result["seq"].clone()),
+            (json!(format!("b.{n}")), json!(n))
+        );
+    }
+    assert_eq!(results[200]["seq"], 201);
+    assert_eq!(
+        (
+            results[201]["seq"].clone(),
+            results[201]["duplicate"].clone()
+        ),
+        (json!(201), json!(true))
+    );
+    for seq in [1, 150, 201] {
+        let stored: Value = http()
+            .get(format!("{url}/v1/streams/S/messages/{seq}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = if seq == 201 {
+            "x".to_owned()
+        } else {
+            seq.to_string()
+        };
+        assert_eq!(stored["data"], json!(data), "{stored}");
+    }
+}
