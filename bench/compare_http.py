@@ -4,16 +4,20 @@
 
 Usage: compare_http.py HERALD_BINARY NGINX_BINARY NCHAN_MODULE   (bench/compare-http.sh)
 
-Environment: ROUNDS=N (default 3).
+Environment: ROUNDS=N (default 3); ROWS=TEXT runs only the rows whose name contains TEXT.
 
 Both servers run at once on free loopback ports. nginx runs 2 worker processes (herald's
 runtime uses both cores too), nchan with its memory store, `nchan_message_buffer_length 1000`
 (its default of 10 is not the point here) and EventSource subscribers. Rows:
   - HTTP publish: 8 keep-alive connections POST 16-byte messages one request at a time
-    (herald: POST /v1/publish/bench; nchan: POST /pub?id=bench), nobody subscribed.
-  - SSE fan-out: 1,000 event-stream clients (herald: GET /v1/subscribe/bench; nchan:
-    GET /sub?id=bench), one publisher POSTing 32-byte messages, kept within 512 messages of
-    the average client; delivered events/s and publish-to-receipt latency.
+    (herald: POST /v1/publish/bench; nchan: POST /pub?id=bench), nobody subscribed; once
+    with reqwest (what Rust programs use), once with the bench's lean hand-written client
+    (`--http-raw`), which leaves the servers more of the machine. nginx may keep a
+    connection for any number of requests (`keepalive_requests`), as herald does.
+  - SSE fan-out: 1,000 event-stream clients (herald: GET /v1/subscribe/fan; nchan:
+    GET /sub?id=fan), one or four publishing connections POSTing 32-byte messages, kept
+    within 512 messages of the average client; delivered events/s and publish-to-receipt
+    latency.
   - Idle SSE: 1,000 open event streams, server memory (RSS of every server process) per stream.
 Ratios are herald / nchan (for latency and memory, nchan / herald): > 1 means herald is better.
 """
@@ -58,6 +62,7 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
   access_log off;
+  keepalive_requests 10000000;
   client_body_temp_path {dir}/body;
   proxy_temp_path {dir}/proxy;
   fastcgi_temp_path {dir}/fastcgi;
@@ -116,6 +121,14 @@ def median(results, key, sub=None):
     return statistics.median(vals) if vals else None
 
 
+def fan_out(url, name, pubs):
+    """Flags of a fan-out row: `pubs` publishing connections, 1,000 event-stream clients."""
+    h = name == "h"
+    return ["--http-pub", url + ("/v1/publish/fan" if h else "/pub?id=fan"),
+            "--sse", url + ("/v1/subscribe/fan" if h else "/sub?id=fan"),
+            "--subs", "1000", "--msgs", str(2000 * pubs), "--size", "32", "--pubs", str(pubs)]
+
+
 def main():
     herald_bin, nginx_bin, module = sys.argv[1:4]
     try:
@@ -125,10 +138,13 @@ def main():
             ("HTTP publish, 8 connections, 16 B", "publish_rate", None,
              lambda u, n: ["--http-pub", u + ("/v1/publish/bench" if n == "h" else "/pub?id=bench"),
                            "--pubs", "8", "--msgs", "100000", "--size", "16"]),
+            ("HTTP publish, 8 connections, 16 B, lean client (--http-raw)", "publish_rate", None,
+             lambda u, n: ["--http-pub", u + ("/v1/publish/bench" if n == "h" else "/pub?id=bench"),
+                           "--http-raw", "--pubs", "8", "--msgs", "200000", "--size", "16"]),
             ("SSE fan-out, 1 pub -> 1,000 clients, 32 B", "deliver_rate", "p99",
-             lambda u, n: ["--http-pub", u + ("/v1/publish/fan" if n == "h" else "/pub?id=fan"),
-                           "--sse", u + ("/v1/subscribe/fan" if n == "h" else "/sub?id=fan"),
-                           "--subs", "1000", "--msgs", "2000", "--size", "32"]),
+             lambda u, n: fan_out(u, n, 1)),
+            ("SSE fan-out, 4 pubs -> 1,000 clients, 32 B", "deliver_rate", "p99",
+             lambda u, n: fan_out(u, n, 4)),
             ("Idle SSE streams: KiB of server memory each (1,000)", "rss_per_idle_conn_kib", None,
              lambda u, n: ["--sse", u + ("/v1/subscribe/idle" if n == "h" else "/sub?id=idle"),
                            "--idle", "1000"]),
@@ -136,13 +152,17 @@ def main():
         print(f"rounds: {ROUNDS}; herald {hurl}, nginx+nchan {nurl} ({module})\n")
         print("| row | herald | nginx+nchan | herald / nchan | herald p50/p99 µs | nchan p50/p99 µs | server CPU (cores) herald / nchan |")
         print("|---|---|---|---|---|---|---|")
+        only = os.environ.get("ROWS")  # e.g. ROWS=publish: the rows whose name has it
         for name, key, _, make in rows:
+            if only and only.lower() not in name.lower():
+                continue
             hres, nres = [], []
             for _ in range(ROUNDS):
                 hres.append(bench(herald_bin, hpids, make(hurl, "h")))
                 nres.append(bench(herald_bin, npids, make(nurl, "n")))
             h, n = median(hres, key), median(nres, key)
-            errors = [r["error"] for r in hres + nres if "error" in r]
+            errors = ([f"herald: {r['error']}" for r in hres if "error" in r]
+                      + [f"nchan: {r['error']}" for r in nres if "error" in r])
             if h is None or n is None:
                 print(f"| {name} | {h} | {n} | - | errors: {errors[:2]} | |")
                 continue

@@ -114,6 +114,11 @@ pub struct BenchArgs {
     /// http://HOST:8222/v1/publish/SUBJECT) from --pubs keep-alive connections.
     #[arg(long, value_name = "URL")]
     http_pub: Option<String>,
+    /// With --http-pub: publish with a minimal hand-written HTTP/1.1 client (one request at a
+    /// time per connection, as with the default reqwest client, at a fraction of its CPU), to
+    /// find a server's own ceiling when the client shares its machine.
+    #[arg(long, requires = "http_pub")]
+    http_raw: bool,
     /// With --http-pub: --subs Server-Sent Events clients of this URL (herald:
     /// http://HOST:8222/v1/subscribe/SUBJECT) receive the messages; with --idle, N idle ones.
     #[arg(long, value_name = "URL")]

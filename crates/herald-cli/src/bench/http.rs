@@ -60,7 +60,11 @@ async fn publish(
     base: Instant,
     flow: Arc<Flow>,
     idle: Duration,
+    raw: bool,
 ) -> Result {
+    if raw {
+        return raw::publish(&url, count, size, base, &flow, idle).await;
+    }
     let client = client()?;
     for _ in 0..count {
         flow.admit(1, idle).await?;
@@ -89,6 +93,7 @@ pub(super) async fn publish_only(args: &BenchArgs, url: &str) -> Result<Report> 
                 base_time,
                 flow.clone(),
                 args.idle_timeout,
+                args.http_raw,
             ))
         })
         .collect();
@@ -97,7 +102,7 @@ pub(super) async fn publish_only(args: &BenchArgs, url: &str) -> Result<Report> 
     }
     let elapsed = start.elapsed().as_secs_f64();
     let mut report = base(args, "http-pub");
-    report.client = "http";
+    report.client = if args.http_raw { "http-raw" } else { "http" };
     report.publish_rate = args.msgs as f64 / elapsed;
     Ok(report)
 }
@@ -189,6 +194,7 @@ pub(super) async fn fan_out(args: &BenchArgs, pub_url: &str, sse_url: &str) -> R
                 base_time,
                 flow.clone(),
                 args.idle_timeout,
+                args.http_raw,
             ))
         })
         .collect();
@@ -246,6 +252,126 @@ pub(super) async fn idle(args: &BenchArgs, sse_url: &str, n: usize) -> Result<Re
     Ok(report)
 }
 
+/// `--http-raw`: HTTP/1.1 by hand, for publishing only: a POST written in one piece, the
+/// answer's head read up to its blank line and its body by `Content-Length`.
+mod raw {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::{Flow, Result, payload};
+
+    /// `http://HOST:PORT/PATH` split into the address and the request target.
+    fn split_url(url: &str) -> Result<(&str, &str)> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or("--http-raw speaks plain http:// only")?;
+        Ok(match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, "/"),
+        })
+    }
+
+    /// A response head: its status, its length, the body's length, and whether the server
+    /// closes the connection after it.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) struct Head {
+        pub(super) status: u16,
+        pub(super) len: usize,
+        pub(super) body: usize,
+        pub(super) close: bool,
+    }
+
+    /// The head of the response at the start of `buf`; `None` until its blank line arrived.
+    pub(super) fn parse_head(buf: &[u8]) -> Result<Option<Head>> {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return Ok(None);
+        };
+        let head = std::str::from_utf8(&buf[..end]).map_err(|_| "response head is not UTF-8")?;
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .ok_or("no status line in the response")?;
+        let (mut body, mut close) = (0, false);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("content-length") {
+                body = value.trim().parse().map_err(|_| "bad Content-Length")?;
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.trim().eq_ignore_ascii_case("close");
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err("--http-raw reads Content-Length bodies only".into());
+            }
+        }
+        Ok(Some(Head {
+            status,
+            len: end + 4,
+            body,
+            close,
+        }))
+    }
+
+    pub(super) async fn publish(
+        url: &str,
+        count: u64,
+        size: usize,
+        base: Instant,
+        flow: &Arc<Flow>,
+        idle: Duration,
+    ) -> Result {
+        let (host, target) = split_url(url)?;
+        let connect = async || -> Result<TcpStream> {
+            let socket = TcpStream::connect(host).await?;
+            socket.set_nodelay(true)?;
+            Ok(socket)
+        };
+        let mut socket = connect().await?;
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        );
+        let mut request = Vec::with_capacity(head.len() + size);
+        let mut buf = Vec::with_capacity(4096);
+        for _ in 0..count {
+            flow.admit(1, idle).await?;
+            request.clear();
+            request.extend_from_slice(head.as_bytes());
+            request.extend_from_slice(&payload(size, base));
+            socket.write_all(&request).await?;
+            loop {
+                if let Some(head) = parse_head(&buf)?
+                    && buf.len() >= head.len + head.body
+                {
+                    if !(200..300).contains(&head.status) {
+                        return Err(format!("publish answered {}", head.status).into());
+                    }
+                    buf.drain(..head.len + head.body);
+                    if head.close {
+                        // As keep-alive clients do when a server ends the connection.
+                        socket = connect().await?;
+                        buf.clear();
+                    }
+                    break;
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(idle, socket.read(&mut chunk))
+                    .await
+                    .map_err(|_| "no answer to a publish")??;
+                if n == 0 {
+                    return Err("the server closed the connection".into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -260,5 +386,20 @@ mod tests {
         );
         assert_eq!(super::stamp_in(envelope.as_bytes()), Some(sent));
         assert_eq!(super::stamp_in(b": keep-alive"), None);
+    }
+
+    #[test]
+    fn raw_responses_are_read_by_their_length() {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+        let head = super::raw::parse_head(answer).unwrap().unwrap();
+        assert_eq!(
+            (head.status, head.len, head.body, head.close),
+            (200, 38, 2, false)
+        );
+        let last = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+        assert!(super::raw::parse_head(last).unwrap().unwrap().close);
+        assert_eq!(super::raw::parse_head(&answer[..20]).unwrap(), None);
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(super::raw::parse_head(chunked).is_err());
     }
 }
