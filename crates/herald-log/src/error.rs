@@ -53,6 +53,10 @@ pub enum Error {
     /// new messages rather than deleting old ones; says which limit.
     #[error("{0}")]
     Full(&'static str),
+    /// An [`Expect`](crate::Expect)ed last sequence (of the log, or of the message's
+    /// subject) was not the one found there, which is given.
+    #[error("wrong last sequence: {0}")]
+    WrongLastSequence(u64),
 }
 
 /// A log result.

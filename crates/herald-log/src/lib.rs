@@ -48,12 +48,14 @@
 //!   fsyncs. Durability is the caller's policy: syncing once for a batch of appends is group
 //!   commit.
 
+mod deleted;
 pub mod error;
 mod files;
 mod index;
 pub mod inspect;
 pub mod record;
 mod segment;
+mod subjects;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -62,10 +64,13 @@ use std::time::Duration;
 pub use error::{Corruption, Error, Result};
 pub use record::{Entry, Stored};
 pub use segment::Truncation;
+pub use subjects::{Filter, SubjectState};
 pub use writer::{Fsync, Writer};
 
+use deleted::Deleted;
 use error::io;
 use segment::Segment;
+use subjects::Subjects;
 
 /// Limits and layout of one log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +89,10 @@ pub struct Config {
     /// deleting the oldest. Checked as each message is appended, so a burst of publishers
     /// never pushes stored messages out.
     pub discard_new: bool,
+    /// Most messages kept per subject (0: no limit); a subject's oldest are deleted first.
+    pub max_msgs_per_subject: u64,
+    /// At `max_msgs_per_subject`, refuse the new message instead.
+    pub discard_new_per_subject: bool,
 }
 
 impl Default for Config {
@@ -95,8 +104,34 @@ impl Default for Config {
             max_age: None,
             max_msg_size: 8 * 1024 * 1024 + 64 * 1024,
             discard_new: false,
+            max_msgs_per_subject: 0,
+            discard_new_per_subject: false,
         }
     }
+}
+
+/// Conditions on an append, checked against the log as the message is appended (in order
+/// with every append before it), and what it deletes once appended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The log's last sequence must be this (0: nothing was ever appended).
+    pub last_seq: Option<u64>,
+    /// The last kept message on the entry's subject must have this sequence (0: none).
+    pub last_subject_seq: Option<u64>,
+    /// Once appended, delete what the message replaces.
+    pub rollup: Rollup,
+}
+
+/// What an appended message replaces ([`Expect::rollup`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rollup {
+    /// Nothing.
+    #[default]
+    None,
+    /// Every earlier message on its subject.
+    Subject,
+    /// Every earlier message.
+    All,
 }
 
 /// What opening a log found.
@@ -128,10 +163,15 @@ pub struct Log {
     pending_records: usize,
     /// The oldest sequence kept; everything below is deleted.
     first: u64,
-    /// Live records (fewer than `next - first` only after recovery cut a segment short).
+    /// Live records (fewer than `next - first` after recovery cut a segment short, or
+    /// when messages were deleted one by one).
     count: u64,
     /// Bytes of live records.
     bytes: u64,
+    /// Messages deleted one by one, above `first`.
+    deleted: Deleted,
+    /// Each subject's messages, once asked for.
+    subjects: Option<Subjects>,
 }
 
 const PURGED: &str = "purged";
@@ -221,10 +261,16 @@ impl Log {
             pending_records: 0,
             count: 0,
             bytes: 0,
+            deleted: Deleted::default(),
+            subjects: None,
         };
         log.count = log.segments.iter().map(|s| s.index.len() as u64).sum();
         log.bytes = log.segments.iter().map(|s| s.written).sum();
         log.drop_below(purged.unwrap_or(0))?;
+        log.recover_deleted()?;
+        if log.config.max_msgs_per_subject > 0 {
+            log.track_subjects()?;
+        }
         log.enforce_limits()?;
         Ok((log, recovery))
     }
@@ -262,6 +308,9 @@ impl Log {
     /// Changes the limits (a stream's config was updated) and enforces them at once.
     pub fn set_config(&mut self, config: Config) -> Result<()> {
         self.config = config;
+        if self.config.max_msgs_per_subject > 0 {
+            self.track_subjects()?;
+        }
         self.enforce_limits()
     }
 
@@ -321,6 +370,16 @@ impl Log {
                 return Err(Error::Full("maximum bytes exceeded"));
             }
         }
+        let per_subject = self.config.max_msgs_per_subject;
+        if per_subject > 0
+            && self.config.discard_new_per_subject
+            && self
+                .subjects
+                .as_ref()
+                .is_some_and(|s| s.count(entry.subject, self.first) >= per_subject)
+        {
+            return Err(Error::Full("maximum messages per subject exceeded"));
+        }
         let active_len = self.active().written + self.pending.len() as u64;
         if active_len > 0
             && active_len + size as u64 > self.config.segment_bytes.min(u32::MAX as u64)
@@ -337,13 +396,76 @@ impl Log {
         self.pending_records += 1;
         self.count += 1;
         self.bytes += size as u64;
+        if let Some(subjects) = &mut self.subjects {
+            subjects.insert(entry.subject, seq);
+            if per_subject > 0 {
+                self.enforce_subject_limit(entry.subject)?;
+            }
+        }
         self.enforce_limits()?;
         Ok(seq)
+    }
+
+    /// [`append`](Log::append), if `expect`'s conditions hold; then deletes what the
+    /// message rolls up. A condition that fails is [`Error::WrongLastSequence`] with the
+    /// sequence found.
+    pub fn append_expecting(&mut self, entry: &Entry<'_>, expect: &Expect) -> Result<u64> {
+        if let Some(want) = expect.last_seq {
+            let last = self.next_seq() - 1;
+            if last != want {
+                return Err(Error::WrongLastSequence(last));
+            }
+        }
+        if let Some(want) = expect.last_subject_seq {
+            let last = self
+                .last_seq_of(Filter::Subject(entry.subject))?
+                .unwrap_or(0);
+            if last != want {
+                return Err(Error::WrongLastSequence(last));
+            }
+        }
+        let seq = self.append(entry)?;
+        match expect.rollup {
+            Rollup::None => {}
+            Rollup::Subject => {
+                self.purge_subjects(Filter::Subject(entry.subject), Some(seq), None)?;
+            }
+            Rollup::All => {
+                self.purge(Some(seq))?;
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Deletes `subject`'s oldest messages past `max_msgs_per_subject`.
+    fn enforce_subject_limit(&mut self, subject: &str) -> Result<()> {
+        let max = self.config.max_msgs_per_subject;
+        let Some(subjects) = &self.subjects else {
+            return Ok(());
+        };
+        let over = subjects.count(subject, self.first).saturating_sub(max);
+        if max == 0 || over == 0 {
+            return Ok(());
+        }
+        let oldest: Vec<u64> = subjects
+            .of(subject, self.first)
+            .take(over as usize)
+            .collect();
+        for seq in oldest {
+            self.remove(seq, Some(subject), false)?;
+        }
+        Ok(())
     }
 
     /// Writes appended records to the file (one write). On failure (a full disk) the
     /// unwritten records are taken back: they were never acknowledged as stored.
     pub fn flush(&mut self) -> Result<()> {
+        self.flush_records()?;
+        // After the records: a delete is never on disk before what it deletes.
+        self.deleted.flush(&self.dir, self.first)
+    }
+
+    fn flush_records(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -375,7 +497,8 @@ impl Log {
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
         let active = self.active();
-        active.file.sync_data().map_err(io(&active.path))
+        active.file.sync_data().map_err(io(&active.path))?;
+        self.deleted.sync(&self.dir)
     }
 
     /// A handle on the active segment's file, to fsync without holding the log (what has
@@ -426,7 +549,7 @@ impl Log {
 
     /// Reads message `seq`, or `None` if it was deleted or never written.
     pub fn get(&self, seq: u64) -> Result<Option<Stored>> {
-        if seq < self.first || seq >= self.next_seq() {
+        if seq < self.first || seq >= self.next_seq() || self.deleted.contains(seq) {
             return Ok(None);
         }
         let at = self.segments.partition_point(|s| s.first_seq <= seq);
@@ -455,6 +578,157 @@ impl Log {
         }
     }
 
+    /// Deletes message `seq`; with `erase`, its headers and payload are also overwritten with
+    /// zeros on disk. Returns whether it was kept. The delete is on disk with the next
+    /// [`flush`](Log::flush), durable with the next [`sync`](Log::sync).
+    pub fn delete(&mut self, seq: u64, erase: bool) -> Result<bool> {
+        self.remove(seq, None, erase)
+    }
+
+    /// Where record `seq` is: its segment's position and its index there, if it is kept.
+    fn locate(&self, seq: u64) -> Option<(usize, usize)> {
+        if seq < self.first || seq >= self.next_seq() || self.deleted.contains(seq) {
+            return None;
+        }
+        let at = self
+            .segments
+            .partition_point(|s| s.first_seq <= seq)
+            .checked_sub(1)?;
+        let i = (seq - self.segments[at].first_seq) as usize;
+        self.segments[at].index.offset(i).map(|_| (at, i))
+    }
+
+    /// The bytes of record `i` of segment `at`.
+    fn record_bytes(&self, at: usize, i: usize) -> Result<Vec<u8>> {
+        let seg = &self.segments[at];
+        let offset = seg.index.offset(i).unwrap_or(0);
+        let end = self.end_of(seg, i);
+        if at == self.segments.len() - 1 && offset >= seg.written {
+            let from = (offset - seg.written) as usize;
+            return Ok(self.pending[from..(end - seg.written) as usize].to_vec());
+        }
+        seg.read(offset, (end - offset) as usize)
+    }
+
+    /// The checksum field of record `i` of segment `at`.
+    fn record_crc(&self, at: usize, i: usize) -> Option<u32> {
+        let seg = &self.segments[at];
+        let at_crc = seg.index.offset(i)? + 4;
+        let mut field = [0u8; 4];
+        if std::ptr::eq(seg, self.active()) && at_crc >= seg.written {
+            let from = (at_crc - seg.written) as usize;
+            field.copy_from_slice(self.pending.get(from..from + 4)?);
+        } else {
+            seg.read_into(at_crc, &mut field).ok()?;
+        }
+        Some(u32::from_le_bytes(field))
+    }
+
+    /// Deletes kept message `seq` (`subject`, when the caller knows it, saves a read).
+    fn remove(&mut self, seq: u64, subject: Option<&str>, erase: bool) -> Result<bool> {
+        let Some((at, i)) = self.locate(seq) else {
+            return Ok(false);
+        };
+        if self.subjects.is_some() {
+            let subject = match subject {
+                Some(subject) => subject.to_owned(),
+                None => {
+                    let bytes = self.record_bytes(at, i)?;
+                    match record::decode(&bytes, bytes.len()) {
+                        Ok(Some(view)) if view.seq == seq => view.entry.subject.to_owned(),
+                        _ => return Err(changed_on_disk(&self.segments[at].path, seq)),
+                    }
+                }
+            };
+            if let Some(subjects) = &mut self.subjects {
+                subjects.remove(&subject, seq);
+            }
+        }
+        let seg = &self.segments[at];
+        let size = self.end_of(seg, i) - seg.index.offset(i).unwrap_or(0);
+        if erase {
+            self.erase(at, i, seq)?;
+        } else {
+            let crc = self.record_crc(at, i).unwrap_or(0);
+            self.deleted.insert(seq, crc);
+        }
+        self.count -= 1;
+        self.bytes -= size;
+        if seq == self.first {
+            self.drop_below(seq)?;
+        }
+        Ok(true)
+    }
+
+    /// Deletes record `i` of segment `at` and overwrites its headers and payload with zeros,
+    /// in place (same length, sequence, timestamp and subject; a checksum that matches
+    /// again). A record on disk is overwritten only once its delete is durable: a crash
+    /// between the two never leaves an erased message that is not deleted.
+    fn erase(&mut self, at: usize, i: usize, seq: u64) -> Result<()> {
+        let bytes = self.record_bytes(at, i)?;
+        let path = self.segments[at].path.clone();
+        let erased = match record::decode(&bytes, bytes.len()) {
+            Ok(Some(view)) if view.seq == seq => {
+                let headers = vec![0u8; view.entry.headers.len()];
+                let payload = vec![0u8; view.entry.payload.len()];
+                let mut out = Vec::with_capacity(bytes.len());
+                let entry = Entry {
+                    headers: &headers,
+                    payload: &payload,
+                    ..view.entry
+                };
+                record::encode(&mut out, seq, &entry);
+                out
+            }
+            _ => return Err(changed_on_disk(&path, seq)),
+        };
+        let crc = u32::from_le_bytes([erased[4], erased[5], erased[6], erased[7]]);
+        self.deleted.insert(seq, crc);
+        let seg = &self.segments[at];
+        let offset = seg.index.offset(i).unwrap_or(0);
+        if at == self.segments.len() - 1 && offset >= seg.written {
+            // Not written yet: the record goes to disk before its delete, erased already.
+            let from = (offset - seg.written) as usize;
+            self.pending[from..from + erased.len()].copy_from_slice(&erased);
+            return Ok(());
+        }
+        self.flush()?;
+        self.deleted.sync(&self.dir)?;
+        self.segments[at].rewrite_at(offset, &erased)
+    }
+
+    /// Reads the `deleted` file at open: the entries for kept records (for the last
+    /// segment's, only if the record still has the checksum the entry names).
+    fn recover_deleted(&mut self) -> Result<()> {
+        let found = Deleted::read(&self.dir)?;
+        if found.entries.is_empty() && found.first == 0 {
+            return Ok(());
+        }
+        // Nothing below the first sequence as of the last delete comes back.
+        self.drop_below(found.first)?;
+        let entries = found.entries;
+        let in_file = entries.len();
+        let last = self.segments.len() - 1;
+        let mut kept = std::collections::BTreeMap::new();
+        for (seq, crc) in entries {
+            let Some((at, i)) = self.locate(seq) else {
+                continue;
+            };
+            if at == last && self.record_crc(at, i) != Some(crc) {
+                tracing::warn!(seq, "a delete names a record that is not there; ignored");
+                continue;
+            }
+            if kept.insert(seq, crc).is_none() {
+                let seg = &self.segments[at];
+                self.bytes -= self.end_of(seg, i) - seg.index.offset(i).unwrap_or(0);
+                self.count -= 1;
+            }
+        }
+        self.deleted = Deleted::recovered(kept, in_file, found.first);
+        let first = self.first;
+        self.drop_below(first)
+    }
+
     /// Reads the records of consecutive sequences from `from` on into `out` (replacing what it
     /// held) with one read: at most `max_records`, and no more than about `max_bytes` (one record
     /// at least). Returns how many records `out` holds, to be decoded with [`record::decode`];
@@ -470,7 +744,11 @@ impl Log {
         out: &mut Vec<u8>,
     ) -> Result<usize> {
         out.clear();
-        if from < self.first || from >= self.next_seq() || max_records == 0 {
+        if from < self.first
+            || from >= self.next_seq()
+            || max_records == 0
+            || self.deleted.contains(from)
+        {
             return Ok(0);
         }
         let at = self.segments.partition_point(|s| s.first_seq <= from);
@@ -481,12 +759,14 @@ impl Log {
         let Some(start) = seg.index.offset(i) else {
             return Ok(0);
         };
+        // A batch also ends before a message deleted one by one.
         let mut j = i + 1;
         while j - i < max_records
             && seg
                 .index
                 .offset(j)
                 .is_some_and(|next| next - start < max_bytes as u64)
+            && !self.deleted.contains(seg.first_seq + j as u64)
         {
             j += 1;
         }
@@ -509,6 +789,8 @@ impl Log {
     pub fn scan(&self, from: u64, mut visit: impl FnMut(&record::View<'_>) -> bool) -> Result<()> {
         const CHUNK: u64 = 4 * 1024 * 1024;
         let from = from.max(self.first);
+        let deleted = &self.deleted;
+        let mut visit = |view: &record::View<'_>| deleted.contains(view.seq) || visit(view);
         for seg in &self.segments {
             if seg.end_seq() <= from {
                 continue;
@@ -577,6 +859,8 @@ impl Log {
         const CHUNK: u64 = 1024 * 1024;
         const GAP: u64 = 16 * 1024;
         let from = from.max(self.first);
+        let deleted = &self.deleted;
+        let mut visit = |view: &record::View<'_>| deleted.contains(view.seq) || visit(view);
         let mut bytes = Vec::new();
         for seg in &self.segments {
             if seg.end_seq() <= from {
@@ -706,7 +990,12 @@ impl Log {
 
     /// Moves the first sequence up to `seq`, deleting whole segments that fall below it.
     fn drop_below(&mut self, seq: u64) -> Result<()> {
-        let seq = seq.min(self.next_seq());
+        let next = self.next_seq();
+        // Messages deleted one by one right after the new first go with it.
+        let mut seq = seq.min(next).max(self.first);
+        while seq < next && self.deleted.contains(seq) {
+            seq += 1;
+        }
         if seq <= self.first {
             return Ok(());
         }
@@ -717,14 +1006,23 @@ impl Log {
             if from < to {
                 let (lo, hi) = ((from - s.first_seq) as usize, (to - s.first_seq) as usize);
                 // Records are contiguous: those deleted span from the first's start to the
-                // last's end.
+                // last's end; those deleted one by one were counted out already.
                 bytes += self.end_of(s, hi - 1) - s.index.offset(lo).unwrap_or(0);
                 count += to - from;
+                for gone in self.deleted.range(from, to) {
+                    let i = (gone - s.first_seq) as usize;
+                    bytes -= self.end_of(s, i) - s.index.offset(i).unwrap_or(0);
+                    count -= 1;
+                }
             }
         }
         self.bytes -= bytes;
         self.count -= count;
         self.first = seq;
+        self.deleted.forget_below(seq);
+        if let Some(subjects) = &mut self.subjects {
+            subjects.sweep(seq, self.count);
+        }
         // Remove segments wholly below `first`, but always keep the active one.
         while self.segments.len() > 1 && self.segments[0].end_seq() <= self.first {
             self.segments.remove(0).remove()?;

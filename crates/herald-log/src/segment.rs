@@ -156,6 +156,21 @@ impl Segment {
         Ok(())
     }
 
+    /// Overwrites a record in place with one of the same length (an erase). An index file
+    /// covering it names the checksum of its last record: it is saved again (after a sync)
+    /// so that it stays true and the next open need not scan the segment.
+    pub(crate) fn rewrite_at(&mut self, offset: u64, record: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(record, offset)
+            .map_err(io(&self.path))?;
+        if self.indexed > offset {
+            self.file.sync_data().map_err(io(&self.path))?;
+            self.indexed = 0;
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
     /// Saves the index of every record in the file, unless the index file already covers
     /// them all. The caller has flushed this segment's records and synced the file, and syncs
     /// the directory when the new name must be durable.

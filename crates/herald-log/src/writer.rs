@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{Entry, Log, Result};
+use crate::{Entry, Expect, Log, Result};
 
 /// When appended messages reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,7 @@ struct Item<T> {
     subject: usize,
     headers: usize,
     payload: usize,
+    expect: Option<Box<Expect>>,
     tag: T,
 }
 
@@ -112,6 +113,26 @@ impl<T: Send + 'static> Writer<T> {
     /// the tag straight back when there is no writer thread (it could not be started): nothing
     /// was queued and the handler will not be called for it.
     pub fn append(&self, entry: &Entry<'_>, tag: T) -> std::result::Result<(), T> {
+        self.stage(entry, None, tag)
+    }
+
+    /// [`append`](Writer::append) under conditions checked as it is appended
+    /// ([`Log::append_expecting`]).
+    pub fn append_expecting(
+        &self,
+        entry: &Entry<'_>,
+        expect: Expect,
+        tag: T,
+    ) -> std::result::Result<(), T> {
+        self.stage(entry, Some(Box::new(expect)), tag)
+    }
+
+    fn stage(
+        &self,
+        entry: &Entry<'_>,
+        expect: Option<Box<Expect>>,
+        tag: T,
+    ) -> std::result::Result<(), T> {
         if self.thread.is_none() {
             return Err(tag);
         }
@@ -126,6 +147,7 @@ impl<T: Send + 'static> Writer<T> {
             subject: entry.subject.len(),
             headers: entry.headers.len(),
             payload: entry.payload.len(),
+            expect,
             tag,
         });
         drop(queue);
@@ -208,12 +230,18 @@ fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Result<u64>, T)
                 let payload = &batch.bytes[at + item.subject + item.headers..end];
                 at = end;
                 results.push(match std::str::from_utf8(subject) {
-                    Ok(subject) => log.append(&Entry {
-                        subject,
-                        headers,
-                        payload,
-                        timestamp: item.timestamp,
-                    }),
+                    Ok(subject) => {
+                        let entry = Entry {
+                            subject,
+                            headers,
+                            payload,
+                            timestamp: item.timestamp,
+                        };
+                        match &item.expect {
+                            None => log.append(&entry),
+                            Some(expect) => log.append_expecting(&entry, expect),
+                        }
+                    }
                     Err(_) => Err(crate::Error::FieldTooLong),
                 });
             }

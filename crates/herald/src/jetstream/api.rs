@@ -11,7 +11,8 @@ use super::config::{ConsumerInfo, StreamConfig, StreamInfo};
 use super::delivery;
 use super::error::ApiError;
 use super::requests::{
-    self, CreateConsumerRequest, MsgGetRequest, PagingRequest, PurgeRequest, parse_pull,
+    self, CreateConsumerRequest, DirectGetRequest, MsgDeleteRequest, MsgGetRequest, PagingRequest,
+    PurgeRequest, StreamInfoRequest, parse_pull,
 };
 use super::time::rfc3339;
 use crate::message::Message;
@@ -42,13 +43,17 @@ pub(crate) fn handle(api: &Api, msg: &Message) {
         ["INFO"] => account_info(store),
         ["STREAM", "CREATE", name] => stream_create(store, name, body),
         ["STREAM", "UPDATE", name] => stream_update(store, name, body),
-        ["STREAM", "INFO", name] => respond(
-            "stream_info",
-            store
-                .info(name)
-                .map(|info| StreamInfo::from_typed(&info, None))
-                .map_err(ApiError::from),
+        ["STREAM", "INFO", name] => stream_info(store, name, body),
+        ["STREAM", "MSG", "DELETE", name] => respond(
+            "stream_msg_delete",
+            requests::parse_request::<MsgDeleteRequest>(body)
+                .and_then(|req| Ok(store.delete_message(name, req.seq, !req.no_erase)?))
+                .map(|()| Success { success: true }),
         ),
+        ["DIRECT", "GET", name, subject @ ..] => {
+            direct_get(api, name, subject, body, reply);
+            return;
+        }
         ["STREAM", "DELETE", name] => respond(
             "stream_delete",
             requests::expect_empty(body)
@@ -226,6 +231,146 @@ fn stream_list(store: &Streams, body: &[u8]) -> Vec<u8> {
         }
     });
     respond("stream_list", result)
+}
+
+/// `STREAM.INFO`, with each matching subject's count when `subjects_filter` is given.
+fn stream_info(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
+    let result = (|| {
+        let req: StreamInfoRequest = requests::parse_request(body)?;
+        let info = store.info(name)?;
+        let mut value = serde_json::to_value(StreamInfo::from_typed(&info, None))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if let Some(filter) = &req.subjects_filter {
+            let counts = store.subjects(name, filter)?;
+            value["state"]["num_subjects"] = counts.len().into();
+            let page: serde_json::Map<String, serde_json::Value> = counts
+                .into_iter()
+                .skip(req.offset)
+                .map(|(subject, n)| (subject, n.into()))
+                .collect();
+            value["state"]["subjects"] = page.into();
+        }
+        Ok(value)
+    })();
+    respond("stream_info", result)
+}
+
+/// `DIRECT.GET.<stream>[.<subject>]`: the message itself as the reply, its place in
+/// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and `Nats-Time-Stamp` headers, or a status
+/// (`404 Message Not Found`, `408 Bad Request`). A stream without `allow_direct` (or none)
+/// answers as nobody would: `503`.
+fn direct_get(api: &Api, name: &str, subject: &[&str], body: &[u8], reply: &str) {
+    let store = &api.streams;
+    let status = |text: &str| delivery::send_status(&api.scope, reply, &format!("{text}\r\n"));
+    if !store.allows_direct(name) {
+        return status("503");
+    }
+    let req = if subject.is_empty() {
+        if body.trim_ascii().is_empty() {
+            return status("408 Empty Request");
+        }
+        match serde_json::from_slice::<DirectGetRequest>(body) {
+            Ok(req) => req,
+            Err(_) => return status("408 Bad Request"),
+        }
+    } else {
+        if !body.trim_ascii().is_empty() {
+            return status("408 Bad Request");
+        }
+        DirectGetRequest {
+            last_by_subj: Some(subject.join(".")),
+            ..DirectGetRequest::default()
+        }
+    };
+    if let Some(batch) = req.batch {
+        return direct_batch(api, name, &req, batch.max(1), reply);
+    }
+    let which = match (req.seq, req.last_by_subj, req.next_by_subj) {
+        (Some(seq), None, None) => Get::Seq(seq),
+        (None, Some(subject), None) => Get::LastBySubject(subject),
+        (seq, None, Some(subject)) => Get::NextBySubject {
+            from: seq.unwrap_or(0),
+            subject,
+        },
+        _ => return status("408 Bad Request"),
+    };
+    match store.get(name, &which) {
+        Ok(m) => send_direct(api, name, &m, reply, None),
+        Err(err) if err.kind() == crate::streams::ErrorKind::NotFound => {
+            status("404 Message Not Found")
+        }
+        Err(_) => status("408 Bad Request"),
+    }
+}
+
+/// A batched direct get: up to `batch` messages from `seq` on, each with how many are left,
+/// then `204 EOB`.
+fn direct_batch(api: &Api, name: &str, req: &DirectGetRequest, batch: usize, reply: &str) {
+    let store = &api.streams;
+    let filter = req.next_by_subj.clone().unwrap_or_else(|| ">".to_owned());
+    let mut from = req.seq.unwrap_or(1).max(1);
+    let mut sent = 0;
+    let mut last = 0;
+    while sent < batch {
+        let which = Get::NextBySubject {
+            from,
+            subject: filter.clone(),
+        };
+        let Ok(m) = store.get(name, &which) else {
+            break;
+        };
+        let left = store.count_from(name, &filter, m.seq + 1).unwrap_or(0);
+        send_direct(api, name, &m, reply, Some((left, last)));
+        last = m.seq;
+        from = m.seq + 1;
+        sent += 1;
+    }
+    if sent == 0 {
+        return delivery::send_status(&api.scope, reply, "404 Message Not Found\r\n");
+    }
+    let left = store.count_from(name, &filter, from).unwrap_or(0);
+    delivery::send_status(
+        &api.scope,
+        reply,
+        &format!("204 EOB\r\nNats-Num-Pending: {left}\r\nNats-Last-Sequence: {last}\r\n"),
+    );
+}
+
+/// Sends one stored message as a direct get answers it.
+fn send_direct(
+    api: &Api,
+    stream: &str,
+    m: &crate::streams::StoredMessage,
+    reply: &str,
+    batch: Option<(u64, u64)>,
+) {
+    use std::fmt::Write as _;
+    let mut block = String::from("NATS/1.0\r\n");
+    if let Some(own) = m.message.header_block() {
+        // The stored message's own fields, after its version line.
+        let text = String::from_utf8_lossy(own);
+        for line in text.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+            block.push_str(line);
+            block.push_str("\r\n");
+        }
+    }
+    let _ = write!(
+        block,
+        "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\n",
+        m.message.subject(),
+        m.seq,
+        rfc3339(Some(m.time)),
+    );
+    if let Some((left, last)) = batch {
+        let _ = write!(
+            block,
+            "Nats-Num-Pending: {left}\r\nNats-Last-Sequence: {last}\r\n"
+        );
+    }
+    block.push_str("\r\n");
+    let block = bytes::Bytes::from(block);
+    api.scope
+        .send_as(reply, reply, None, Some(&block), m.message.payload());
 }
 
 fn msg_get(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {

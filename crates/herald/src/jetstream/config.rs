@@ -278,7 +278,6 @@ impl StreamConfig {
             return invalid("compression is not supported".into());
         }
         for (set, what) in [
-            (self.discard_new_per_subject, "discard_new_per_subject is"),
             (self.sealed, "sealed streams are"),
             (self.allow_msg_ttl, "per-message TTL is"),
             (self.mirror_direct, "mirror_direct is"),
@@ -305,6 +304,7 @@ impl StreamConfig {
             max_bytes: limit(self.max_bytes),
             max_age: nanos(self.max_age),
             max_messages_per_subject: limit(self.max_msgs_per_subject),
+            discard_new_per_subject: self.discard_new_per_subject,
             max_message_size: limit(self.max_msg_size),
             discard: match self.discard {
                 Discard::Old => streams::Discard::Old,
@@ -371,7 +371,7 @@ impl StreamConfig {
             deny_purge: config.deny_purge,
             allow_rollup_hdrs: config.allow_rollup,
             allow_msg_ttl: false,
-            discard_new_per_subject: false,
+            discard_new_per_subject: config.discard_new_per_subject,
             consumer_limits: ConsumerLimits {
                 inactive_threshold: config.consumer_limits.inactive_threshold.map(as_nanos),
                 max_ack_pending: config
@@ -468,7 +468,14 @@ impl StreamInfo {
                 last_seq: state.last_seq,
                 last_ts: rfc3339(state.last_time),
                 consumer_count: state.consumers,
-                num_deleted: 0,
+                // Sequences between the first and the last that hold no message.
+                num_deleted: if state.messages == 0 {
+                    0
+                } else {
+                    (state.last_seq + 1)
+                        .saturating_sub(state.first_seq)
+                        .saturating_sub(state.messages)
+                },
             },
             cluster: None,
             ts: rfc3339(Some(SystemTime::now())),

@@ -129,7 +129,11 @@ impl Sink for Inbox {
         };
         let (status, extra) = match why {
             PullEnd::NoMessages => ("404 No Messages".to_owned(), String::new()),
-            PullEnd::Expired => ("408 Request Timeout".to_owned(), String::new()),
+            // Clients count what is still owed to them from these (nats.js's fetch ends
+            // with the messages it got only when they are there).
+            PullEnd::Expired { messages, bytes } => {
+                ("408 Request Timeout".to_owned(), pending(messages, bytes))
+            }
             PullEnd::ConsumerDeleted => ("409 Consumer Deleted".to_owned(), String::new()),
             PullEnd::MessageTooLarge { messages, bytes } => (
                 "409 Message Size Exceeds MaxBytes".to_owned(),

@@ -153,6 +153,11 @@ impl From<&streams::Error> for ApiError {
             Io => (500, 0),
             StreamCreateIo => (500, 10049),
             StreamDeleteIo => (500, 10050),
+            StreamRead => (500, 10057),
+            // nats-server refuses it as a failed delete.
+            MessageDeleteDenied => (500, 10057),
+            WrongLastSequence => (400, 10071),
+            RollupDenied => (400, 10115),
         };
         ApiError::new(code, err_code, err.message())
     }

@@ -127,6 +127,47 @@ pub struct PurgeRequest {
     pub keep: Option<u64>,
 }
 
+/// The body of `STREAM.MSG.DELETE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct MsgDeleteRequest {
+    /// The message to delete.
+    pub seq: u64,
+    /// Only mark it deleted: do not overwrite its content on disk.
+    pub no_erase: bool,
+}
+
+/// The body of `STREAM.INFO`, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct StreamInfoRequest {
+    /// Report the message count of each subject matching this pattern.
+    #[serde(deserialize_with = "empty_none")]
+    pub subjects_filter: Option<String>,
+    /// Report the deleted sequences (accepted; herald reports their count only).
+    pub deleted_details: bool,
+    /// Subjects to skip in the subjects report.
+    pub offset: usize,
+}
+
+/// The body of `DIRECT.GET`: one message like `STREAM.MSG.GET`, or with `batch` several.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct DirectGetRequest {
+    /// The message with this sequence (or, with `next_by_subj` or `batch`, the first at or
+    /// after it).
+    pub seq: Option<u64>,
+    /// The last message on this subject.
+    #[serde(deserialize_with = "empty_none")]
+    pub last_by_subj: Option<String>,
+    /// The first message on this subject at or after `seq`.
+    #[serde(deserialize_with = "empty_none")]
+    pub next_by_subj: Option<String>,
+    /// Up to this many messages from `seq` on (on `next_by_subj` if given), then an
+    /// end-of-batch status.
+    pub batch: Option<usize>,
+}
+
 /// The body of the paged NAMES / LIST calls (3.6).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]

@@ -228,12 +228,8 @@ fn stream_unsupported_features_are_refused() {
             "retention workqueue is not supported",
         ),
         (
-            json!({"max_msgs_per_subject":5}),
-            "max_msgs_per_subject is not supported",
-        ),
-        (
             json!({"discard_new_per_subject":true}),
-            "discard_new_per_subject is not supported",
+            "discard new per subject requires discard new policy to be set and max msgs per subject",
         ),
         (json!({"sealed":true}), "sealed streams are not supported"),
         (

@@ -160,13 +160,17 @@ pub struct StreamConfig {
     /// Oldest message kept (at least 100 ms).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
-    /// Most messages kept per subject (not supported yet).
+    /// Most messages kept per subject; a subject's oldest go first (or, with
+    /// `discard_new_per_subject`, its new ones are refused).
     #[serde(
         rename = "max_msgs_per_subject",
         alias = "max_messages_per_subject",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_messages_per_subject: Option<u64>,
+    /// With `discard: new` and `max_messages_per_subject`, refuse a message whose subject is
+    /// at its limit instead of deleting the subject's oldest.
+    pub discard_new_per_subject: bool,
     /// Largest message accepted, headers and payload, in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<u64>,
@@ -253,8 +257,13 @@ impl StreamConfig {
             };
             return invalid(format!("retention {name} is not supported"));
         }
-        if self.max_messages_per_subject.is_some() {
-            return invalid("max_msgs_per_subject is not supported".into());
+        if self.discard_new_per_subject
+            && (self.discard != Discard::New || self.max_messages_per_subject.is_none())
+        {
+            return invalid(
+                "discard new per subject requires discard new policy to be set and max msgs per subject"
+                    .into(),
+            );
         }
 
         if self.subjects.is_empty() {

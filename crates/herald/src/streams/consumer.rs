@@ -584,7 +584,10 @@ impl Consumer {
         }
         st.waiting.retain_mut(|pull| {
             if pull.expires.is_some_and(|at| at <= now) {
-                pull.sink.end(PullEnd::Expired);
+                pull.sink.end(PullEnd::Expired {
+                    messages: pull.left,
+                    bytes: pull.bytes_left.unwrap_or(0),
+                });
                 return false;
             }
             true
@@ -690,7 +693,7 @@ impl Consumer {
             num_ack_pending: st.pending.len(),
             num_redelivered: st.pending.values().filter(|p| p.deliveries > 1).count(),
             num_waiting: st.waiting.len(),
-            num_pending: committed.saturating_sub(st.next.saturating_sub(1)),
+            num_pending: pending_of(&st, stream, committed),
             last_active: st
                 .touched
                 .then(|| from_unix_nanos(now_nanos().saturating_sub(ago.as_nanos() as u64))),
@@ -821,6 +824,26 @@ impl ReadAhead {
         self.seq += 1;
         Ok(Some(record))
     }
+}
+
+/// Messages the consumer has yet to deliver for the first time: up to `committed`, on the
+/// subjects its filters take.
+fn pending_of(st: &State, stream: &Stream, committed: u64) -> u64 {
+    let all = committed.saturating_sub(st.next.saturating_sub(1));
+    if st.filters.is_empty() || all == 0 {
+        return all;
+    }
+    let mut log = stream.writer.log();
+    let counted = super::by_patterns(&st.filters, |f| {
+        Ok::<_, herald_log::Error>(
+            log.count_from(f, st.next)?
+                .saturating_sub(log.count_from(f, committed + 1)?),
+        )
+    });
+    counted.unwrap_or_else(|err| {
+        tracing::warn!(stream = %stream.name, %err, "cannot count a consumer's pending messages");
+        all
+    })
 }
 
 /// Where a new consumer starts in `stream`.

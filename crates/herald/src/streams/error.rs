@@ -93,6 +93,14 @@ pub(crate) enum Reason {
     StreamCreateIo,
     /// Removing a deleted stream's directory failed.
     StreamDeleteIo,
+    /// Reading the log by subject, or deleting from it, failed.
+    StreamRead,
+    /// A message delete on a stream with `deny_delete`.
+    MessageDeleteDenied,
+    /// A publish's expected last sequence (of the stream or of its subject) was not it.
+    WrongLastSequence,
+    /// A rollup header on a stream that does not allow rollups, or a bad one.
+    RollupDenied,
 }
 
 impl Reason {
@@ -112,13 +120,14 @@ impl Reason {
             | InvalidConsumerConfig
             | ConsumerUpdate
             | StreamUpdate => ErrorKind::InvalidConfig,
-            BadRequest | StreamPurge => ErrorKind::InvalidRequest,
+            BadRequest | StreamPurge | MessageDeleteDenied => ErrorKind::InvalidRequest,
             Unsupported | Replicas | MessageTtl => ErrorKind::Unsupported,
             TooManyConsumers | MessageTooLarge | StoreFailed => ErrorKind::Full,
-            ExpectedStream => ErrorKind::Conflict,
+            ExpectedStream | WrongLastSequence => ErrorKind::Conflict,
+            RollupDenied => ErrorKind::InvalidRequest,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
             Closed => ErrorKind::Closed,
-            Io | StreamCreateIo | StreamDeleteIo => ErrorKind::Io,
+            Io | StreamCreateIo | StreamDeleteIo | StreamRead => ErrorKind::Io,
         }
     }
 }
@@ -236,6 +245,16 @@ impl Error {
 
     pub(crate) fn store_failed(why: impl Into<String>) -> Error {
         Error::new(Reason::StoreFailed, why)
+    }
+
+    /// What the log's refusal of an append means to a publisher.
+    pub(crate) fn from_append(err: &herald_log::Error) -> Error {
+        match err {
+            herald_log::Error::WrongLastSequence(_) => {
+                Error::new(Reason::WrongLastSequence, err.to_string())
+            }
+            _ => Error::store_failed(err.to_string()),
+        }
     }
 
     pub(crate) fn closed(what: impl Into<String>) -> Error {

@@ -244,19 +244,22 @@ impl Streams {
     pub fn get(&self, stream: &str, which: &Get) -> Result<StoredMessage> {
         let held = self.store.stream(stream)?;
         let s = &held.stream;
-        let log = s.writer.log();
+        let mut log = s.writer.log();
         let last = s.committed();
-        let read = |seq| log.get(seq).ok().flatten();
-        let found = match which {
-            Get::Seq(seq) if *seq <= last => read(*seq),
-            Get::Seq(_) => None,
-            Get::LastBySubject(subject) => (log.first_seq()..=last)
-                .rev()
-                .filter_map(read)
-                .find(|m| crate::subject::matches(subject, &m.subject)),
-            Get::NextBySubject { from, subject } => ((*from).max(log.first_seq())..=last)
-                .filter_map(read)
-                .find(|m| crate::subject::matches(subject, &m.subject)),
+        let failed = |e: herald_log::Error| Error::new(Reason::StreamRead, e.to_string());
+        let seq = match which {
+            Get::Seq(seq) => Some(*seq),
+            Get::LastBySubject(subject) => {
+                by_pattern(subject, |f| log.last_seq_of(f)).map_err(failed)?
+            }
+            Get::NextBySubject { from, subject } => {
+                by_pattern(subject, |f| log.next_seq_of(f, *from)).map_err(failed)?
+            }
+        };
+        // Only what its publisher could have been told is stored.
+        let found = match seq.filter(|&seq| seq <= last) {
+            Some(seq) => log.get(seq).map_err(failed)?,
+            None => None,
         };
         let m = found.ok_or_else(Error::no_message)?;
         let headers = (!m.headers.is_empty()).then(|| Bytes::from(m.headers));
@@ -271,6 +274,59 @@ impl Streams {
                 None,
             ),
         })
+    }
+
+    /// Whether a stream exists and lets clients read its messages directly.
+    pub fn allows_direct(&self, stream: &str) -> bool {
+        self.store
+            .stream(stream)
+            .is_ok_and(|held| held.stream.config.lock().allow_direct)
+    }
+
+    /// The subjects of a stream's kept messages that match `filter`, with how many each has,
+    /// sorted by subject.
+    pub fn subjects(&self, stream: &str, filter: &str) -> Result<Vec<(String, u64)>> {
+        crate::subject::check(filter).map_err(|e| Error::bad_request(e.to_string()))?;
+        let held = self.store.stream(stream)?;
+        let mut log = held.stream.writer.log();
+        let states = by_pattern(filter, |f| log.subjects_state(f))
+            .map_err(|e| Error::new(Reason::StreamRead, e.to_string()))?;
+        Ok(states
+            .into_iter()
+            .map(|s| (s.subject, s.messages))
+            .collect())
+    }
+
+    /// How many kept messages from `from` on have subjects matching `filter`.
+    pub fn count_from(&self, stream: &str, filter: &str, from: u64) -> Result<u64> {
+        let held = self.store.stream(stream)?;
+        let mut log = held.stream.writer.log();
+        by_pattern(filter, |f| log.count_from(f, from))
+            .map_err(|e| Error::new(Reason::StreamRead, e.to_string()))
+    }
+
+    /// Deletes one message of a stream; with `erase`, its content is also overwritten on
+    /// disk. [`ErrorKind::NotFound`] when the stream does not hold it.
+    pub fn delete_message(&self, stream: &str, seq: u64, erase: bool) -> Result<()> {
+        let held = self.store.stream(stream)?;
+        let s = &held.stream;
+        if s.config.lock().deny_delete {
+            return Err(Error::new(
+                Reason::MessageDeleteDenied,
+                "message delete not permitted",
+            ));
+        }
+        if seq > s.committed() {
+            return Err(Error::no_message());
+        }
+        let mut log = s.writer.log();
+        let failed = |e: herald_log::Error| Error::new(Reason::StreamRead, e.to_string());
+        if !log.delete(seq, erase).map_err(failed)? {
+            return Err(Error::no_message());
+        }
+        // A delete asked for is on disk before it is answered.
+        log.sync().map_err(failed)?;
+        Ok(())
     }
 
     /// Creates a consumer, or returns the existing one with the same config; changes what may
@@ -582,4 +638,29 @@ fn confirm_timeout(headers: &HeaderMap) -> Duration {
         .get(CONFIRM_TIMEOUT_HEADER)
         .and_then(|v| v.parse().ok())
         .map_or(Duration::ZERO, Duration::from_millis)
+}
+
+/// Runs `f` with the log's filter for `pattern`: exact for a literal subject, a match
+/// otherwise.
+pub(crate) fn by_pattern<R>(pattern: &str, f: impl FnOnce(herald_log::Filter<'_>) -> R) -> R {
+    let matches = |s: &str| crate::subject::matches(pattern, s);
+    match crate::subject::check(pattern) {
+        Ok(crate::subject::Kind::Literal) => f(herald_log::Filter::Subject(pattern)),
+        _ => f(herald_log::Filter::Matching(&matches)),
+    }
+}
+
+/// Runs `f` with the log's filter for a consumer's filter subjects (all when none).
+pub(crate) fn by_patterns<R>(
+    patterns: &[String],
+    f: impl FnOnce(herald_log::Filter<'_>) -> R,
+) -> R {
+    match patterns {
+        [] => f(herald_log::Filter::All),
+        [one] => by_pattern(one, f),
+        many => {
+            let matches = |s: &str| many.iter().any(|p| crate::subject::matches(p, s));
+            f(herald_log::Filter::Matching(&matches))
+        }
+    }
 }

@@ -52,7 +52,12 @@ pub(crate) enum PullEnd {
     /// Nothing to deliver now, and the request asked not to wait.
     NoMessages,
     /// The request expired.
-    Expired,
+    Expired {
+        /// Messages the request still wanted.
+        messages: usize,
+        /// Bytes it had left (0 without a byte budget).
+        bytes: usize,
+    },
     /// The consumer was deleted (or its store closed).
     ConsumerDeleted,
     /// The next message is larger than the budget the request has left.
@@ -79,7 +84,7 @@ impl PullEnd {
     pub(crate) fn error(&self, consumer: &str) -> Option<Error> {
         let refused = |why: String| Some(Error::bad_request(why));
         match self {
-            PullEnd::NoMessages | PullEnd::Expired | PullEnd::MessageTooLarge { .. } => None,
+            PullEnd::NoMessages | PullEnd::Expired { .. } | PullEnd::MessageTooLarge { .. } => None,
             PullEnd::ConsumerDeleted => Some(Error::new(
                 Reason::ConsumerNotFound,
                 format!("consumer {consumer} was deleted"),

@@ -228,6 +228,8 @@ impl Store {
                     .saturating_add(herald_log::record::HEADER + 65_536),
             ),
             discard_new: config.discard == Discard::New,
+            max_msgs_per_subject: config.max_messages_per_subject.unwrap_or(0),
+            discard_new_per_subject: config.discard_new_per_subject,
         }
     }
 
@@ -343,20 +345,25 @@ impl Store {
         let held = self.stream(name)?;
         let stream = &held.stream;
         let failed = |why: String| Error::new(super::error::Reason::StreamPurge, why);
-        if let Some(filter) = &req.filter {
-            let subjects = stream.config.lock().subjects.clone();
-            let covers_all = subjects
-                .iter()
-                .all(|s| subject::check(filter).is_ok() && subject::covers(filter, s));
-            if !covers_all {
-                return Err(failed(
-                    "purge by a subject filter narrower than the stream's subjects is not supported"
-                        .into(),
-                ));
-            }
-        }
         if req.below.is_some() && req.keep.is_some() {
             return Err(Error::bad_request("seq and keep cannot both be given"));
+        }
+        if let Some(filter) = &req.filter {
+            if subject::check(filter).is_err() {
+                return Err(Error::bad_request(format!(
+                    "invalid subject filter {filter}"
+                )));
+            }
+            let subjects = stream.config.lock().subjects.clone();
+            let covers_all = subjects.iter().all(|s| subject::covers(filter, s));
+            if !covers_all {
+                // Message by message, per subject: `keep` keeps each subject's newest.
+                let mut log = stream.writer.log();
+                return super::by_pattern(filter, |which| {
+                    log.purge_subjects(which, req.below, req.keep)
+                })
+                .map_err(|e| failed(e.to_string()));
+            }
         }
         let mut log = stream.writer.log();
         let up_to = match (req.below, req.keep) {

@@ -239,9 +239,11 @@ impl Stream {
         }
         let mut msg_id = None;
         let mut confirm: Option<(usize, Duration)> = None;
-        let (max_msg_size, no_ack, window) = {
+        let mut expect = herald_log::Expect::default();
+        let (max_msg_size, no_ack, window, allow_rollup) = {
             let c = self.config.lock();
-            (c.max_message_size, c.no_ack, c.window())
+            let rollup = c.allow_rollup && !c.deny_purge;
+            (c.max_message_size, c.no_ack, c.window(), rollup)
         };
         let done = self.hooks.done_for(msg.reply(), no_ack);
         if let Some(block) = msg.header_block()
@@ -282,9 +284,38 @@ impl Stream {
                             }
                         }
                     }
-                    "Nats-Expected-Last-Sequence"
-                    | "Nats-Expected-Last-Msg-Id"
-                    | "Nats-Expected-Last-Subject-Sequence" => {
+                    "Nats-Expected-Last-Sequence" | "Nats-Expected-Last-Subject-Sequence" => {
+                        let Ok(seq) = value.trim().parse::<u64>() else {
+                            return self.refuse(
+                                done,
+                                Error::bad_request(format!("{name} must be a sequence number")),
+                            );
+                        };
+                        if name == "Nats-Expected-Last-Sequence" {
+                            expect.last_seq = Some(seq);
+                        } else {
+                            expect.last_subject_seq = Some(seq);
+                        }
+                    }
+                    "Nats-Rollup" => {
+                        if !allow_rollup {
+                            return self.refuse(
+                                done,
+                                Error::new(Reason::RollupDenied, "rollup not permitted"),
+                            );
+                        }
+                        expect.rollup = match value.trim() {
+                            "sub" => herald_log::Rollup::Subject,
+                            "all" => herald_log::Rollup::All,
+                            _ => {
+                                return self.refuse(
+                                    done,
+                                    Error::new(Reason::RollupDenied, "rollup value invalid"),
+                                );
+                            }
+                        };
+                    }
+                    "Nats-Expected-Last-Msg-Id" => {
                         return self.refuse(
                             done,
                             Error::bad_request(format!("{name} is not supported by herald")),
@@ -339,7 +370,12 @@ impl Stream {
             msg_id: msg_id.map(str::to_owned),
             confirm,
         };
-        if let Err(pending) = self.writer.append(&entry, pending) {
+        let queued = if expect == herald_log::Expect::default() {
+            self.writer.append(&entry, pending)
+        } else {
+            self.writer.append_expecting(&entry, expect, pending)
+        };
+        if let Err(pending) = queued {
             let stopped = herald_log::Error::Io {
                 path: self.dir.clone(),
                 source: std::io::Error::other("the stream's log writer is not running"),
@@ -404,10 +440,13 @@ impl Stream {
                 }
             }
             Err(err) => {
-                if !matches!(err, herald_log::Error::Full(_)) {
+                if !matches!(
+                    err,
+                    herald_log::Error::Full(_) | herald_log::Error::WrongLastSequence(_)
+                ) {
                     tracing::error!(stream = %self.name, %err, "cannot store a message");
                 }
-                let err = Error::store_failed(err.to_string());
+                let err = Error::from_append(&err);
                 for waiter in waiters.into_iter().chain([done]) {
                     self.answer(waiter, Err(err.clone()));
                 }

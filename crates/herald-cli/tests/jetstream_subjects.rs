@@ -1,0 +1,338 @@
+//! Per-subject state of JetStream streams, driven by the official `async-nats` client against
+//! `herald serve`: per-subject limits, message deletes (erased or not), reads by subject
+//! (direct and through the API), purges by subject, subject counts, expected sequences and
+//! rollups. Each also holds after a restart where it is durable state.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::stream::{self, DiscardPolicy};
+use async_nats::jetstream::{self, Context};
+use common::HeraldProcess;
+use futures::StreamExt;
+
+/// Every wait in these tests ends within this.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn jetstream(server: &HeraldProcess) -> Context {
+    let client = tokio::time::timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    jetstream::new(client)
+}
+
+/// Publishes and waits for the ack; the stored sequence.
+async fn publish(js: &Context, subject: &str, payload: &str) -> u64 {
+    js.publish(subject.to_owned(), payload.to_owned().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack")
+        .sequence
+}
+
+/// Publishes with headers; the ack's error text if it was refused.
+async fn publish_with(
+    js: &Context,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> Result<u64, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, *value);
+    }
+    let ack = js
+        .publish_with_headers(subject.to_owned(), map, payload.to_owned().into())
+        .await
+        .expect("publish");
+    tokio::time::timeout(WAIT, ack)
+        .await
+        .expect("ack timed out")
+        .map(|ack| ack.sequence)
+        .map_err(|err| err.to_string())
+}
+
+fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("herald-subjects-")
+        .tempdir()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn per_subject_limits_deletes_and_reads_by_subject() {
+    let dir = data_dir();
+    let dir_arg = dir.path().to_str().unwrap();
+    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
+    let js = jetstream(&server).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "SENSORS".into(),
+            subjects: vec!["sensor.>".into()],
+            max_messages_per_subject: 2,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        publish(&js, "sensor.a", &format!("a{i}")).await;
+    }
+    publish(&js, "sensor.b", "b1").await;
+    let five = publish(&js, "sensor.c", "c1").await;
+    assert_eq!(five, 5);
+
+    // sensor.a keeps its newest two: a2 (2) and a3 (3).
+    let info = stream.get_info().await.unwrap();
+    assert_eq!(info.state.messages, 4);
+    assert_eq!(info.state.first_sequence, 2);
+    let last_a = stream
+        .get_last_raw_message_by_subject("sensor.a")
+        .await
+        .unwrap();
+    assert_eq!((last_a.sequence, &last_a.payload[..]), (3, &b"a3"[..]));
+    let direct = stream
+        .direct_get_last_for_subject("sensor.a")
+        .await
+        .unwrap();
+    assert_eq!((direct.sequence, &direct.payload[..]), (3, &b"a3"[..]));
+    assert_eq!(direct.subject.as_str(), "sensor.a");
+    assert!(
+        stream.direct_get(1).await.is_err(),
+        "seq 1 went with the limit"
+    );
+    let next_a = stream
+        .direct_get_next_for_subject("sensor.a", Some(3))
+        .await
+        .unwrap();
+    assert_eq!(next_a.sequence, 3);
+
+    // Counts per subject.
+    let mut subjects = std::collections::BTreeMap::new();
+    let mut pages = stream.info_with_subjects(">").await.unwrap();
+    while let Some(entry) = tokio::time::timeout(WAIT, pages.next()).await.unwrap() {
+        let (subject, n) = entry.unwrap();
+        subjects.insert(subject, n);
+    }
+    assert_eq!(
+        subjects.into_iter().collect::<Vec<_>>(),
+        [
+            ("sensor.a".to_owned(), 2),
+            ("sensor.b".to_owned(), 1),
+            ("sensor.c".to_owned(), 1)
+        ]
+    );
+
+    // A delete (erased by default, as the client asks): never served again, not even after
+    // a restart, and its bytes are gone from the disk.
+    assert!(stream.delete_message(4).await.unwrap());
+    assert!(stream.direct_get(4).await.is_err());
+    assert!(stream.get_raw_message(4).await.is_err());
+    assert!(stream.delete_message(4).await.is_err(), "deleted twice");
+    let info = stream.get_info().await.unwrap();
+    assert_eq!(info.state.messages, 3);
+    assert_eq!(info.state.deleted_count, Some(1));
+
+    // A filtered consumer counts only its subject.
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("only-a".into()),
+            filter_subject: "sensor.a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer = consumer;
+    assert_eq!(consumer.info().await.unwrap().num_pending, 2);
+
+    // Purge one subject, keeping its newest.
+    let purged = stream.purge().filter("sensor.a").keep(1).await.unwrap();
+    assert_eq!(purged.purged, 1);
+    assert!(stream.direct_get(2).await.is_err());
+    assert_eq!(consumer.info().await.unwrap().num_pending, 1);
+
+    assert!(server.terminate().success());
+    let mut found_b1 = false;
+    for entry in walk(dir.path()) {
+        if std::fs::read(&entry)
+            .unwrap()
+            .windows(2)
+            .any(|w| w == b"b1")
+        {
+            found_b1 = true;
+        }
+    }
+    assert!(!found_b1, "the erased message's payload is still on disk");
+
+    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
+    let js = jetstream(&server).await;
+    let stream = js.get_stream("SENSORS").await.unwrap();
+    assert!(stream.direct_get(4).await.is_err(), "the delete survived");
+    assert!(stream.direct_get(2).await.is_err(), "the purge survived");
+    let info = stream.get_info().await.unwrap();
+    assert_eq!(info.state.messages, 2);
+    // The limit still holds after the restart.
+    publish(&js, "sensor.a", "a4").await;
+    publish(&js, "sensor.a", "a5").await;
+    assert!(stream.direct_get(3).await.is_err());
+    assert_eq!(
+        &stream
+            .direct_get_last_for_subject("sensor.a")
+            .await
+            .unwrap()
+            .payload[..],
+        b"a5"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn deny_delete_and_discard_new_per_subject() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let js = jetstream(&server).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "LOCKED".into(),
+            subjects: vec!["locked.>".into()],
+            max_messages_per_subject: 1,
+            discard: DiscardPolicy::New,
+            discard_new_per_subject: true,
+            deny_delete: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish(&js, "locked.a", "1").await;
+    publish(&js, "locked.b", "1").await;
+    let refused = publish_with(&js, "locked.a", &[], "2").await.unwrap_err();
+    assert!(
+        refused.contains("maximum messages per subject exceeded"),
+        "{refused}"
+    );
+    let err = stream.delete_message(1).await.unwrap_err().to_string();
+    assert!(err.contains("message delete not permitted"), "{err}");
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 2);
+
+    // Without discard new, a per-subject discard is refused as nats-server does.
+    let err = js
+        .create_stream(stream::Config {
+            name: "BAD".into(),
+            subjects: vec!["bad.>".into()],
+            max_messages_per_subject: 1,
+            discard_new_per_subject: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("discard new per subject"), "{err}");
+}
+
+#[tokio::test]
+async fn expected_sequences_and_rollups() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let js = jetstream(&server).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "STATE".into(),
+            subjects: vec!["state.>".into()],
+            allow_rollup: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(publish(&js, "state.a", "1").await, 1);
+    assert_eq!(publish(&js, "state.b", "1").await, 2);
+
+    // The last sequence of the subject, and of the stream.
+    let wrong = publish_with(
+        &js,
+        "state.a",
+        &[("Nats-Expected-Last-Subject-Sequence", "2")],
+        "x",
+    )
+    .await
+    .unwrap_err();
+    assert!(wrong.contains("wrong last sequence: 1"), "{wrong}");
+    let seq = publish_with(
+        &js,
+        "state.a",
+        &[("Nats-Expected-Last-Subject-Sequence", "1")],
+        "2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(seq, 3);
+    let fresh = publish_with(
+        &js,
+        "state.new",
+        &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        "1",
+    )
+    .await;
+    assert_eq!(fresh, Ok(4));
+    let wrong = publish_with(&js, "state.a", &[("Nats-Expected-Last-Sequence", "3")], "x")
+        .await
+        .unwrap_err();
+    assert!(wrong.contains("wrong last sequence: 4"), "{wrong}");
+    assert_eq!(
+        publish_with(&js, "state.a", &[("Nats-Expected-Last-Sequence", "4")], "3").await,
+        Ok(5)
+    );
+
+    // A subject rollup leaves only the new message on its subject.
+    assert_eq!(
+        publish_with(&js, "state.a", &[("Nats-Rollup", "sub")], "rolled").await,
+        Ok(6)
+    );
+    let info = stream.get_info().await.unwrap();
+    assert_eq!(info.state.messages, 3, "state.b, state.new and the rollup");
+    assert!(stream.get_raw_message(5).await.is_err());
+    assert!(stream.get_raw_message(2).await.is_ok());
+    // A stream rollup leaves only the new message.
+    assert_eq!(
+        publish_with(&js, "state.b", &[("Nats-Rollup", "all")], "all").await,
+        Ok(7)
+    );
+    let info = stream.get_info().await.unwrap();
+    assert_eq!((info.state.messages, info.state.first_sequence), (1, 7));
+
+    // Not allowed, or not a rollup: refused.
+    js.create_stream(stream::Config {
+        name: "PLAIN".into(),
+        subjects: vec!["plain.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let refused = publish_with(&js, "plain.a", &[("Nats-Rollup", "sub")], "x")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("rollup not permitted"), "{refused}");
+    let refused = publish_with(&js, "state.a", &[("Nats-Rollup", "some")], "x")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("rollup value invalid"), "{refused}");
+}
