@@ -1,5 +1,5 @@
 //! The official NATS JavaScript client (nats.js 3: `@nats-io/transport-node`, `jetstream`,
-//! `kv`; installed into `tests/js/node_modules` by `.ci/run`, run by the machine's Node.js)
+//! `kv`, `obj`; installed into `tests/js/node_modules` by `.ci/run`, run by the machine's Node.js)
 //! against a `herald serve` process, from the scripts in `tests/js/`. Each script prints one
 //! JSON object of what it saw; the tests compare it with what nats-server 2.9 gives.
 
@@ -110,10 +110,49 @@ fn key_value_buckets_as_nats_js_uses_them() {
         json!("error: wrong last sequence: 5"),
         "{out}"
     );
+    // History, keys and watch read through ordered push consumers (last_per_subject,
+    // headers only for keys).
+    assert_eq!(out["history"], json!(["1", "2", "3"]), "{out}");
+    assert_eq!(out["keys"], json!(["a", "b", "c"]), "{out}");
     assert_eq!(out["delete"], json!("DEL"), "{out}");
+    // A purge rolls the key's history up into one marker.
+    assert_eq!(
+        out["purge"],
+        json!({"operation": "PURGE", "history": ["PURGE"]}),
+        "{out}"
+    );
+    assert_eq!(out["watch"], json!(["w.1=one", "w.2=two"]), "{out}");
     assert_eq!(
         out["bad_key"],
         json!("error: invalid key: bad key"),
+        "{out}"
+    );
+}
+
+#[test]
+fn object_stores_as_nats_js_uses_them() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let out = run_script(&server, "obj.mjs");
+    // 300 KiB in 128 KiB chunks, its SHA-256 as the client computes it.
+    assert_eq!(
+        out["put"],
+        json!({"size": 307200, "chunks": 3, "digest_ok": true}),
+        "{out}"
+    );
+    assert_eq!(out["get"], json!({"size": 307200, "same": true}), "{out}");
+    assert_eq!(
+        out["info"],
+        json!({"name": "big.bin", "size": 307200, "deleted": false}),
+        "{out}"
+    );
+    assert_eq!(out["link"], json!(307200), "{out}");
+    assert_eq!(out["list"], json!(["alias.bin", "big.bin"]), "{out}");
+    assert_eq!(out["watch"], json!(5), "{out}");
+    assert_eq!(out["delete"], json!(true), "{out}");
+    assert_eq!(
+        out["status"],
+        json!({"bucket": "files", "sealed": false}),
         "{out}"
     );
 }

@@ -436,6 +436,13 @@ impl Scope {
         )
     }
 
+    /// Whether anything in the scope subscribes to `subject` now.
+    pub(crate) fn has_interest(&self, subject: &str) -> bool {
+        self.index
+            .with_matches(subject, |matches| !matches.is_empty())
+            .unwrap_or(false)
+    }
+
     /// Answers on `reply`, a reply subject this scope accepted with a publish (so it is not
     /// checked again): a JetStream publish ack. Returns how many took it.
     pub(crate) fn answer(&self, reply: &str, payload: &[u8]) -> usize {

@@ -23,6 +23,7 @@ use crate::streams::{CreateAction, Get, Streams};
 pub(crate) struct Api {
     pub(crate) streams: Streams,
     pub(crate) scope: Arc<Scope>,
+    pub(crate) flows: Arc<super::push::Flows>,
 }
 
 const NAMES_PAGE: usize = 1024;
@@ -72,16 +73,14 @@ pub(crate) fn handle(api: &Api, msg: &Message) {
         ["STREAM", "NAMES"] => stream_names(store, body),
         ["STREAM", "LIST"] => stream_list(store, body),
         ["STREAM", "MSG", "GET", name] => msg_get(store, name, body),
-        ["CONSUMER", "CREATE", stream] => consumer_create(store, stream, None, None, body),
+        ["CONSUMER", "CREATE", stream] => consumer_create(api, stream, None, None, body),
         ["CONSUMER", "CREATE", stream, name] => {
-            consumer_create(store, stream, Some(name), None, body)
+            consumer_create(api, stream, Some(name), None, body)
         }
         ["CONSUMER", "CREATE", stream, name, filter @ ..] => {
-            consumer_create(store, stream, Some(name), Some(filter.join(".")), body)
+            consumer_create(api, stream, Some(name), Some(filter.join(".")), body)
         }
-        ["CONSUMER", "DURABLE", "CREATE", stream, name] => {
-            durable_create(store, stream, name, body)
-        }
+        ["CONSUMER", "DURABLE", "CREATE", stream, name] => durable_create(api, stream, name, body),
         ["CONSUMER", "INFO", stream, name] => respond(
             "consumer_info",
             requests::expect_empty(body)
@@ -404,12 +403,13 @@ fn msg_get(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn consumer_create(
-    store: &Streams,
+    api: &Api,
     stream: &str,
     name: Option<&str>,
     filter: Option<String>,
     body: &[u8],
 ) -> Vec<u8> {
+    let store = &api.streams;
     let result = (|| {
         let req: CreateConsumerRequest = requests::parse_request(body)?;
         if !req.stream_name.is_empty() && req.stream_name != stream {
@@ -449,6 +449,9 @@ fn consumer_create(
         // takes a missing `filter_subjects` for a server without multiple filters).
         let sent_list = config.filter_subject.is_none() && config.filter_subjects.len() == 1;
         let info = store.create_consumer_as(stream, config.to_typed()?, action)?;
+        // A push consumer starts delivering (or takes its new settings) now.
+        api.flows
+            .install(store, &api.scope, stream, &info.name, &info.config);
         let mut echo = ConsumerInfo::from_typed(&info);
         if sent_list && let Some(filter) = echo.config.filter_subject.take() {
             echo.config.filter_subjects = vec![filter];
@@ -458,7 +461,7 @@ fn consumer_create(
     respond("consumer_create", result)
 }
 
-fn durable_create(store: &Streams, stream: &str, name: &str, body: &[u8]) -> Vec<u8> {
+fn durable_create(api: &Api, stream: &str, name: &str, body: &[u8]) -> Vec<u8> {
     let result = (|| {
         let req: CreateConsumerRequest = requests::parse_request(body)?;
         match req.config.durable_name.as_deref() {
@@ -468,7 +471,7 @@ fn durable_create(store: &Streams, stream: &str, name: &str, body: &[u8]) -> Vec
         }
     })();
     match result {
-        Ok(()) => consumer_create(store, stream, Some(name), None, body),
+        Ok(()) => consumer_create(api, stream, Some(name), None, body),
         Err(err) => error("consumer_create", &err),
     }
 }

@@ -568,20 +568,23 @@ pub struct ConsumerConfig {
     /// Longest `expires` (ns) a pull request may ask for; 0 = no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub max_expires: u64,
-    /// Push consumers only (refused by herald).
+    /// A push consumer's subject: messages are sent there as they come.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "empty_none")]
     pub deliver_subject: Option<String>,
-    /// Push consumers only (refused by herald).
+    /// The queue group of a push consumer's subscribers.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "empty_none")]
     pub deliver_group: Option<String>,
-    /// Push consumers only; must stay 0.
+    /// Push consumers: a heartbeat (ns) after this long without a delivery; 0 = none.
     #[serde(skip_serializing_if = "is_zero")]
     pub idle_heartbeat: u64,
-    /// Push consumers only; must stay false.
+    /// Push consumers: pause until the client answers a flow-control request.
     #[serde(skip_serializing_if = "is_false")]
     pub flow_control: bool,
+    /// Push consumers: most bytes per second; 0 = no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rate_limit_bps: u64,
     /// How long (ns) an ephemeral consumer may go without pulls before it is deleted.
     #[serde(skip_serializing_if = "is_zero")]
     pub inactive_threshold: u64,
@@ -596,25 +599,40 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// The typed config a client's request asks for. Push consumers (a deliver subject, idle
-    /// heartbeats, flow control) are refused, and so are start options that do not fit the
-    /// deliver policy (10094). The store then normalizes it.
+    /// The typed config a client's request asks for: push options need a deliver subject
+    /// (10088 for heartbeats without one), start options must fit the deliver policy
+    /// (10094). The store then normalizes it.
     pub fn to_typed(self) -> Result<streams::ConsumerConfig, ApiError> {
-        if self.deliver_subject.is_some() || self.deliver_group.is_some() {
+        let push = self
+            .deliver_subject
+            .clone()
+            .map(|deliver_subject| streams::Push {
+                deliver_subject,
+                deliver_group: self.deliver_group.clone(),
+                idle_heartbeat: nanos(self.idle_heartbeat),
+                flow_control: self.flow_control,
+                rate_limit_bps: (self.rate_limit_bps > 0).then_some(self.rate_limit_bps),
+            });
+        if push.is_none() && self.deliver_group.is_some() {
             return Err(ApiError::bad_request(
-                "push consumers are not supported; use a pull consumer",
+                "consumer deliver group requires a deliver subject",
             ));
         }
-        if self.idle_heartbeat > 0 {
+        if push.is_none() && self.rate_limit_bps > 0 {
+            return Err(ApiError::bad_request(
+                "consumer rate limit requires a push based consumer",
+            ));
+        }
+        if push.is_none() && self.idle_heartbeat > 0 {
             return Err(ApiError::new(
                 400,
                 10088,
                 "consumer idle heartbeat requires a push based consumer",
             ));
         }
-        if self.flow_control {
+        if push.is_none() && self.flow_control {
             return Err(ApiError::bad_request(
-                "flow control requires a push based consumer",
+                "consumer flow control requires a push based consumer",
             ));
         }
         if let (Some(name), Some(durable)) = (&self.name, &self.durable_name)
@@ -684,6 +702,7 @@ impl ConsumerConfig {
             replicas: u8::try_from(self.num_replicas).unwrap_or(u8::MAX),
             memory_storage: self.mem_storage,
             metadata: self.metadata.unwrap_or_default(),
+            push,
         })
     }
 
@@ -759,6 +778,7 @@ impl ConsumerConfig {
                 (DeliverPolicy::ByStartTime, None, Some(rfc3339(at)))
             }
         };
+        let push = config.push.as_ref();
         let (filter_subject, filter_subjects) = match config.filter_subjects.as_slice() {
             [one] => (Some(one.clone()), Vec::new()),
             many => (None, many.to_vec()),
@@ -785,16 +805,21 @@ impl ConsumerConfig {
                 streams::ReplayPolicy::Original => ReplayPolicy::Original,
             },
             sample_freq: config.sample_frequency.clone(),
-            max_waiting: i64::try_from(config.max_waiting).unwrap_or(i64::MAX),
+            // Pull requests are a pull consumer's only.
+            max_waiting: match config.push {
+                Some(_) => 0,
+                None => i64::try_from(config.max_waiting).unwrap_or(i64::MAX),
+            },
             max_ack_pending: config.max_ack_pending.map_or(-1, |n| count(Some(n))),
             headers_only: config.headers_only,
             max_batch: count(config.max_batch),
             max_bytes: count(config.max_bytes),
             max_expires: config.max_expires.map_or(0, as_nanos),
-            deliver_subject: None,
-            deliver_group: None,
-            idle_heartbeat: 0,
-            flow_control: false,
+            deliver_subject: push.map(|p| p.deliver_subject.clone()),
+            deliver_group: push.and_then(|p| p.deliver_group.clone()),
+            idle_heartbeat: push.and_then(|p| p.idle_heartbeat).map_or(0, as_nanos),
+            flow_control: push.is_some_and(|p| p.flow_control),
+            rate_limit_bps: push.and_then(|p| p.rate_limit_bps).unwrap_or(0),
             inactive_threshold: config.inactive_threshold.map_or(0, as_nanos),
             num_replicas: i64::from(config.replicas),
             mem_storage: config.memory_storage,

@@ -13,6 +13,7 @@
 //! | `config` | stream and consumer configs and infos as JSON, to and from the typed ones |
 //! | `requests` | reply envelopes and request bodies (purge, paging, message get, pull) |
 //! | `delivery` | pull requests into a client's inbox, `$JS.ACK` acks, publish acks |
+//! | `push` | push consumers: deliveries to a subject, heartbeats, flow control, rate limit |
 //! | `error` | [`ApiError`] and the codes of herald's typed errors |
 //! | `time` | timestamps as JetStream writes them (Go's zero time) |
 //!
@@ -32,6 +33,7 @@ mod api;
 pub mod config;
 mod delivery;
 mod error;
+mod push;
 pub mod requests;
 pub mod time;
 
@@ -55,6 +57,7 @@ pub const ACK_SUBJECTS: &str = "$JS.ACK.>";
 pub struct JetStream {
     api: Option<CallbackHandle>,
     acks: Option<(Arc<str>, u64)>,
+    flow_answers: Option<(Arc<str>, u64)>,
     scope: Arc<crate::scope::Scope>,
     streams: Streams,
 }
@@ -78,9 +81,25 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
         scope: scope.clone(),
     });
     let entry = scope.add(ACK_SUBJECTS, None, 0, 0, Sink::Target(acks), true)?;
+    let flows = Arc::new(push::Flows::default());
+    let answers = Arc::new(push::FlowAnswers {
+        flows: flows.clone(),
+        streams: streams.clone(),
+    });
+    let fc_entry = match scope.add(push::FC_SUBJECTS, None, 0, 0, Sink::Target(answers), true) {
+        Ok(fc_entry) => fc_entry,
+        Err(err) => {
+            scope.remove(&entry.pattern, entry.id);
+            streams.hooks().served.store(false, Ordering::Release);
+            return Err(err);
+        }
+    };
+    // Push consumers recovered with the store deliver again.
+    flows.install_all(streams, &scope);
     let api = Arc::new(api::Api {
         streams: streams.clone(),
         scope: scope.clone(),
+        flows,
     });
     let handle = router.on_with(
         API_SUBJECTS,
@@ -91,6 +110,7 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
         Ok(handle) => handle,
         Err(err) => {
             scope.remove(&entry.pattern, entry.id);
+            scope.remove(&fc_entry.pattern, fc_entry.id);
             streams.hooks().served.store(false, Ordering::Release);
             return Err(err);
         }
@@ -98,6 +118,7 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
     Ok(JetStream {
         api: Some(handle),
         acks: Some((entry.pattern.clone(), entry.id)),
+        flow_answers: Some((fc_entry.pattern.clone(), fc_entry.id)),
         scope,
         streams: streams.clone(),
     })
@@ -112,6 +133,9 @@ impl JetStream {
     fn close(&mut self) {
         if let Some(api) = self.api.take() {
             api.cancel();
+        }
+        if let Some((pattern, id)) = self.flow_answers.take() {
+            self.scope.remove(&pattern, id);
         }
         if let Some((pattern, id)) = self.acks.take() {
             self.scope.remove(&pattern, id);

@@ -370,23 +370,46 @@ fn consumer_start_policies() {
         let err = consumer_err(body.clone());
         assert_eq!((err.code, err.err_code), (400, 10094), "{body}");
     }
-    for body in [
-        json!({"deliver_policy":"last_per_subject"}),
-        json!({"replay_policy":"original"}),
-    ] {
-        let err = consumer_err(body);
-        assert_eq!((err.code, err.err_code), (400, 10003));
-        assert!(err.description.ends_with("is not supported"));
-    }
+    assert_eq!(
+        to_json(&consumer(json!({"deliver_policy":"last_per_subject"})).unwrap())["deliver_policy"],
+        json!("last_per_subject")
+    );
+    let err = consumer_err(json!({"replay_policy":"original"}));
+    assert_eq!((err.code, err.err_code), (400, 10003));
+    assert!(err.description.ends_with("is not supported"));
 }
 
 #[test]
-fn consumer_push_options_are_refused() {
-    let err = consumer_err(json!({"deliver_subject":"push.here"}));
+fn consumer_push_options_need_a_deliver_subject() {
+    let push = consumer(
+        json!({"deliver_subject":"push.here","deliver_group":"workers",
+        "idle_heartbeat":SEC,"flow_control":true,"rate_limit_bps":1000}),
+    )
+    .unwrap();
+    let echo = to_json(&push);
+    assert_eq!(echo["deliver_subject"], json!("push.here"));
+    assert_eq!(echo["deliver_group"], json!("workers"));
+    assert_eq!(echo["idle_heartbeat"], json!(SEC));
+    assert_eq!(echo["flow_control"], json!(true));
+    assert_eq!(echo["rate_limit_bps"], json!(1000));
     assert_eq!(
-        err,
-        ApiError::bad_request("push consumers are not supported; use a pull consumer")
+        echo["max_waiting"],
+        json!(0),
+        "pull requests are for pull consumers"
     );
+    let err = consumer_err(json!({"deliver_subject":"push.here","flow_control":true}));
+    assert_eq!(
+        err.description,
+        "consumer with flow control also needs heartbeats"
+    );
+    let err = consumer_err(json!({"deliver_subject":"push.*"}));
+    assert_eq!((err.code, err.err_code), (400, 10003));
+    let err = consumer_err(json!({"deliver_subject":"push.here","max_batch":10}));
+    assert_eq!((err.code, err.err_code), (400, 10003));
+    let err = consumer_err(json!({"deliver_group":"workers"}));
+    assert_eq!((err.code, err.err_code), (400, 10003));
+    let err = consumer_err(json!({"rate_limit_bps":10}));
+    assert_eq!((err.code, err.err_code), (400, 10003));
     let err = consumer_err(json!({"idle_heartbeat":SEC}));
     assert_eq!((err.code, err.err_code), (400, 10088));
     let err = consumer_err(json!({"flow_control":true}));

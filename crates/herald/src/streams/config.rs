@@ -88,7 +88,8 @@ pub enum DeliverPolicy {
     ByStartSequence(u64),
     /// From the first message stored at or after this time.
     ByStartTime(#[serde(with = "crate::time::serde_rfc3339")] SystemTime),
-    /// The last message of each subject (not supported yet).
+    /// The last message of each subject (that passes the consumer's filters), then every
+    /// message stored after the consumer was made.
     LastPerSubject,
 }
 
@@ -396,6 +397,30 @@ pub struct ConsumerConfig {
     /// Free key/value pairs for applications.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Deliver by push (a JetStream push consumer): messages are sent to a subject as they
+    /// come, instead of waiting for pull requests. The store keeps this; the JetStream
+    /// adapter does the sending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<Push>,
+}
+
+/// How a push consumer delivers ([`ConsumerConfig::push`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Push {
+    /// Where messages are sent.
+    pub deliver_subject: String,
+    /// The queue group that shares the deliveries (one member gets each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_group: Option<String>,
+    /// A heartbeat after this long without a delivery.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub idle_heartbeat: Option<Duration>,
+    /// Pause after a window of deliveries until the client answers a flow-control request.
+    pub flow_control: bool,
+    /// Most bytes delivered per second (`None`: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_bps: Option<u64>,
 }
 
 impl Default for ConsumerConfig {
@@ -423,6 +448,7 @@ impl Default for ConsumerConfig {
             replicas: 0,
             memory_storage: false,
             metadata: BTreeMap::new(),
+            push: None,
         }
     }
 }
@@ -471,18 +497,10 @@ impl ConsumerConfig {
                 "consumer description is longer than {MAX_DESCRIPTION_LEN} bytes"
             )));
         }
-        match self.deliver {
-            DeliverPolicy::LastPerSubject => {
-                return Err(Error::unsupported(
-                    "deliver policy last_per_subject is not supported",
-                ));
-            }
-            DeliverPolicy::ByStartSequence(0) => {
-                return Err(Error::invalid_consumer_config(
-                    "deliver policy by_start_sequence requires opt_start_seq",
-                ));
-            }
-            _ => {}
+        if self.deliver == DeliverPolicy::ByStartSequence(0) {
+            return Err(Error::invalid_consumer_config(
+                "deliver policy by_start_sequence requires opt_start_seq",
+            ));
         }
         if self.replay_policy == ReplayPolicy::Original {
             return Err(Error::unsupported(
@@ -511,6 +529,26 @@ impl ConsumerConfig {
                 && self.max_ack_pending.is_none_or(|n| n > cap)
             {
                 self.max_ack_pending = Some(cap);
+            }
+        }
+
+        // Push delivery.
+        if let Some(push) = &self.push {
+            if subject::check_literal(&push.deliver_subject).is_err() {
+                return Err(Error::invalid_consumer_config(format!(
+                    "invalid deliver subject {:?}",
+                    push.deliver_subject
+                )));
+            }
+            if push.flow_control && push.idle_heartbeat.is_none_or(|h| h.is_zero()) {
+                return Err(Error::invalid_consumer_config(
+                    "consumer with flow control also needs heartbeats",
+                ));
+            }
+            if self.max_batch.is_some() || self.max_bytes.is_some() || self.max_expires.is_some() {
+                return Err(Error::invalid_consumer_config(
+                    "consumer in push mode can not set max batch, max bytes or max expires",
+                ));
             }
         }
 
@@ -569,7 +607,11 @@ impl ConsumerConfig {
 
     /// Whether an existing consumer (`self`) may become `new` in place (both normalized).
     pub fn check_update(&self, new: &ConsumerConfig) -> Result<()> {
-        let checks: [(bool, &str); 7] = [
+        let checks: [(bool, &str); 8] = [
+            (
+                self.push.is_some() != new.push.is_some(),
+                "a push consumer can not become a pull consumer, or the reverse",
+            ),
             (
                 self.deliver != new.deliver,
                 match (self.deliver, new.deliver) {

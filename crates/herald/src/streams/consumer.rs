@@ -1,5 +1,6 @@
-//! Pull consumers: a position in a stream, the messages handed out and not yet acked, and
-//! the pull requests waiting for messages.
+//! Consumers: a position in a stream, the messages handed out and not yet acked, and
+//! the pull requests waiting for messages (a push consumer has one that never ends, whose
+//! sink sends to its deliver subject).
 //!
 //! Everything a consumer does happens under its one lock, in [`Consumer::pump`]: fill the
 //! waiting pull requests, redeliveries first, then new messages after the position, until the
@@ -35,6 +36,8 @@ use super::stream::Stream;
 use crate::subject;
 use crate::time::{from_unix_nanos, now_nanos, unix_nanos};
 
+/// How soon a push consumer whose subject nobody read tries again.
+const PUSH_RETRY: Duration = Duration::from_millis(100);
 /// How long a durable's state may stay unsaved after a change.
 const SAVE_DELAY: Duration = Duration::from_millis(100);
 /// The farthest a deadline is put: a longer wait (a nak's delay of a million years, a pull
@@ -86,6 +89,11 @@ struct State {
     saved_at: Instant,
     /// When the timer task runs next, as its last tick decided (`None`: only when woken).
     timer_at: Option<Instant>,
+    /// `last_per_subject`: the last message of each subject when the consumer was made, to
+    /// deliver before the messages after `next`.
+    backlog: VecDeque<u64>,
+    /// Until when the push sink said it takes nothing (the last pump stopped there).
+    blocked_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +114,8 @@ struct Pull {
     bytes_left: Option<usize>,
     heartbeat: Option<Duration>,
     last_sent: Instant,
+    /// A push consumer's standing request: no batch, no expiry, not counted as waiting.
+    push: bool,
 }
 
 /// A durable consumer's state as saved on disk.
@@ -174,6 +184,8 @@ impl Consumer {
             dirty: true,
             saved_at: now,
             timer_at: None,
+            backlog: VecDeque::new(),
+            blocked_until: None,
             filters,
             config,
         };
@@ -199,6 +211,19 @@ impl Consumer {
                     state.redeliver.insert(sseq);
                 }
                 state.dirty = false;
+            }
+            None if state.config.deliver == DeliverPolicy::LastPerSubject => {
+                // The newest of each subject now, then what comes after.
+                let last = stream.committed();
+                let lasts =
+                    super::by_patterns(&state.filters, |f| stream.writer.log().last_of_each(f));
+                match lasts {
+                    Ok(lasts) => state.backlog = lasts.into_iter().filter(|&s| s <= last).collect(),
+                    Err(err) => {
+                        tracing::error!(stream = %stream.name, %err, "cannot read the last message of each subject")
+                    }
+                }
+                state.next = last + 1;
             }
             None => state.next = start_seq(&state.config, &state.filters, stream),
         }
@@ -296,7 +321,7 @@ impl Consumer {
         if req.no_wait && req.expires.is_none() && !self.has_messages(&st, &stream) {
             return sink.end(PullEnd::NoMessages);
         }
-        if !req.no_wait && st.waiting.len() as u64 >= st.config.max_waiting.max(1) {
+        if !req.no_wait && waiting_pulls(&st) as u64 >= st.config.max_waiting.max(1) {
             return sink.end(PullEnd::TooManyWaiting);
         }
         st.waiting.push_back(Pull {
@@ -308,7 +333,35 @@ impl Consumer {
             bytes_left: req.max_bytes,
             heartbeat: req.heartbeat,
             last_sent: now,
+            push: false,
         });
+        self.pump(&mut st, &stream);
+        drop(st);
+        self.wake();
+    }
+
+    /// Delivers by push from now on: `sink` takes each message as it comes (within the ack
+    /// window, while the sink is not blocked), with a heartbeat after `heartbeat` without
+    /// one. Replaces the push sink given before, if any.
+    pub(crate) fn push(&self, sink: Box<dyn Sink>, heartbeat: Option<Duration>) {
+        let Some(stream) = self.stream.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.waiting.retain(|p| !p.push);
+        st.waiting.push_front(Pull {
+            sink,
+            left: usize::MAX,
+            expires: None,
+            no_wait: false,
+            delivered: 0,
+            bytes_left: None,
+            heartbeat,
+            last_sent: now,
+            push: true,
+        });
+        st.active_at = now;
         self.pump(&mut st, &stream);
         drop(st);
         self.wake();
@@ -428,15 +481,29 @@ impl Consumer {
         let committed = stream.committed();
         let now = Instant::now();
         let mut ahead = ReadAhead::default();
+        st.blocked_until = None;
+        // Under filters, what is left after the position is counted by subject once, then
+        // kept as messages go (clients read "nothing left" from a delivery's metadata).
+        let mut filtered_left =
+            (!st.filters.is_empty()).then(|| pending_after(st, stream, committed));
         // A redelivery is of a message already counted in the window: a full window holds
-        // back only first deliveries.
-        while !st.waiting.is_empty() {
-            let (seq, redelivery) = match st.redeliver.pop_first() {
-                Some(seq) => (seq, true),
-                None if st.next <= committed && st.pending.len() < window => (st.next, false),
-                None => break,
+        // back only first deliveries. The backlog (the last of each subject, for
+        // `last_per_subject`) goes before the messages after the position.
+        while let Some(front) = st.waiting.front_mut() {
+            if let Some(until) = front.sink.blocked(now) {
+                st.blocked_until = Some(until);
+                break;
+            }
+            let (seq, redelivery, from_backlog) = match st.redeliver.pop_first() {
+                Some(seq) => (seq, true, false),
+                None if st.pending.len() >= window => break,
+                None => match st.backlog.front() {
+                    Some(&seq) => (seq, false, true),
+                    None if st.next <= committed => (st.next, false, false),
+                    None => break,
+                },
             };
-            let read = if redelivery {
+            let read = if redelivery || from_backlog {
                 stream
                     .writer
                     .log()
@@ -446,8 +513,7 @@ impl Consumer {
                 let wanted = st
                     .waiting
                     .iter()
-                    .map(|p| p.left as u64)
-                    .sum::<u64>()
+                    .fold(0u64, |n, p| n.saturating_add(p.left as u64))
                     .min((window - st.pending.len()) as u64)
                     .min(committed + 1 - seq);
                 ahead.next(stream, seq, wanted as usize)
@@ -461,6 +527,8 @@ impl Consumer {
                     // Deleted by a limit or a purge: skip it.
                     if redelivery {
                         st.forget(seq);
+                    } else if from_backlog {
+                        st.backlog.pop_front();
                     } else {
                         st.next = (seq + 1).max(stream.writer.log().first_seq());
                     }
@@ -468,7 +536,7 @@ impl Consumer {
                 }
             };
             let subject = stored.subject();
-            if !redelivery && !matches_any(&st.filters, subject) {
+            if !redelivery && !from_backlog && !matches_any(&st.filters, subject) {
                 st.next = seq + 1;
                 continue;
             }
@@ -477,7 +545,13 @@ impl Consumer {
                 _ => 1,
             };
             let cseq = st.cseq + 1;
-            let after = if redelivery { st.next - 1 } else { seq };
+            let after = if redelivery || from_backlog {
+                st.next - 1
+            } else {
+                seq
+            };
+            // What is left behind this one: the rest of the backlog, then the stream.
+            let backlog_left = st.backlog.len().saturating_sub(usize::from(from_backlog));
             let msg = Delivered {
                 subject,
                 headers: &stored.headers,
@@ -487,7 +561,10 @@ impl Consumer {
                     consumer_seq: cseq,
                     delivered: deliveries,
                     time: from_unix_nanos(stored.timestamp),
-                    pending: committed.saturating_sub(after),
+                    pending: match filtered_left {
+                        Some(left) => left.saturating_sub(u64::from(!redelivery && !from_backlog)),
+                        None => committed.saturating_sub(after),
+                    } + backlog_left as u64,
                 },
             };
             let Some(pull) = st.waiting.front_mut() else {
@@ -506,11 +583,17 @@ impl Consumer {
                 continue;
             }
             if !pull.sink.deliver(&msg) {
-                // Nobody takes the request's messages any more: drop it, keep the message.
-                st.waiting.pop_front();
+                // Nobody takes the request's messages any more: drop it (a push consumer's
+                // stays: it tries again shortly), keep the message.
+                let push = pull.push;
                 if redelivery {
                     st.redeliver.insert(seq);
                 }
+                if push {
+                    st.blocked_until = Some(later(now, PUSH_RETRY));
+                    break;
+                }
+                st.waiting.pop_front();
                 continue;
             }
             pull.left -= 1;
@@ -526,8 +609,13 @@ impl Consumer {
             }
             st.cseq = cseq;
             st.last_sseq = st.last_sseq.max(seq);
-            if !redelivery {
+            if from_backlog {
+                st.backlog.pop_front();
+            } else if !redelivery {
                 st.next = seq + 1;
+                if let Some(left) = &mut filtered_left {
+                    *left = left.saturating_sub(1);
+                }
             }
             if !ack_none {
                 if let Some(old) = st.pending.get(&seq) {
@@ -602,9 +690,13 @@ impl Consumer {
             }
         }
         self.pump(&mut st, &stream);
+        // A push consumer is active while someone reads its subject.
+        if st.waiting.iter().any(|p| p.push && p.sink.active()) {
+            st.active_at = now;
+        }
         let inactive = st.config.inactive_threshold.unwrap_or(Duration::ZERO);
         if !inactive.is_zero()
-            && st.waiting.is_empty()
+            && waiting_pulls(&st) == 0
             && now.duration_since(st.active_at) >= inactive
         {
             drop(st);
@@ -622,8 +714,11 @@ impl Consumer {
                 consider(later(pull.last_sent, every));
             }
         }
-        if !inactive.is_zero() && st.waiting.is_empty() {
+        if !inactive.is_zero() && waiting_pulls(&st) == 0 {
             consider(later(st.active_at, inactive));
+        }
+        if let Some(at) = st.blocked_until {
+            consider(at);
         }
         let save_now =
             st.dirty && self.file.is_some() && now.duration_since(st.saved_at) >= SAVE_DELAY;
@@ -692,7 +787,7 @@ impl Consumer {
             ack_floor,
             num_ack_pending: st.pending.len(),
             num_redelivered: st.pending.values().filter(|p| p.deliveries > 1).count(),
-            num_waiting: st.waiting.len(),
+            num_waiting: waiting_pulls(&st),
             num_pending: pending_of(&st, stream, committed),
             last_active: st
                 .touched
@@ -829,6 +924,16 @@ impl ReadAhead {
 /// Messages the consumer has yet to deliver for the first time: up to `committed`, on the
 /// subjects its filters take.
 fn pending_of(st: &State, stream: &Stream, committed: u64) -> u64 {
+    st.backlog.len() as u64 + pending_after(st, stream, committed)
+}
+
+/// Pull requests waiting (a push consumer's standing one is not counted).
+fn waiting_pulls(st: &State) -> usize {
+    st.waiting.iter().filter(|p| !p.push).count()
+}
+
+/// [`pending_of`] after the position.
+fn pending_after(st: &State, stream: &Stream, committed: u64) -> u64 {
     let all = committed.saturating_sub(st.next.saturating_sub(1));
     if st.filters.is_empty() || all == 0 {
         return all;

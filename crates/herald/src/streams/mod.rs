@@ -66,7 +66,7 @@ use parking_lot::{Mutex, RwLock};
 pub use config::{
     AckPolicy, ConsumerConfig, ConsumerLimits, DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_INACTIVE_THRESHOLD, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING, DeliverPolicy,
-    Discard, ReplayPolicy, Retention, Storage, StreamConfig,
+    Discard, Push, ReplayPolicy, Retention, Storage, StreamConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use herald_log::Fsync;
@@ -588,6 +588,27 @@ impl Streams {
         let (_, c) = self.store.consumer(stream, consumer)?;
         c.pull(request, sink);
         Ok(())
+    }
+
+    /// Makes `consumer` deliver by push into `sink` from now on (replacing an earlier push
+    /// sink), with a heartbeat after `heartbeat` without a delivery.
+    pub(crate) fn push(
+        &self,
+        stream: &str,
+        consumer: &str,
+        sink: Box<dyn pull::Sink>,
+        heartbeat: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let (_, c) = self.store.consumer(stream, consumer)?;
+        c.push(sink, heartbeat);
+        Ok(())
+    }
+
+    /// Has `consumer` look again for what it can deliver (a push sink stopped blocking).
+    pub(crate) fn wake(&self, stream: &str, consumer: &str) {
+        if let Ok((_, c)) = self.store.consumer(stream, consumer) {
+            c.wake();
+        }
     }
 
     /// The store's hooks (for the JetStream adapter).

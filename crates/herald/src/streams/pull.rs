@@ -6,7 +6,7 @@
 //! reads through a sink that writes to a NATS client's inbox, with the ack subjects and
 //! status lines NATS clients expect.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -119,5 +119,18 @@ pub(crate) trait Sink: Send {
     /// Nothing was delivered for a heartbeat interval; the consumer's last sequences.
     fn heartbeat(&mut self, consumer_seq: u64, stream_seq: u64) {
         let _ = (consumer_seq, stream_seq);
+    }
+
+    /// Whether the sink takes no message now (a push consumer waiting for flow control, or
+    /// over its rate), and until when at the latest (it may also wake the consumer sooner).
+    fn blocked(&mut self, now: Instant) -> Option<Instant> {
+        let _ = now;
+        None
+    }
+
+    /// Whether someone reads what the sink delivers (a push consumer's subject has
+    /// subscribers): keeps an ephemeral push consumer from counting as inactive.
+    fn active(&self) -> bool {
+        false
     }
 }
