@@ -336,3 +336,80 @@ async fn expected_sequences_and_rollups() {
         .unwrap_err();
     assert!(refused.contains("rollup value invalid"), "{refused}");
 }
+
+#[tokio::test]
+async fn messages_with_their_own_ttl_expire_even_across_a_restart() {
+    let dir = data_dir();
+    let dir_arg = dir.path().to_str().unwrap();
+    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
+    let js = jetstream(&server).await;
+    // `allow_msg_ttl` as nats-py sends it (async-nats has it only for 2.11 servers).
+    let created: serde_json::Value = js
+        .request(
+            "STREAM.CREATE.TTL",
+            &serde_json::json!({"name": "TTL", "subjects": ["ttl.>"], "allow_msg_ttl": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created["config"]["allow_msg_ttl"], true, "{created}");
+    let stream = js.get_stream("TTL").await.unwrap();
+    assert_eq!(
+        publish_with(&js, "ttl.short", &[("Nats-TTL", "1s")], "a").await,
+        Ok(1)
+    );
+    assert_eq!(
+        publish_with(&js, "ttl.long", &[("Nats-TTL", "2")], "b").await,
+        Ok(2)
+    );
+    assert_eq!(
+        publish_with(&js, "ttl.keep", &[("Nats-TTL", "never")], "c").await,
+        Ok(3)
+    );
+    assert_eq!(publish(&js, "ttl.plain", "d").await, 4);
+    let bad = publish_with(&js, "ttl.bad", &[("Nats-TTL", "soon")], "x")
+        .await
+        .unwrap_err();
+    assert!(bad.contains("invalid per-message TTL"), "{bad}");
+    let bad = publish_with(&js, "ttl.bad", &[("Nats-TTL", "10ms")], "x")
+        .await
+        .unwrap_err();
+    assert!(bad.contains("invalid per-message TTL"), "{bad}");
+    // The first goes after a second.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stream.get_raw_message(1).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq 1 never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stream.get_raw_message(2).await.is_ok(), "seq 2 lives 2 s");
+    // Across a restart, the second still expires on time.
+    assert!(server.terminate().success());
+    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
+    let js = jetstream(&server).await;
+    let stream = js.get_stream("TTL").await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stream.get_raw_message(2).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq 2 never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stream.get_raw_message(3).await.is_ok(), "never expires");
+    assert!(stream.get_raw_message(4).await.is_ok(), "no TTL, kept");
+
+    // A stream that does not allow them refuses them.
+    js.create_stream(stream::Config {
+        name: "NOTTL".into(),
+        subjects: vec!["nottl.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let refused = publish_with(&js, "nottl.a", &[("Nats-TTL", "1s")], "x")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("per-message TTL is disabled"), "{refused}");
+}

@@ -24,6 +24,15 @@ fn nats_py_jetstream_script_passes() {
     drop(server);
 }
 
+#[test]
+fn nats_py_push_kv_and_object_store_script_passes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let server = HeraldProcess::start(&["--data-dir", data]);
+    run_script(&server, "nats_py_push.py");
+    drop(server);
+}
+
 /// Runs `tests/py/<name>` against `server` and asserts that it passed.
 fn run_script(server: &HeraldProcess, name: &str) {
     let script = format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -17,8 +17,10 @@ use crate::registry::Registry;
 use crate::stats::Stats;
 
 /// The NATS protocol level herald speaks, advertised as INFO `version`: clients read that
-/// field as the nats-server feature level, not as herald's own version.
-pub const NATS_VERSION: &str = "2.11.0";
+/// field as the nats-server feature level, not as herald's own version. 2.10: herald answers
+/// what 2.10 clients use; of 2.11 it has message TTLs and batched direct gets, but not
+/// consumer pausing or priority groups, so clients must not take it for a 2.11 server.
+pub const NATS_VERSION: &str = "2.10.24";
 
 /// What every connection of one server shares.
 pub(crate) struct Shared {

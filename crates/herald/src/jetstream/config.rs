@@ -279,7 +279,6 @@ impl StreamConfig {
         }
         for (set, what) in [
             (self.sealed, "sealed streams are"),
-            (self.allow_msg_ttl, "per-message TTL is"),
             (self.mirror_direct, "mirror_direct is"),
         ] {
             if set {
@@ -322,6 +321,7 @@ impl StreamConfig {
             deny_delete: self.deny_delete,
             deny_purge: self.deny_purge,
             allow_rollup: self.allow_rollup_hdrs,
+            allow_msg_ttl: self.allow_msg_ttl,
             consumer_limits: streams::ConsumerLimits {
                 inactive_threshold: self.consumer_limits.inactive_threshold.and_then(nanos),
                 max_ack_pending: self
@@ -370,7 +370,7 @@ impl StreamConfig {
             deny_delete: config.deny_delete,
             deny_purge: config.deny_purge,
             allow_rollup_hdrs: config.allow_rollup,
-            allow_msg_ttl: false,
+            allow_msg_ttl: config.allow_msg_ttl,
             discard_new_per_subject: config.discard_new_per_subject,
             consumer_limits: ConsumerLimits {
                 inactive_threshold: config.consumer_limits.inactive_threshold.map(as_nanos),

@@ -158,6 +158,7 @@ impl From<&streams::Error> for ApiError {
             MessageDeleteDenied => (500, 10057),
             WrongLastSequence => (400, 10071),
             RollupDenied => (400, 10115),
+            MessageTtlInvalid => (400, 10165),
         };
         ApiError::new(code, err_code, err.message())
     }

@@ -232,10 +232,6 @@ fn stream_unsupported_features_are_refused() {
             "discard new per subject requires discard new policy to be set and max msgs per subject",
         ),
         (json!({"sealed":true}), "sealed streams are not supported"),
-        (
-            json!({"allow_msg_ttl":true}),
-            "per-message TTL is not supported",
-        ),
         (json!({"mirror":{"name":"O"}}), "mirror is not supported"),
         (
             json!({"sources":[{"name":"O"}]}),

@@ -199,6 +199,8 @@ pub struct StreamConfig {
     pub deny_purge: bool,
     /// Honour rollup headers.
     pub allow_rollup: bool,
+    /// Honour a message's own time to live (`Nats-TTL` header).
+    pub allow_msg_ttl: bool,
     /// Defaults and caps for this stream's consumers.
     pub consumer_limits: ConsumerLimits,
     /// Free key/value pairs for applications.

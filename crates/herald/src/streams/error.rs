@@ -101,6 +101,8 @@ pub(crate) enum Reason {
     WrongLastSequence,
     /// A rollup header on a stream that does not allow rollups, or a bad one.
     RollupDenied,
+    /// A `Nats-TTL` that is not a duration of at least a second.
+    MessageTtlInvalid,
 }
 
 impl Reason {
@@ -124,7 +126,7 @@ impl Reason {
             Unsupported | Replicas | MessageTtl => ErrorKind::Unsupported,
             TooManyConsumers | MessageTooLarge | StoreFailed => ErrorKind::Full,
             ExpectedStream | WrongLastSequence => ErrorKind::Conflict,
-            RollupDenied => ErrorKind::InvalidRequest,
+            RollupDenied | MessageTtlInvalid => ErrorKind::InvalidRequest,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
             Closed => ErrorKind::Closed,
             Io | StreamCreateIo | StreamDeleteIo | StreamRead => ErrorKind::Io,

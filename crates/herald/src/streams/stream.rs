@@ -117,6 +117,8 @@ pub(crate) struct Stream {
     committed: AtomicU64,
     pub(crate) scope: Arc<Scope>,
     dedup: Mutex<Dedup>,
+    /// Messages with a `Nats-TTL`: (when they expire, ns since the epoch; sequence).
+    ttls: Mutex<std::collections::BTreeSet<(u64, u64)>>,
     confirms: Mutex<BTreeMap<u64, Confirm>>,
     /// How many entries `confirms` has (kept under its lock): an ack skips the lock when 0.
     confirming: AtomicUsize,
@@ -141,6 +143,8 @@ pub(crate) struct Pending {
     done: Done,
     msg_id: Option<String>,
     confirm: Option<(usize, Duration)>,
+    /// Its own time to live (`Nats-TTL`).
+    ttl: Option<Duration>,
 }
 
 /// Message ids seen within the duplicate window.
@@ -186,6 +190,7 @@ impl Stream {
             committed: AtomicU64::new(last),
             scope,
             dedup: Mutex::default(),
+            ttls: Mutex::default(),
             confirms: Mutex::default(),
             confirming: AtomicUsize::new(0),
             followers: RwLock::default(),
@@ -193,6 +198,7 @@ impl Stream {
             closed: AtomicBool::new(false),
         });
         stream.recover_dedup();
+        stream.recover_ttls();
         stream
     }
 
@@ -240,10 +246,17 @@ impl Stream {
         let mut msg_id = None;
         let mut confirm: Option<(usize, Duration)> = None;
         let mut expect = herald_log::Expect::default();
-        let (max_msg_size, no_ack, window, allow_rollup) = {
+        let mut ttl = None;
+        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl) = {
             let c = self.config.lock();
             let rollup = c.allow_rollup && !c.deny_purge;
-            (c.max_message_size, c.no_ack, c.window(), rollup)
+            (
+                c.max_message_size,
+                c.no_ack,
+                c.window(),
+                rollup,
+                c.allow_msg_ttl,
+            )
         };
         let done = self.hooks.done_for(msg.reply(), no_ack);
         if let Some(block) = msg.header_block()
@@ -322,10 +335,24 @@ impl Stream {
                         );
                     }
                     "Nats-TTL" => {
-                        return self.refuse(
-                            done,
-                            Error::new(Reason::MessageTtl, "per-message TTL is disabled"),
-                        );
+                        if !allow_ttl {
+                            return self.refuse(
+                                done,
+                                Error::new(Reason::MessageTtl, "per-message TTL is disabled"),
+                            );
+                        }
+                        match parse_ttl(value) {
+                            Some(parsed) => ttl = parsed,
+                            None => {
+                                return self.refuse(
+                                    done,
+                                    Error::new(
+                                        Reason::MessageTtlInvalid,
+                                        "invalid per-message TTL",
+                                    ),
+                                );
+                            }
+                        }
                     }
                     _ => {}
                 }
@@ -369,6 +396,7 @@ impl Stream {
             done,
             msg_id: msg_id.map(str::to_owned),
             confirm,
+            ttl,
         };
         let queued = if expect == herald_log::Expect::default() {
             self.writer.append(&entry, pending)
@@ -391,6 +419,7 @@ impl Stream {
             done,
             msg_id,
             confirm,
+            ttl,
         } = pending;
         let waiters = msg_id.and_then(|id| {
             let mut dedup = self.dedup.lock();
@@ -405,6 +434,10 @@ impl Stream {
         };
         match result {
             Ok(seq) => {
+                if let Some(ttl) = ttl {
+                    let at = now_nanos().saturating_add(ttl.as_nanos() as u64);
+                    self.ttls.lock().insert((at, seq));
+                }
                 // A confirm-N waiter is in place before any consumer can see the message, and
                 // the message is visible before its publisher hears of it.
                 let ack_now = match (done, confirm) {
@@ -508,8 +541,56 @@ impl Stream {
         if let Err(err) = removed {
             tracing::error!(stream = %self.name, %err, "cannot delete expired messages");
         }
+        self.expire_ttls(now_ns);
         let window = self.config.lock().window().as_nanos() as u64;
         self.dedup.lock().prune(now_ns, window);
+    }
+
+    /// Deletes the messages whose own TTL ran out by `now` (ns since the epoch).
+    fn expire_ttls(&self, now: u64) {
+        let due: Vec<u64> = {
+            let mut ttls = self.ttls.lock();
+            let mut due = Vec::new();
+            while let Some(&(at, seq)) = ttls.first() {
+                if at > now {
+                    break;
+                }
+                ttls.pop_first();
+                due.push(seq);
+            }
+            due
+        };
+        if due.is_empty() {
+            return;
+        }
+        let mut log = self.writer.log();
+        for seq in due {
+            if let Err(err) = log.delete(seq, false) {
+                tracing::error!(stream = %self.name, seq, %err, "cannot delete an expired message");
+            }
+        }
+    }
+
+    /// Reads the TTLs of kept messages back after a restart (streams that allow them).
+    fn recover_ttls(&self) {
+        if !self.config.lock().allow_msg_ttl {
+            return;
+        }
+        let log = self.writer.log();
+        let mut ttls = self.ttls.lock();
+        let scanned = log.scan_with_headers(0, |view| {
+            if let Ok(headers) = herald_proto::headers::parse(view.entry.headers)
+                && let Some((_, value)) = headers.fields.iter().find(|(n, _)| *n == "Nats-TTL")
+                && let Some(Some(ttl)) = parse_ttl(value)
+            {
+                let at = view.entry.timestamp.saturating_add(ttl.as_nanos() as u64);
+                ttls.insert((at, view.seq));
+            }
+            true
+        });
+        if let Err(err) = scanned {
+            tracing::error!(stream = %self.name, %err, "cannot read message TTLs back");
+        }
     }
 
     /// Rebuilds the duplicate window from the log after a restart.
@@ -605,4 +686,18 @@ impl Target for Capture {
             None => false,
         }
     }
+}
+
+/// A `Nats-TTL` value: seconds, or a duration such as `1h30m` or `500ms` (at least a second);
+/// `never` is kept forever (`Some(None)`). `None` when it is none of these.
+fn parse_ttl(value: &str) -> Option<Option<Duration>> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("never") {
+        return Some(None);
+    }
+    let ttl = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(value).ok()?,
+    };
+    (ttl >= Duration::from_secs(1)).then_some(Some(ttl))
 }
