@@ -7,7 +7,8 @@ Environment:
   ROUNDS=N        measurements per row and server (default 3); the median is reported
   ONLY=single     only the single-server table
   ONLY=cluster    only the 3-node cluster table
-  ONLY=js         only the JetStream table (streams on disk)
+  ONLY=js         only the JetStream table (streams on disk); ROWS=TEXT: only its rows
+                  whose name has TEXT (and no restart row)
   ONLY=perms      only the permissions table (not in the default run)
   ONLY=tls        only the TLS table (not in the default run)
 
@@ -502,7 +503,17 @@ def js(herald_bin, nats_bin, version):
          ["--mode", "js-pub", "--raw", "--inflight", "256", "--msgs", "300000"]),
         ("js consume, 16 B, batches of 256, raw client",
          ["--mode", "js-consume", "--raw", "--batch", "256", "--msgs", "300000"]),
+        ("js push consumer, 16 B, no acks", ["--mode", "js-push", "--msgs", "300000"]),
+        ("js push consumer, 16 B, no acks, flow control",
+         ["--mode", "js-push", "--flow-control", "--msgs", "300000"]),
+        ("js ordered consumer, 16 B, 1 M message stream", ["--mode", "js-ordered", "--msgs", "1000000"]),
+        ("kv put, 16 B, 1 in flight", ["--mode", "kv-put", "--inflight", "1", "--msgs", "10000"]),
+        ("kv put, 16 B, 256 in flight", ["--mode", "kv-put", "--inflight", "256", "--msgs", "200000"]),
+        ("kv get, 16 B, 1 in flight", ["--mode", "kv-get", "--inflight", "1", "--msgs", "20000"]),
+        ("kv get, 16 B, 256 in flight", ["--mode", "kv-get", "--inflight", "256", "--msgs", "200000"]),
     ]
+    only = os.environ.get("ROWS")  # e.g. ROWS=kv: the rows whose name has it
+    rows = [r for r in rows if not only or only.lower() in r[0].lower()]
     print(f"\nJetStream, file storage: herald (--fsync 2m) vs {version} (-js: fsync every 2 min), "
           f"{ROUNDS} round(s) each, medians; ratio > 1: herald better; "
           "herald --fsync always reported separately\n")
@@ -520,7 +531,8 @@ def js(herald_bin, nats_bin, version):
             sys.stdout.flush()
         for _, proc, _ in servers:
             stop(proc)
-        print_restart_row(herald_bin, nats_bin, root)
+        if not os.environ.get("ROWS"):
+            print_restart_row(herald_bin, nats_bin, root)
 
 
 def print_js_rows(name, args, results):
@@ -531,8 +543,15 @@ def print_js_rows(name, args, results):
         return
     h, n, a = results["herald"], results["nats-server"], results["herald always"]
     cpu = lambda rs: f"{median(rs, 'server_cpu_cores'):.2f}"
-    consume = "js-consume" in args
-    key, unit = ("deliver_rate", "consumed/s") if consume else ("publish_rate", "acked/s")
+    consume = any(m in args for m in ("js-consume", "js-push", "js-ordered", "kv-get"))
+    if "kv-get" in args:
+        key, unit = "deliver_rate", "gets/s"
+    elif consume:
+        key, unit = "deliver_rate", "consumed/s"
+    else:
+        key, unit = "publish_rate", "acked/s"
+    # Latency rows are for publishes with acks (kv puts report none).
+    consume = consume or "kv-put" in args
     hv, nv, av = median(h, key), median(n, key), median(a, key)
     print(f"| {name} ({unit}) | {hv:,.0f} | {nv:,.0f} | {hv / nv:.2f} | {av:,.0f} | {av / nv:.2f} "
           f"| {cpu(h)} | {cpu(n)} |")

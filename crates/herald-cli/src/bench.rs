@@ -29,6 +29,7 @@
 mod http;
 mod idle;
 mod js;
+mod kv;
 mod measure;
 mod pubsub;
 mod raw;
@@ -101,6 +102,12 @@ pub struct BenchArgs {
     /// With --mode: publishes awaiting their ack at once (1: one at a time).
     #[arg(long, default_value_t = 256, value_name = "N")]
     inflight: usize,
+    /// With --mode js-push: flow control (and 1 s heartbeats) on the push consumer.
+    #[arg(long)]
+    flow_control: bool,
+    /// With --mode kv-put / kv-get: keys of the bucket, used in turn.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    keys: usize,
     /// With --mode js-consume: messages per fetch.
     #[arg(long, default_value_t = 256, value_name = "N")]
     batch: usize,

@@ -413,3 +413,134 @@ async fn messages_with_their_own_ttl_expire_even_across_a_restart() {
         .unwrap_err();
     assert!(refused.contains("per-message TTL is disabled"), "{refused}");
 }
+
+/// Messages the stream holds, once it holds `want` (polled: retention works on acks and on
+/// the stream's 100 ms tick).
+async fn wait_messages(stream: &async_nats::jetstream::stream::Stream, want: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let have = stream.get_info().await.unwrap().state.messages;
+        if have == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream holds {have} messages, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fetches up to `n` messages of `consumer` and acks each (with a confirmed ack).
+async fn take(consumer: &async_nats::jetstream::consumer::PullConsumer, n: usize) -> Vec<String> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(n)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
+        let msg = msg.unwrap();
+        msg.double_ack().await.unwrap();
+        out.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    out
+}
+
+fn filtered(name: &str, filter: &str) -> pull::Config {
+    pull::Config {
+        durable_name: Some(name.into()),
+        filter_subject: filter.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_work_queue_removes_what_its_consumer_acknowledged() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let js = jetstream(&server).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "WQ".into(),
+            subjects: vec!["wq.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let a = stream.create_consumer(filtered("a", "wq.a")).await.unwrap();
+    let b = stream.create_consumer(filtered("b", "wq.b")).await.unwrap();
+    // The rules of a work queue, with nats-server's codes.
+    for (config, code) in [
+        (pull::Config::default(), "10099"),
+        (filtered("a2", "wq.a"), "10100"),
+        (
+            pull::Config {
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                ..filtered("c", "wq.c")
+            },
+            "10098",
+        ),
+    ] {
+        let err = stream
+            .create_consumer(config)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(code), "{err}");
+    }
+    for i in 0..5 {
+        publish(&js, "wq.a", &format!("a{i}")).await;
+        publish(&js, "wq.b", &format!("b{i}")).await;
+    }
+    assert_eq!(take(&a, 5).await, ["a0", "a1", "a2", "a3", "a4"]);
+    wait_messages(&stream, 5).await;
+    assert_eq!(take(&b, 3).await, ["b0", "b1", "b2"]);
+    wait_messages(&stream, 2).await;
+    // What is left is what b has not done.
+    assert_eq!(take(&b, 5).await, ["b3", "b4"]);
+    wait_messages(&stream, 0).await;
+}
+
+#[tokio::test]
+async fn interest_keeps_a_message_until_everyone_who_takes_it_acknowledged() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let js = jetstream(&server).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "INT".into(),
+            subjects: vec!["int.>".into()],
+            retention: stream::RetentionPolicy::Interest,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Nobody is interested yet: nothing is kept.
+    for i in 0..3 {
+        publish(&js, "int.x", &format!("early{i}")).await;
+    }
+    wait_messages(&stream, 0).await;
+    let all = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("all".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ys = stream
+        .create_consumer(filtered("ys", "int.y"))
+        .await
+        .unwrap();
+    publish(&js, "int.x", "x1").await;
+    publish(&js, "int.y", "y1").await;
+    publish(&js, "int.y", "y2").await;
+    assert_eq!(take(&all, 3).await, ["x1", "y1", "y2"]);
+    // int.x had only "all"; the int.y messages wait for "ys".
+    wait_messages(&stream, 2).await;
+    assert_eq!(take(&ys, 3).await, ["y1", "y2"]);
+    wait_messages(&stream, 0).await;
+}

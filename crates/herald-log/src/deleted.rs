@@ -2,7 +2,7 @@
 //! `deleted` file that remembers them.
 //!
 //! ```text
-//! entry (16 bytes)  seq u64 LE, the record's crc32c u32 LE, crc32c of those 12 bytes u32 LE
+//! entry (16 bytes)  seq u64 LE, 0 u32 (reserved), crc32c of those 12 bytes u32 LE
 //! mark  (16 bytes)  the log's first sequence with the top bit set, 0, crc32c as above
 //! ```
 //!
@@ -11,13 +11,13 @@
 //! the delete made room for them.
 //!
 //! Entries are appended as deletes happen and written with the log's next flush, after the
-//! records they name. An entry is believed only if its own checksum matches and, for a record
-//! of the last segment (the one a crash can tear), the record at that sequence still has the
-//! checksum the entry names: a delete that outlived its record after a power loss never
-//! deletes the message that took the sequence next. The file is rewritten (temporary file,
-//! sync, rename) when most of its entries fall below the log's first sequence.
+//! records they name. An entry is believed only if its checksum matches and it names a record
+//! the log still has. A power loss can keep a delete whose record was lost from the log's
+//! tail; recovery then rewrites the file without it before anything is appended, so that it
+//! never deletes the message that takes that sequence next. The file is also rewritten
+//! (temporary file, sync, rename) when most of its entries fall below the first sequence.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,10 +29,10 @@ pub(crate) const FILE: &str = "deleted";
 const ENTRY: usize = 16;
 const MARK: u64 = 1 << 63;
 
-/// The deleted sequences above the log's first one, each with its record's checksum.
+/// The deleted sequences above the log's first one.
 #[derive(Default)]
 pub(crate) struct Deleted {
-    seqs: BTreeMap<u64, u32>,
+    seqs: BTreeSet<u64>,
     /// Entries not yet written to the file.
     pending: Vec<u8>,
     /// Entries the file holds.
@@ -41,19 +41,20 @@ pub(crate) struct Deleted {
     unsynced: bool,
     /// The first sequence the file's last mark names.
     marked: u64,
+    /// The file, open for appending once written to.
+    file: Option<std::fs::File>,
 }
 
 /// What the file holds: the entries, and the highest first-sequence mark.
 pub(crate) struct Found {
-    pub(crate) entries: Vec<(u64, u32)>,
+    pub(crate) entries: Vec<u64>,
     pub(crate) first: u64,
 }
 
 /// One entry's bytes.
-fn entry(seq: u64, record_crc: u32) -> [u8; ENTRY] {
+fn entry(seq: u64) -> [u8; ENTRY] {
     let mut e = [0u8; ENTRY];
     e[..8].copy_from_slice(&seq.to_le_bytes());
-    e[8..12].copy_from_slice(&record_crc.to_le_bytes());
     let crc = crc32c::crc32c(&e[..12]);
     e[12..].copy_from_slice(&crc.to_le_bytes());
     e
@@ -91,9 +92,7 @@ impl Deleted {
             if seq & MARK != 0 {
                 found.first = found.first.max(seq & !MARK);
             } else {
-                found
-                    .entries
-                    .push((seq, u32::from_le_bytes([e[8], e[9], e[10], e[11]])));
+                found.entries.push(seq);
             }
         }
         if bad > 0 {
@@ -103,35 +102,36 @@ impl Deleted {
     }
 
     /// The set as recovered: `seqs` believed, `in_file` entries in the file.
-    pub(crate) fn recovered(seqs: BTreeMap<u64, u32>, in_file: usize, marked: u64) -> Deleted {
+    pub(crate) fn recovered(seqs: BTreeSet<u64>, in_file: usize, marked: u64) -> Deleted {
         Deleted {
             seqs,
             pending: Vec::new(),
             in_file,
             unsynced: false,
             marked,
+            file: None,
         }
     }
 
     pub(crate) fn contains(&self, seq: u64) -> bool {
-        !self.seqs.is_empty() && self.seqs.contains_key(&seq)
+        !self.seqs.is_empty() && self.seqs.contains(&seq)
     }
 
     /// The deleted sequences in `from..to`.
     pub(crate) fn range(&self, from: u64, to: u64) -> impl Iterator<Item = u64> + '_ {
-        self.seqs.range(from..to.max(from)).map(|(&seq, _)| seq)
+        self.seqs.range(from..to.max(from)).copied()
     }
 
-    /// Records `seq` (whose record has checksum `record_crc`) as deleted.
-    pub(crate) fn insert(&mut self, seq: u64, record_crc: u32) {
-        if self.seqs.insert(seq, record_crc).is_none() {
-            self.pending.extend_from_slice(&entry(seq, record_crc));
+    /// Records `seq` as deleted.
+    pub(crate) fn insert(&mut self, seq: u64) {
+        if self.seqs.insert(seq) {
+            self.pending.extend_from_slice(&entry(seq));
         }
     }
 
     /// Forgets every sequence below `first` (no longer in the log).
     pub(crate) fn forget_below(&mut self, first: u64) {
-        if self.seqs.first_key_value().is_some_and(|(&s, _)| s < first) {
+        if self.seqs.first().is_some_and(|&s| s < first) {
             self.seqs = self.seqs.split_off(&first);
         }
     }
@@ -147,15 +147,20 @@ impl Deleted {
             return self.rewrite(dir, first);
         }
         if first != self.marked {
-            self.pending.extend_from_slice(&entry(first | MARK, 0));
+            self.pending.extend_from_slice(&entry(first | MARK));
             self.marked = first;
         }
         let path = dir.join(FILE);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(io(&path))?,
+            ),
+        };
         file.write_all(&self.pending).map_err(io(&path))?;
         self.in_file += self.pending.len() / ENTRY;
         self.pending.clear();
@@ -169,22 +174,22 @@ impl Deleted {
             return Ok(());
         }
         let path: PathBuf = dir.join(FILE);
-        match std::fs::File::open(&path) {
-            Ok(file) => file.sync_data().map_err(io(&path))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path)(e)),
+        if let Some(file) = &self.file {
+            file.sync_data().map_err(io(&path))?;
         }
         self.unsynced = false;
         Ok(())
     }
 
     /// Replaces the file with the entries of the sequences still deleted and a mark.
-    fn rewrite(&mut self, dir: &Path, first: u64) -> Result<()> {
+    pub(crate) fn rewrite(&mut self, dir: &Path, first: u64) -> Result<()> {
         let mut bytes = Vec::with_capacity((self.seqs.len() + 1) * ENTRY);
-        bytes.extend_from_slice(&entry(first | MARK, 0));
-        for (&seq, &crc) in &self.seqs {
-            bytes.extend_from_slice(&entry(seq, crc));
+        bytes.extend_from_slice(&entry(first | MARK));
+        for &seq in &self.seqs {
+            bytes.extend_from_slice(&entry(seq));
         }
+        // The old file goes with the rename; the next append opens the new one.
+        self.file = None;
         files::replace(dir, FILE, &bytes)?;
         self.marked = first;
         self.in_file = self.seqs.len() + 1;

@@ -610,20 +610,6 @@ impl Log {
         seg.read(offset, (end - offset) as usize)
     }
 
-    /// The checksum field of record `i` of segment `at`.
-    fn record_crc(&self, at: usize, i: usize) -> Option<u32> {
-        let seg = &self.segments[at];
-        let at_crc = seg.index.offset(i)? + 4;
-        let mut field = [0u8; 4];
-        if std::ptr::eq(seg, self.active()) && at_crc >= seg.written {
-            let from = (at_crc - seg.written) as usize;
-            field.copy_from_slice(self.pending.get(from..from + 4)?);
-        } else {
-            seg.read_into(at_crc, &mut field).ok()?;
-        }
-        Some(u32::from_le_bytes(field))
-    }
-
     /// Deletes kept message `seq` (`subject`, when the caller knows it, saves a read).
     fn remove(&mut self, seq: u64, subject: Option<&str>, erase: bool) -> Result<bool> {
         let Some((at, i)) = self.locate(seq) else {
@@ -649,8 +635,7 @@ impl Log {
         if erase {
             self.erase(at, i, seq)?;
         } else {
-            let crc = self.record_crc(at, i).unwrap_or(0);
-            self.deleted.insert(seq, crc);
+            self.deleted.insert(seq);
         }
         self.count -= 1;
         self.bytes -= size;
@@ -682,8 +667,7 @@ impl Log {
             }
             _ => return Err(changed_on_disk(&path, seq)),
         };
-        let crc = u32::from_le_bytes([erased[4], erased[5], erased[6], erased[7]]);
-        self.deleted.insert(seq, crc);
+        self.deleted.insert(seq);
         let seg = &self.segments[at];
         let offset = seg.index.offset(i).unwrap_or(0);
         if at == self.segments.len() - 1 && offset >= seg.written {
@@ -697,8 +681,8 @@ impl Log {
         self.segments[at].rewrite_at(offset, &erased)
     }
 
-    /// Reads the `deleted` file at open: the entries for kept records (for the last
-    /// segment's, only if the record still has the checksum the entry names).
+    /// Reads the `deleted` file at open: the entries for kept records. Entries past the end
+    /// of the log (their records lost with a torn tail) are dropped from the file at once.
     fn recover_deleted(&mut self) -> Result<()> {
         let found = Deleted::read(&self.dir)?;
         if found.entries.is_empty() && found.first == 0 {
@@ -708,17 +692,14 @@ impl Log {
         self.drop_below(found.first)?;
         let entries = found.entries;
         let in_file = entries.len();
-        let last = self.segments.len() - 1;
-        let mut kept = std::collections::BTreeMap::new();
-        for (seq, crc) in entries {
+        let next = self.next_seq();
+        let past_end = entries.iter().filter(|&&seq| seq >= next).count();
+        let mut kept = std::collections::BTreeSet::new();
+        for seq in entries {
             let Some((at, i)) = self.locate(seq) else {
                 continue;
             };
-            if at == last && self.record_crc(at, i) != Some(crc) {
-                tracing::warn!(seq, "a delete names a record that is not there; ignored");
-                continue;
-            }
-            if kept.insert(seq, crc).is_none() {
+            if kept.insert(seq) {
                 let seg = &self.segments[at];
                 self.bytes -= self.end_of(seg, i) - seg.index.offset(i).unwrap_or(0);
                 self.count -= 1;
@@ -726,7 +707,16 @@ impl Log {
         }
         self.deleted = Deleted::recovered(kept, in_file, found.first);
         let first = self.first;
-        self.drop_below(first)
+        self.drop_below(first)?;
+        if past_end > 0 {
+            tracing::warn!(
+                past_end,
+                "deletes of records lost from the log's tail; forgotten"
+            );
+            let first = self.first;
+            self.deleted.rewrite(&self.dir, first)?;
+        }
+        Ok(())
     }
 
     /// Reads the records of consecutive sequences from `from` on into `out` (replacing what it
@@ -961,6 +951,15 @@ impl Log {
         let up_to = up_to.unwrap_or(u64::MAX).min(self.next_seq());
         self.drop_below(up_to)?;
         write_purged(&self.dir, self.first)?;
+        Ok(before - self.count)
+    }
+
+    /// Deletes every message below `up_to` like [`purge`](Log::purge), without remembering
+    /// it: after a crash they may be back, as with the limits (for messages the caller can
+    /// tell apart again, such as those its consumers acknowledged). Returns how many.
+    pub fn discard_below(&mut self, up_to: u64) -> Result<u64> {
+        let before = self.count;
+        self.drop_below(up_to)?;
         Ok(before - self.count)
     }
 

@@ -10,6 +10,13 @@
 //!   each one (explicit ack, not double ack). The clock runs from the first fetch to the last
 //!   ack (flushed to the server); the consumer must have no ack pending afterwards.
 //!
+//! - `--mode js-push`: fills a fresh stream the same way, then a push consumer (no acks; with
+//!   `--flow-control`, flow control and 1 s heartbeats) delivers them to async-nats's push
+//!   subscription; the clock runs from the subscription to the last message.
+//! - `--mode js-ordered`: the same with an ordered push consumer (flow control, heartbeats,
+//!   recreated by the client after a gap), as "read the whole stream" helpers use.
+//! - `--mode kv-put` / `--mode kv-get`: see [`super::kv`].
+//!
 //! With `--raw`, the timed part runs on the raw client instead (pre-encoded frames, header-only
 //! parsing), so that the server rather than async-nats is the bottleneck; setup, prefill and
 //! the checks afterwards stay with async-nats:
@@ -27,7 +34,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, pull, push};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
@@ -50,6 +57,14 @@ pub enum JsMode {
     JsPub,
     /// Pull-consume a prefilled stream in batches, acking each message.
     JsConsume,
+    /// Push-consume a prefilled stream (no acks).
+    JsPush,
+    /// Read a prefilled stream with an ordered push consumer.
+    JsOrdered,
+    /// Key-value puts (history 1), `--inflight` awaiting their ack.
+    KvPut,
+    /// Key-value gets of a filled bucket, `--inflight` at once.
+    KvGet,
 }
 
 /// How long a JetStream API call or a publish ack may take before the run fails.
@@ -72,11 +87,18 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
         .timeout(API_TIMEOUT.max(args.idle_timeout))
         .max_ack_inflight(args.inflight)
         .build(client.clone());
+    if matches!(mode, JsMode::KvPut | JsMode::KvGet) {
+        return super::kv::run(&js, args, mode == JsMode::KvGet).await;
+    }
     let stream = fresh_stream(&js, args).await?;
     let result = match (mode, args.raw) {
         (JsMode::JsPub, false) => publish(&js, args).await,
         (JsMode::JsPub, true) => publish_raw(&js, args).await,
         (JsMode::JsConsume, raw) => consume(&client, &js, stream, args, raw).await,
+        (JsMode::JsPush | JsMode::JsOrdered, false) => {
+            push_consume(&client, &js, stream, args, mode == JsMode::JsOrdered).await
+        }
+        _ => Err("--raw is for js-pub and js-consume".into()),
     };
     if !args.keep {
         let deleted = js.delete_stream(&args.stream).await;
@@ -285,15 +307,7 @@ async fn consume(
     args: &BenchArgs,
     raw: bool,
 ) -> Result<Report> {
-    let bar = progress(args.msgs, "prefill", args.json);
-    let start = Instant::now();
-    let prefilled = publish_acked(js, args, None, &bar).await?;
-    let prefill_rate = prefilled as f64 / start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let stored = stream.info().await?.state.messages;
-    if stored != args.msgs {
-        return Err(format!("the prefill left {stored} messages, not {}", args.msgs).into());
-    }
+    let prefill_rate = prefill(js, &mut stream, args).await?;
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(CONSUMER.to_owned()),
@@ -313,6 +327,95 @@ async fn consume(
     wait_all_acked(stream, args).await?;
 
     let mut report = js_base(args, "js-consume");
+    report.subs = 1;
+    report.publish_rate = prefill_rate;
+    report.deliver_rate = got as f64 / elapsed;
+    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
+    report.received = got;
+    report.expected = args.msgs;
+    Ok(report)
+}
+
+/// Fills the bench stream (untimed) and checks it holds `--msgs`; the fill rate.
+async fn prefill(
+    js: &jetstream::Context,
+    stream: &mut stream::Stream,
+    args: &BenchArgs,
+) -> Result<f64> {
+    let bar = progress(args.msgs, "prefill", args.json);
+    let start = Instant::now();
+    let prefilled = publish_acked(js, args, None, &bar).await?;
+    let rate = prefilled as f64 / start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let stored = stream.info().await?.state.messages;
+    if stored != args.msgs {
+        return Err(format!("the prefill left {stored} messages, not {}", args.msgs).into());
+    }
+    Ok(rate)
+}
+
+/// `--mode js-push` and `--mode js-ordered`: a prefill, then the whole stream read by a push
+/// consumer, each message checked for its size.
+async fn push_consume(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    mut stream: stream::Stream,
+    args: &BenchArgs,
+    ordered: bool,
+) -> Result<Report> {
+    let prefill_rate = prefill(js, &mut stream, args).await?;
+    let deliver_subject = client.new_inbox();
+    let start;
+    let mut messages: std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes>> + Send>> =
+        if ordered {
+            let consumer: jetstream::consumer::Consumer<push::OrderedConfig> = stream
+                .create_consumer(push::OrderedConfig {
+                    deliver_subject,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create the consumer: {e}"))?;
+            start = Instant::now();
+            let messages = consumer.messages().await?;
+            Box::pin(messages.map(|m| Ok(m.map_err(|e| e.to_string())?.payload.clone())))
+        } else {
+            let consumer: jetstream::consumer::Consumer<push::Config> = stream
+                .create_consumer(push::Config {
+                    deliver_subject,
+                    ack_policy: AckPolicy::None,
+                    flow_control: args.flow_control,
+                    idle_heartbeat: if args.flow_control {
+                        Duration::from_secs(1)
+                    } else {
+                        Duration::ZERO
+                    },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create the consumer: {e}"))?;
+            start = Instant::now();
+            let messages = consumer.messages().await?;
+            Box::pin(messages.map(|m| Ok(m.map_err(|e| e.to_string())?.payload.clone())))
+        };
+    let bar = progress(args.msgs, "consumed", args.json);
+    let mut got = 0u64;
+    while got < args.msgs {
+        let next = tokio::time::timeout(args.idle_timeout, messages.next()).await;
+        let Ok(Some(payload)) = next else {
+            return Err(nothing_within(args, got).into());
+        };
+        let payload = payload?;
+        if payload.len() != args.size {
+            return Err(format!("a message of {} bytes", payload.len()).into());
+        }
+        got += 1;
+        if got.is_multiple_of(4096) {
+            bar.set_position(got);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mut report = js_base(args, if ordered { "js-ordered" } else { "js-push" });
     report.subs = 1;
     report.publish_rate = prefill_rate;
     report.deliver_rate = got as f64 / elapsed;

@@ -150,15 +150,40 @@ const UNSUPPORTED_STREAM_FIELDS: &[&str] = &[
     "persist_mode",
 ];
 
+/// Consumer fields that herald does not implement (2.11's pausing and priority groups),
+/// refused like [`UNSUPPORTED_STREAM_FIELDS`]. A `priority_policy` of `"none"` is unset.
+const UNSUPPORTED_CONSUMER_FIELDS: &[&str] = &[
+    "pause_until",
+    "priority_groups",
+    "priority_policy",
+    "priority_timeout",
+];
+
 /// Collects the names of [`UNSUPPORTED_STREAM_FIELDS`] that the request sets, from the keys of
 /// a stream config that no field of [`StreamConfig`] takes.
 fn unsupported_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
     let rest = BTreeMap::<String, Value>::deserialize(d)?;
-    Ok(UNSUPPORTED_STREAM_FIELDS
+    Ok(set_among(&rest, UNSUPPORTED_STREAM_FIELDS))
+}
+
+/// [`unsupported_fields`] for consumers ([`UNSUPPORTED_CONSUMER_FIELDS`]).
+fn unsupported_consumer_fields<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<&'static str>, D::Error> {
+    let rest = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(set_among(&rest, UNSUPPORTED_CONSUMER_FIELDS))
+}
+
+/// The names of `fields` that `rest` sets.
+fn set_among(rest: &BTreeMap<String, Value>, fields: &[&'static str]) -> Vec<&'static str> {
+    fields
         .iter()
         .copied()
-        .filter(|name| rest.get(*name).is_some_and(is_set))
-        .collect())
+        .filter(|name| {
+            rest.get(*name)
+                .is_some_and(|v| is_set(v) && v.as_str() != Some("none"))
+        })
+        .collect()
 }
 
 /// Whether a JSON value says anything beyond "unset".
@@ -596,6 +621,14 @@ pub struct ConsumerConfig {
     /// Free key/value pairs for applications.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Fields herald does not implement that the request set (pausing, priority groups),
+    /// refused by [`to_typed`](ConsumerConfig::to_typed). Never serialized.
+    #[serde(
+        flatten,
+        skip_serializing,
+        deserialize_with = "unsupported_consumer_fields"
+    )]
+    pub unsupported: Vec<&'static str>,
 }
 
 impl ConsumerConfig {
@@ -603,6 +636,9 @@ impl ConsumerConfig {
     /// (10088 for heartbeats without one), start options must fit the deliver policy
     /// (10094). The store then normalizes it.
     pub fn to_typed(self) -> Result<streams::ConsumerConfig, ApiError> {
+        if let Some(field) = self.unsupported.first() {
+            return Err(ApiError::bad_request(format!("{field} is not supported")));
+        }
         let push = self
             .deliver_subject
             .clone()
@@ -824,6 +860,7 @@ impl ConsumerConfig {
             num_replicas: i64::from(config.replicas),
             mem_storage: config.memory_storage,
             metadata: (!config.metadata.is_empty()).then(|| config.metadata.clone()),
+            unsupported: Vec::new(),
         }
     }
 }

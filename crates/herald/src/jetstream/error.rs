@@ -159,6 +159,7 @@ impl From<&streams::Error> for ApiError {
             WrongLastSequence => (400, 10071),
             RollupDenied => (400, 10115),
             MessageTtlInvalid => (400, 10165),
+            WorkQueueConsumer(code) => (400, code),
         };
         ApiError::new(code, err_code, err.message())
     }

@@ -220,14 +220,6 @@ fn stream_unsupported_features_are_refused() {
     let cases = [
         (json!({"compression":"s2"}), "compression is not supported"),
         (
-            json!({"retention":"interest"}),
-            "retention interest is not supported",
-        ),
-        (
-            json!({"retention":"workqueue"}),
-            "retention workqueue is not supported",
-        ),
-        (
             json!({"discard_new_per_subject":true}),
             "discard new per subject requires discard new policy to be set and max msgs per subject",
         ),
@@ -373,6 +365,26 @@ fn consumer_start_policies() {
     let err = consumer_err(json!({"replay_policy":"original"}));
     assert_eq!((err.code, err.err_code), (400, 10003));
     assert!(err.description.ends_with("is not supported"));
+}
+
+#[test]
+fn consumer_unsupported_fields_are_refused() {
+    for (body, field) in [
+        (json!({"pause_until":"2030-01-01T00:00:00Z"}), "pause_until"),
+        (json!({"priority_groups":["a"]}), "priority_groups"),
+        (
+            json!({"priority_policy":"pinned_client"}),
+            "priority_policy",
+        ),
+    ] {
+        let err = consumer_err(body);
+        assert_eq!((err.code, err.err_code), (400, 10003));
+        assert_eq!(err.description, format!("{field} is not supported"));
+    }
+    // Unset as clients send them.
+    assert!(
+        consumer(json!({"priority_policy":"none","priority_groups":[],"pause_until":null})).is_ok()
+    );
 }
 
 #[test]

@@ -45,9 +45,11 @@ pub enum Retention {
     /// Keep messages until a limit (count, bytes, age) removes them.
     #[default]
     Limits,
-    /// Keep each message while some consumer has yet to acknowledge it (not supported yet).
+    /// Keep each message while some consumer whose filters take it has yet to acknowledge
+    /// it (within the limits).
     Interest,
-    /// Remove each message once one consumer acknowledges it (not supported yet).
+    /// Remove each message once its consumer acknowledges it; each subject has at most one
+    /// consumer (within the limits).
     WorkQueue,
 }
 
@@ -252,13 +254,6 @@ impl StreamConfig {
             return invalid(format!(
                 "stream description is longer than {MAX_DESCRIPTION_LEN} bytes"
             ));
-        }
-        if self.retention != Retention::Limits {
-            let name = match self.retention {
-                Retention::Interest => "interest",
-                _ => "workqueue",
-            };
-            return invalid(format!("retention {name} is not supported"));
         }
         if self.discard_new_per_subject
             && (self.discard != Discard::New || self.max_messages_per_subject.is_none())

@@ -266,6 +266,26 @@ impl Consumer {
         self.wake();
     }
 
+    /// Whether the consumer is done with message `seq` on `subject`: its filters do not take
+    /// it, or it was delivered and acknowledged (delivered, without acks).
+    pub(crate) fn done_with(&self, seq: u64, subject: &str) -> bool {
+        let st = self.state.lock();
+        !matches_any(&st.filters, subject)
+            || (seq < st.next && !st.pending.contains_key(&seq) && !st.backlog.contains(&seq))
+    }
+
+    /// The first sequence the consumer may still need (every one below it is done with).
+    pub(crate) fn needs_from(&self) -> u64 {
+        let st = self.state.lock();
+        let pending = st.pending.first_key_value().map(|(&seq, _)| seq);
+        let backlog = st.backlog.front().copied();
+        [Some(st.next), pending, backlog]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(st.next)
+    }
+
     /// Stops the consumer: queued pull requests end with [`PullEnd::ConsumerDeleted`].
     pub(crate) fn close(&self, delete_state: bool) {
         self.closed.store(true, Ordering::Release);

@@ -103,6 +103,8 @@ pub(crate) enum Reason {
     RollupDenied,
     /// A `Nats-TTL` that is not a duration of at least a second.
     MessageTtlInvalid,
+    /// A consumer a work queue does not allow (the JetStream code it has).
+    WorkQueueConsumer(u16),
 }
 
 impl Reason {
@@ -127,6 +129,7 @@ impl Reason {
             TooManyConsumers | MessageTooLarge | StoreFailed => ErrorKind::Full,
             ExpectedStream | WrongLastSequence => ErrorKind::Conflict,
             RollupDenied | MessageTtlInvalid => ErrorKind::InvalidRequest,
+            WorkQueueConsumer(_) => ErrorKind::InvalidConfig,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
             Closed => ErrorKind::Closed,
             Io | StreamCreateIo | StreamDeleteIo | StreamRead => ErrorKind::Io,

@@ -52,6 +52,7 @@ mod info;
 mod message;
 mod messages;
 pub(crate) mod pull;
+mod retention;
 pub(crate) mod store;
 pub(crate) mod stream;
 
@@ -565,16 +566,24 @@ impl Streams {
         kind: AckKind,
         seq: u64,
     ) -> Result<bool> {
-        let (_, c) = self.store.consumer(stream, consumer)?;
-        c.ack(kind, seq)
+        let held = self.store.stream(stream)?;
+        let took = held.consumer(consumer)?.ack(kind, seq)?;
+        if took && matches!(kind, AckKind::Ack | AckKind::Term) {
+            retention::after_ack(&held, seq);
+        }
+        Ok(took)
     }
 
     /// Acknowledges (or naks, terminates, extends) the message at stream sequence `seq` that
     /// `consumer` delivered, for a caller that kept only the sequence (a browser over HTTP):
     /// says whether it was waiting, already acknowledged, or never delivered.
     pub fn ack(&self, stream: &str, consumer: &str, kind: AckKind, seq: u64) -> Result<AckOutcome> {
-        let (_, c) = self.store.consumer(stream, consumer)?;
-        c.ack_by_seq(kind, seq)
+        let held = self.store.stream(stream)?;
+        let outcome = held.consumer(consumer)?.ack_by_seq(kind, seq)?;
+        if outcome == AckOutcome::Applied && matches!(kind, AckKind::Ack | AckKind::Term) {
+            retention::after_ack(&held, seq);
+        }
+        Ok(outcome)
     }
 
     /// Queues a pull request whose messages go to `sink`.

@@ -207,7 +207,7 @@ impl Store {
         self.streams
             .write()
             .insert(stream.name.clone(), held.clone());
-        self.runtime.spawn(tick_stream(Arc::downgrade(&stream)));
+        self.runtime.spawn(tick_stream(Arc::downgrade(&held)));
         Ok(held)
     }
 
@@ -420,6 +420,8 @@ impl Store {
         {
             return Err(Error::too_many_consumers());
         }
+        let others: Vec<ConsumerConfig> = consumers.values().map(|c| c.config()).collect();
+        super::retention::check_consumer(stream_config.retention, &config, others.iter())?;
         let consumer = Consumer::start(
             stream,
             &name,
@@ -522,18 +524,19 @@ pub(crate) fn info_of(held: &Held) -> StreamInfo {
 }
 
 /// Runs a stream's periodic work until it is dropped.
-async fn tick_stream(stream: Weak<Stream>) {
+async fn tick_stream(held: Weak<Held>) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let Some(stream) = stream.upgrade() else {
+        let Some(held) = held.upgrade() else {
             return;
         };
-        if stream.closed.load(Ordering::Acquire) {
+        if held.stream.closed.load(Ordering::Acquire) {
             return;
         }
-        stream.tick();
+        held.stream.tick();
+        super::retention::sweep(&held);
     }
 }
 
