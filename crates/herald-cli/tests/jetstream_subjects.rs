@@ -544,3 +544,146 @@ async fn interest_keeps_a_message_until_everyone_who_takes_it_acknowledged() {
     assert_eq!(take(&ys, 3).await, ["y1", "y2"]);
     wait_messages(&stream, 0).await;
 }
+
+/// One request on the raw client: the answer's status code (none for a plain message), its
+/// description and body.
+async fn ask(
+    client: &async_nats::Client,
+    subject: &str,
+    body: &str,
+) -> (Option<u16>, String, String) {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(subject.to_owned(), inbox, body.to_owned().into())
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no answer")
+        .unwrap();
+    (
+        msg.status.map(|s| s.as_u16()),
+        msg.description.clone().unwrap_or_default(),
+        String::from_utf8_lossy(&msg.payload).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bad_requests_to_the_new_calls_get_clear_answers_and_change_nothing() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BAD".into(),
+            subjects: vec!["bad.>".into()],
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish(&js, "bad.a", "1").await;
+    publish(&js, "bad.b", "2").await;
+
+    // Message deletes.
+    let (_, _, body) = ask(&client, "$JS.API.STREAM.MSG.DELETE.BAD", "{not json").await;
+    assert!(body.contains("\"error\""), "{body}");
+    let (_, _, body) = ask(&client, "$JS.API.STREAM.MSG.DELETE.BAD", r#"{"seq":99}"#).await;
+    assert!(body.contains("no message found"), "{body}");
+    let (_, _, body) = ask(&client, "$JS.API.STREAM.MSG.DELETE.NOPE", r#"{"seq":1}"#).await;
+    assert!(body.contains("stream not found"), "{body}");
+
+    // Direct gets answer with a status, never a header-less message.
+    let cases = [
+        ("$JS.API.DIRECT.GET.BAD", "{garbage", 408, "Bad Request"),
+        ("$JS.API.DIRECT.GET.BAD", "", 408, "Empty Request"),
+        (
+            "$JS.API.DIRECT.GET.BAD",
+            r#"{"seq":99}"#,
+            404,
+            "Message Not Found",
+        ),
+        ("$JS.API.DIRECT.GET.BAD.bad.a", "{}", 408, "Bad Request"),
+        (
+            "$JS.API.DIRECT.GET.BAD",
+            r#"{"seq":1,"last_by_subj":"bad.a"}"#,
+            408,
+            "Bad Request",
+        ),
+        (
+            "$JS.API.DIRECT.GET.BAD.bad.zzz",
+            "",
+            404,
+            "Message Not Found",
+        ),
+    ];
+    for (subject, body, code, description) in cases {
+        let (status, desc, _) = ask(&client, subject, body).await;
+        assert_eq!(status, Some(code), "{subject} {body}");
+        assert_eq!(desc, description, "{subject} {body}");
+    }
+    // A good one carries the message's place in its headers.
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply("$JS.API.DIRECT.GET.BAD.bad.b", inbox, "".into())
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let headers = msg.headers.unwrap();
+    assert_eq!(headers.get("Nats-Sequence").unwrap().as_str(), "2");
+    assert_eq!(headers.get("Nats-Subject").unwrap().as_str(), "bad.b");
+    assert_eq!(headers.get("Nats-Stream").unwrap().as_str(), "BAD");
+    assert_eq!(&msg.payload[..], b"2");
+    // A batch: each message, then the end with what is left.
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(
+            "$JS.API.DIRECT.GET.BAD",
+            inbox,
+            r#"{"seq":1,"batch":5}"#.into(),
+        )
+        .await
+        .unwrap();
+    let mut payloads = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if msg.status.map(|s| s.as_u16()) == Some(204) {
+            assert_eq!(msg.description.as_deref(), Some("EOB"));
+            break;
+        }
+        payloads.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    assert_eq!(payloads, ["1", "2"]);
+
+    // Bad subject filters and header values.
+    let (_, _, body) = ask(
+        &client,
+        "$JS.API.STREAM.INFO.BAD",
+        r#"{"subjects_filter":"bad..x"}"#,
+    )
+    .await;
+    assert!(body.contains("\"error\""), "{body}");
+    let refused = publish_with(
+        &js,
+        "bad.a",
+        &[("Nats-Expected-Last-Subject-Sequence", "soon")],
+        "x",
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("must be a sequence number"), "{refused}");
+
+    // Nothing changed.
+    let info = stream.get_info().await.unwrap();
+    assert_eq!((info.state.messages, info.state.last_sequence), (2, 2));
+}
