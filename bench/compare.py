@@ -506,6 +506,8 @@ def js(herald_bin, nats_bin, version):
         ("js push consumer, 16 B, no acks", ["--mode", "js-push", "--msgs", "300000"]),
         ("js push consumer, 16 B, no acks, flow control",
          ["--mode", "js-push", "--flow-control", "--msgs", "300000"]),
+        ("js push consumer, 16 B, no acks, flow control, raw client",
+         ["--mode", "js-push", "--raw", "--flow-control", "--msgs", "1000000"]),
         ("js ordered consumer, 16 B, 1 M message stream", ["--mode", "js-ordered", "--msgs", "1000000"]),
         ("kv put, 16 B, 1 in flight", ["--mode", "kv-put", "--inflight", "1", "--msgs", "10000"]),
         ("kv put, 16 B, 256 in flight", ["--mode", "kv-put", "--inflight", "256", "--msgs", "200000"]),

@@ -13,6 +13,7 @@
 //! - `--mode js-push`: fills a fresh stream the same way, then a push consumer (no acks; with
 //!   `--flow-control`, flow control and 1 s heartbeats) delivers them to async-nats's push
 //!   subscription; the clock runs from the subscription to the last message.
+//!   With `--raw`, the raw client reads the deliveries (and answers flow control).
 //! - `--mode js-ordered`: the same with an ordered push consumer (flow control, heartbeats,
 //!   recreated by the client after a gap), as "read the whole stream" helpers use.
 //! - `--mode kv-put` / `--mode kv-get`: see [`super::kv`].
@@ -98,7 +99,8 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
         (JsMode::JsPush | JsMode::JsOrdered, false) => {
             push_consume(&client, &js, stream, args, mode == JsMode::JsOrdered).await
         }
-        _ => Err("--raw is for js-pub and js-consume".into()),
+        (JsMode::JsPush, true) => push_raw(&js, stream, args).await,
+        _ => Err("--raw is for js-pub, js-consume and js-push".into()),
     };
     if !args.keep {
         let deleted = js.delete_stream(&args.stream).await;
@@ -416,6 +418,88 @@ async fn push_consume(
     let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let mut report = js_base(args, if ordered { "js-ordered" } else { "js-push" });
+    report.subs = 1;
+    report.publish_rate = prefill_rate;
+    report.deliver_rate = got as f64 / elapsed;
+    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
+    report.received = got;
+    report.expected = args.msgs;
+    Ok(report)
+}
+
+/// The deliver subject of `js-push --raw`.
+const RAW_PUSH: &str = "_INBOX.herald-bench-push";
+
+/// `--mode js-push --raw`: a prefill, then the push consumer's messages read by the raw
+/// client (subscribed before the consumer is made), which answers flow-control requests.
+async fn push_raw(
+    js: &jetstream::Context,
+    mut stream: stream::Stream,
+    args: &BenchArgs,
+) -> Result<Report> {
+    let prefill_rate = prefill(js, &mut stream, args).await?;
+    let mut conn = RawConn::open(&args.client).await?;
+    conn.socket
+        .write_all(format!("SUB {RAW_PUSH} 1\r\n").as_bytes())
+        .await?;
+    conn.round_trip(args.idle_timeout).await?;
+    let bar = progress(args.msgs, "consumed", args.json);
+    let start = Instant::now();
+    let _consumer: jetstream::consumer::Consumer<push::Config> = stream
+        .create_consumer(push::Config {
+            deliver_subject: RAW_PUSH.to_owned(),
+            ack_policy: AckPolicy::None,
+            flow_control: args.flow_control,
+            idle_heartbeat: if args.flow_control {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create the consumer: {e}"))?;
+    let mut got = 0u64;
+    let mut answers: Vec<u8> = Vec::new();
+    let mut problem = None;
+    while got < args.msgs {
+        let progressed = conn
+            .read_until(args.idle_timeout, |op| {
+                match op {
+                    ServerOp::Msg { payload, .. } => {
+                        if payload.len() != args.size {
+                            problem = Some(format!("a message of {} bytes", payload.len()));
+                            return true;
+                        }
+                        got += 1;
+                    }
+                    // A flow-control request: answered at once, as clients do.
+                    ServerOp::HMsg {
+                        reply: Some(reply), ..
+                    } => {
+                        answers.extend_from_slice(format!("PUB {reply} 0\r\n\r\n").as_bytes());
+                        return true;
+                    }
+                    _ => {}
+                }
+                got == args.msgs || got.is_multiple_of(65_536)
+            })
+            .await?;
+        if let Some(problem) = problem {
+            return Err(problem.into());
+        }
+        if !progressed {
+            return Err(nothing_within(args, got).into());
+        }
+        if !answers.is_empty() {
+            conn.socket.write_all(&answers).await?;
+            answers.clear();
+        }
+        bar.set_position(got);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mut report = js_base(args, "js-push");
     report.subs = 1;
     report.publish_rate = prefill_rate;
     report.deliver_rate = got as f64 / elapsed;
