@@ -687,3 +687,87 @@ async fn bad_requests_to_the_new_calls_get_clear_answers_and_change_nothing() {
     let info = stream.get_info().await.unwrap();
     assert_eq!((info.state.messages, info.state.last_sequence), (2, 2));
 }
+
+#[tokio::test]
+async fn stored_messages_are_republished_with_their_place() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let created: serde_json::Value = js
+        .request(
+            "STREAM.CREATE.REPUB",
+            &serde_json::json!({"name": "REPUB", "subjects": ["orders.>"],
+                "republish": {"src": "orders.*", "dest": "copies.{{wildcard(1)}}"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created["config"]["republish"]["dest"], "copies.{{wildcard(1)}}",
+        "{created}"
+    );
+    let mut copies = client.subscribe("copies.>").await.unwrap();
+    client.flush().await.unwrap();
+    assert_eq!(
+        publish_with(&js, "orders.eu", &[("App", "x")], "order 1").await,
+        Ok(1)
+    );
+    // Not taken by the rule's source (two tokens after orders): stored, not republished.
+    publish(&js, "orders.eu.late", "order 2").await;
+    assert_eq!(publish(&js, "orders.us", "order 3").await, 3);
+    for (subject, seq, payload) in [("copies.eu", "1", "order 1"), ("copies.us", "3", "order 3")] {
+        let msg = tokio::time::timeout(WAIT, copies.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.subject.as_str(), subject);
+        assert_eq!(&msg.payload[..], payload.as_bytes());
+        let headers = msg.headers.unwrap();
+        assert_eq!(headers.get("Nats-Stream").unwrap().as_str(), "REPUB");
+        assert_eq!(headers.get("Nats-Sequence").unwrap().as_str(), seq);
+        assert!(headers.get("Nats-Time-Stamp").is_some());
+        if seq == "1" {
+            assert_eq!(
+                headers.get("App").unwrap().as_str(),
+                "x",
+                "its own headers kept"
+            );
+            assert_eq!(headers.get("Nats-Subject").unwrap().as_str(), "orders.eu");
+        }
+    }
+
+    // Headers only: the size instead of the payload.
+    let slim_created: serde_json::Value = js
+        .request(
+            "STREAM.CREATE.SLIM",
+            &serde_json::json!({"name": "SLIM", "subjects": ["slim.>"],
+                "republish": {"src": "slim.>", "dest": "slim-copy.>", "headers_only": true}}),
+        )
+        .await
+        .unwrap();
+    assert!(slim_created.get("error").is_none(), "{slim_created}");
+    let mut slim = client.subscribe("slim-copy.>").await.unwrap();
+    client.flush().await.unwrap();
+    publish(&js, "slim.a.b", "twelve bytes").await;
+    let msg = tokio::time::timeout(WAIT, slim.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.subject.as_str(), "slim-copy.a.b");
+    assert!(msg.payload.is_empty());
+    assert_eq!(
+        msg.headers.unwrap().get("Nats-Msg-Size").unwrap().as_str(),
+        "12"
+    );
+
+    // A rule that would feed the stream again is refused.
+    let refused: serde_json::Value = js
+        .request(
+            "STREAM.CREATE.LOOP",
+            &serde_json::json!({"name": "LOOP", "subjects": ["loop.>"],
+                "republish": {"src": "loop.*", "dest": "loop.again.*"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused["error"]["err_code"], 10052, "{refused}");
+}

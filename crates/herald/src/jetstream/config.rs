@@ -139,7 +139,6 @@ pub enum ReplayPolicy {
 const UNSUPPORTED_STREAM_FIELDS: &[&str] = &[
     "mirror",
     "sources",
-    "republish",
     "subject_transform",
     "placement",
     "subject_delete_marker_ttl",
@@ -261,6 +260,9 @@ pub struct StreamConfig {
     pub allow_rollup_hdrs: bool,
     /// Honour the `Nats-TTL` header.
     pub allow_msg_ttl: bool,
+    /// Publish each stored message again on another subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub republish: Option<RePublish>,
     /// With `discard: new`, apply the per-subject limit to new messages too.
     #[serde(skip_serializing_if = "is_false")]
     pub discard_new_per_subject: bool,
@@ -276,6 +278,19 @@ pub struct StreamConfig {
     /// Deserialized from the keys no other field takes (`flatten`).
     #[serde(flatten, skip_serializing, deserialize_with = "unsupported_fields")]
     pub unsupported: Vec<&'static str>,
+}
+
+/// A stream's republish rule (`RePublish`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RePublish {
+    /// The stored subjects to republish.
+    pub src: String,
+    /// Where to (maps the source's wildcards).
+    pub dest: String,
+    /// Headers only, without payloads.
+    #[serde(skip_serializing_if = "is_false")]
+    pub headers_only: bool,
 }
 
 /// Defaults and caps a stream sets for its consumers (`consumer_limits`).
@@ -347,6 +362,11 @@ impl StreamConfig {
             deny_purge: self.deny_purge,
             allow_rollup: self.allow_rollup_hdrs,
             allow_msg_ttl: self.allow_msg_ttl,
+            republish: self.republish.map(|r| streams::Republish {
+                source: r.src,
+                destination: r.dest,
+                headers_only: r.headers_only,
+            }),
             consumer_limits: streams::ConsumerLimits {
                 inactive_threshold: self.consumer_limits.inactive_threshold.and_then(nanos),
                 max_ack_pending: self
@@ -396,6 +416,11 @@ impl StreamConfig {
             deny_purge: config.deny_purge,
             allow_rollup_hdrs: config.allow_rollup,
             allow_msg_ttl: config.allow_msg_ttl,
+            republish: config.republish.as_ref().map(|r| RePublish {
+                src: r.source.clone(),
+                dest: r.destination.clone(),
+                headers_only: r.headers_only,
+            }),
             discard_new_per_subject: config.discard_new_per_subject,
             consumer_limits: ConsumerLimits {
                 inactive_threshold: config.consumer_limits.inactive_threshold.map(as_nanos),

@@ -230,10 +230,6 @@ fn stream_unsupported_features_are_refused() {
             "sources is not supported",
         ),
         (
-            json!({"republish":{"src":">","dest":"x.>"}}),
-            "republish is not supported",
-        ),
-        (
             json!({"placement":{"cluster":"c"}}),
             "placement is not supported",
         ),

@@ -203,6 +203,9 @@ pub struct StreamConfig {
     pub allow_rollup: bool,
     /// Honour a message's own time to live (`Nats-TTL` header).
     pub allow_msg_ttl: bool,
+    /// Publish each stored message again on another subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub republish: Option<Republish>,
     /// Defaults and caps for this stream's consumers.
     pub consumer_limits: ConsumerLimits,
     /// Free key/value pairs for applications.
@@ -277,6 +280,11 @@ impl StreamConfig {
             if self.subjects[..i].contains(s) {
                 return invalid(format!("duplicate subject {s}"));
             }
+        }
+
+        if let Some(rule) = &self.republish {
+            super::republish::check(rule, &self.subjects)
+                .map_err(|why| Error::new(Reason::InvalidStreamConfig, why))?;
         }
 
         if self.max_age.is_some_and(|age| age < MIN_DURATION) {
@@ -399,6 +407,19 @@ pub struct ConsumerConfig {
     /// adapter does the sending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<Push>,
+}
+
+/// Where a stream republishes what it stores ([`StreamConfig::republish`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Republish {
+    /// The stored messages to republish: a pattern within the stream's subjects.
+    pub source: String,
+    /// The subject they are republished on; it maps the source's wildcards (`*`, `>`,
+    /// `{{wildcard(n)}}`, `$n`) and may not feed the stream again.
+    pub destination: String,
+    /// Republish the headers only (the payload's size in `Nats-Msg-Size`).
+    pub headers_only: bool,
 }
 
 /// How a push consumer delivers ([`ConsumerConfig::push`]).

@@ -52,6 +52,7 @@ mod info;
 mod message;
 mod messages;
 pub(crate) mod pull;
+mod republish;
 mod retention;
 pub(crate) mod store;
 pub(crate) mod stream;
@@ -67,7 +68,7 @@ use parking_lot::{Mutex, RwLock};
 pub use config::{
     AckPolicy, ConsumerConfig, ConsumerLimits, DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_INACTIVE_THRESHOLD, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING, DeliverPolicy,
-    Discard, Push, ReplayPolicy, Retention, Storage, StreamConfig,
+    Discard, Push, ReplayPolicy, Republish, Retention, Storage, StreamConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use herald_log::Fsync;

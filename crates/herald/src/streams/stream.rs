@@ -145,6 +145,18 @@ pub(crate) struct Pending {
     confirm: Option<(usize, Duration)>,
     /// Its own time to live (`Nats-TTL`).
     ttl: Option<Duration>,
+    /// What to publish again once it is stored (a republish rule took it).
+    republish: Option<Box<Republished>>,
+}
+
+/// A stored message to publish again: where, and its parts.
+struct Republished {
+    destination: String,
+    subject: String,
+    headers: Option<Vec<u8>>,
+    payload: bytes::Bytes,
+    timestamp: u64,
+    headers_only: bool,
 }
 
 /// Message ids seen within the duplicate window.
@@ -392,11 +404,34 @@ impl Stream {
             payload: msg.payload(),
             timestamp: now,
         };
+        let republish = self.config.lock().republish.as_ref().and_then(|rule| {
+            let destination = super::republish::destination(rule, msg.subject())?;
+            Some(Box::new(Republished {
+                destination,
+                subject: msg.subject().to_owned(),
+                headers: msg.header_block().map(<[u8]>::to_vec),
+                payload: if rule.headers_only {
+                    bytes::Bytes::new()
+                } else {
+                    bytes::Bytes::copy_from_slice(msg.payload())
+                },
+                timestamp: now,
+                headers_only: rule.headers_only,
+            }))
+        });
+        let size_for_republish = msg.payload().len();
         let pending = Pending {
             done,
             msg_id: msg_id.map(str::to_owned),
             confirm,
             ttl,
+            republish: republish.map(|mut r| {
+                if r.headers_only {
+                    // The payload's size goes in a header instead.
+                    r.payload = bytes::Bytes::from(size_for_republish.to_string());
+                }
+                r
+            }),
         };
         let queued = if expect == herald_log::Expect::default() {
             self.writer.append(&entry, pending)
@@ -420,6 +455,7 @@ impl Stream {
             msg_id,
             confirm,
             ttl,
+            republish,
         } = pending;
         let waiters = msg_id.and_then(|id| {
             let mut dedup = self.dedup.lock();
@@ -437,6 +473,9 @@ impl Stream {
                 if let Some(ttl) = ttl {
                     let at = now_nanos().saturating_add(ttl.as_nanos() as u64);
                     self.ttls.lock().insert((at, seq));
+                }
+                if let Some(republish) = republish {
+                    self.republish(*republish, seq);
                 }
                 // A confirm-N waiter is in place before any consumer can see the message, and
                 // the message is visible before its publisher hears of it.
@@ -544,6 +583,47 @@ impl Stream {
         self.expire_ttls(now_ns);
         let window = self.config.lock().window().as_nanos() as u64;
         self.dedup.lock().prune(now_ns, window);
+    }
+
+    /// Publishes stored message `seq` again as its republish rule says.
+    fn republish(&self, r: Republished, seq: u64) {
+        let mut headers = crate::message::HeaderMap::new();
+        if let Some(block) = &r.headers
+            && let Ok(parsed) = herald_proto::headers::parse(block)
+        {
+            for &(name, value) in &parsed.fields {
+                let _ = headers.append(name, value);
+            }
+        }
+        let time = crate::time::from_unix_nanos(r.timestamp);
+        let stamp = time::OffsetDateTime::from(time)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let fields = [
+            ("Nats-Stream", self.name.clone()),
+            ("Nats-Subject", r.subject.clone()),
+            ("Nats-Sequence", seq.to_string()),
+            ("Nats-Time-Stamp", stamp),
+            ("Nats-Last-Sequence", (seq - 1).to_string()),
+        ];
+        for (name, value) in fields {
+            let _ = headers.insert(name, &value);
+        }
+        let payload = if r.headers_only {
+            let _ = headers.insert("Nats-Msg-Size", &String::from_utf8_lossy(&r.payload));
+            bytes::Bytes::new()
+        } else {
+            r.payload
+        };
+        if let Err(err) = self.scope.send(
+            &r.destination,
+            None,
+            Some(headers),
+            payload,
+            crate::dispatch::Reach::All,
+        ) {
+            tracing::debug!(stream = %self.name, %err, "cannot republish a message");
+        }
     }
 
     /// Deletes the messages whose own TTL ran out by `now` (ns since the epoch).
