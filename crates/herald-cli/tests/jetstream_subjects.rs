@@ -771,3 +771,143 @@ async fn stored_messages_are_republished_with_their_place() {
         .unwrap();
     assert_eq!(refused["error"]["err_code"], 10052, "{refused}");
 }
+
+/// The payloads a stream holds, in order (read with direct gets by sequence).
+async fn payloads_of(stream: &async_nats::jetstream::stream::Stream) -> Vec<String> {
+    let info = stream.get_info().await.unwrap();
+    let mut out = Vec::new();
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        if let Ok(msg) = stream.get_raw_message(seq).await {
+            out.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+/// Waits until `stream` holds `want` messages (copies are made in the background).
+async fn wait_held(stream: &async_nats::jetstream::stream::Stream, want: u64) {
+    wait_messages(stream, want).await;
+}
+
+#[tokio::test]
+async fn mirrors_and_sources_copy_streams_of_the_server() {
+    let dir = data_dir();
+    let dir_arg = dir.path().to_str().unwrap();
+    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
+    let js = jetstream(&server).await;
+    js.create_stream(stream::Config {
+        name: "ORIGIN".into(),
+        subjects: vec!["origin.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for i in 1..=4 {
+        let subject = if i % 2 == 0 {
+            "origin.even"
+        } else {
+            "origin.odd"
+        };
+        publish(&js, subject, &format!("o{i}")).await;
+    }
+    let mirror = js
+        .create_stream(stream::Config {
+            name: "MIRROR".into(),
+            mirror: Some(stream::Source {
+                name: "ORIGIN".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A source that does not exist yet is waited for.
+    let agg = js
+        .create_stream(stream::Config {
+            name: "AGG".into(),
+            subjects: vec!["agg.>".into()],
+            sources: Some(vec![
+                stream::Source {
+                    name: "ORIGIN".into(),
+                    filter_subject: Some("origin.even".into()),
+                    ..Default::default()
+                },
+                stream::Source {
+                    name: "LATER".into(),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_held(&mirror, 4).await;
+    assert_eq!(payloads_of(&mirror).await, ["o1", "o2", "o3", "o4"]);
+    wait_held(&agg, 2).await;
+    publish(&js, "agg.own", "a1").await;
+    js.create_stream(stream::Config {
+        name: "LATER".into(),
+        subjects: vec!["later.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish(&js, "later.x", "l1").await;
+    publish(&js, "origin.even", "o6").await;
+    wait_held(&agg, 5).await;
+    let mut got = payloads_of(&agg).await;
+    got.sort();
+    assert_eq!(got, ["a1", "l1", "o2", "o4", "o6"]);
+    let copy = agg.get_raw_message(1).await.unwrap();
+    assert_eq!(
+        copy.headers.get("Nats-Stream-Source").unwrap().as_str(),
+        "ORIGIN 2"
+    );
+    wait_held(&mirror, 5).await;
+
+    // After a restart each copy goes on where it stood: nothing twice, nothing skipped.
+    assert!(server.terminate().success());
+    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
+    let js = jetstream(&server).await;
+    publish(&js, "origin.even", "o7").await;
+    let mirror = js.get_stream("MIRROR").await.unwrap();
+    let agg = js.get_stream("AGG").await.unwrap();
+    wait_held(&mirror, 6).await;
+    wait_held(&agg, 6).await;
+    assert_eq!(
+        payloads_of(&mirror).await,
+        ["o1", "o2", "o3", "o4", "o6", "o7"]
+    );
+
+    // A mirror has no subjects of its own, and copies from somewhere else than itself.
+    let err = js
+        .create_stream(stream::Config {
+            name: "BADMIRROR".into(),
+            subjects: vec!["bm.>".into()],
+            mirror: Some(stream::Source {
+                name: "ORIGIN".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stream mirrors can not contain subjects"),
+        "{err}"
+    );
+    let err = js
+        .create_stream(stream::Config {
+            name: "SELF".into(),
+            sources: Some(vec![stream::Source {
+                name: "SELF".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("can not source itself"), "{err}");
+}

@@ -64,6 +64,34 @@ pub(crate) mod serde_rfc3339 {
     }
 }
 
+/// Serde for an optional `SystemTime` as an RFC 3339 string (absent or `null`: `None`).
+pub(crate) mod serde_rfc3339_option {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        at: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => s.serialize_str(&super::rfc3339(*at)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => super::parse_rfc3339(&text)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {text:?}"))),
+        }
+    }
+}
+
 /// Serde for a list of durations as humantime strings (`["1s", "5s"]`).
 pub(crate) mod serde_durations {
     use std::time::Duration;

@@ -137,8 +137,6 @@ pub enum ReplayPolicy {
 /// `null`, `false`, `0`, `""`, `"default"`, `[]` or an object of those) is refused by
 /// [`StreamConfig::normalize`] rather than silently ignored.
 const UNSUPPORTED_STREAM_FIELDS: &[&str] = &[
-    "mirror",
-    "sources",
     "subject_transform",
     "placement",
     "subject_delete_marker_ttl",
@@ -263,6 +261,12 @@ pub struct StreamConfig {
     /// Publish each stored message again on another subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub republish: Option<RePublish>,
+    /// The stream this one copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<StreamSource>,
+    /// Streams this one copies besides its own subjects.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "null_empty")]
+    pub sources: Vec<StreamSource>,
     /// With `discard: new`, apply the per-subject limit to new messages too.
     #[serde(skip_serializing_if = "is_false")]
     pub discard_new_per_subject: bool,
@@ -278,6 +282,79 @@ pub struct StreamConfig {
     /// Deserialized from the keys no other field takes (`flatten`).
     #[serde(flatten, skip_serializing, deserialize_with = "unsupported_fields")]
     pub unsupported: Vec<&'static str>,
+}
+
+/// Another stream a stream copies (`StreamSource`, for `mirror` and `sources`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamSource {
+    /// The stream copied.
+    pub name: String,
+    /// Copy from this sequence on; 0 = from its first message.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "zero_none"
+    )]
+    pub opt_start_seq: Option<u64>,
+    /// Copy from this time on (RFC 3339).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_none"
+    )]
+    pub opt_start_time: Option<String>,
+    /// Copy only messages on subjects this pattern matches.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_none"
+    )]
+    pub filter_subject: Option<String>,
+    /// Another account or domain: refused (herald copies within one server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<Value>,
+    /// Subject transforms of copies: refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_transforms: Option<Value>,
+}
+
+impl StreamSource {
+    fn to_typed(&self) -> Result<streams::Source, ApiError> {
+        let invalid = |why: String| Err(ApiError::invalid_stream_config(why));
+        if self.external.as_ref().is_some_and(is_set) {
+            return invalid("external stream sources are not supported".into());
+        }
+        if self.subject_transforms.as_ref().is_some_and(is_set) {
+            return invalid("subject transforms of sources are not supported".into());
+        }
+        let start_time = match &self.opt_start_time {
+            Some(text) => match time::parse(text) {
+                Ok(at) => at,
+                Err(_) => return invalid(format!("invalid opt_start_time {text:?}")),
+            },
+            None => None,
+        };
+        Ok(streams::Source {
+            name: self.name.clone(),
+            start_seq: self.opt_start_seq,
+            start_time,
+            filter_subject: self.filter_subject.clone(),
+        })
+    }
+
+    fn from_typed(source: &streams::Source) -> StreamSource {
+        StreamSource {
+            name: source.name.clone(),
+            opt_start_seq: source.start_seq,
+            opt_start_time: source.start_time.map(|t| rfc3339(Some(t))),
+            filter_subject: source.filter_subject.clone(),
+            external: None,
+            subject_transforms: None,
+        }
+    }
+}
+
+/// A `null` list is an empty one.
+fn null_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A stream's republish rule (`RePublish`).
@@ -362,6 +439,16 @@ impl StreamConfig {
             deny_purge: self.deny_purge,
             allow_rollup: self.allow_rollup_hdrs,
             allow_msg_ttl: self.allow_msg_ttl,
+            mirror: self
+                .mirror
+                .as_ref()
+                .map(StreamSource::to_typed)
+                .transpose()?,
+            sources: self
+                .sources
+                .iter()
+                .map(StreamSource::to_typed)
+                .collect::<Result<_, _>>()?,
             republish: self.republish.map(|r| streams::Republish {
                 source: r.src,
                 destination: r.dest,
@@ -416,6 +503,12 @@ impl StreamConfig {
             deny_purge: config.deny_purge,
             allow_rollup_hdrs: config.allow_rollup,
             allow_msg_ttl: config.allow_msg_ttl,
+            mirror: config.mirror.as_ref().map(StreamSource::from_typed),
+            sources: config
+                .sources
+                .iter()
+                .map(StreamSource::from_typed)
+                .collect(),
             republish: config.republish.as_ref().map(|r| RePublish {
                 src: r.source.clone(),
                 dest: r.destination.clone(),

@@ -224,10 +224,13 @@ fn stream_unsupported_features_are_refused() {
             "discard new per subject requires discard new policy to be set and max msgs per subject",
         ),
         (json!({"sealed":true}), "sealed streams are not supported"),
-        (json!({"mirror":{"name":"O"}}), "mirror is not supported"),
         (
-            json!({"sources":[{"name":"O"}]}),
-            "sources is not supported",
+            json!({"mirror":{"name":"O","external":{"api":"$JS.x.API"}}}),
+            "external stream sources are not supported",
+        ),
+        (
+            json!({"sources":[{"name":"O","subject_transforms":[{"src":"a","dest":"b"}]}]}),
+            "subject transforms of sources are not supported",
         ),
         (
             json!({"placement":{"cluster":"c"}}),
@@ -244,8 +247,8 @@ fn stream_unsupported_features_are_refused() {
         assert_eq!(err, ApiError::invalid_stream_config(want));
     }
     let config: StreamConfig =
-        serde_json::from_str(r#"{"name":"S","mirror":{"name":"O"},"sources":null}"#).unwrap();
-    assert_eq!(config.unsupported, ["mirror"]);
+        serde_json::from_str(r#"{"name":"S","placement":{"cluster":"c"},"sources":null}"#).unwrap();
+    assert_eq!(config.unsupported, ["placement"]);
     assert!(to_json(&config).get("unsupported").is_none());
     // Unset values of unsupported fields are fine.
     let body = r#"{"name":"S","mirror":null,"sources":[],"placement":{"cluster":"","tags":[]},

@@ -206,6 +206,13 @@ pub struct StreamConfig {
     /// Publish each stored message again on another subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub republish: Option<Republish>,
+    /// Copy every message of another stream of this store (a mirror has no subjects of its
+    /// own and no other sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Source>,
+    /// Copy the messages of other streams of this store, besides what its subjects capture.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
     /// Defaults and caps for this stream's consumers.
     pub consumer_limits: ConsumerLimits,
     /// Free key/value pairs for applications.
@@ -267,7 +274,36 @@ impl StreamConfig {
             );
         }
 
-        if self.subjects.is_empty() {
+        if let Some(mirror) = &self.mirror {
+            if !self.subjects.is_empty() {
+                return invalid("stream mirrors can not contain subjects".into());
+            }
+            if !self.sources.is_empty() {
+                return invalid("stream mirrors can not also contain other sources".into());
+            }
+            if mirror.name == self.name {
+                return invalid("stream mirror can not be itself".into());
+            }
+        }
+        for source in self.mirror.iter().chain(&self.sources) {
+            if !valid_name(&source.name) {
+                return invalid(format!("invalid source stream name {:?}", source.name));
+            }
+            if source.name == self.name {
+                return invalid("stream can not source itself".into());
+            }
+            if source.start_seq.is_some() && source.start_time.is_some() {
+                return invalid(
+                    "source can not have both a start sequence and a start time".into(),
+                );
+            }
+            if let Some(filter) = &source.filter_subject
+                && subject::check(filter).is_err()
+            {
+                return invalid(format!("invalid source filter subject {filter}"));
+            }
+        }
+        if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_empty() {
             self.subjects = vec![self.name.clone()];
         }
         for (i, s) in self.subjects.iter().enumerate() {
@@ -407,6 +443,27 @@ pub struct ConsumerConfig {
     /// adapter does the sending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<Push>,
+}
+
+/// Another stream of the same store that a stream copies ([`StreamConfig::mirror`],
+/// [`StreamConfig::sources`]). Copies carry `Nats-Stream-Source: <stream> <sequence>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Source {
+    /// The stream copied.
+    pub name: String,
+    /// Copy from this sequence of it on (instead of its first message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_seq: Option<u64>,
+    /// Copy from its first message stored at or after this time.
+    #[serde(
+        with = "crate::time::serde_rfc3339_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_time: Option<SystemTime>,
+    /// Copy only messages on subjects this pattern matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_subject: Option<String>,
 }
 
 /// Where a stream republishes what it stores ([`StreamConfig::republish`]).

@@ -54,6 +54,7 @@ mod messages;
 pub(crate) mod pull;
 mod republish;
 mod retention;
+mod sourcing;
 pub(crate) mod store;
 pub(crate) mod stream;
 
@@ -68,7 +69,7 @@ use parking_lot::{Mutex, RwLock};
 pub use config::{
     AckPolicy, ConsumerConfig, ConsumerLimits, DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_INACTIVE_THRESHOLD, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING, DeliverPolicy,
-    Discard, Push, ReplayPolicy, Republish, Retention, Storage, StreamConfig,
+    Discard, Push, ReplayPolicy, Republish, Retention, Source, Storage, StreamConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use herald_log::Fsync;

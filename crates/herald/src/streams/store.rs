@@ -208,6 +208,18 @@ impl Store {
             .write()
             .insert(stream.name.clone(), held.clone());
         self.runtime.spawn(tick_stream(Arc::downgrade(&held)));
+        let sources = {
+            let config = held.stream.config.lock();
+            config
+                .mirror
+                .iter()
+                .chain(&config.sources)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for source in sources {
+            super::sourcing::start(self, &held, source);
+        }
         Ok(held)
     }
 
@@ -304,6 +316,9 @@ impl Store {
         }
         if old.first_seq != config.first_seq {
             return refuse("first sequence");
+        }
+        if old.mirror != config.mirror || old.sources != config.sources {
+            return refuse("its mirror or sources");
         }
         self.check_overlap(&config)?;
         let failed = |e: &dyn std::fmt::Display| {

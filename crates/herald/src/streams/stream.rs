@@ -585,6 +585,36 @@ impl Stream {
         self.dedup.lock().prune(now_ns, window);
     }
 
+    /// Appends a message copied from another stream (a mirror's or a source's), unanswered.
+    pub(crate) fn append_copy(
+        &self,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+        timestamp: u64,
+    ) {
+        let entry = Entry {
+            subject,
+            headers,
+            payload,
+            timestamp,
+        };
+        let pending = Pending {
+            done: Done::Nobody,
+            msg_id: None,
+            confirm: None,
+            ttl: None,
+            republish: None,
+        };
+        if let Err(pending) = self.writer.append(&entry, pending) {
+            let stopped = herald_log::Error::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the stream's log writer is not running"),
+            };
+            self.stored(Err(stopped), pending);
+        }
+    }
+
     /// Publishes stored message `seq` again as its republish rule says.
     fn republish(&self, r: Republished, seq: u64) {
         let mut headers = crate::message::HeaderMap::new();
