@@ -302,10 +302,31 @@ async fn expected_sequences_and_rollups() {
         Ok(5)
     );
 
+    // The last message's id.
+    assert_eq!(
+        publish_with(&js, "state.c", &[("Nats-Msg-Id", "m1")], "c").await,
+        Ok(6)
+    );
+    assert_eq!(
+        publish_with(&js, "state.c", &[("Nats-Expected-Last-Msg-Id", "m1")], "c2").await,
+        Ok(7)
+    );
+    let wrong = publish_with(&js, "state.c", &[("Nats-Expected-Last-Msg-Id", "m1")], "x")
+        .await
+        .unwrap_err();
+    assert!(wrong.contains("wrong last msg ID"), "{wrong}");
+    js.get_stream("STATE")
+        .await
+        .unwrap()
+        .purge()
+        .filter("state.c")
+        .await
+        .unwrap();
+
     // A subject rollup leaves only the new message on its subject.
     assert_eq!(
         publish_with(&js, "state.a", &[("Nats-Rollup", "sub")], "rolled").await,
-        Ok(6)
+        Ok(8)
     );
     let info = stream.get_info().await.unwrap();
     assert_eq!(info.state.messages, 3, "state.b, state.new and the rollup");
@@ -314,10 +335,10 @@ async fn expected_sequences_and_rollups() {
     // A stream rollup leaves only the new message.
     assert_eq!(
         publish_with(&js, "state.b", &[("Nats-Rollup", "all")], "all").await,
-        Ok(7)
+        Ok(9)
     );
     let info = stream.get_info().await.unwrap();
-    assert_eq!((info.state.messages, info.state.first_sequence), (1, 7));
+    assert_eq!((info.state.messages, info.state.first_sequence), (1, 9));
 
     // Not allowed, or not a rollup: refused.
     js.create_stream(stream::Config {

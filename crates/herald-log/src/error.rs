@@ -57,6 +57,10 @@ pub enum Error {
     /// subject) was not the one found there, which is given.
     #[error("wrong last sequence: {0}")]
     WrongLastSequence(u64),
+    /// [`Expect::last_header`](crate::Expect::last_header) did not hold; the value the last
+    /// record has (empty: none).
+    #[error("wrong last msg ID: {0}")]
+    WrongLastHeader(String),
 }
 
 /// A log result.

@@ -112,10 +112,13 @@ impl Default for Config {
 
 /// Conditions on an append, checked against the log as the message is appended (in order
 /// with every append before it), and what it deletes once appended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expect {
     /// The log's last sequence must be this (0: nothing was ever appended).
     pub last_seq: Option<u64>,
+    /// The last record's header block must have a `name: value` line (its header `name` is
+    /// `value`), as `(name, value)`.
+    pub last_header: Option<(String, String)>,
     /// The last kept message on the entry's subject must have this sequence (0: none).
     pub last_subject_seq: Option<u64>,
     /// Once appended, delete what the message replaces.
@@ -414,6 +417,16 @@ impl Log {
             let last = self.next_seq() - 1;
             if last != want {
                 return Err(Error::WrongLastSequence(last));
+            }
+        }
+        if let Some((name, value)) = &expect.last_header {
+            let last = self.next_seq() - 1;
+            let found = match self.get(last)? {
+                Some(record) => header_value(&record.headers, name).map(str::to_owned),
+                None => None,
+            };
+            if found.as_deref() != Some(value.as_str()) {
+                return Err(Error::WrongLastHeader(found.unwrap_or_default()));
             }
         }
         if let Some(want) = expect.last_subject_seq {
@@ -1048,6 +1061,15 @@ impl Log {
             None => seg.written,
         }
     }
+}
+
+/// The value of header `name` in a `NATS/1.0` header block (`Name: value` lines), if any.
+fn header_value<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
+    let text = std::str::from_utf8(block).ok()?;
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// A record that no longer decodes as it did when it was written or recovered.

@@ -157,6 +157,7 @@ impl From<&streams::Error> for ApiError {
             // nats-server refuses it as a failed delete.
             MessageDeleteDenied => (500, 10057),
             WrongLastSequence => (400, 10071),
+            WrongLastMsgId => (400, 10070),
             RollupDenied => (400, 10115),
             MessageTtlInvalid => (400, 10165),
             WorkQueueConsumer(code) => (400, code),

@@ -99,6 +99,8 @@ pub(crate) enum Reason {
     MessageDeleteDenied,
     /// A publish's expected last sequence (of the stream or of its subject) was not it.
     WrongLastSequence,
+    /// A publish's expected last message id was not the last message's.
+    WrongLastMsgId,
     /// A rollup header on a stream that does not allow rollups, or a bad one.
     RollupDenied,
     /// A `Nats-TTL` that is not a duration of at least a second.
@@ -127,7 +129,7 @@ impl Reason {
             BadRequest | StreamPurge | MessageDeleteDenied => ErrorKind::InvalidRequest,
             Unsupported | Replicas | MessageTtl => ErrorKind::Unsupported,
             TooManyConsumers | MessageTooLarge | StoreFailed => ErrorKind::Full,
-            ExpectedStream | WrongLastSequence => ErrorKind::Conflict,
+            ExpectedStream | WrongLastSequence | WrongLastMsgId => ErrorKind::Conflict,
             RollupDenied | MessageTtlInvalid => ErrorKind::InvalidRequest,
             WorkQueueConsumer(_) => ErrorKind::InvalidConfig,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
@@ -257,6 +259,9 @@ impl Error {
         match err {
             herald_log::Error::WrongLastSequence(_) => {
                 Error::new(Reason::WrongLastSequence, err.to_string())
+            }
+            herald_log::Error::WrongLastHeader(_) => {
+                Error::new(Reason::WrongLastMsgId, err.to_string())
             }
             _ => Error::store_failed(err.to_string()),
         }

@@ -341,10 +341,8 @@ impl Stream {
                         };
                     }
                     "Nats-Expected-Last-Msg-Id" => {
-                        return self.refuse(
-                            done,
-                            Error::bad_request(format!("{name} is not supported by herald")),
-                        );
+                        expect.last_header =
+                            Some(("Nats-Msg-Id".to_owned(), value.trim().to_owned()));
                     }
                     "Nats-TTL" => {
                         if !allow_ttl {
@@ -514,7 +512,9 @@ impl Stream {
             Err(err) => {
                 if !matches!(
                     err,
-                    herald_log::Error::Full(_) | herald_log::Error::WrongLastSequence(_)
+                    herald_log::Error::Full(_)
+                        | herald_log::Error::WrongLastSequence(_)
+                        | herald_log::Error::WrongLastHeader(_)
                 ) {
                     tracing::error!(stream = %self.name, %err, "cannot store a message");
                 }
