@@ -932,3 +932,45 @@ async fn mirrors_and_sources_copy_streams_of_the_server() {
         .to_string();
     assert!(err.contains("can not source itself"), "{err}");
 }
+
+#[tokio::test]
+async fn deny_purge_and_sealed_streams_refuse_changes() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let js = jetstream(&server).await;
+    let config = stream::Config {
+        name: "KEEP".into(),
+        subjects: vec!["keep.>".into()],
+        deny_purge: true,
+        ..Default::default()
+    };
+    let stream = js.create_stream(config.clone()).await.unwrap();
+    publish(&js, "keep.a", "1").await;
+    let err = stream.purge().await.unwrap_err().to_string();
+    assert!(err.contains("stream purge not permitted"), "{err}");
+
+    // Sealed only by an update, and never unsealed.
+    let err = js
+        .create_stream(stream::Config {
+            name: "SEALED".into(),
+            sealed: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("can not be sealed"), "{err}");
+    js.update_stream(stream::Config {
+        sealed: true,
+        ..config.clone()
+    })
+    .await
+    .unwrap();
+    let refused = publish_with(&js, "keep.b", &[], "2").await.unwrap_err();
+    assert!(refused.contains("sealed"), "{refused}");
+    let err = stream.delete_message(1).await.unwrap_err().to_string();
+    assert!(err.contains("not permitted"), "{err}");
+    let err = js.update_stream(config).await.unwrap_err().to_string();
+    assert!(err.contains("unseal"), "{err}");
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 1);
+}

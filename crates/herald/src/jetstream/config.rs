@@ -394,10 +394,7 @@ impl StreamConfig {
         if !matches!(self.compression.as_str(), "" | "none") {
             return invalid("compression is not supported".into());
         }
-        for (set, what) in [
-            (self.sealed, "sealed streams are"),
-            (self.mirror_direct, "mirror_direct is"),
-        ] {
+        for (set, what) in [(self.mirror_direct, "mirror_direct is")] {
             if set {
                 return invalid(format!("{what} not supported"));
             }
@@ -436,6 +433,7 @@ impl StreamConfig {
             first_seq: self.first_seq.and_then(NonZeroU64::new),
             allow_direct: self.allow_direct,
             deny_delete: self.deny_delete,
+            sealed: self.sealed,
             deny_purge: self.deny_purge,
             allow_rollup: self.allow_rollup_hdrs,
             allow_msg_ttl: self.allow_msg_ttl,
@@ -498,7 +496,7 @@ impl StreamConfig {
             first_seq: config.first_seq.map(NonZeroU64::get),
             allow_direct: config.allow_direct,
             mirror_direct: false,
-            sealed: false,
+            sealed: config.sealed,
             deny_delete: config.deny_delete,
             deny_purge: config.deny_purge,
             allow_rollup_hdrs: config.allow_rollup,

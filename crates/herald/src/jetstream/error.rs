@@ -161,6 +161,7 @@ impl From<&streams::Error> for ApiError {
             RollupDenied => (400, 10115),
             MessageTtlInvalid => (400, 10165),
             WorkQueueConsumer(code) => (400, code),
+            Sealed => (400, 10109),
         };
         ApiError::new(code, err_code, err.message())
     }

@@ -223,7 +223,6 @@ fn stream_unsupported_features_are_refused() {
             json!({"discard_new_per_subject":true}),
             "discard new per subject requires discard new policy to be set and max msgs per subject",
         ),
-        (json!({"sealed":true}), "sealed streams are not supported"),
         (
             json!({"mirror":{"name":"O","external":{"api":"$JS.x.API"}}}),
             "external stream sources are not supported",

@@ -197,6 +197,8 @@ pub struct StreamConfig {
     pub allow_direct: bool,
     /// Refuse message deletes.
     pub deny_delete: bool,
+    /// Take no more messages, deletes or purges (set by an update; never undone).
+    pub sealed: bool,
     /// Refuse purges.
     pub deny_purge: bool,
     /// Honour rollup headers.

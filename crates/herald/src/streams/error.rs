@@ -105,6 +105,8 @@ pub(crate) enum Reason {
     RollupDenied,
     /// A `Nats-TTL` that is not a duration of at least a second.
     MessageTtlInvalid,
+    /// A publish to a sealed stream.
+    Sealed,
     /// A consumer a work queue does not allow (the JetStream code it has).
     WorkQueueConsumer(u16),
 }
@@ -132,6 +134,7 @@ impl Reason {
             ExpectedStream | WrongLastSequence | WrongLastMsgId => ErrorKind::Conflict,
             RollupDenied | MessageTtlInvalid => ErrorKind::InvalidRequest,
             WorkQueueConsumer(_) => ErrorKind::InvalidConfig,
+            Sealed => ErrorKind::Closed,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
             Closed => ErrorKind::Closed,
             Io | StreamCreateIo | StreamDeleteIo | StreamRead => ErrorKind::Io,

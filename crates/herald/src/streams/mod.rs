@@ -313,7 +313,7 @@ impl Streams {
     pub fn delete_message(&self, stream: &str, seq: u64, erase: bool) -> Result<()> {
         let held = self.store.stream(stream)?;
         let s = &held.stream;
-        if s.config.lock().deny_delete {
+        if s.config.lock().deny_delete || s.config.lock().sealed {
             return Err(Error::new(
                 Reason::MessageDeleteDenied,
                 "message delete not permitted",

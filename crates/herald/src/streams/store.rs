@@ -266,6 +266,11 @@ impl Store {
     /// Creates a stream, or finds the same one; says whether it made it.
     pub(crate) fn create(self: &Arc<Self>, config: StreamConfig) -> Result<(StreamInfo, bool)> {
         let config = config.normalize()?;
+        if config.sealed && !self.streams.read().contains_key(&config.name) {
+            return Err(Error::invalid_stream_config(
+                "stream configuration for create can not be sealed",
+            ));
+        }
         // One creation at a time: the overlap check and the insert stay consistent.
         let _one = self.creating.lock();
         if let Some(existing) = self.streams.read().get(&config.name) {
@@ -320,6 +325,16 @@ impl Store {
         if old.mirror != config.mirror || old.sources != config.sources {
             return refuse("its mirror or sources");
         }
+        if old.sealed && !config.sealed {
+            return Err(Error::invalid_stream_config(
+                "stream configuration update can not unseal a sealed stream",
+            ));
+        }
+        if old.sealed && config != old {
+            return Err(Error::invalid_stream_config(
+                "stream configuration update can not change a sealed stream",
+            ));
+        }
         self.check_overlap(&config)?;
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(super::error::Reason::StreamUpdate, e.to_string())
@@ -360,6 +375,12 @@ impl Store {
         let held = self.stream(name)?;
         let stream = &held.stream;
         let failed = |why: String| Error::new(super::error::Reason::StreamPurge, why);
+        {
+            let config = stream.config.lock();
+            if config.deny_purge || config.sealed {
+                return Err(failed("stream purge not permitted".into()));
+            }
+        }
         if req.below.is_some() && req.keep.is_some() {
             return Err(Error::bad_request("seq and keep cannot both be given"));
         }

@@ -259,7 +259,7 @@ impl Stream {
         let mut confirm: Option<(usize, Duration)> = None;
         let mut expect = herald_log::Expect::default();
         let mut ttl = None;
-        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl) = {
+        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl, sealed) = {
             let c = self.config.lock();
             let rollup = c.allow_rollup && !c.deny_purge;
             (
@@ -268,9 +268,16 @@ impl Stream {
                 c.window(),
                 rollup,
                 c.allow_msg_ttl,
+                c.sealed,
             )
         };
         let done = self.hooks.done_for(msg.reply(), no_ack);
+        if sealed {
+            return self.refuse(
+                done,
+                Error::new(Reason::Sealed, "invalid operation on sealed stream"),
+            );
+        }
         if let Some(block) = msg.header_block()
             && let Ok(headers) = herald_proto::headers::parse(block)
         {
@@ -593,6 +600,9 @@ impl Stream {
         payload: &[u8],
         timestamp: u64,
     ) {
+        if self.config.lock().sealed {
+            return;
+        }
         let entry = Entry {
             subject,
             headers,
