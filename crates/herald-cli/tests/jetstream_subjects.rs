@@ -974,3 +974,46 @@ async fn deny_purge_and_sealed_streams_refuse_changes() {
     assert!(err.contains("unseal"), "{err}");
     assert_eq!(stream.get_info().await.unwrap().state.messages, 1);
 }
+
+#[tokio::test]
+async fn sampled_acks_are_published_as_metrics() {
+    let dir = data_dir();
+    let server = HeraldProcess::start(&["--data-dir", dir.path().to_str().unwrap()]);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "SAMPLED".into(),
+            subjects: vec!["sampled.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("watched".into()),
+            sample_frequency: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut metrics = client
+        .subscribe("$JS.EVENT.METRIC.CONSUMER.ACK.SAMPLED.watched")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    publish(&js, "sampled.a", "1").await;
+    assert_eq!(take(&consumer, 1).await, ["1"]);
+    let metric = tokio::time::timeout(WAIT, metrics.next())
+        .await
+        .expect("no ack metric")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&metric.payload).unwrap();
+    assert_eq!(body["type"], "io.nats.jetstream.metric.v1.consumer_ack");
+    assert_eq!(body["stream"], "SAMPLED");
+    assert_eq!(body["consumer"], "watched");
+    assert_eq!(body["stream_seq"], 1);
+    assert_eq!(body["consumer_seq"], 1);
+    assert_eq!(body["deliveries"], 1);
+    assert!(body["ack_time"].as_u64().unwrap() > 0, "{body}");
+}

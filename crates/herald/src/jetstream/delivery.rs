@@ -220,6 +220,9 @@ impl Acks {
             AckMessage::Ack(kind) => *kind,
             AckMessage::Next(_) => AckKind::Ack,
         };
+        let sample = (kind == AckKind::Ack)
+            .then(|| self.streams.ack_sample(stream, name, sseq))
+            .flatten();
         let took = match self.streams.acknowledge(stream, name, kind, sseq) {
             Ok(took) => took,
             Err(err) => {
@@ -227,12 +230,56 @@ impl Acks {
                 return;
             }
         };
+        if took && let Some(since) = sample {
+            self.ack_advisory(stream, name, msg.subject(), sseq, since);
+        }
         match (ack, msg.reply()) {
             (AckMessage::Next(body), Some(reply)) => self.next(stream, name, &body, reply),
             (AckMessage::Ack(_), Some(reply)) if took => {
                 let _ = self.scope.send(reply, None, None, Bytes::new(), Reach::All);
             }
             _ => {}
+        }
+    }
+
+    /// A sampled ack's metric, as nats-server publishes it on
+    /// `$JS.EVENT.METRIC.CONSUMER.ACK.<stream>.<consumer>`.
+    fn ack_advisory(
+        &self,
+        stream: &str,
+        consumer: &str,
+        ack_subject: &str,
+        sseq: u64,
+        since: Option<Duration>,
+    ) {
+        // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        let tokens: Vec<&str> = ack_subject.split('.').collect();
+        let number = |i: usize| {
+            tokens
+                .get(i)
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.metric.v1.consumer_ack",
+            "id": format!("{:016x}", fastrand::u64(..)),
+            "timestamp": super::time::rfc3339(Some(std::time::SystemTime::now())),
+            "stream": stream,
+            "consumer": consumer,
+            "consumer_seq": number(6),
+            "stream_seq": sseq,
+            "ack_time": since.map_or(0, |d| d.as_nanos() as u64),
+            "deliveries": number(4),
+        });
+        let subject = format!("$JS.EVENT.METRIC.CONSUMER.ACK.{stream}.{consumer}");
+        if let Err(err) = self.scope.send(
+            &subject,
+            None,
+            None,
+            Bytes::from(body.to_string()),
+            Reach::All,
+        ) {
+            tracing::debug!(%err, "cannot publish an ack metric");
         }
     }
 

@@ -266,6 +266,22 @@ impl Consumer {
         self.wake();
     }
 
+    /// For an ack of `seq` that metrics may sample: the consumer's `sample_frequency` in
+    /// percent (`None`: not sampled) and how long ago `seq` was last delivered, if it waits
+    /// for its ack.
+    pub(crate) fn ack_sample(&self, seq: u64) -> Option<(u8, Option<Duration>)> {
+        let st = self.state.lock();
+        let percent = sample_percent(st.config.sample_frequency.as_deref()?)?;
+        let since = st.pending.get(&seq).map(|p| {
+            let delivered = p
+                .deadline
+                .checked_sub(st.ack_wait(p.deliveries))
+                .unwrap_or(p.deadline);
+            delivered.elapsed()
+        });
+        Some((percent, since))
+    }
+
     /// Whether the consumer is done with message `seq` on `subject`: its filters do not take
     /// it, or it was delivered and acknowledged (delivered, without acks).
     pub(crate) fn done_with(&self, seq: u64, subject: &str) -> bool {
@@ -1021,4 +1037,10 @@ async fn drive(consumer: Arc<Consumer>) {
             return;
         }
     }
+}
+
+/// A sample frequency (`"100%"`, `"50"`) in percent, if it is one above 0.
+fn sample_percent(text: &str) -> Option<u8> {
+    let n: u8 = text.trim().trim_end_matches('%').trim().parse().ok()?;
+    (1..=100).contains(&n).then_some(n)
 }

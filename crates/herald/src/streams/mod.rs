@@ -601,6 +601,19 @@ impl Streams {
         Ok(())
     }
 
+    /// Whether an ack of `seq` by `consumer` is sampled for metrics (its `sample_frequency`,
+    /// drawn at random), and then how long ago `seq` was delivered.
+    pub(crate) fn ack_sample(
+        &self,
+        stream: &str,
+        consumer: &str,
+        seq: u64,
+    ) -> Option<Option<std::time::Duration>> {
+        let (_, c) = self.store.consumer(stream, consumer).ok()?;
+        let (percent, since) = c.ack_sample(seq)?;
+        (fastrand::u8(0..100) < percent).then_some(since)
+    }
+
     /// Makes `consumer` deliver by push into `sink` from now on (replacing an earlier push
     /// sink), with a heartbeat after `heartbeat` without a delivery.
     pub(crate) fn push(
