@@ -15,7 +15,8 @@
 //! the log still has. A power loss can keep a delete whose record was lost from the log's
 //! tail; recovery then rewrites the file without it before anything is appended, so that it
 //! never deletes the message that takes that sequence next. The file is also rewritten
-//! (temporary file, sync, rename) when most of its entries fall below the first sequence.
+//! (temporary file, sync, rename) when it holds a MiB of entries beyond twice those still
+//! needed.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -28,6 +29,8 @@ use crate::files;
 pub(crate) const FILE: &str = "deleted";
 const ENTRY: usize = 16;
 const MARK: u64 = 1 << 63;
+/// Entries the file may hold beyond twice those still needed before it is rewritten.
+const COMPACT_SLACK: usize = 65_536;
 
 /// The deleted sequences above the log's first one.
 #[derive(Default)]
@@ -143,7 +146,10 @@ impl Deleted {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if self.in_file + self.pending.len() / ENTRY > 2 * self.seqs.len() + 64 {
+        // A rewrite syncs a new file: done once the file holds a MiB of entries more than
+        // twice the ones still needed (a bucket whose every put deletes the value before
+        // would otherwise rewrite it every few hundred puts).
+        if self.in_file + self.pending.len() / ENTRY > 2 * self.seqs.len() + COMPACT_SLACK {
             return self.rewrite(dir, first);
         }
         if first != self.marked {

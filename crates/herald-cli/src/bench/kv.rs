@@ -10,15 +10,26 @@
 //! - `--mode kv-get`: puts every key once (untimed), then `--msgs` gets
 //!   (`Store::get`, a direct get of the key's last value), `--inflight` at once, each value
 //!   checked.
+//!
+//! With `--raw`, the timed part runs on the raw client (pre-encoded frames, header-only
+//! parsing) so that the server rather than async-nats is the bottleneck: puts are publishes
+//! to `$KV.<bucket>.<key>` with a reply subject each, gets are direct gets
+//! (`$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key>`), `--inflight` awaiting their answer.
 
 use std::time::Instant;
 
 use async_nats::jetstream::{self, kv, stream};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use herald_proto::ServerOp;
+use tokio::io::AsyncWriteExt;
 
+use super::raw::RawConn;
 use super::report::{Report, base, progress};
 use super::{BenchArgs, Result};
+
+/// The reply subjects of the raw modes: the prefix, then the request's number.
+const RAW_INBOX: &str = "_INBOX.herald-bench-kv.";
 
 /// Runs `kv-put` (or `kv-get` when `get`).
 pub(super) async fn run(js: &jetstream::Context, args: &BenchArgs, get: bool) -> Result<Report> {
@@ -53,10 +64,16 @@ pub(super) async fn run(js: &jetstream::Context, args: &BenchArgs, get: bool) ->
         .map_err(|e| format!("cannot open bucket {bucket}: {e}"))?;
     let value = bytes::Bytes::from(vec![b'v'; args.size]);
     let key = |i: u64| format!("k{}", i % args.keys as u64);
-    let result = if get {
-        gets(&store, args, &value, key).await
-    } else {
-        puts(js, &store, args, &value, key).await
+    let result = match (get, args.raw) {
+        (true, false) => gets(&store, args, &value, key).await,
+        (false, false) => puts(js, &store, args, &value, key).await,
+        (true, true) => {
+            for i in 0..args.keys as u64 {
+                store.put(key(i), value.clone()).await?;
+            }
+            raw(args, true, key).await
+        }
+        (false, true) => raw(args, false, key).await,
     };
     if !args.keep {
         let deleted = js.delete_key_value(&bucket).await;
@@ -154,4 +171,93 @@ fn kv_base(args: &BenchArgs, mode: &'static str) -> Report {
     report.subs = 0;
     report.inflight = Some(args.inflight);
     report
+}
+
+/// The timed part of `--raw`: puts (publishes with acks) or direct gets, `--inflight` at
+/// once, each answer checked.
+async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result<Report> {
+    let mut conn = RawConn::open(&args.client).await?;
+    conn.socket
+        .write_all(format!("SUB {RAW_INBOX}* 1\r\n").as_bytes())
+        .await?;
+    conn.round_trip(args.idle_timeout).await?;
+    let bucket = &args.stream;
+    let expected_ack = format!("{{\"stream\":\"KV_{bucket}\"");
+    let value = vec![b'v'; args.size];
+    let bar = progress(args.msgs, if get { "get" } else { "put" }, args.json);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let (mut sent, mut answered) = (0u64, 0u64);
+    let refill = (args.inflight as u64 / 4).max(1);
+    let start = std::time::Instant::now();
+    while answered < args.msgs {
+        out.clear();
+        while sent < args.msgs && sent - answered < args.inflight.max(1) as u64 {
+            let k = key(sent);
+            if get {
+                out.extend_from_slice(
+                    format!("PUB $JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{k} {RAW_INBOX}{sent} 0\r\n\r\n")
+                        .as_bytes(),
+                );
+            } else {
+                out.extend_from_slice(
+                    format!("PUB $KV.{bucket}.{k} {RAW_INBOX}{sent} {}\r\n", value.len())
+                        .as_bytes(),
+                );
+                out.extend_from_slice(&value);
+                out.extend_from_slice(b"\r\n");
+            }
+            sent += 1;
+        }
+        if !out.is_empty() {
+            conn.socket.write_all(&out).await?;
+        }
+        let before = answered;
+        let mut bad = None;
+        let progressed = conn
+            .read_until(args.idle_timeout, |op| {
+                match op {
+                    ServerOp::Msg { payload, .. } if !get => {
+                        if !payload.starts_with(expected_ack.as_bytes()) {
+                            bad = Some(String::from_utf8_lossy(payload).into_owned());
+                            return true;
+                        }
+                        answered += 1;
+                    }
+                    ServerOp::HMsg {
+                        headers, payload, ..
+                    } if get => {
+                        if payload.len() != args.size || headers.starts_with(b"NATS/1.0 ") {
+                            bad = Some(String::from_utf8_lossy(headers).trim().to_owned());
+                            return true;
+                        }
+                        answered += 1;
+                    }
+                    ServerOp::Msg { payload, .. } | ServerOp::HMsg { payload, .. } => {
+                        bad = Some(String::from_utf8_lossy(payload).into_owned());
+                        return true;
+                    }
+                    _ => {}
+                }
+                answered - before >= refill || answered == sent
+            })
+            .await?;
+        if let Some(bad) = bad {
+            return Err(format!("unexpected answer: {bad}").into());
+        }
+        if !progressed {
+            return Err(format!("no answer within {:?}", args.idle_timeout).into());
+        }
+        bar.set_position(answered);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let mut report = kv_base(args, if get { "kv-get" } else { "kv-put" });
+    if get {
+        report.deliver_rate = answered as f64 / elapsed;
+    } else {
+        report.publish_rate = answered as f64 / elapsed;
+    }
+    report.received = answered;
+    report.expected = args.msgs;
+    Ok(report)
 }
