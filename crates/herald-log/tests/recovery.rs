@@ -693,3 +693,35 @@ fn damaged_entries_of_the_deleted_file_are_skipped() {
     assert!(log.get(4).unwrap().is_none());
     assert_eq!(log.len(), 5);
 }
+
+#[test]
+fn the_deleted_file_is_compacted_and_still_true() {
+    // One subject, one message kept: every append deletes the one before, so the deleted
+    // file outgrows what it must hold and is rewritten along the way.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        max_msgs_per_subject: 1,
+        ..Config::default()
+    };
+    let (mut log, _) = Log::open(dir.path(), config.clone()).unwrap();
+    for i in 0..80_000u32 {
+        log.append(&entry(&i.to_le_bytes())).unwrap();
+        if i % 4096 == 0 {
+            log.flush().unwrap();
+        }
+    }
+    log.close().unwrap();
+    let size = std::fs::metadata(dir.path().join("deleted")).unwrap().len();
+    assert!(
+        size < 40_000 * 16,
+        "the file was never compacted: {size} bytes"
+    );
+    let (log, _) = Log::open(dir.path(), config).unwrap();
+    assert_eq!(log.len(), 1, "the last message only");
+    assert_eq!(log.first_seq(), 80_000);
+    assert_eq!(
+        log.get(80_000).unwrap().unwrap().payload,
+        79_999u32.to_le_bytes()
+    );
+    assert!(log.get(79_999).unwrap().is_none());
+}
