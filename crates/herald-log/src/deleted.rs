@@ -23,8 +23,10 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::changed_on_disk;
 use crate::error::{Result, io};
 use crate::files;
+use crate::record::{self, Entry};
 
 pub(crate) const FILE: &str = "deleted";
 const ENTRY: usize = 16;
@@ -201,6 +203,150 @@ impl Deleted {
         self.in_file = self.seqs.len() + 1;
         self.pending.clear();
         self.unsynced = false;
+        Ok(())
+    }
+}
+
+/// Deleting messages one by one, and reading the deletes back at open.
+impl crate::Log {
+    /// Deletes message `seq`; with `erase`, its headers and payload are also overwritten with
+    /// zeros on disk. Returns whether it was kept. The delete is on disk with the next
+    /// [`flush`](Log::flush), durable with the next [`sync`](Log::sync).
+    pub fn delete(&mut self, seq: u64, erase: bool) -> Result<bool> {
+        self.remove(seq, None, erase)
+    }
+
+    /// Where record `seq` is: its segment's position and its index there, if it is kept.
+    fn locate(&self, seq: u64) -> Option<(usize, usize)> {
+        if seq < self.first || seq >= self.next_seq() || self.deleted.contains(seq) {
+            return None;
+        }
+        let at = self
+            .segments
+            .partition_point(|s| s.first_seq <= seq)
+            .checked_sub(1)?;
+        let i = (seq - self.segments[at].first_seq) as usize;
+        self.segments[at].index.offset(i).map(|_| (at, i))
+    }
+
+    /// The bytes of record `i` of segment `at`.
+    fn record_bytes(&self, at: usize, i: usize) -> Result<Vec<u8>> {
+        let seg = &self.segments[at];
+        let offset = seg.index.offset(i).unwrap_or(0);
+        let end = self.end_of(seg, i);
+        if at == self.segments.len() - 1 && offset >= seg.written {
+            let from = (offset - seg.written) as usize;
+            return Ok(self.pending[from..(end - seg.written) as usize].to_vec());
+        }
+        seg.read(offset, (end - offset) as usize)
+    }
+
+    /// Deletes kept message `seq` (`subject`, when the caller knows it, saves a read).
+    pub(crate) fn remove(&mut self, seq: u64, subject: Option<&str>, erase: bool) -> Result<bool> {
+        let Some((at, i)) = self.locate(seq) else {
+            return Ok(false);
+        };
+        if self.subjects.is_some() {
+            let subject = match subject {
+                Some(subject) => subject.to_owned(),
+                None => {
+                    let bytes = self.record_bytes(at, i)?;
+                    match record::decode(&bytes, bytes.len()) {
+                        Ok(Some(view)) if view.seq == seq => view.entry.subject.to_owned(),
+                        _ => return Err(changed_on_disk(&self.segments[at].path, seq)),
+                    }
+                }
+            };
+            if let Some(subjects) = &mut self.subjects {
+                subjects.remove(&subject, seq);
+            }
+        }
+        let seg = &self.segments[at];
+        let size = self.end_of(seg, i) - seg.index.offset(i).unwrap_or(0);
+        if erase {
+            self.erase(at, i, seq)?;
+        } else {
+            self.deleted.insert(seq);
+        }
+        self.count -= 1;
+        self.bytes -= size;
+        if seq == self.first {
+            self.drop_below(seq)?;
+        }
+        Ok(true)
+    }
+
+    /// Deletes record `i` of segment `at` and overwrites its headers and payload with zeros,
+    /// in place (same length, sequence, timestamp and subject; a checksum that matches
+    /// again). A record on disk is overwritten only once its delete is durable: a crash
+    /// between the two never leaves an erased message that is not deleted.
+    fn erase(&mut self, at: usize, i: usize, seq: u64) -> Result<()> {
+        let bytes = self.record_bytes(at, i)?;
+        let path = self.segments[at].path.clone();
+        let erased = match record::decode(&bytes, bytes.len()) {
+            Ok(Some(view)) if view.seq == seq => {
+                let headers = vec![0u8; view.entry.headers.len()];
+                let payload = vec![0u8; view.entry.payload.len()];
+                let mut out = Vec::with_capacity(bytes.len());
+                let entry = Entry {
+                    headers: &headers,
+                    payload: &payload,
+                    ..view.entry
+                };
+                record::encode(&mut out, seq, &entry);
+                out
+            }
+            _ => return Err(changed_on_disk(&path, seq)),
+        };
+        self.deleted.insert(seq);
+        let seg = &self.segments[at];
+        let offset = seg.index.offset(i).unwrap_or(0);
+        if at == self.segments.len() - 1 && offset >= seg.written {
+            // Not written yet: the record goes to disk before its delete, erased already.
+            let from = (offset - seg.written) as usize;
+            self.pending[from..from + erased.len()].copy_from_slice(&erased);
+            return Ok(());
+        }
+        self.flush()?;
+        self.deleted.sync(&self.dir)?;
+        self.segments[at].rewrite_at(offset, &erased)
+    }
+
+    /// Reads the `deleted` file at open: the entries for kept records. Entries past the end
+    /// of the log (their records lost with a torn tail) are dropped from the file at once.
+    pub(crate) fn recover_deleted(&mut self) -> Result<()> {
+        let found = Deleted::read(&self.dir)?;
+        if found.entries.is_empty() && found.first == 0 {
+            return Ok(());
+        }
+        // Nothing below the first sequence as of the last delete comes back.
+        self.drop_below(found.first)?;
+        let entries = found.entries;
+        let in_file = entries.len();
+        let next = self.next_seq();
+        let past_end = entries.iter().filter(|&&seq| seq >= next).count();
+        let mut kept = std::collections::BTreeSet::new();
+        for seq in entries {
+            let Some((at, i)) = self.locate(seq) else {
+                continue;
+            };
+            if kept.insert(seq) {
+                let seg = &self.segments[at];
+                self.bytes -= self.end_of(seg, i) - seg.index.offset(i).unwrap_or(0);
+                self.count -= 1;
+            }
+        }
+        self.deleted = Deleted::recovered(kept, in_file, found.first);
+        let first = self.first;
+        self.drop_below(first)?;
+        if past_end > 0 {
+            tracing::warn!(
+                past_end,
+                "deletes of records lost from the log's tail; forgotten"
+            );
+            let first = self.first;
+            self.deleted.rewrite(&self.dir, first)?;
+        }
         Ok(())
     }
 }

@@ -328,14 +328,26 @@ async fn consume(
     let elapsed = start.elapsed().as_secs_f64();
     wait_all_acked(stream, args).await?;
 
-    let mut report = js_base(args, "js-consume");
+    Ok(consumed(args, "js-consume", prefill_rate, got, elapsed))
+}
+
+/// The report of a consuming mode: `got` messages in `elapsed` seconds after a prefill at
+/// `prefill_rate`.
+fn consumed(
+    args: &BenchArgs,
+    mode: &'static str,
+    prefill_rate: f64,
+    got: u64,
+    elapsed: f64,
+) -> Report {
+    let mut report = js_base(args, mode);
     report.subs = 1;
     report.publish_rate = prefill_rate;
     report.deliver_rate = got as f64 / elapsed;
     report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
     report.received = got;
     report.expected = args.msgs;
-    Ok(report)
+    report
 }
 
 /// Fills the bench stream (untimed) and checks it holds `--msgs`; the fill rate.
@@ -382,17 +394,7 @@ async fn push_consume(
             Box::pin(messages.map(|m| Ok(m.map_err(|e| e.to_string())?.payload.clone())))
         } else {
             let consumer: jetstream::consumer::Consumer<push::Config> = stream
-                .create_consumer(push::Config {
-                    deliver_subject,
-                    ack_policy: AckPolicy::None,
-                    flow_control: args.flow_control,
-                    idle_heartbeat: if args.flow_control {
-                        Duration::from_secs(1)
-                    } else {
-                        Duration::ZERO
-                    },
-                    ..Default::default()
-                })
+                .create_consumer(push_config(args, deliver_subject))
                 .await
                 .map_err(|e| format!("cannot create the consumer: {e}"))?;
             start = Instant::now();
@@ -417,14 +419,29 @@ async fn push_consume(
     }
     let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let mut report = js_base(args, if ordered { "js-ordered" } else { "js-push" });
-    report.subs = 1;
-    report.publish_rate = prefill_rate;
-    report.deliver_rate = got as f64 / elapsed;
-    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
-    report.received = got;
-    report.expected = args.msgs;
-    Ok(report)
+    Ok(consumed(
+        args,
+        if ordered { "js-ordered" } else { "js-push" },
+        prefill_rate,
+        got,
+        elapsed,
+    ))
+}
+
+/// The push consumer of `js-push`: no acks; with `--flow-control`, flow control and 1 s
+/// heartbeats.
+fn push_config(args: &BenchArgs, deliver_subject: String) -> push::Config {
+    push::Config {
+        deliver_subject,
+        ack_policy: AckPolicy::None,
+        flow_control: args.flow_control,
+        idle_heartbeat: if args.flow_control {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        },
+        ..Default::default()
+    }
 }
 
 /// The deliver subject of `js-push --raw`.
@@ -446,17 +463,7 @@ async fn push_raw(
     let bar = progress(args.msgs, "consumed", args.json);
     let start = Instant::now();
     let _consumer: jetstream::consumer::Consumer<push::Config> = stream
-        .create_consumer(push::Config {
-            deliver_subject: RAW_PUSH.to_owned(),
-            ack_policy: AckPolicy::None,
-            flow_control: args.flow_control,
-            idle_heartbeat: if args.flow_control {
-                Duration::from_secs(1)
-            } else {
-                Duration::ZERO
-            },
-            ..Default::default()
-        })
+        .create_consumer(push_config(args, RAW_PUSH.to_owned()))
         .await
         .map_err(|e| format!("cannot create the consumer: {e}"))?;
     let mut got = 0u64;
@@ -499,14 +506,7 @@ async fn push_raw(
     }
     let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let mut report = js_base(args, "js-push");
-    report.subs = 1;
-    report.publish_rate = prefill_rate;
-    report.deliver_rate = got as f64 / elapsed;
-    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
-    report.received = got;
-    report.expected = args.msgs;
-    Ok(report)
+    Ok(consumed(args, "js-push", prefill_rate, got, elapsed))
 }
 
 /// The timed part of `js-consume` with async-nats: `batch()` fetches, `ack()` per message.

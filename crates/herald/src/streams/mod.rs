@@ -52,6 +52,7 @@ mod info;
 mod message;
 mod messages;
 pub(crate) mod pull;
+mod read_ahead;
 mod republish;
 mod retention;
 mod sourcing;
