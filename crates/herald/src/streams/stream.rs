@@ -259,7 +259,8 @@ impl Stream {
         let mut confirm: Option<(usize, Duration)> = None;
         let mut expect = herald_log::Expect::default();
         let mut ttl = None;
-        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl, sealed) = {
+        // One look at the config per message (the rule is cloned only when there is one).
+        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl, sealed, rule) = {
             let c = self.config.lock();
             let rollup = c.allow_rollup && !c.deny_purge;
             (
@@ -269,6 +270,7 @@ impl Stream {
                 rollup,
                 c.allow_msg_ttl,
                 c.sealed,
+                c.republish.clone(),
             )
         };
         let done = self.hooks.done_for(msg.reply(), no_ack);
@@ -409,7 +411,7 @@ impl Stream {
             payload: msg.payload(),
             timestamp: now,
         };
-        let republish = self.config.lock().republish.as_ref().and_then(|rule| {
+        let republish = rule.as_ref().and_then(|rule| {
             let destination = super::republish::destination(rule, msg.subject())?;
             Some(Box::new(Republished {
                 destination,
