@@ -331,7 +331,7 @@ pub struct Index {
     trie: RwLock<TrieNode>,
     // Bumped (under the trie's write lock) on every change.
     generation: AtomicU64,
-    cache: RwLock<FxHashMap<Arc<str>, Arc<Matches>>>,
+    cache: RwLock<FxHashMap<Subject, Arc<Matches>>>,
     cache_capacity: usize,
     // Hashes of recent cache misses, direct-mapped: a miss whose hash is already in its slot
     // is a subject's second miss, and its result is cached. It starts empty and grows with the
@@ -420,7 +420,7 @@ impl Index {
                 if cache.len() >= self.cache_capacity {
                     evict(&mut cache);
                 }
-                cache.insert(matches.subject.shared().clone(), matches.clone());
+                cache.insert(matches.subject.clone(), matches.clone());
             }
         }
         Ok(matches)
@@ -623,7 +623,7 @@ fn group(subject: Subject, found: Vec<Arc<Entry>>) -> Matches {
 }
 
 /// Drops about a quarter of the cache, arbitrary entries (hash order is effectively random).
-fn evict(cache: &mut FxHashMap<Arc<str>, Arc<Matches>>) {
+fn evict(cache: &mut FxHashMap<Subject, Arc<Matches>>) {
     let mut n = cache.len() / 4 + 1;
     cache.retain(|_, _| {
         if n > 0 {

@@ -4,7 +4,7 @@
 //! one is a reference-count increment, so fan-out to N targets costs N increments, not N copies.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{OnceLock, Weak};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -144,26 +144,7 @@ pub(crate) trait Responder: Send + Sync {
 /// message from a network client carries its `NATS/1.0` block, passed through to other clients
 /// untouched and parsed only if a local subscriber asks for the map; a message from the
 /// library carries a [`HeaderMap`], encoded once if a network subscriber needs the block.
-/// Boxed, so a message without headers (the common case) pays one null word for them, and
-/// dropping it is one test of that word.
-pub(crate) struct Headers(Option<Box<HeaderForm>>);
-
-impl Drop for Headers {
-    // Inlined into the message's drop: most messages have no headers, and the generated drop
-    // glue was an out-of-line call for that one test.
-    #[inline(always)]
-    fn drop(&mut self) {
-        if let Some(form) = self.0.take() {
-            drop_form(form);
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn drop_form(form: Box<HeaderForm>) {
-    drop(form);
-}
+pub(crate) struct Headers(Option<HeaderForm>);
 
 enum HeaderForm {
     Map(HeaderMap, OnceLock<Bytes>),
@@ -176,23 +157,23 @@ impl Headers {
 
     /// Headers given as a map (by the library).
     pub(crate) fn from_map(map: Option<HeaderMap>) -> Headers {
-        Headers(map.map(|map| Box::new(HeaderForm::Map(map, OnceLock::new()))))
+        Headers(map.map(|map| HeaderForm::Map(map, OnceLock::new())))
     }
 
     /// Headers given as a wire block (by a network client).
     pub(crate) fn from_block(block: Option<Bytes>) -> Headers {
-        Headers(block.map(|block| Box::new(HeaderForm::Block(block, OnceLock::new()))))
+        Headers(block.map(|block| HeaderForm::Block(block, OnceLock::new())))
     }
 
     fn map(&self) -> Option<&HeaderMap> {
-        Some(match self.0.as_deref()? {
+        Some(match self.0.as_ref()? {
             HeaderForm::Map(map, _) => map,
             HeaderForm::Block(block, map) => map.get_or_init(|| HeaderMap::from_block(block)),
         })
     }
 
     fn block(&self) -> Option<&[u8]> {
-        Some(match self.0.as_deref()? {
+        Some(match self.0.as_ref()? {
             HeaderForm::Block(block, _) => block,
             HeaderForm::Map(map, block) => block.get_or_init(|| {
                 let mut out = Vec::with_capacity(16 + 32 * map.len());
@@ -210,14 +191,51 @@ impl Headers {
 #[derive(Clone)]
 pub struct Message(triomphe::Arc<Inner>);
 
+/// 56 bytes, a 64-byte allocation with glibc's malloc: a ring or a mailbox holding many
+/// messages touches as few cache lines and pages as it can.
 struct Inner {
     subject: Subject,
-    reply: Option<Subject>,
-    headers: Headers,
     payload: Bytes,
+    extras: Extras,
+}
+
+/// What most messages do not have: headers, a reply subject. Boxed together, so a message with
+/// neither pays one null word for them, and dropping them is one test of that word.
+struct Extras(Option<Box<Extra>>);
+
+struct Extra {
+    headers: Headers,
+    reply: Option<Subject>,
     // Where `respond` publishes; only set when there is a reply subject. Weak, so buffered
     // messages never keep a scope (and through it their own mailbox) alive.
     responder: Option<Weak<dyn Responder>>,
+}
+
+impl Drop for Extras {
+    // Inlined into the message's drop: most messages have no extras, and the generated drop
+    // glue was an out-of-line call for that one test.
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(extra) = self.0.take() {
+            drop_extra(extra);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_extra(extra: Box<Extra>) {
+    drop(extra);
+}
+
+impl Extras {
+    fn headers(&self) -> Option<&Headers> {
+        self.0.as_ref().map(|extra| &extra.headers)
+    }
+
+    fn reply(&self) -> Option<&Subject> {
+        self.0.as_ref()?.reply.as_ref()
+    }
 }
 
 impl Message {
@@ -228,12 +246,19 @@ impl Message {
         payload: Bytes,
         responder: Option<Weak<dyn Responder>>,
     ) -> Self {
+        let extras = if reply.is_none() && headers.0.is_none() {
+            Extras(None)
+        } else {
+            Extras(Some(Box::new(Extra {
+                headers,
+                responder: reply.as_ref().and(responder),
+                reply,
+            })))
+        };
         Message(triomphe::Arc::new(Inner {
             subject,
-            reply,
-            headers,
             payload,
-            responder,
+            extras,
         }))
     }
 
@@ -251,12 +276,12 @@ impl Message {
         payload: &mut Bytes,
     ) -> Option<Option<Subject>> {
         let inner = triomphe::Arc::get_mut(&mut self.0)?;
-        if inner.reply.is_some() || inner.headers.0.is_some() || inner.responder.is_some() {
+        if inner.extras.0.is_some() {
             return None;
         }
         std::mem::swap(&mut inner.payload, payload);
         // A publisher repeats its subjects: keep the one held rather than clone it again.
-        if Arc::ptr_eq(inner.subject.shared(), subject.shared()) {
+        if inner.subject.ptr_eq(subject) {
             return Some(None);
         }
         Some(Some(std::mem::replace(&mut inner.subject, subject.clone())))
@@ -287,19 +312,19 @@ impl Message {
 
     /// The reply subject, when the publisher expects an answer.
     pub fn reply(&self) -> Option<&str> {
-        self.0.reply.as_deref()
+        self.0.extras.reply().map(Subject::as_str)
     }
 
     /// The headers, when the publisher set any. A malformed block from a network client reads
     /// as an empty map.
     pub fn headers(&self) -> Option<&HeaderMap> {
-        self.0.headers.map()
+        self.0.extras.headers()?.map()
     }
 
     /// The headers as a `NATS/1.0` block (final blank line included), as HMSG carries them;
     /// `None` when the publisher set none.
     pub fn header_block(&self) -> Option<&[u8]> {
-        self.0.headers.block()
+        self.0.extras.headers()?.block()
     }
 
     /// The payload bytes.
@@ -333,13 +358,10 @@ impl Message {
     /// Fails with [`Error::NoReplySubject`] when the publisher expects no answer, and with
     /// [`Error::Closed`] when the router is gone.
     pub fn respond(&self, payload: impl Into<Bytes>) -> Result<()> {
-        let reply = self
-            .0
-            .reply
-            .as_ref()
-            .ok_or_else(|| Error::NoReplySubject(self.subject().to_owned()))?;
-        let responder = self
-            .0
+        let (Some(reply), Some(extra)) = (self.0.extras.reply(), self.0.extras.0.as_ref()) else {
+            return Err(Error::NoReplySubject(self.subject().to_owned()));
+        };
+        let responder = extra
             .responder
             .as_ref()
             .and_then(Weak::upgrade)
@@ -354,7 +376,7 @@ impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Message");
         d.field("subject", &self.0.subject);
-        if let Some(reply) = &self.0.reply {
+        if let Some(reply) = self.0.extras.reply() {
             d.field("reply", reply);
         }
         if let Some(headers) = self.headers() {
@@ -408,6 +430,12 @@ mod tests {
         assert!(h.append("a b", "v").is_err());
         assert!(h.append("a", "line\r\nInjected: 1").is_err());
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_plain_message_fits_a_64_byte_allocation() {
+        // With malloc's 8-byte chunk header: a 56-byte body is a 64-byte chunk.
+        assert!(std::mem::size_of::<Inner>() + std::mem::size_of::<usize>() <= 56);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! The rules themselves are `herald_proto::subject`'s (shared with the multi-cluster client);
 //! errors here name the subject and the first rule it broke.
 
+use arcstr::ArcStr;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -95,19 +95,22 @@ fn invalid(s: &str, reason: &'static str) -> Error {
 }
 
 /// A validated literal subject, cheap to clone (shared, immutable).
+///
+/// One pointer wide (an [`ArcStr`]: the length lives with the text), so that a message, which
+/// holds one, fits a 64-byte allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Subject(Arc<str>);
+pub struct Subject(ArcStr);
 
 impl Subject {
     /// Validates `s` as a literal subject.
     pub fn new(s: &str) -> Result<Self> {
         check_literal(s)?;
-        Ok(Subject(Arc::from(s)))
+        Ok(Subject(ArcStr::from(s)))
     }
 
     /// Wraps a subject the caller has already validated.
     pub(crate) fn from_valid(s: &str) -> Self {
-        Subject(Arc::from(s))
+        Subject(ArcStr::from(s))
     }
 
     /// The subject as a string.
@@ -115,8 +118,9 @@ impl Subject {
         &self.0
     }
 
-    pub(crate) fn shared(&self) -> &Arc<str> {
-        &self.0
+    /// Whether both are handles of the same shared text.
+    pub(crate) fn ptr_eq(&self, other: &Subject) -> bool {
+        ArcStr::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -134,6 +138,12 @@ impl fmt::Display for Subject {
 
 impl AsRef<str> for Subject {
     fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Subject {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
