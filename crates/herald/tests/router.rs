@@ -422,6 +422,46 @@ async fn a_cancelled_subscription_reports_closed() {
     assert!(sub.try_recv().is_err());
 }
 
+/// A task reading a subscription that is never empty still lets the other tasks of its thread
+/// run: each message takes a unit of tokio's task budget, as tokio's channels do. Shared-ring
+/// and own-mailbox subscriptions alike.
+#[tokio::test]
+async fn a_busy_reader_yields_to_other_tasks_of_its_thread() {
+    let router = Router::new(10_000, "s");
+    let subs = [
+        router.subscribe("t").unwrap(),
+        router
+            .subscribe_with(
+                "t",
+                SubscribeOptions::new().drop_policy(DropPolicy::DropNewest),
+            )
+            .unwrap(),
+    ];
+    for n in 0..10_000 {
+        router.publish("t", n.to_string()).unwrap();
+    }
+    for mut sub in subs {
+        let other_ran = Arc::new(AtomicUsize::new(0));
+        let other = tokio::spawn({
+            let other_ran = other_ran.clone();
+            async move { other_ran.store(1, Ordering::SeqCst) }
+        });
+        let mut read_before_it_ran = None;
+        for n in 0..10_000 {
+            sub.recv().await.unwrap();
+            if read_before_it_ran.is_none() && other_ran.load(Ordering::SeqCst) == 1 {
+                read_before_it_ran = Some(n);
+            }
+        }
+        other.await.unwrap();
+        // The current-thread runtime runs the other task only when the reader yields.
+        assert!(
+            matches!(read_before_it_ran, Some(n) if n <= 256),
+            "{read_before_it_ran:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn dropping_the_node_ends_subscriptions() {
     let mut sub = {
