@@ -1,5 +1,5 @@
 //! `herald serve`: settings from flags, `HERALD_*` variables and a TOML file; a server until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM, or until lame duck mode (SIGUSR2) has closed every client.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -28,9 +28,22 @@ pub struct Args {
     /// [default: 8 MiB].
     #[arg(long, value_name = "BYTES")]
     sse_max_pending: Option<usize>,
-    /// Server name, shown to clients.
+    /// Server name, shown to clients and used as the cluster node name [default: herald- and
+    /// 8 random hex digits, kept in the data directory when there is one].
     #[arg(long)]
     name: Option<String>,
+    /// Address clients of other cluster members are told to reach this server at (INFO
+    /// connect_urls) [default: the listen address].
+    #[arg(long, value_name = "HOST:PORT")]
+    client_advertise: Option<String>,
+    /// How long lame duck mode (SIGUSR2) takes to close every client before the server stops
+    /// [default: 2m].
+    #[arg(long, value_name = "DURATION")]
+    lame_duck_duration: Option<String>,
+    /// How long lame duck mode waits after telling clients before it closes the first
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    lame_duck_grace_period: Option<String>,
     /// Log level or filter (error, warn, info, debug, trace; or `herald_server=debug,info`).
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
@@ -107,6 +120,12 @@ impl Args {
             self.sse_max_pending.map(|v| v.to_string()),
         );
         put("name", self.name.clone());
+        put("client-advertise", self.client_advertise.clone());
+        put("lame-duck-duration", self.lame_duck_duration.clone());
+        put(
+            "lame-duck-grace-period",
+            self.lame_duck_grace_period.clone(),
+        );
         put("log", self.log.clone());
         put("max-payload", self.max_payload.map(|v| v.to_string()));
         put("max-pending", self.max_pending.map(|v| v.to_string()));
@@ -163,6 +182,12 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for var in Config::unknown_variables(std::env::vars()) {
         tracing::warn!(%var, "environment variable names no setting; ignored");
     }
+    // Before the listening lines: a signal sent as soon as they are read must be handled, not
+    // kill the process with the default action.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut lame_duck = signal(SignalKind::user_defined2())?;
     let node = match config.cluster()? {
         Some(builder) => builder.start().await?,
         None => herald::Node::local(),
@@ -180,18 +205,23 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("listening http {addr}");
         tracing::info!(%addr, "serving HTTP");
     }
-    wait_for_signal().await?;
+    let ldm = tokio::select! {
+        _ = interrupt.recv() => false,
+        _ = term.recv() => false,
+        _ = lame_duck.recv() => true,
+        () = server.lame_duck_requested() => true,
+    };
+    if ldm {
+        tracing::info!("lame duck mode: closing clients");
+        // A second SIGINT or SIGTERM cuts it short.
+        tokio::select! {
+            () = server.lame_duck() => {}
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     node.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
 }

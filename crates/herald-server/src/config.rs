@@ -55,8 +55,22 @@ pub struct Config {
     pub http_cors: Vec<String>,
     /// Encoded events buffered for one SSE client before it is dropped as a slow consumer.
     pub sse_max_pending: usize,
-    /// This server's name, shown to clients in INFO.
+    /// This server's name, shown to clients in INFO and used as its cluster node name. Empty
+    /// (the default): `herald-` and 8 random hex digits, kept in the data directory when
+    /// there is one, so that a restart keeps it.
     pub name: String,
+    /// The address clients of the other cluster members are told to reach this server at
+    /// (INFO `connect_urls`); empty: the `listen` address (with the cluster's advertised host
+    /// when listening on every interface).
+    pub client_advertise: String,
+    /// How long lame duck mode (SIGUSR2, or `$HERALD.API.SERVER.LAMEDUCK`) takes to close
+    /// every client, after its grace period: no new clients are accepted, the connected ones
+    /// are told (INFO `ldm`) and closed a few at a time, then the server stops.
+    #[serde(with = "duration")]
+    pub lame_duck_duration: Duration,
+    /// How long lame duck mode waits, after telling clients, before it closes the first.
+    #[serde(with = "duration")]
+    pub lame_duck_grace_period: Duration,
     /// Log filter: a level (`info`) or per-target directives (`herald_server=debug,info`).
     pub log: String,
     /// Largest payload a client may publish, in bytes (advertised in INFO).
@@ -160,7 +174,10 @@ impl Default for Config {
             http: "127.0.0.1:8222".into(),
             http_cors: Vec::new(),
             sse_max_pending: 8 * 1024 * 1024,
-            name: "herald".into(),
+            name: String::new(),
+            client_advertise: String::new(),
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
             log: "info".into(),
             max_payload: 1024 * 1024,
             max_control_line: 4096,
@@ -188,6 +205,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The file of the data directory that keeps a generated server name.
+const NAME_FILE: &str = "server-name";
 
 /// A setting that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +297,46 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
         config.validate()?;
-        Ok(config)
+        let name = config.resolved_name()?;
+        Ok(Config { name, ..config })
+    }
+
+    /// The server's name: `name` when set; else the one kept in the data directory (made and
+    /// written there on the first start), or a new random one without a data directory.
+    pub fn resolved_name(&self) -> Result<String, ConfigError> {
+        if !self.name.is_empty() {
+            return Ok(self.name.clone());
+        }
+        let fresh = || format!("herald-{:08x}", fastrand::u32(..));
+        if self.data_dir.is_empty() {
+            return Ok(fresh());
+        }
+        let path = Path::new(&self.data_dir).join(NAME_FILE);
+        let cannot = |e: std::io::Error| {
+            ConfigError::Invalid(format!("name: cannot keep it in {}: {e}", path.display()))
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(kept) => {
+                let kept = kept.trim();
+                if kept.is_empty() || kept.len() > 128 || kept.chars().any(char::is_whitespace) {
+                    return Err(ConfigError::Invalid(format!(
+                        "name: {} holds no usable name; remove it or set name",
+                        path.display()
+                    )));
+                }
+                Ok(kept.to_owned())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let name = fresh();
+                std::fs::create_dir_all(&self.data_dir).map_err(cannot)?;
+                // Written whole under another name first: a crash never leaves half a name.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, format!("{name}\n")).map_err(cannot)?;
+                std::fs::rename(&partial, &path).map_err(cannot)?;
+                Ok(name)
+            }
+            Err(e) => Err(cannot(e)),
+        }
     }
 
     /// The `HERALD_*` variables among `env` that name no setting (nor a client command's
@@ -323,6 +382,17 @@ impl Config {
         }
         if self.auth_timeout.is_zero() {
             return fail("auth_timeout must be more than zero");
+        }
+        if self.lame_duck_grace_period >= self.lame_duck_duration {
+            return fail("lame_duck_grace_period must be shorter than lame_duck_duration");
+        }
+        if self
+            .name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+            || self.name.len() > 128
+        {
+            return fail("name must be at most 128 characters, without spaces");
         }
         crate::auth::Users::from_config(&self.users).map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {

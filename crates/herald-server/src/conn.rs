@@ -455,6 +455,9 @@ impl Conn {
             "CONNECT"
         );
         self.out.set_headers(opts.headers);
+        self.entry
+            .connected
+            .store(true, std::sync::atomic::Ordering::Release);
         *self.entry.meta.lock() = ClientMeta {
             name: opts.name.clone().unwrap_or_default(),
             lang: opts.lang.clone().unwrap_or_default(),

@@ -7,7 +7,9 @@
 //! | [`config`] | settings and their layers (defaults, TOML file, `HERALD_*`, flags) |
 //! | `server` | [`Server`]: the listener, streams and JetStream, graceful shutdown |
 //! | `shared` | what every connection shares: node, settings, counters, INFO |
-//! | `services` | `$HERALD.API.SERVER.INFO`, `CLUSTER.INFO`, `CLUSTER.FLUSH` and `GROUPS.<OP>` |
+//! | `services` | `$HERALD.API.SERVER.INFO`, `SERVER.LAMEDUCK`, `CLUSTER.INFO`, `CLUSTER.FLUSH` and `GROUPS.<OP>` |
+//! | `discovery` | this server's client address in gossip, INFO `connect_urls` and its updates |
+//! | `lame_duck` | lame duck mode: stop accepting, tell clients, close them gradually |
 //! | `groups` | the operations on groups both doors share, and their answers |
 //! | `conn` | one client: the reader that parses and acts on the protocol |
 //! | `outbound` | one client's bounded outbound buffer, its writer, and per-subscription targets |
@@ -38,8 +40,10 @@
 pub mod auth;
 pub mod config;
 mod conn;
+mod discovery;
 mod groups;
 mod http;
+mod lame_duck;
 mod outbound;
 mod registry;
 mod server;
@@ -52,6 +56,8 @@ pub use auth::{PermissionsConfig, RulesConfig, UserConfig, hash_secret};
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use groups::GROUPS_SUBJECT_PREFIX;
 pub use server::Server;
-pub use services::{CLUSTER_FLUSH_SUBJECT, CLUSTER_INFO_SUBJECT, SERVER_INFO_SUBJECT};
+pub use services::{
+    CLUSTER_FLUSH_SUBJECT, CLUSTER_INFO_SUBJECT, LAME_DUCK_SUBJECT, SERVER_INFO_SUBJECT,
+};
 pub use shared::NATS_VERSION;
 pub use stats::StatsSnapshot;

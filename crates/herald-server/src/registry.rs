@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
@@ -33,6 +33,8 @@ pub(crate) struct Connection {
     pub(crate) in_msgs: AtomicU64,
     pub(crate) in_bytes: AtomicU64,
     pub(crate) subscriptions: AtomicUsize,
+    /// Set once its CONNECT was accepted: it takes asynchronous INFOs from then on.
+    pub(crate) connected: AtomicBool,
     pub(crate) meta: Mutex<ClientMeta>,
     pub(crate) out: Arc<Outbound>,
 }
@@ -46,6 +48,7 @@ impl Connection {
             in_msgs: AtomicU64::new(0),
             in_bytes: AtomicU64::new(0),
             subscriptions: AtomicUsize::new(0),
+            connected: AtomicBool::new(false),
             meta: Mutex::new(ClientMeta {
                 scope: "default".into(),
                 ..ClientMeta::default()

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::services::{cluster_service, flush_service, info_service};
+use crate::services::{cluster_service, flush_service, info_service, lame_duck_service};
 use crate::shared::Shared;
 use crate::stats::{Stats, StatsSnapshot};
 
@@ -27,9 +27,13 @@ pub struct Server {
     http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    /// Raised by lame duck mode: the listener closes, the connections stay.
+    stop_accepting: watch::Sender<bool>,
+    /// Raised by the accept loop once its listener is closed.
+    listener_closed: watch::Receiver<bool>,
     accept: JoinHandle<()>,
     streams: Option<(Streams, JetStream)>,
-    _services: [CallbackHandle; 3],
+    _services: [CallbackHandle; 4],
     _default_groups: crate::services::GroupsLease,
 }
 
@@ -39,7 +43,10 @@ impl Server {
     ///
     /// With a `data_dir`, the streams kept there are recovered first and the JetStream API is
     /// answered in the default scope.
-    pub async fn start(config: Config, node: Node) -> std::io::Result<Server> {
+    pub async fn start(mut config: Config, node: Node) -> std::io::Result<Server> {
+        config.name = config
+            .resolved_name()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let streams = match config.streams() {
             Some(options) => {
                 let router = node.router("default", config.capacity);
@@ -74,6 +81,9 @@ impl Server {
         };
         let stats = Arc::new(Stats::default());
         let (stop, shutdown) = watch::channel(false);
+        let (stop_accepting, accepting) = watch::channel(false);
+        let (closed_tx, listener_closed) = watch::channel(false);
+        let client_url = crate::discovery::client_url(&config, nats_addr, &node);
         let shared = Arc::new(Shared {
             node: node.clone(),
             limits: Limits {
@@ -87,6 +97,9 @@ impl Server {
             addr: nats_addr,
             http_addr,
             started: std::time::SystemTime::now(),
+            client_url,
+            lame_duck: Default::default(),
+            lame_duck_asked: watch::channel(false).0,
             group_services: Default::default(),
             registry: Default::default(),
             users: Arc::new(users),
@@ -97,8 +110,9 @@ impl Server {
             info_service(&shared),
             cluster_service(&shared),
             flush_service(&shared),
+            lame_duck_service(&shared),
         ];
-        let [Ok(info), Ok(cluster), Ok(flush)] = services else {
+        let [Ok(info), Ok(cluster), Ok(flush), Ok(lame_duck)] = services else {
             return Err(std::io::Error::other(
                 "cannot subscribe the server's services",
             ));
@@ -116,16 +130,22 @@ impl Server {
             &shared.node.router("default", shared.config.capacity),
         );
         tokio::spawn(reclaim_scopes(shared.node.clone(), shared.shutdown.clone()));
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        tokio::spawn(crate::discovery::follow(
+            Arc::downgrade(&shared),
+            shared.shutdown.clone(),
+        ));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), accepting, closed_tx));
         Ok(Server {
             shared,
             nats_addr,
             http_addr,
             http,
             stop,
+            stop_accepting,
+            listener_closed,
             accept,
             streams,
-            _services: [info, cluster, flush],
+            _services: [info, cluster, flush, lame_duck],
             _default_groups: default_groups,
         })
     }
@@ -151,6 +171,22 @@ impl Server {
         self.streams.as_ref().map(|(streams, _)| streams)
     }
 
+    /// Lame duck mode: stops accepting clients, withdraws this server from the cluster's
+    /// `connect_urls`, tells the connected clients (INFO `ldm`) so that they reconnect
+    /// elsewhere, and after `lame_duck_grace_period` closes those still connected a few at a
+    /// time over the rest of `lame_duck_duration`. Returns when every client is closed; then
+    /// [`shutdown`](Server::shutdown) stops the rest.
+    pub async fn lame_duck(&self) {
+        crate::lame_duck::run(&self.shared, &self.stop_accepting, &self.listener_closed).await;
+    }
+
+    /// Returns once a client asked for lame duck mode (`$HERALD.API.SERVER.LAMEDUCK`); the
+    /// owner of the server then calls [`lame_duck`](Server::lame_duck), as `herald serve` does.
+    pub async fn lame_duck_requested(&self) {
+        let mut asked = self.shared.lame_duck_asked.subscribe();
+        let _ = asked.wait_for(|asked| *asked).await;
+    }
+
     /// Stops accepting, lets every connection write what is queued for it, and closes them;
     /// returns when all are closed (or after a grace period of 10 s). Streams are synced and
     /// durable consumers' states saved.
@@ -173,12 +209,17 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop_accepting: watch::Receiver<bool>,
+    listener_closed: watch::Sender<bool>,
+) {
     // Each connection task holds a clone; `recv` returns None once all are done.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let mut shutdown = shared.shutdown.clone();
     let next_id = AtomicU64::new(1);
-    loop {
+    let lame_duck = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
@@ -204,10 +245,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => break false,
+            _ = async { stop_accepting.wait_for(|stop| *stop).await.is_ok() } => break true,
         }
-    }
+    };
     drop(listener);
+    listener_closed.send_replace(true);
+    if lame_duck {
+        // Lame duck mode closes the connections; the server stops after.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
     drop(alive);
     if tokio::time::timeout(Duration::from_secs(10), all_done.recv())
         .await

@@ -46,6 +46,35 @@ pub(crate) fn info_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandl
     )
 }
 
+/// The subject that puts the server in lame duck mode (what SIGUSR2 does to `herald serve`):
+/// the answer `{"lame_duck": true, "duration_ms": ..}` comes at once, then the server stops
+/// accepting, tells its clients to go elsewhere, closes them over `lame_duck_duration` and
+/// stops. Node-only: each server is asked on its own. Where users are configured, deny it in
+/// the permissions of those who must not restart servers.
+pub const LAME_DUCK_SUBJECT: &str = "$HERALD.API.SERVER.LAMEDUCK";
+
+/// Answers `$HERALD.API.SERVER.LAMEDUCK` in the default scope (see [`LAME_DUCK_SUBJECT`]).
+pub(crate) fn lame_duck_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
+    let router = shared.node.router("default", shared.config.capacity);
+    let weak = Arc::downgrade(shared);
+    router.on_with(
+        LAME_DUCK_SUBJECT,
+        SubscribeOptions::new().node_only(),
+        move |msg| {
+            let Some(shared) = weak.upgrade() else { return };
+            tracing::info!("lame duck mode asked for on {LAME_DUCK_SUBJECT}");
+            let body = serde_json::json!({
+                "lame_duck": true,
+                "duration_ms": shared.config.lame_duck_duration.as_millis() as u64,
+            });
+            if let Err(err) = msg.respond(body.to_string()) {
+                tracing::debug!(%err, "cannot answer {LAME_DUCK_SUBJECT}");
+            }
+            shared.lame_duck_asked.send_replace(true);
+        },
+    )
+}
+
 /// Answers `$HERALD.API.CLUSTER.INFO` in the default scope with this node's view of its
 /// cluster (`{"error": ..}` when it is in none). Node-only, like the server information.
 pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::collections::HashMap;
 
@@ -40,6 +41,12 @@ pub(crate) struct Shared {
     /// The HTTP listener's address, when there is one.
     pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) started: std::time::SystemTime,
+    /// The address other members' clients are told to reach this server at.
+    pub(crate) client_url: String,
+    /// Set once lame duck mode starts (INFO `ldm`).
+    pub(crate) lame_duck: AtomicBool,
+    /// Raised by `$HERALD.API.SERVER.LAMEDUCK`: whoever runs the server starts lame duck mode.
+    pub(crate) lame_duck_asked: watch::Sender<bool>,
     /// The groups service of each scope NATS clients are connected to, by scope, with how
     /// many hold it (see [`crate::services::GroupsLease`]).
     pub(crate) group_services: Mutex<HashMap<String, (usize, CallbackHandle)>>,
@@ -60,6 +67,11 @@ impl Shared {
     pub(crate) fn router(&self, scope: &str) -> herald::Result<herald::Router> {
         self.node
             .try_router(scope, self.config.capacity, self.config.max_scopes)
+    }
+
+    /// Whether lame duck mode has started.
+    pub(crate) fn in_lame_duck(&self) -> bool {
+        self.lame_duck.load(Ordering::Acquire)
     }
 
     /// The server's totals now.
@@ -98,6 +110,12 @@ impl Shared {
         }
         if let Some(nonce) = nonce {
             info["nonce"] = serde_json::Value::String(nonce.to_owned());
+        }
+        if let Some(urls) = crate::discovery::connect_urls(self) {
+            info["connect_urls"] = urls.into();
+        }
+        if self.in_lame_duck() {
+            info["ldm"] = serde_json::Value::Bool(true);
         }
         serde_json::to_vec(&info).unwrap_or_default()
     }

@@ -117,6 +117,30 @@ impl Node {
         self.inner.cluster.as_ref().map(|c| c.info())
     }
 
+    /// Tells the other members of the cluster `key = value` (a server's client address, say);
+    /// an empty value withdraws it. They read it with [`advertised`](Node::advertised) while
+    /// this node is live. Does nothing on a local node.
+    pub fn advertise(&self, key: &str, value: &str) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.advertise(key, value);
+        }
+    }
+
+    /// What the other live members advertise under `key`, as (member name, value) pairs
+    /// sorted by name; empty on a local node.
+    pub fn advertised(&self, key: &str) -> Vec<(String, String)> {
+        match &self.inner.cluster {
+            Some(cluster) => cluster.advertised(key),
+            None => Vec::new(),
+        }
+    }
+
+    /// A counter that moves whenever a member, a route or what members advertise changes;
+    /// `None` on a local node.
+    pub fn cluster_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.cluster.as_ref().map(|c| c.changes())
+    }
+
     /// Waits until `count` other members are live and routed to, or fails after `timeout`.
     /// Handy before [`flush`](Node::flush) when a test starts several nodes at once.
     pub async fn wait_for_peers(

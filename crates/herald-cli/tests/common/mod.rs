@@ -158,6 +158,28 @@ impl HeraldProcess {
         format!("nats://{}", self.addr)
     }
 
+    /// Sends the signal `name` (`USR2`, `TERM`, ..) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name} {pid} failed");
+    }
+
+    /// Waits (at most `timeout`) for the process to exit by itself; returns its status.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("child present until dropped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        rx.recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("herald serve did not exit within {timeout:?}"))
+            .expect("wait for herald serve")
+    }
+
     /// Sends SIGTERM and waits (at most 10 s) for the process to exit; returns its status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("child present until dropped");

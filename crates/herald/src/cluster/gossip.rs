@@ -64,20 +64,45 @@ pub(super) async fn start(
         .map_err(|e| Error::Cluster(format!("cannot start gossip on udp {listen}: {e:#}")))?;
     let live = handle.with_chitchat(|c| c.live_nodes_watcher()).await;
     tokio::spawn(follow(cluster.clone(), live));
-    if let Some(groups) = cluster.take_groups_rx() {
-        tokio::spawn(share_groups(handle.chitchat(), groups));
+    if let Some(keys) = cluster.take_gossip_rx() {
+        tokio::spawn(share_state(handle.chitchat(), keys));
     }
     Ok(handle)
 }
 
-/// Puts group versions into this node's gossip state, in the order they were made.
-async fn share_groups(
+/// Puts group versions and advertised values into this node's gossip state, in the order
+/// they were made.
+async fn share_state(
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
-    mut groups: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    mut keys: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
 ) {
-    while let Some((key, value)) = groups.recv().await {
+    while let Some((key, value)) = keys.recv().await {
         chitchat.lock().await.self_node_state().set(key, value);
     }
+}
+
+/// The gossip key prefix of what the application advertises (a server's client address).
+pub(super) const ADVERTISED_PREFIX: &str = "adv:";
+
+/// What every other live member advertises, by member name, then key.
+fn advertised(
+    cluster: &Cluster,
+    live: &BTreeMap<ChitchatId, NodeState>,
+) -> BTreeMap<Arc<str>, BTreeMap<String, String>> {
+    let mut out: BTreeMap<Arc<str>, BTreeMap<String, String>> = BTreeMap::new();
+    for (id, state) in live {
+        if *id.node_id == *cluster.me.name {
+            continue;
+        }
+        let keys = out.entry(id.node_id.clone()).or_default();
+        for (key, versioned) in state.iter_prefix(ADVERTISED_PREFIX) {
+            keys.insert(
+                key[ADVERTISED_PREFIX.len()..].to_owned(),
+                versioned.value.clone(),
+            );
+        }
+    }
+    out
 }
 
 /// The gossip key prefix of group versions.
@@ -145,7 +170,7 @@ fn merge_groups(cluster: &Cluster, live: &BTreeMap<ChitchatId, NodeState>) {
         if let Some(ours) = ours {
             let (_, value) = group_entry(&group.scope, &group.name, &ours);
             if mine.get(key) != Some(&value.as_str()) {
-                let _ = cluster.groups_tx.send((key.to_owned(), value));
+                let _ = cluster.gossip_tx.send((key.to_owned(), value));
             }
         }
     }
@@ -158,6 +183,7 @@ async fn follow(cluster: Arc<Cluster>, mut live: watch::Receiver<BTreeMap<Chitch
         {
             let live = live.borrow_and_update();
             cluster.set_members(members(&cluster, &live));
+            cluster.set_advertised(advertised(&cluster, &live));
             merge_groups(&cluster, &live);
         }
         tokio::select! {

@@ -110,7 +110,7 @@ pub(crate) async fn start(settings: Settings, scopes: &Arc<Scopes>) -> Result<Ar
     };
     let (closing, _) = watch::channel(false);
     let (changed, _) = watch::channel(0u64);
-    let (groups_tx, groups_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster {
         me: me.clone(),
         cluster_name: settings.cluster_name.clone(),
@@ -123,8 +123,8 @@ pub(crate) async fn start(settings: Settings, scopes: &Arc<Scopes>) -> Result<Ar
         gossip: Mutex::new(None),
         route_max_pending: settings.route_max_pending,
         tls: settings.tls.clone(),
-        groups_tx,
-        groups_rx: Mutex::new(Some(groups_rx)),
+        gossip_tx,
+        gossip_rx: Mutex::new(Some(gossip_rx)),
     });
     // Before anything is heard from other nodes: every scope, including those remote
     // interest makes, announces its own.
@@ -246,9 +246,10 @@ pub(crate) struct Cluster {
     pub(crate) route_max_pending: usize,
     /// Mutual TLS on routes, when configured.
     pub(crate) tls: Option<RouteTls>,
-    /// Group versions to put in this node's gossip state, in order.
-    pub(crate) groups_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-    groups_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
+    /// Keys to set in this node's gossip state, in order: group versions and what the
+    /// application advertises ([`Cluster::advertise`]).
+    pub(crate) gossip_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    gossip_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
 }
 
 #[derive(Default)]
@@ -262,6 +263,9 @@ struct State {
     departed: BTreeMap<Peer, (SocketAddr, Instant)>,
     /// Members that said goodbye on their route; ignored until gossip forgets them too.
     left: BTreeSet<Peer>,
+    /// What each live member other than this one advertises (see [`Cluster::advertise`]),
+    /// by member name, then key.
+    advertised: BTreeMap<Arc<str>, BTreeMap<String, String>>,
     warned_names: BTreeSet<Arc<str>>,
 }
 
@@ -300,7 +304,7 @@ impl Announce for Cluster {
     fn share_group(&self, scope: &str, name: &str, group: &GroupState) {
         let (key, value) = gossip::group_entry(scope, name, group);
         // Closed only when gossip stopped: the node is leaving anyway.
-        let _ = self.groups_tx.send((key, value));
+        let _ = self.gossip_tx.send((key, value));
     }
 
     fn node_name(&self) -> &str {
@@ -327,10 +331,45 @@ impl Cluster {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    pub(crate) fn take_groups_rx(
+    /// Puts `key = value` in this node's gossip state for the other members to read with
+    /// [`Cluster::advertised`]; an empty value withdraws it.
+    pub(crate) fn advertise(&self, key: &str, value: &str) {
+        // Closed only when gossip stopped: the node is leaving anyway.
+        let _ = self.gossip_tx.send((
+            format!("{}{key}", gossip::ADVERTISED_PREFIX),
+            value.to_owned(),
+        ));
+    }
+
+    /// What the other live members advertise under `key`: (member name, value), by name.
+    pub(crate) fn advertised(&self, key: &str) -> Vec<(String, String)> {
+        let st = self.state.lock();
+        st.advertised
+            .iter()
+            .filter_map(|(name, keys)| Some((name.to_string(), keys.get(key)?.clone())))
+            .filter(|(_, value)| !value.is_empty())
+            .collect()
+    }
+
+    /// Replaces what the other members advertise; a change wakes [`Cluster::changes`].
+    pub(crate) fn set_advertised(&self, advertised: BTreeMap<Arc<str>, BTreeMap<String, String>>) {
+        let mut st = self.state.lock();
+        if st.advertised != advertised {
+            st.advertised = advertised;
+            drop(st);
+            self.bump();
+        }
+    }
+
+    /// A counter bumped whenever a route, the member list or what members advertise changes.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn take_gossip_rx(
         &self,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>> {
-        self.groups_rx.lock().take()
+        self.gossip_rx.lock().take()
     }
 
     /// Registers an established route; false if one to the same peer is already up (the new
