@@ -180,10 +180,12 @@ pub(crate) fn publish_violation(subject: &str) -> String {
     format!("Permissions Violation for Publish to \"{subject}\"")
 }
 
-/// Whether `name` can be a scope: one token on the wire between nodes (no whitespace or
-/// control characters), 1 to 256 bytes.
+/// Whether `name` can be a client's scope: one token on the wire between nodes (no
+/// whitespace or control characters), 1 to 256 bytes, and not one of herald's own (those
+/// start with `$`: the nodes' meta group talks in `$herald`).
 pub(crate) fn valid_scope(name: &str) -> bool {
     !name.is_empty()
+        && !name.starts_with('$')
         && name.len() <= 256
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }

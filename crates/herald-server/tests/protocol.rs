@@ -178,6 +178,8 @@ async fn protocol_violations_get_the_nats_error_and_close() {
             "-ERR Invalid Scope",
         ),
         (b"CONNECT {\"scope\":\"\"}\r\n", "-ERR Invalid Scope"),
+        // herald's own scope (the nodes' meta group talks there) is no client's.
+        (b"CONNECT {\"scope\":\"$herald\"}\r\n", "-ERR Invalid Scope"),
     ];
     for (input, error) in cases {
         let mut c = Raw::connect(&server).await;

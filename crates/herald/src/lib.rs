@@ -33,6 +33,7 @@
 //! | `dispatch` | the fan-out loop: a matched publish handed to each target and the `Reach` of a publish |
 //! | `node` | [`Node`] and [`NodeBuilder`]: owner of the scopes and of the cluster membership |
 //! | `cluster` | gossip membership (chitchat), routes between nodes, the route handshake, interest |
+//! | [`meta`] | the meta group: cluster-wide definitions agreed through Raft (openraft) |
 //! | `fanout` | the ring plain drop-oldest subscriptions of a pattern share, a cursor each |
 //! | `mailbox` | a subscription's own bounded buffer: queue, [`DropPolicy`], reader wake-up |
 //! | `subscription` | [`Subscription`], [`SubscribeOptions`], callbacks; how a subscription leaves its scope |
@@ -61,6 +62,7 @@ pub mod index;
 pub mod jetstream;
 mod mailbox;
 mod message;
+pub mod meta;
 mod node;
 mod request;
 mod router;

@@ -1,0 +1,361 @@
+//! The meta group's Raft log and vote, on disk in the node's meta directory.
+//!
+//! `log` holds one entry per line, `<crc32c as 8 hex digits> <entry as JSON>`, appended and
+//! synced before openraft is told the entries are durable; `vote` and `purged` are small JSON
+//! files replaced whole (written aside, synced, renamed). At open, a last line cut short by a
+//! crash (no line end) is dropped: it was never acknowledged, as the sync comes before the
+//! acknowledgement. A whole line that fails its checksum, anywhere, is an error, never
+//! skipped: this node then stays out of the group until an operator clears the directory (it
+//! then catches up from the others as a new member would), so a damaged log never votes.
+//! Truncations and purges (rare: elections, snapshots) rewrite the file.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{Entry, LogId, StorageError, StorageIOError, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::TypeConfig;
+
+type Id = u64;
+
+/// The log and vote of one node, shared by openraft's writer and its readers.
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    inner: Arc<tokio::sync::Mutex<Inner>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    log: File,
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    vote: Option<Vote<Id>>,
+    purged: Option<LogId<Id>>,
+    committed: Option<LogId<Id>>,
+}
+
+const LOG: &str = "log";
+const VOTE: &str = "vote";
+const PURGED: &str = "purged";
+const COMMITTED: &str = "committed";
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`.
+    pub(crate) fn open(dir: &Path) -> std::io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(LOG);
+        let entries = read_log(&path)?;
+        let log = OpenOptions::new().create(true).append(true).open(&path)?;
+        let inner = Inner {
+            dir: dir.to_owned(),
+            log,
+            entries,
+            vote: read_json(&dir.join(VOTE))?,
+            purged: read_json(&dir.join(PURGED))?,
+            committed: read_json(&dir.join(COMMITTED))?,
+        };
+        Ok(LogStore {
+            inner: Arc::new(tokio::sync::Mutex::new(inner)),
+        })
+    }
+}
+
+/// Reads every entry of the log at `path`; a torn last line is cut off the file.
+fn read_log(path: &Path) -> std::io::Result<BTreeMap<u64, Entry<TypeConfig>>> {
+    let mut entries = BTreeMap::new();
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entries),
+        Err(e) => return Err(e),
+    };
+    let length = file.metadata()?.len();
+    let mut reader = BufReader::new(file);
+    let (mut good, mut line) = (0u64, Vec::new());
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            break;
+        }
+        let whole = line.last() == Some(&b'\n');
+        match decode_line(&line).filter(|_| whole) {
+            Some(entry) => {
+                entries.insert(entry.log_id.index, entry);
+                good += read as u64;
+            }
+            // Only a last line without its end is torn (the write of an entry not yet
+            // acknowledged); a whole line that fails its checksum is damage, even the last.
+            None if !whole && good + read as u64 == length => {
+                tracing::warn!(file = %path.display(), "meta log: dropping a torn last entry");
+                OpenOptions::new().write(true).open(path)?.set_len(good)?;
+                break;
+            }
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "meta log {} is damaged at byte {good}: this node stays out of the \
+                         meta group until the directory is cleared (it then catches up from the \
+                         others)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn decode_line(line: &[u8]) -> Option<Entry<TypeConfig>> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let (sum, json) = (line.get(..8)?, line.get(9..)?);
+    let sum = u32::from_str_radix(std::str::from_utf8(sum).ok()?, 16).ok()?;
+    (crc32c::crc32c(json) == sum).then_some(())?;
+    serde_json::from_slice(json).ok()
+}
+
+fn encode_line(out: &mut Vec<u8>, entry: &Entry<TypeConfig>) -> std::io::Result<()> {
+    let json = serde_json::to_vec(entry)?;
+    write!(out, "{:08x} ", crc32c::crc32c(&json))?;
+    out.extend_from_slice(&json);
+    out.push(b'\n');
+    Ok(())
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the file at `path` whole: written aside, synced, renamed, directory synced.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let aside = path.with_extension("new");
+    let mut file = File::create(&aside)?;
+    file.write_all(bytes)?;
+    if sync {
+        file.sync_all()?;
+    }
+    std::fs::rename(&aside, path)?;
+    if sync && let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T, sync: bool) -> std::io::Result<()> {
+    replace_file(path, &serde_json::to_vec(value)?, sync)
+}
+
+impl Inner {
+    /// Writes the log file again from the entries in memory (after a truncate or purge).
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        for entry in self.entries.values() {
+            encode_line(&mut bytes, entry)?;
+        }
+        let path = self.dir.join(LOG);
+        replace_file(&path, &bytes, true)?;
+        self.log = OpenOptions::new().append(true).open(&path)?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<Id>> {
+        let inner = self.inner.lock().await;
+        Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<Id>> {
+        let inner = self.inner.lock().await;
+        let last = inner.entries.values().next_back().map(|e| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: inner.purged,
+            last_log_id: last.or(inner.purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<Id>) -> Result<(), StorageError<Id>> {
+        let mut inner = self.inner.lock().await;
+        write_json(&inner.dir.join(VOTE), vote, true)
+            .map_err(|e| StorageIOError::write_vote(&e))?;
+        inner.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<Id>>, StorageError<Id>> {
+        Ok(self.inner.lock().await.vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<Id>>,
+    ) -> Result<(), StorageError<Id>> {
+        let mut inner = self.inner.lock().await;
+        // Not synced: losing it only delays re-applying entries until the leader is heard.
+        write_json(&inner.dir.join(COMMITTED), &committed, false)
+            .map_err(|e| StorageIOError::write(&e))?;
+        inner.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<Id>>, StorageError<Id>> {
+        Ok(self.inner.lock().await.committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<Id>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = self.inner.lock().await;
+        let mut bytes = Vec::new();
+        let mut added = Vec::new();
+        for entry in entries {
+            encode_line(&mut bytes, &entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            added.push(entry);
+        }
+        let written = inner
+            .log
+            .write_all(&bytes)
+            .and_then(|()| inner.log.sync_data());
+        if let Err(e) = written {
+            callback.log_io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
+            return Err(StorageIOError::write_logs(&e).into());
+        }
+        for entry in added {
+            inner.entries.insert(entry.log_id.index, entry);
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<Id>) -> Result<(), StorageError<Id>> {
+        let mut inner = self.inner.lock().await;
+        inner.entries.split_off(&log_id.index);
+        inner
+            .rewrite()
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<Id>) -> Result<(), StorageError<Id>> {
+        let mut inner = self.inner.lock().await;
+        write_json(&inner.dir.join(PURGED), &log_id, true)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        inner.purged = Some(log_id);
+        let kept = inner.entries.split_off(&(log_id.index + 1));
+        inner.entries = kept;
+        inner
+            .rewrite()
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use crate::meta::types::Command;
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Delete {
+                key: format!("k{index}"),
+            }),
+        }
+    }
+
+    fn write_entries(dir: &Path, n: u64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for i in 1..=n {
+            encode_line(&mut bytes, &entry(i)).unwrap();
+        }
+        std::fs::write(dir.join(LOG), &bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_torn_last_entry_is_cut_off_and_a_damaged_one_refuses_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = write_entries(dir.path(), 3);
+        // A crash in the middle of the third entry's write.
+        std::fs::write(dir.path().join(LOG), &bytes[..bytes.len() - 5]).unwrap();
+        let read = read_log(&dir.path().join(LOG)).unwrap();
+        assert_eq!(read.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        let kept = std::fs::read(dir.path().join(LOG)).unwrap();
+        assert_eq!(read_log(&dir.path().join(LOG)).unwrap().len(), 2);
+        assert!(
+            kept.ends_with(b"\n"),
+            "the file ends after the last whole entry"
+        );
+
+        // A flipped byte inside a whole entry, the last one included: never trusted, never
+        // skipped.
+        for flip in [20, 3] {
+            let mut bytes = write_entries(dir.path(), 3);
+            let at = if flip == 20 {
+                bytes.iter().position(|&b| b == b'\n').unwrap() + flip
+            } else {
+                bytes.len() - flip
+            };
+            bytes[at] ^= 0x01;
+            std::fs::write(dir.path().join(LOG), &bytes).unwrap();
+            let err = read_log(&dir.path().join(LOG)).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains("damaged"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_vote_and_entries_survive_a_reopen_and_truncate_and_purge_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        write_entries(dir.path(), 5);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let vote = Vote::new(3, 7);
+        store.save_vote(&vote).await.unwrap();
+        store.truncate(entry(4).log_id).await.unwrap();
+        store.purge(entry(1).log_id).await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
+        let entries = store.try_get_log_entries(0..10).await.unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            [2, 3]
+        );
+    }
+}
