@@ -88,6 +88,10 @@ pub struct Args {
     /// Secret shared by all members of the cluster.
     #[arg(long, value_name = "SECRET")]
     cluster_secret: Option<String>,
+    /// Members a new cluster's meta group (servers with --data-dir) waits for before it forms
+    /// [default: this server and its seeds].
+    #[arg(long, value_name = "N")]
+    bootstrap_expect: Option<usize>,
     /// How long a new client may take to authenticate when `[[users]]` are configured
     /// (users and their permissions are set in the config file) [default: 2s].
     #[arg(long, value_name = "DURATION")]
@@ -150,6 +154,10 @@ impl Args {
         put("seeds", self.seeds.clone());
         put("cluster-name", self.cluster_name.clone());
         put("cluster-secret", self.cluster_secret.clone());
+        put(
+            "bootstrap-expect",
+            self.bootstrap_expect.map(|v| v.to_string()),
+        );
         put("auth-timeout", self.auth_timeout.clone());
         put("data-dir", self.data_dir.clone());
         put("fsync", self.fsync.clone());

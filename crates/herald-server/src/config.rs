@@ -112,6 +112,9 @@ pub struct Config {
     pub cluster_name: String,
     /// The secret all members share; routes prove it in their handshake.
     pub cluster_secret: String,
+    /// Members a new cluster's meta group (clustered servers with a data directory) waits for
+    /// before it forms, the first time only; 0: this server and its seeds.
+    pub bootstrap_expect: usize,
     /// How long a new connection may take to authenticate (send CONNECT) when users are
     /// configured.
     #[serde(with = "duration")]
@@ -195,6 +198,7 @@ impl Default for Config {
             seeds: Vec::new(),
             cluster_name: "herald".into(),
             cluster_secret: String::new(),
+            bootstrap_expect: 0,
             auth_timeout: Duration::from_secs(2),
             users: Vec::new(),
             tls: None,

@@ -2,6 +2,7 @@
 //! gracefully (stop accepting, let every connection flush what it has queued, close).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,6 +60,23 @@ impl Server {
             }
             None => None,
         };
+        // Clustered with a data directory: this node takes part in the meta group, where the
+        // cluster's definitions are agreed.
+        let meta = match (node.cluster_info(), config.data_dir.as_str()) {
+            (Some(_), dir) if !dir.is_empty() => {
+                let mut options = herald::meta::MetaOptions::new(Path::new(dir).join("meta"));
+                if config.bootstrap_expect > 0 {
+                    options = options.bootstrap_expect(config.bootstrap_expect);
+                }
+                let meta = herald::meta::MetaGroup::start(&node, options)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::other(format!("cannot start the meta group: {e}"))
+                    })?;
+                Some(Arc::new(meta))
+            }
+            _ => None,
+        };
         let users = crate::auth::Users::from_config(&config.users)
             .map_err(|e| std::io::Error::other(format!("invalid users: {e}")))?;
         let tls = match &config.tls {
@@ -100,6 +118,7 @@ impl Server {
             client_url,
             lame_duck: Default::default(),
             lame_duck_asked: watch::channel(false).0,
+            meta,
             group_services: Default::default(),
             registry: Default::default(),
             users: Arc::new(users),
@@ -205,6 +224,9 @@ impl Server {
         if let Some((streams, jetstream)) = self.streams {
             jetstream.stop();
             streams.close();
+        }
+        if let Some(meta) = &self.shared.meta {
+            meta.shutdown().await;
         }
     }
 }

@@ -18,8 +18,9 @@ pub const CLUSTER_INFO_SUBJECT: &str = "$HERALD.API.CLUSTER.INFO";
 
 /// The subject of the cluster barrier: the answer comes once the subscriptions this server
 /// had when the request arrived are known to every member (`Node::flush`). A JSON body
-/// `{"peers": N}` first waits until N other members are routed to; `"timeout_ms"` bounds
-/// that wait (default 5000, under a client's usual request timeout).
+/// `{"peers": N}` first waits until N other members are routed to, `"meta": M` until the meta
+/// group has a leader and M voters; `"timeout_ms"` bounds each wait (default 5000, under a
+/// client's usual request timeout).
 pub const CLUSTER_FLUSH_SUBJECT: &str = "$HERALD.API.CLUSTER.FLUSH";
 
 /// Answers `$HERALD.API.SERVER.INFO` in the default scope with the server's identity and
@@ -80,12 +81,23 @@ pub(crate) fn lame_duck_service(shared: &Arc<Shared>) -> herald::Result<Callback
 pub(crate) fn cluster_service(shared: &Arc<Shared>) -> herald::Result<CallbackHandle> {
     let router = shared.node.router("default", shared.config.capacity);
     let node = shared.node.clone();
+    let meta = shared.meta.clone();
     router.on_with(
         CLUSTER_INFO_SUBJECT,
         SubscribeOptions::new().node_only(),
         move |msg| {
             let body = match node.cluster_info() {
-                Some(info) => serde_json::to_string(&info).unwrap_or_default(),
+                Some(info) => {
+                    let mut body = serde_json::to_value(&info).unwrap_or_default();
+                    if let Some(meta) = &meta {
+                        let members = meta.members();
+                        body["meta"] = serde_json::json!({
+                            "leader": meta.leader().and_then(|id| members.get(&id)),
+                            "members": members.values().collect::<Vec<_>>(),
+                        });
+                    }
+                    body.to_string()
+                }
                 None => {
                     serde_json::json!({ "error": "this server is not in a cluster" }).to_string()
                 }
@@ -175,16 +187,20 @@ pub(crate) fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHand
     struct Ask {
         #[serde(default)]
         peers: usize,
+        /// Also wait until the meta group has a leader and this many voters.
+        meta: Option<usize>,
         timeout_ms: Option<u64>,
     }
     let router = shared.node.router("default", shared.config.capacity);
     let node = shared.node.clone();
+    let meta = shared.meta.clone();
     let runtime = tokio::runtime::Handle::current();
     router.on_with(
         CLUSTER_FLUSH_SUBJECT,
         SubscribeOptions::new().node_only(),
         move |msg| {
             let node = node.clone();
+            let meta = meta.clone();
             runtime.spawn(async move {
                 // An empty body asks for a plain flush; anything else must be the JSON above.
                 let ask: Result<Ask, String> = match msg.payload().trim_ascii() {
@@ -194,9 +210,23 @@ pub(crate) fn flush_service(shared: &Arc<Shared>) -> herald::Result<CallbackHand
                 let done = match ask {
                     Ok(ask) => {
                         let wait = std::time::Duration::from_millis(ask.timeout_ms.unwrap_or(5000));
-                        match node.wait_for_peers(ask.peers, wait).await {
-                            Ok(()) => node.flush().await.map_err(|e| e.to_string()),
-                            Err(err) => Err(err.to_string()),
+                        let formed = match (ask.meta, &meta) {
+                            (None, _) => Ok(()),
+                            (Some(voters), Some(meta)) => meta
+                                .wait_for_leader(None, voters, wait)
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string()),
+                            (Some(_), None) => {
+                                Err("this server is in no meta group (clustered, with a data directory)".to_owned())
+                            }
+                        };
+                        match formed {
+                            Ok(()) => match node.wait_for_peers(ask.peers, wait).await {
+                                Ok(()) => node.flush().await.map_err(|e| e.to_string()),
+                                Err(err) => Err(err.to_string()),
+                            },
+                            Err(err) => Err(err),
                         }
                     }
                     Err(err) => Err(err),

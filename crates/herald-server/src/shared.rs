@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) lame_duck: AtomicBool,
     /// Raised by `$HERALD.API.SERVER.LAMEDUCK`: whoever runs the server starts lame duck mode.
     pub(crate) lame_duck_asked: watch::Sender<bool>,
+    /// This node's member of the cluster's meta group (clustered with a data directory).
+    pub(crate) meta: Option<Arc<herald::meta::MetaGroup>>,
     /// The groups service of each scope NATS clients are connected to, by scope, with how
     /// many hold it (see [`crate::services::GroupsLease`]).
     pub(crate) group_services: Mutex<HashMap<String, (usize, CallbackHandle)>>,

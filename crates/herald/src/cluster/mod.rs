@@ -123,6 +123,7 @@ pub(crate) async fn start(settings: Settings, scopes: &Arc<Scopes>) -> Result<Ar
         gossip: Mutex::new(None),
         route_max_pending: settings.route_max_pending,
         tls: settings.tls.clone(),
+        seeds: Mutex::default(),
         gossip_tx,
         gossip_rx: Mutex::new(Some(gossip_rx)),
     });
@@ -142,6 +143,7 @@ pub(crate) async fn start(settings: Settings, scopes: &Arc<Scopes>) -> Result<Ar
         settings.gossip_interval,
     )
     .await?;
+    cluster.seeds.lock().clone_from(&seeds);
     if !seeds.is_empty() {
         tokio::spawn(warn_if_alone(Arc::downgrade(&cluster), seeds));
     }
@@ -246,6 +248,8 @@ pub(crate) struct Cluster {
     pub(crate) route_max_pending: usize,
     /// Mutual TLS on routes, when configured.
     pub(crate) tls: Option<RouteTls>,
+    /// The seeds it was given, this node's own address left out.
+    seeds: Mutex<Vec<String>>,
     /// Keys to set in this node's gossip state, in order: group versions and what the
     /// application advertises ([`Cluster::advertise`]).
     pub(crate) gossip_tx: tokio::sync::mpsc::UnboundedSender<(String, String)>,
@@ -575,6 +579,7 @@ impl Cluster {
             generation: self.me.generation,
             route_addr: self.route_addr.to_string(),
             interest: st.interest.len(),
+            seeds: self.seeds.lock().clone(),
             members,
         }
     }
@@ -625,6 +630,8 @@ pub struct ClusterInfo {
     pub route_addr: String,
     /// Distinct local interests (scope, pattern, queue) this node shares.
     pub interest: usize,
+    /// The seeds this node was given, its own address left out.
+    pub seeds: Vec<String>,
     /// Every other member this node knows of.
     pub members: Vec<MemberInfo>,
 }

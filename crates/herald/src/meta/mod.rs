@@ -51,27 +51,30 @@ const IN_GROUP_KEY: &str = "meta";
 #[derive(Debug, Clone)]
 pub struct MetaOptions {
     dir: PathBuf,
-    bootstrap_expect: usize,
+    bootstrap_expect: Option<usize>,
     heartbeat: Duration,
 }
 
 impl MetaOptions {
-    /// Raft state in `dir`; a group forms with 1 member (see [`bootstrap_expect`]).
+    /// Raft state in `dir`; a new group waits for this node and its seeds (see
+    /// [`bootstrap_expect`]).
     ///
     /// [`bootstrap_expect`]: MetaOptions::bootstrap_expect
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         MetaOptions {
             dir: dir.into(),
-            bootstrap_expect: 1,
+            bootstrap_expect: None,
             heartbeat: Duration::from_millis(150),
         }
     }
 
-    /// Live members a fresh group waits for before it forms (the first time only): give every
-    /// node of a new cluster the number of nodes started together, so that they form one
-    /// group rather than one each.
+    /// Live members a fresh group waits for before it forms (the first time only). By
+    /// default, this node and the seeds it was given: a node without seeds forms a group
+    /// alone, nodes started with one list of each other form one group once all are up, and
+    /// a node seeded with members of a formed group joins it. Set it when seeds name fewer
+    /// nodes than start together.
     pub fn bootstrap_expect(mut self, members: usize) -> Self {
-        self.bootstrap_expect = members.max(1);
+        self.bootstrap_expect = Some(members.max(1));
         self
     }
 
@@ -89,7 +92,7 @@ pub struct MetaGroup {
     definitions: watch::Receiver<Arc<Definitions>>,
     router: Router,
     id: u64,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl MetaGroup {
@@ -136,7 +139,7 @@ impl MetaGroup {
                 raft.clone(),
                 node.clone(),
                 info.name.clone(),
-                options.bootstrap_expect,
+                options.bootstrap_expect.unwrap_or(1 + info.seeds.len()),
             )),
         ];
         Ok(MetaGroup {
@@ -144,7 +147,7 @@ impl MetaGroup {
             definitions,
             router,
             id,
-            tasks,
+            tasks: parking_lot::Mutex::new(tasks),
         })
     }
 
@@ -282,23 +285,21 @@ impl MetaGroup {
     }
 
     /// Stops this member (the others carry on without it).
-    pub async fn shutdown(mut self) {
-        self.stop().await;
+    pub async fn shutdown(&self) {
+        self.abort_tasks();
+        let _ = self.raft.shutdown().await;
     }
 
-    async fn stop(&mut self) {
-        for task in self.tasks.drain(..) {
+    fn abort_tasks(&self) {
+        for task in self.tasks.lock().drain(..) {
             task.abort();
         }
-        let _ = self.raft.shutdown().await;
     }
 }
 
 impl Drop for MetaGroup {
     fn drop(&mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
+        self.abort_tasks();
     }
 }
 
