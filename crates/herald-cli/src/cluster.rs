@@ -113,5 +113,17 @@ async fn status(args: StatusArgs) -> Result {
     if members.is_empty() {
         println!("(no other members)");
     }
+    if let Some(meta) = info.get("meta") {
+        let voters: Vec<&str> = meta
+            .get("members")
+            .and_then(Value::as_array)
+            .map(|m| m.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "meta group: leader {} · members {}",
+            text(meta, "leader"),
+            voters.join(", ")
+        );
+    }
     Ok(())
 }

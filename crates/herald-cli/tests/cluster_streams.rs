@@ -84,6 +84,16 @@ async fn servers_with_data_form_one_meta_group() {
         names.push(info["name"].as_str().unwrap().to_owned());
     }
     assert_eq!(leaders.len(), 1, "one leader: {leaders:?}");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["cluster", "status", "--server", &c.url()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&status.stdout);
+    let leader = leaders.iter().next().unwrap();
+    assert!(
+        shown.contains(&format!("meta group: leader {leader} · members ")),
+        "{shown}"
+    );
     assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), 3);
 
     // A follower restarts from its directory: same name, back in the group.
