@@ -132,3 +132,111 @@ async fn servers_with_data_form_one_meta_group() {
         "{info}"
     );
 }
+
+/// One JetStream across three servers: a stream created through one is listed, described,
+/// published to, consumed and deleted through the others; a second create with another
+/// config is refused wherever it is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_jetstream_across_three_servers() {
+    use async_nats::jetstream::{self, consumer::pull, stream};
+    use futures::StreamExt;
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = node(dirs[0].path(), &[]);
+    let b = node(dirs[1].path(), &[&a]);
+    let c = node(dirs[2].path(), &[&a]);
+    let clients = [connect(&a).await, connect(&b).await, connect(&c).await];
+    for client in &clients {
+        let flushed = ask(
+            client,
+            "$HERALD.API.CLUSTER.FLUSH",
+            r#"{"peers":2,"meta":3,"timeout_ms":15000}"#,
+        )
+        .await;
+        assert!(flushed.get("error").is_none(), "{flushed}");
+    }
+    let [ja, jb, jc] = clients.clone().map(jetstream::new);
+    let orders = stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.>".into()],
+        ..Default::default()
+    };
+    ja.create_stream(orders.clone())
+        .await
+        .expect("create through a");
+    // The capture is known to every server before anyone publishes.
+    for client in &clients {
+        let flushed = ask(client, "$HERALD.API.CLUSTER.FLUSH", "").await;
+        assert!(flushed.get("error").is_none(), "{flushed}");
+    }
+    for js in [&ja, &jb, &jc] {
+        let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
+        assert_eq!(names, ["ORDERS"]);
+        let mut stream = js.get_stream("ORDERS").await.expect("stream info anywhere");
+        assert_eq!(stream.info().await.unwrap().config.subjects, ["orders.>"]);
+    }
+    for (i, js) in [&ja, &jb, &jc].into_iter().enumerate() {
+        let ack = tokio::time::timeout(WAIT, async {
+            js.publish(format!("orders.{i}"), format!("order {i}").into())
+                .await
+                .unwrap()
+                .await
+        })
+        .await
+        .unwrap()
+        .expect("a publish ack through every server");
+        assert_eq!(
+            (ack.stream.as_str(), ack.sequence),
+            ("ORDERS", i as u64 + 1)
+        );
+    }
+    let other = stream::Config {
+        max_messages: 5,
+        ..orders.clone()
+    };
+    let err = jc.create_stream(other).await.expect_err("another config");
+    assert!(err.to_string().contains("different configuration"), "{err}");
+
+    let stream = jb.get_stream("ORDERS").await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("billing".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a consumer through b");
+    let mut batch = consumer
+        .fetch()
+        .max_messages(3)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
+        let msg = msg.unwrap();
+        got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+        msg.double_ack()
+            .await
+            .expect("an ack through b reaches the stream's server");
+    }
+    assert_eq!(got, ["order 0", "order 1", "order 2"]);
+    let mut seen_from_c: jetstream::consumer::PullConsumer = jc
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .get_consumer("billing")
+        .await
+        .unwrap();
+    let info = seen_from_c.info().await.unwrap();
+    assert_eq!(
+        (info.ack_floor.stream_sequence, info.num_ack_pending),
+        (3, 0)
+    );
+
+    jc.delete_stream("ORDERS").await.expect("delete through c");
+    for js in [&ja, &jb, &jc] {
+        let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
+        assert!(names.is_empty(), "{names:?}");
+    }
+}

@@ -53,6 +53,10 @@ pub struct RouteMsg<'a> {
     pub scope: &'a str,
     /// The subject.
     pub subject: &'a str,
+    /// The subject it is delivered to, when not `subject`: a stored message handed to a
+    /// client's inbox keeps the subject it was stored under (`RMSG <scope> <subject> >
+    /// <to> ...`).
+    pub to: Option<&'a str>,
     /// The reply subject, if any.
     pub reply: Option<&'a str>,
     /// Queue groups the receiving node serves, one member each.
@@ -171,22 +175,30 @@ fn message<'a>(
     op: &'static str,
     headed: bool,
 ) -> Result<Parsed<RouteOp<'a>>, ParseError> {
-    // scope, subject, "+" reply, "|", queues, and one or two sizes.
-    let (a, n) = scan::args::<{ MAX_QUEUES + 7 }>(rest);
-    if n > MAX_QUEUES + 7 {
+    // scope, subject, ">" to, "+" reply, "|", queues, and one or two sizes.
+    let (a, n) = scan::args::<{ MAX_QUEUES + 9 }>(rest);
+    if n > MAX_QUEUES + 9 {
         return Err(bad(op, "too many queue groups"));
     }
     let sizes = if headed { 2 } else { 1 };
     if n < 2 + sizes {
         return Err(bad(
             op,
-            "expected <scope> <subject> [+ reply] [| queue...] <size>",
+            "expected <scope> <subject> [> to] [+ reply] [| queue...] <size>",
         ));
     }
     let (head, tail) = a[..n].split_at(n - sizes);
     let scope = scan::text(head[0], op, "scope is not UTF-8")?;
     let subject = scan::text(head[1], op, "subject is not UTF-8")?;
     let mut i = 2;
+    let mut to = None;
+    if head.get(i) == Some(&&b">"[..]) {
+        let t = head
+            .get(i + 1)
+            .ok_or(bad(op, "'>' without a delivery subject"))?;
+        to = Some(scan::text(t, op, "delivery subject is not UTF-8")?);
+        i += 2;
+    }
     let mut reply = None;
     if head.get(i) == Some(&&b"+"[..]) {
         let r = head
@@ -228,6 +240,7 @@ fn message<'a>(
         RouteOp::Msg(RouteMsg {
             scope,
             subject,
+            to,
             reply,
             queues,
             headers,
@@ -260,6 +273,10 @@ pub fn message_op(out: &mut Vec<u8>, msg: &RouteMsg<'_>) {
     out.extend_from_slice(msg.scope.as_bytes());
     out.push(b' ');
     out.extend_from_slice(msg.subject.as_bytes());
+    if let Some(to) = msg.to {
+        out.extend_from_slice(b" > ");
+        out.extend_from_slice(to.as_bytes());
+    }
     if let Some(reply) = msg.reply {
         out.extend_from_slice(b" + ");
         out.extend_from_slice(reply.as_bytes());

@@ -90,6 +90,7 @@ proptest! {
         scope in "[a-z0-9_-]{1,12}",
         subject in token(),
         reply in prop::option::of(token()),
+        to in prop::option::of(token()),
         queues in prop::collection::vec(token(), 0..5),
         headers in prop::option::of(Just(b"NATS/1.0\r\nK: v\r\n\r\n".to_vec())),
         payload in prop::collection::vec(any::<u8>(), 0..300),
@@ -101,6 +102,7 @@ proptest! {
         let msg = RouteMsg {
             scope: &scope,
             subject: &subject,
+            to: to.as_deref(),
             reply: reply.as_deref(),
             queues: route::Queues::List(&queue_list),
             headers: headers.as_deref(),

@@ -48,20 +48,8 @@ impl Server {
         config.name = config
             .resolved_name()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let streams = match config.streams() {
-            Some(options) => {
-                let router = node.router("default", config.capacity);
-                let streams = Streams::open(&router, options)
-                    .await
-                    .map_err(|e| std::io::Error::other(format!("cannot open streams: {e}")))?;
-                let jetstream = herald::jetstream::serve(&streams)
-                    .map_err(|e| std::io::Error::other(format!("cannot serve JetStream: {e}")))?;
-                Some((streams, jetstream))
-            }
-            None => None,
-        };
         // Clustered with a data directory: this node takes part in the meta group, where the
-        // cluster's definitions are agreed.
+        // cluster's definitions are agreed, and its JetStream is one with the cluster's.
         let meta = match (node.cluster_info(), config.data_dir.as_str()) {
             (Some(_), dir) if !dir.is_empty() => {
                 let mut options = herald::meta::MetaOptions::new(Path::new(dir).join("meta"));
@@ -76,6 +64,21 @@ impl Server {
                 Some(Arc::new(meta))
             }
             _ => None,
+        };
+        let streams = match config.streams() {
+            Some(options) => {
+                let router = node.router("default", config.capacity);
+                let streams = Streams::open(&router, options)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("cannot open streams: {e}")))?;
+                let jetstream = match &meta {
+                    Some(meta) => herald::jetstream::serve_clustered(&streams, meta.clone()),
+                    None => herald::jetstream::serve(&streams),
+                }
+                .map_err(|e| std::io::Error::other(format!("cannot serve JetStream: {e}")))?;
+                Some((streams, jetstream))
+            }
+            None => None,
         };
         let users = crate::auth::Users::from_config(&config.users)
             .map_err(|e| std::io::Error::other(format!("invalid users: {e}")))?;

@@ -478,10 +478,11 @@ impl Scope {
         })
     }
 
-    /// Delivers a message to the subscribers of literal `to` on this node only, showing it to
-    /// them as published on `shown`: JetStream hands a stored message to a pull request's inbox
-    /// under the subject it was stored with. `headers` is a `NATS/1.0` block (a status line
-    /// included). Returns how many took it; 0 means nobody listens on `to` any more.
+    /// Delivers a message to the subscribers of literal `to` that `reach` admits, showing it
+    /// to them as published on `shown`: JetStream hands a stored message to a pull request's
+    /// inbox under the subject it was stored with (through a route too: the frame names both
+    /// subjects). `headers` is a `NATS/1.0` block (a status line included). Returns how many
+    /// took it; 0 means nobody listens on `to` any more.
     pub(crate) fn send_as(
         &self,
         to: &str,
@@ -489,14 +490,16 @@ impl Scope {
         reply: Option<&str>,
         headers: Option<&Bytes>,
         payload: &Bytes,
+        reach: Reach<'_>,
     ) -> usize {
         self.index
             .with_matches(to, |matches| {
                 if matches.is_empty() {
                     return 0;
                 }
-                let delivery = Delivery::stored(shown, reply, headers, payload, &self.me);
-                fan_out(matches, delivery, Reach::Local)
+                let routed = (to != shown).then_some(to);
+                let delivery = Delivery::stored(shown, routed, reply, headers, payload, &self.me);
+                fan_out(matches, delivery, reach)
             })
             .unwrap_or(0)
     }

@@ -85,6 +85,8 @@ enum Source<'a> {
     /// borrowed, shared buffers cloned only if a target keeps the message.
     Stored {
         subject: &'a str,
+        /// The subject it is delivered to, when not `subject`.
+        to: Option<&'a str>,
         reply: Option<&'a str>,
         headers: Option<&'a Bytes>,
         payload: &'a Bytes,
@@ -123,6 +125,7 @@ impl<'a> Delivery<'a> {
     /// literal subjects).
     pub(crate) fn stored(
         subject: &'a str,
+        to: Option<&'a str>,
         reply: Option<&'a str>,
         headers: Option<&'a Bytes>,
         payload: &'a Bytes,
@@ -131,12 +134,22 @@ impl<'a> Delivery<'a> {
         Delivery {
             source: Source::Stored {
                 subject,
+                to,
                 reply,
                 headers,
                 payload,
                 responder,
                 message: OnceLock::new(),
             },
+        }
+    }
+
+    /// The subject this delivery goes to when it is not [`subject`](Delivery::subject): a
+    /// stored message handed to an inbox. A route carries both.
+    pub fn delivered_to(&self) -> Option<&str> {
+        match &self.source {
+            Source::Stored { to, .. } => *to,
+            _ => None,
         }
     }
 
@@ -276,7 +289,7 @@ mod tests {
         );
 
         let payload = Bytes::from_static(b"stored");
-        let stored = Delivery::stored("s.1", None, None, &payload, &responder).into_message();
+        let stored = Delivery::stored("s.1", None, None, None, &payload, &responder).into_message();
         assert_eq!((stored.subject(), stored.payload()), ("s.1", &payload));
 
         let built = Delivery::built(fresh.clone()).into_message();

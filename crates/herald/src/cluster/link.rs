@@ -542,6 +542,7 @@ impl Target for ScopeRoute {
         let frame = RouteMsg {
             scope: &self.scope,
             subject: msg.subject(),
+            to: msg.delivered_to(),
             reply: msg.reply(),
             queues: Queues::List(queues),
             headers: msg.header_block(),
@@ -674,6 +675,21 @@ async fn read_loop(
                                     scopes.entry(m.scope.into()).or_insert(scope)
                                 }
                             };
+                            if let Some(to) = m.to {
+                                // A stored message for an inbox here: delivered to `to`,
+                                // shown under the subject it was stored under.
+                                let headers = m.headers.map(bytes::Bytes::copy_from_slice);
+                                let payload = bytes::Bytes::copy_from_slice(m.payload);
+                                scope.send_as(
+                                    to,
+                                    m.subject,
+                                    m.reply,
+                                    headers.as_ref(),
+                                    &payload,
+                                    Reach::Local,
+                                );
+                                continue;
+                            }
                             let wire = WireMessage {
                                 subject: m.subject,
                                 reply: m.reply,

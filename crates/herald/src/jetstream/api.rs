@@ -31,11 +31,15 @@ const LIST_PAGE: usize = 256;
 
 /// Answers one API request.
 pub(crate) fn handle(api: &Api, msg: &Message) {
+    if let Some(call) = msg.subject().strip_prefix("$JS.API.") {
+        handle_call(api, msg, call);
+    }
+}
+
+/// Answers API call `call` (the subject after `$JS.API.`), made by `msg`.
+pub(crate) fn handle_call(api: &Api, msg: &Message, call: &str) {
     let store = &api.streams;
     let Some(reply) = msg.reply() else {
-        return;
-    };
-    let Some(call) = msg.subject().strip_prefix("$JS.API.") else {
         return;
     };
     let body = msg.payload();
@@ -368,8 +372,14 @@ fn send_direct(
     }
     block.push_str("\r\n");
     let block = bytes::Bytes::from(block);
-    api.scope
-        .send_as(reply, reply, None, Some(&block), m.message.payload());
+    api.scope.send_as(
+        reply,
+        reply,
+        None,
+        Some(&block),
+        m.message.payload(),
+        crate::dispatch::Reach::All,
+    );
 }
 
 fn msg_get(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {

@@ -118,9 +118,14 @@ impl Sink for Inbox {
         self.ack_subject(msg);
         let ack = std::str::from_utf8(&self.ack).unwrap_or_default();
         let headers = (!msg.headers.is_empty()).then_some(msg.headers);
-        self.scope
-            .send_as(&self.reply, msg.subject, Some(ack), headers, msg.payload)
-            > 0
+        self.scope.send_as(
+            &self.reply,
+            msg.subject,
+            Some(ack),
+            headers,
+            msg.payload,
+            Reach::All,
+        ) > 0
     }
 
     fn end(&mut self, why: PullEnd) {
@@ -171,7 +176,7 @@ impl Sink for Inbox {
 /// Sends `NATS/1.0 <status and header lines>` with no payload to a pull request's inbox.
 pub(crate) fn send_status(scope: &Scope, reply: &str, status: &str) {
     let block = Bytes::from(format!("NATS/1.0 {status}\r\n"));
-    scope.send_as(reply, reply, None, Some(&block), &Bytes::new());
+    scope.send_as(reply, reply, None, Some(&block), &Bytes::new(), Reach::All);
 }
 
 /// The `$JS.ACK.>` subscription of a scope: hands each ack to its consumer, and answers an ack

@@ -10,6 +10,7 @@
 //! | module | holds |
 //! |---|---|
 //! | `api` | the `$JS.API` request handlers |
+//! | `cluster` | one JetStream across a cluster: streams placed by the meta group, requests forwarded to their node |
 //! | `config` | stream and consumer configs and infos as JSON, to and from the typed ones |
 //! | `requests` | reply envelopes and request bodies (purge, paging, message get, pull) |
 //! | `delivery` | pull requests into a client's inbox, `$JS.ACK` acks, publish acks |
@@ -30,6 +31,7 @@
 //! ```
 
 mod api;
+mod cluster;
 pub mod config;
 mod delivery;
 mod error;
@@ -56,6 +58,9 @@ pub const ACK_SUBJECTS: &str = "$JS.ACK.>";
 /// client that published before the stop is still answered.
 pub struct JetStream {
     api: Option<CallbackHandle>,
+    /// In a cluster: the calls other nodes forward here, and the task keeping this node's
+    /// streams in step with the meta group's definitions.
+    clustered: Option<(CallbackHandle, tokio::task::JoinHandle<()>)>,
     acks: Option<(Arc<str>, u64)>,
     flow_answers: Option<(Arc<str>, u64)>,
     scope: Arc<crate::scope::Scope>,
@@ -67,6 +72,26 @@ pub struct JetStream {
 /// The API and pull requests are answered by this node only (a stream lives on the node that
 /// holds it).
 pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
+    serve_with(streams, None)
+}
+
+/// Serves JetStream for `streams` as this node's part of its cluster's JetStream: streams
+/// are defined and placed through `meta` (the cluster's meta group), and this node answers
+/// the API for any stream, forwarding a stream's requests to the node that holds it. Acks
+/// and flow-control answers are taken from the whole cluster. Needs a tokio runtime.
+pub fn serve_clustered(
+    streams: &Streams,
+    meta: Arc<crate::meta::MetaGroup>,
+) -> crate::Result<JetStream> {
+    serve_with(streams, Some(meta))
+}
+
+fn serve_with(
+    streams: &Streams,
+    meta: Option<Arc<crate::meta::MetaGroup>>,
+) -> crate::Result<JetStream> {
+    // Clustered, acks and flow-control answers come from clients of any node.
+    let node_only = meta.is_none();
     if streams.hooks().served.swap(true, Ordering::AcqRel) {
         return Err(crate::Error::Closed(
             "JetStream is already served for this store",
@@ -80,13 +105,20 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
         streams: streams.clone(),
         scope: scope.clone(),
     });
-    let entry = scope.add(ACK_SUBJECTS, None, 0, 0, Sink::Target(acks), true)?;
+    let entry = scope.add(ACK_SUBJECTS, None, 0, 0, Sink::Target(acks), node_only)?;
     let flows = Arc::new(push::Flows::default());
     let answers = Arc::new(push::FlowAnswers {
         flows: flows.clone(),
         streams: streams.clone(),
     });
-    let fc_entry = match scope.add(push::FC_SUBJECTS, None, 0, 0, Sink::Target(answers), true) {
+    let fc_entry = match scope.add(
+        push::FC_SUBJECTS,
+        None,
+        0,
+        0,
+        Sink::Target(answers),
+        node_only,
+    ) {
         Ok(fc_entry) => fc_entry,
         Err(err) => {
             scope.remove(&entry.pattern, entry.id);
@@ -101,22 +133,59 @@ pub fn serve(streams: &Streams) -> crate::Result<JetStream> {
         scope: scope.clone(),
         flows,
     });
-    let handle = router.on_with(
-        API_SUBJECTS,
-        SubscribeOptions::new().node_only().capacity(1 << 16),
-        move |msg| api::handle(&api, &msg),
-    );
+    let mut clustered = None;
+    let handle = match meta.and_then(|meta| Some((meta, router.node().cluster_info()?.name))) {
+        None => router.on_with(
+            API_SUBJECTS,
+            SubscribeOptions::new().node_only().capacity(1 << 16),
+            move |msg| api::handle(&api, &msg),
+        ),
+        Some((meta, me)) => {
+            let front = Arc::new(cluster::Front {
+                api,
+                meta,
+                me: me.clone(),
+                router: router.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            });
+            let forwarded = {
+                let front = front.clone();
+                router.on_with(
+                    &cluster::forwarded_subjects(&me),
+                    SubscribeOptions::new().capacity(1 << 16),
+                    move |msg| cluster::on_forwarded(&front, msg),
+                )
+            };
+            match forwarded {
+                Ok(forwarded) => {
+                    let reconciling = tokio::spawn(cluster::reconcile(front.clone()));
+                    clustered = Some((forwarded, reconciling));
+                    router.on_with(
+                        API_SUBJECTS,
+                        SubscribeOptions::new().node_only().capacity(1 << 16),
+                        move |msg| cluster::on_request(&front, msg),
+                    )
+                }
+                Err(err) => Err(err),
+            }
+        }
+    };
     let handle = match handle {
         Ok(handle) => handle,
         Err(err) => {
             scope.remove(&entry.pattern, entry.id);
             scope.remove(&fc_entry.pattern, fc_entry.id);
+            if let Some((forwarded, reconciling)) = clustered {
+                forwarded.cancel();
+                reconciling.abort();
+            }
             streams.hooks().served.store(false, Ordering::Release);
             return Err(err);
         }
     };
     Ok(JetStream {
         api: Some(handle),
+        clustered,
         acks: Some((entry.pattern.clone(), entry.id)),
         flow_answers: Some((fc_entry.pattern.clone(), fc_entry.id)),
         scope,
@@ -133,6 +202,10 @@ impl JetStream {
     fn close(&mut self) {
         if let Some(api) = self.api.take() {
             api.cancel();
+        }
+        if let Some((forwarded, reconciling)) = self.clustered.take() {
+            forwarded.cancel();
+            reconciling.abort();
         }
         if let Some((pattern, id)) = self.flow_answers.take() {
             self.scope.remove(&pattern, id);

@@ -124,6 +124,7 @@ impl Sink for PushSink {
                     Some(&reply),
                     Some(&block),
                     &Bytes::new(),
+                    crate::dispatch::Reach::All,
                 );
                 state.outstanding = Some(reply);
             }

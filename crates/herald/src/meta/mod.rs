@@ -311,7 +311,9 @@ async fn drive(raft: Raft<TypeConfig>, node: Node, name: String, expect: usize) 
         return;
     };
     let mut metrics = raft.metrics();
+    // One membership change at a time: openraft takes one while none is pending.
     let mut adding: BTreeSet<u64> = BTreeSet::new();
+    let mut tried_forming = false;
     let (added_tx, mut added) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut retry = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -334,7 +336,8 @@ async fn drive(raft: Raft<TypeConfig>, node: Node, name: String, expect: usize) 
         if !in_group {
             let others_in_group = node.advertised(IN_GROUP_KEY).iter().any(|(_, v)| v == "1");
             let lowest = live.keys().all(|peer| id < *peer);
-            if !others_in_group && live.len() + 1 >= expect && lowest {
+            if !tried_forming && !others_in_group && live.len() + 1 >= expect && lowest {
+                tried_forming = true;
                 let mut founders: BTreeMap<u64, Member> = live
                     .iter()
                     .map(|(peer, name)| (*peer, Member { name: name.clone() }))
@@ -358,10 +361,8 @@ async fn drive(raft: Raft<TypeConfig>, node: Node, name: String, expect: usize) 
                 let m = metrics.borrow();
                 m.membership_config.membership().voter_ids().collect()
             };
-            for (peer, peer_name) in &live {
-                if voters.contains(peer) || adding.contains(peer) {
-                    continue;
-                }
+            let missing = live.iter().find(|(peer, _)| !voters.contains(peer));
+            if let Some((peer, peer_name)) = missing.filter(|_| adding.is_empty()) {
                 adding.insert(*peer);
                 let raft = raft.clone();
                 let (peer, member) = (
