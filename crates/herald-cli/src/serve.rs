@@ -169,12 +169,17 @@ impl Args {
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(args.config.as_deref(), std::env::vars(), &args.flags())?;
     // chitchat warns on every gossip round about a peer of another cluster; herald says it
-    // once itself. Its errors still show, and a filter that names chitchat wins.
-    let directives = if config.log.contains("chitchat") {
-        config.log.clone()
-    } else {
-        format!("{},chitchat=error", config.log)
-    };
+    // once itself. Its errors still show, and a filter that names chitchat wins. openraft
+    // logs a peer it cannot reach yet (a node starting, a route coming up) as an error on
+    // every retry; the meta group's own log says what matters (forming, members added,
+    // writes that fail), so openraft is quiet unless the filter names it.
+    let mut directives = config.log.clone();
+    if !config.log.contains("chitchat") {
+        directives.push_str(",chitchat=error");
+    }
+    if !config.log.contains("openraft") {
+        directives.push_str(",openraft=off");
+    }
     let filter: Targets = directives
         .parse()
         .map_err(|e| format!("invalid log filter {:?}: {e}", config.log))?;

@@ -169,12 +169,29 @@ async fn one_jetstream_across_three_servers() {
         let flushed = ask(client, "$HERALD.API.CLUSTER.FLUSH", "").await;
         assert!(flushed.get("error").is_none(), "{flushed}");
     }
+    let mut leaders = BTreeSet::new();
     for js in [&ja, &jb, &jc] {
         let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
         assert_eq!(names, ["ORDERS"]);
         let mut stream = js.get_stream("ORDERS").await.expect("stream info anywhere");
-        assert_eq!(stream.info().await.unwrap().config.subjects, ["orders.>"]);
+        let info = stream.info().await.unwrap();
+        assert_eq!(info.config.subjects, ["orders.>"]);
+        let cluster = info.cluster.clone().expect("a cluster object");
+        assert_eq!(cluster.name.as_deref(), Some("herald"));
+        leaders.insert(cluster.leader.expect("its server"));
     }
+    assert_eq!(leaders.len(), 1, "one server holds it: {leaders:?}");
+    let too_many = stream::Config {
+        name: "WIDE".into(),
+        subjects: vec!["wide.>".into()],
+        num_replicas: 5,
+        ..Default::default()
+    };
+    let err = jb
+        .create_stream(too_many)
+        .await
+        .expect_err("5 replicas on 3 servers");
+    assert!(err.to_string().contains("insufficient resources"), "{err}");
     for (i, js) in [&ja, &jb, &jc].into_iter().enumerate() {
         let ack = tokio::time::timeout(WAIT, async {
             js.publish(format!("orders.{i}"), format!("order {i}").into())
@@ -239,4 +256,46 @@ async fn one_jetstream_across_three_servers() {
         let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
         assert!(names.is_empty(), "{names:?}");
     }
+}
+
+/// nats-py sees the same: create through one server, publish through another, consume and
+/// ack through the third (`tests/py/nats_py_cluster_js.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_py_uses_one_jetstream_across_three_servers() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = node(dirs[0].path(), &[]);
+    let b = node(dirs[1].path(), &[&a]);
+    let c = node(dirs[2].path(), &[&a]);
+    for server in [&a, &b, &c] {
+        let flushed = ask(
+            &connect(server).await,
+            "$HERALD.API.CLUSTER.FLUSH",
+            r#"{"peers":2,"meta":3,"timeout_ms":15000}"#,
+        )
+        .await;
+        assert!(flushed.get("error").is_none(), "{flushed}");
+    }
+    let script = format!(
+        "{}/tests/py/nats_py_cluster_js.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let urls = [a.url(), b.url(), c.url()];
+    // The script bounds itself at 50 s.
+    let child = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args(urls)
+            .output()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(60), child)
+        .await
+        .expect("the nats-py script did not finish within 60 s")
+        .unwrap()
+        .expect("python3 must be installed for this test (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "nats-py script failed; is nats-py installed?\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

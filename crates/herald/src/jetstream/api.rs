@@ -24,6 +24,9 @@ pub(crate) struct Api {
     pub(crate) streams: Streams,
     pub(crate) scope: Arc<Scope>,
     pub(crate) flows: Arc<super::push::Flows>,
+    /// In a cluster: what STREAM.INFO's `cluster` object says (the cluster's name, and this
+    /// server as the leader of the streams it holds).
+    pub(crate) cluster: Option<serde_json::Value>,
 }
 
 const NAMES_PAGE: usize = 1024;
@@ -46,9 +49,9 @@ pub(crate) fn handle_call(api: &Api, msg: &Message, call: &str) {
     let tokens: Vec<&str> = call.split('.').collect();
     let answer = match tokens.as_slice() {
         ["INFO"] => account_info(store),
-        ["STREAM", "CREATE", name] => stream_create(store, name, body),
+        ["STREAM", "CREATE", name] => stream_create(api, name, body),
         ["STREAM", "UPDATE", name] => stream_update(store, name, body),
-        ["STREAM", "INFO", name] => stream_info(store, name, body),
+        ["STREAM", "INFO", name] => stream_info(api, name, body),
         ["STREAM", "MSG", "DELETE", name] => respond(
             "stream_msg_delete",
             requests::parse_request::<MsgDeleteRequest>(body)
@@ -162,12 +165,15 @@ fn stream_config(name: &str, body: &[u8]) -> Result<crate::streams::StreamConfig
     config.to_typed()
 }
 
-fn stream_create(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
-    let created = stream_config(name, body).and_then(|c| Ok(store.create_reporting(c)?));
+fn stream_create(api: &Api, name: &str, body: &[u8]) -> Vec<u8> {
+    let created = stream_config(name, body).and_then(|c| Ok(api.streams.create_reporting(c)?));
     respond(
         "stream_create",
         // Left out when the stream existed already, as nats-server's `omitempty` does.
-        created.map(|(info, made)| StreamInfo::from_typed(&info, made.then_some(true))),
+        created.map(|(info, made)| StreamInfo {
+            cluster: api.cluster.clone(),
+            ..StreamInfo::from_typed(&info, made.then_some(true))
+        }),
     )
 }
 
@@ -237,12 +243,17 @@ fn stream_list(store: &Streams, body: &[u8]) -> Vec<u8> {
 }
 
 /// `STREAM.INFO`, with each matching subject's count when `subjects_filter` is given.
-fn stream_info(store: &Streams, name: &str, body: &[u8]) -> Vec<u8> {
+fn stream_info(api: &Api, name: &str, body: &[u8]) -> Vec<u8> {
+    let store = &api.streams;
     let result = (|| {
         let req: StreamInfoRequest = requests::parse_request(body)?;
         let info = store.info(name)?;
-        let mut value = serde_json::to_value(StreamInfo::from_typed(&info, None))
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let info = StreamInfo {
+            cluster: api.cluster.clone(),
+            ..StreamInfo::from_typed(&info, None)
+        };
+        let mut value =
+            serde_json::to_value(info).map_err(|e| ApiError::bad_request(e.to_string()))?;
         if let Some(filter) = &req.subjects_filter {
             let counts = store.subjects(name, filter)?;
             value["state"]["num_subjects"] = counts.len().into();

@@ -5,8 +5,10 @@
 //! the request's config and the node it is placed on, the member holding the fewest streams)
 //! and the create request itself is forwarded to that node, which creates the stream and
 //! answers the client. Requests about a stream (info, purge, messages, consumers, pulls)
-//! are forwarded the same way, on `$HERALD.JSAPI.<node>.<call>` with the client's reply
-//! subject, so the answer goes straight back to the client through the routes. Publishes
+//! are forwarded the same way, to `$HERALD.JSAPI.<node>` with the call in a
+//! `Herald-JS-Call` header (a call may end in a wildcard filter, which no subject may) and
+//! the client's reply subject, so the answer goes straight back to the client through the
+//! routes. Publishes
 //! need nothing of this: only the stream's node captures its subjects, and interest crosses
 //! the cluster. Stream names and the account's counts come from the definitions; stream
 //! lists are gathered from every member.
@@ -33,8 +35,11 @@ use crate::Router;
 use crate::message::Message;
 use crate::meta::{MetaGroup, Outcome};
 
-/// Forwarded API calls: `$HERALD.JSAPI.<node>.<call>`.
+/// Forwarded API calls: `$HERALD.JSAPI.<node>`, the call in [`CALL_HEADER`].
 const FORWARD_PREFIX: &str = "$HERALD.JSAPI.";
+
+/// The header naming a forwarded call (the subject after `$JS.API.`).
+const CALL_HEADER: &str = "Herald-JS-Call";
 
 /// How long a gathered list waits for each member.
 const GATHER_WAIT: Duration = Duration::from_secs(2);
@@ -49,9 +54,9 @@ pub(crate) struct Front {
     pub(crate) runtime: tokio::runtime::Handle,
 }
 
-/// The subjects forwarded calls for `node` arrive on.
-pub(crate) fn forwarded_subjects(node: &str) -> String {
-    format!("{FORWARD_PREFIX}{node}.>")
+/// The subject forwarded calls for `node` arrive on.
+pub(crate) fn forwarded_subject(node: &str) -> String {
+    format!("{FORWARD_PREFIX}{node}")
 }
 
 impl Front {
@@ -83,11 +88,17 @@ impl Front {
     /// Hands `call` to `node` with the client's reply subject.
     fn forward(&self, msg: &Message, node: &str, call: &str) {
         let Some(reply) = msg.reply() else { return };
-        let subject = format!("{FORWARD_PREFIX}{node}.{call}");
-        if let Err(err) = self
-            .router
-            .publish_with_reply(&subject, reply, msg.payload().clone())
-        {
+        let mut headers = msg.headers().cloned().unwrap_or_default();
+        let sent = headers.insert(CALL_HEADER, call).and_then(|()| {
+            self.api.scope.send(
+                &forwarded_subject(node),
+                Some(reply),
+                Some(headers),
+                msg.payload().clone(),
+                crate::dispatch::Reach::All,
+            )
+        });
+        if let Err(err) = sent {
             tracing::debug!(%err, node, call, "cannot forward a JetStream request");
         }
     }
@@ -154,8 +165,11 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
 
 /// Answers a call forwarded to this node by another.
 pub(crate) fn on_forwarded(front: &Arc<Front>, msg: Message) {
-    let prefix = format!("{FORWARD_PREFIX}{}.", front.me);
-    if let Some(call) = msg.subject().strip_prefix(&prefix).map(str::to_owned) {
+    let call = msg
+        .headers()
+        .and_then(|h| h.get(CALL_HEADER))
+        .map(str::to_owned);
+    if let Some(call) = call {
         api::handle_call(&front.api, &msg, &call);
     }
 }
@@ -171,12 +185,16 @@ async fn create(front: &Front, msg: &Message, name: &str, call: &str) {
             return front.answer(msg, body);
         }
     };
-    if config
+    let replicas = config
         .get("num_replicas")
         .and_then(Value::as_i64)
-        .unwrap_or(1)
-        > 1
-    {
+        .unwrap_or(1);
+    if replicas > front.meta.members().len() as i64 {
+        // As nats-server answers more replicas than servers.
+        let err = ApiError::new(503, 10023, "insufficient resources");
+        return front.answer(msg, requests::error_response("stream_create", &err));
+    }
+    if replicas > 1 {
         // Replicated streams are not built yet: refused before anything is defined.
         return api::handle_call(&front.api, msg, call);
     }
@@ -282,8 +300,13 @@ fn names(front: &Front, msg: &Message) {
 async fn list(front: &Front, msg: &Message) {
     let mut streams: Vec<Value> = Vec::new();
     for name in front.meta.members().into_values() {
-        let subject = format!("{FORWARD_PREFIX}{name}.STREAM.LIST");
-        let Ok(reply) = front.router.request(&subject, "", GATHER_WAIT).await else {
+        let mut headers = crate::HeaderMap::new();
+        let _ = headers.insert(CALL_HEADER, "STREAM.LIST");
+        let subject = forwarded_subject(&name);
+        let asked = front
+            .router
+            .request_with_headers(&subject, headers, "", GATHER_WAIT);
+        let Ok(reply) = asked.await else {
             tracing::debug!(node = name, "no stream list from a member");
             continue;
         };

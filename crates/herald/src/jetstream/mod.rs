@@ -128,13 +128,17 @@ fn serve_with(
     };
     // Push consumers recovered with the store deliver again.
     flows.install_all(streams, &scope);
+    let cluster_info = router.node().cluster_info().filter(|_| meta.is_some());
     let api = Arc::new(api::Api {
         streams: streams.clone(),
         scope: scope.clone(),
         flows,
+        cluster: cluster_info
+            .as_ref()
+            .map(|info| serde_json::json!({"name": info.cluster, "leader": info.name})),
     });
     let mut clustered = None;
-    let handle = match meta.and_then(|meta| Some((meta, router.node().cluster_info()?.name))) {
+    let handle = match meta.zip(cluster_info.map(|info| info.name)) {
         None => router.on_with(
             API_SUBJECTS,
             SubscribeOptions::new().node_only().capacity(1 << 16),
@@ -151,7 +155,7 @@ fn serve_with(
             let forwarded = {
                 let front = front.clone();
                 router.on_with(
-                    &cluster::forwarded_subjects(&me),
+                    &cluster::forwarded_subject(&me),
                     SubscribeOptions::new().capacity(1 << 16),
                     move |msg| cluster::on_forwarded(&front, msg),
                 )
