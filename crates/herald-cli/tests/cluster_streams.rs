@@ -181,6 +181,18 @@ async fn one_jetstream_across_three_servers() {
         leaders.insert(cluster.leader.expect("its server"));
     }
     assert_eq!(leaders.len(), 1, "one server holds it: {leaders:?}");
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["stream", "info", "ORDERS", "--server", &b.url()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let leader = leaders.iter().next().unwrap();
+    assert!(
+        shown.contains(&format!(
+            "server        {leader} (cluster herald, 1 replica)"
+        )),
+        "{shown}"
+    );
     let too_many = stream::Config {
         name: "WIDE".into(),
         subjects: vec!["wide.>".into()],

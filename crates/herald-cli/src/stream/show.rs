@@ -54,6 +54,19 @@ pub(super) fn describe_config(text: &mut String, info: &stream::Info) {
     for (key, value) in rows {
         let _ = writeln!(text, "  {key:<14}{value}");
     }
+    // In a cluster: where it lives.
+    if let Some(cluster) = &info.cluster
+        && let Some(leader) = &cluster.leader
+    {
+        let replicas = config.num_replicas.max(1);
+        let _ = writeln!(
+            text,
+            "  {:<14}{leader} (cluster {}, {replicas} replica{})",
+            "server",
+            cluster.name.as_deref().unwrap_or("-"),
+            if replicas == 1 { "" } else { "s" }
+        );
+    }
 }
 
 /// A time as RFC 3339 in UTC; `-` for the zero time (never).
