@@ -105,6 +105,11 @@ pub(crate) struct Rules {
     deny: Vec<String>,
 }
 
+/// JetStream calls one server of a cluster forwards to another: denied to every user with
+/// permissions, both ways (publishing one would reach the API past the user's rules on
+/// `$JS.API.>`; reading them would show other users' requests).
+const FORWARDED_JETSTREAM: &str = "$HERALD.JSAPI.>";
+
 impl Rules {
     /// Whether a publish to `subject` is allowed.
     pub(crate) fn allows_subject(&self, subject: &str) -> bool {
@@ -291,7 +296,12 @@ impl Users {
                 Some(p) => {
                     let rules = |r: &RulesConfig| Rules {
                         allow: r.allow.clone(),
-                        deny: r.deny.clone(),
+                        deny: r
+                            .deny
+                            .iter()
+                            .cloned()
+                            .chain([FORWARDED_JETSTREAM.to_owned()])
+                            .collect(),
                     };
                     let p = Permissions {
                         publish: rules(&p.publish),
@@ -545,6 +555,7 @@ mod tests {
         assert!(rules.allows_subject("orders.eu.1"));
         assert!(!rules.allows_subject("orders.secret.x"));
         assert!(!rules.allows_subject("admin"));
+
         assert!(rules.allows_pattern("orders.*"));
         assert!(
             rules.allows_pattern("orders.>"),
@@ -666,6 +677,38 @@ mod tests {
                 .authenticate(&with(Some("b"), Some("secret"), None))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn forwarded_jetstream_calls_are_no_restricted_users() {
+        let users = Users::from_config(&[UserConfig {
+            user: Some("r".into()),
+            password: Some(hash_secret("pw").unwrap()),
+            token: None,
+            nkey: None,
+            scope: "default".into(),
+            permissions: Some(PermissionsConfig {
+                publish: RulesConfig {
+                    allow: Some(vec![">".into()]),
+                    deny: vec!["$JS.API.STREAM.DELETE.>".into()],
+                },
+                subscribe: RulesConfig::default(),
+                allow_responses: false,
+            }),
+        }])
+        .unwrap();
+        let presented = Presented {
+            user: Some("r".into()),
+            password: Some("pw".into()),
+            token: None,
+            nkey: None,
+        };
+        let user = users.authenticate(&presented).unwrap();
+        let perms = user.permissions.as_ref().unwrap();
+        assert!(perms.publish.allows_subject("orders.1"));
+        assert!(!perms.publish.allows_subject("$HERALD.JSAPI.node-a"));
+        assert!(perms.subscribe.allows_pattern(">"));
+        assert_eq!(perms.subscribe.filters(">"), ["$HERALD.JSAPI.>"]);
     }
 }
 
