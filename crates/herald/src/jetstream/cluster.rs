@@ -223,12 +223,26 @@ async fn create(front: &Front, msg: &Message, name: &str, call: &str) {
     }
 }
 
-/// The member of the meta group holding the fewest streams (this node on a tie).
+/// The live member of the meta group holding the fewest streams (this node on a tie): a
+/// member gossip does not see now is passed over.
 fn least_loaded(front: &Front) -> String {
+    let live: Vec<String> = front
+        .router
+        .node()
+        .cluster_info()
+        .map(|info| {
+            info.members
+                .into_iter()
+                .filter(|m| m.state == "live")
+                .map(|m| m.name)
+                .collect()
+        })
+        .unwrap_or_default();
     let mut load: BTreeMap<String, usize> = front
         .meta
         .members()
         .into_values()
+        .filter(|name| *name == front.me || live.contains(name))
         .map(|name| (name, 0))
         .collect();
     for definition in front.meta.definitions().borrow().values() {
