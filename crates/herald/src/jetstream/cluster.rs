@@ -2,7 +2,7 @@
 //! node answers the API by handing a stream's requests to the node that holds it.
 //!
 //! A stream created through any node is defined in the meta group (`streams/<scope>/<name>`:
-//! the request's config and the node it is placed on, the member holding the fewest streams)
+//! the request's config and the node it is placed on, the live member holding the fewest streams)
 //! and the create request itself is forwarded to that node, which creates the stream and
 //! answers the client. Requests about a stream (info, purge, messages, consumers, pulls)
 //! are forwarded the same way, to `$HERALD.JSAPI.<node>` with the call in a
