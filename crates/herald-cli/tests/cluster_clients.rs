@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_nats::{Client, Event};
 use common::HeraldProcess;
+use common::sse::{ask, cluster_flush};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -142,16 +143,15 @@ async fn event(events: &mut mpsc::UnboundedReceiver<Event>, want: &str) {
     }
 }
 
-/// The server's answer on `subject` as JSON.
-async fn ask(client: &Client, subject: &str, body: &str) -> Value {
-    let reply = tokio::time::timeout(
-        WAIT,
-        client.request(subject.to_owned(), body.to_owned().into()),
-    )
-    .await
-    .expect("no answer in time")
-    .expect("request");
-    serde_json::from_slice(&reply.payload).expect("JSON answer")
+/// Publishes `text` on `fail.over` through `publisher` and waits for it at `sub`.
+async fn relay(publisher: &Client, sub: &mut async_nats::Subscriber, text: &'static str) {
+    publisher.publish("fail.over", text.into()).await.unwrap();
+    publisher.flush().await.unwrap();
+    let got = tokio::time::timeout(WAIT, futures::StreamExt::next(sub))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], text.as_bytes());
 }
 
 fn urls(info: &Value) -> BTreeSet<String> {
@@ -201,19 +201,9 @@ async fn clients_find_the_cluster_and_leave_a_lame_duck() {
     let discovered: BTreeSet<String> = subscriber.server_info().connect_urls.into_iter().collect();
     assert_eq!(discovered, all);
     let mut sub = subscriber.subscribe("fail.over").await.unwrap();
-    let flushed = ask(&subscriber, "$HERALD.API.CLUSTER.FLUSH", r#"{"peers":2}"#).await;
-    assert!(flushed.get("error").is_none(), "{flushed}");
+    cluster_flush(&subscriber, r#"{"peers":2}"#).await;
     let (publisher, _) = client(&c).await;
-    publisher
-        .publish("fail.over", "before".into())
-        .await
-        .unwrap();
-    publisher.flush().await.unwrap();
-    let got = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut sub))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&got.payload[..], b"before");
+    relay(&publisher, &mut sub, "before").await;
 
     a.signal("USR2");
     let lame = raw.info_until(|info| info["ldm"] == true).await;
@@ -228,18 +218,8 @@ async fn clients_find_the_cluster_and_leave_a_lame_duck() {
     event(&mut events, "disconnected").await;
     event(&mut events, "connected").await;
     assert_ne!(subscriber.server_info().port, a.addr.port());
-    let flushed = ask(&subscriber, "$HERALD.API.CLUSTER.FLUSH", r#"{"peers":1}"#).await;
-    assert!(flushed.get("error").is_none(), "{flushed}");
-    publisher
-        .publish("fail.over", "after".into())
-        .await
-        .unwrap();
-    publisher.flush().await.unwrap();
-    let got = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut sub))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&got.payload[..], b"after");
+    cluster_flush(&subscriber, r#"{"peers":1}"#).await;
+    relay(&publisher, &mut sub, "after").await;
     assert!(a.wait_exit(WAIT).success(), "the lame duck exits cleanly");
 }
 

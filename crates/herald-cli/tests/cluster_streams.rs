@@ -8,12 +8,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use async_nats::Client;
 use common::HeraldProcess;
-use serde_json::Value;
+use common::sse::{ask, cluster_flush, nats as connect};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "streams-secret";
+
+/// The barrier of a formed 3-server cluster: routes to the 2 others, a meta group of 3 (the
+/// server gives up within the client's wait for an answer).
+const MEMBERS_AND_META: &str = r#"{"peers":2,"meta":3,"timeout_ms":8000}"#;
 
 fn node(data: &std::path::Path, seeds: &[&HeraldProcess]) -> HeraldProcess {
     let joined: Vec<String> = seeds.iter().map(|s| s.cluster_addr()).collect();
@@ -33,24 +36,6 @@ fn node(data: &std::path::Path, seeds: &[&HeraldProcess]) -> HeraldProcess {
     HeraldProcess::start(&args)
 }
 
-async fn connect(server: &HeraldProcess) -> Client {
-    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn ask(client: &Client, subject: &str, body: &str) -> Value {
-    let reply = tokio::time::timeout(
-        WAIT,
-        client.request(subject.to_owned(), body.to_owned().into()),
-    )
-    .await
-    .expect("no answer in time")
-    .expect("request");
-    serde_json::from_slice(&reply.payload).expect("JSON answer")
-}
-
 /// The first server forms the meta group alone; servers seeded with it join, as voters; all
 /// agree on the leader; after a restart with the same data directory a server keeps its name
 /// and its place.
@@ -64,13 +49,7 @@ async fn servers_with_data_form_one_meta_group() {
     let mut names = Vec::new();
     for server in [&a, &b, &c] {
         let client = connect(server).await;
-        let flushed = ask(
-            &client,
-            "$HERALD.API.CLUSTER.FLUSH",
-            r#"{"peers":2,"meta":3,"timeout_ms":15000}"#,
-        )
-        .await;
-        assert!(flushed.get("error").is_none(), "{flushed}");
+        cluster_flush(&client, MEMBERS_AND_META).await;
         let info = ask(&client, "$HERALD.API.CLUSTER.INFO", "").await;
         let members: BTreeSet<String> = info["meta"]["members"]
             .as_array()
@@ -113,13 +92,7 @@ async fn servers_with_data_form_one_meta_group() {
         &seed,
     ]);
     let client = connect(&back).await;
-    let flushed = ask(
-        &client,
-        "$HERALD.API.CLUSTER.FLUSH",
-        r#"{"peers":2,"meta":3,"timeout_ms":15000}"#,
-    )
-    .await;
-    assert!(flushed.get("error").is_none(), "{flushed}");
+    cluster_flush(&client, MEMBERS_AND_META).await;
     let info = ask(&client, "$HERALD.API.CLUSTER.INFO", "").await;
     assert_eq!(
         info["name"].as_str().unwrap(),
@@ -147,13 +120,7 @@ async fn one_jetstream_across_three_servers() {
     let c = node(dirs[2].path(), &[&a]);
     let clients = [connect(&a).await, connect(&b).await, connect(&c).await];
     for client in &clients {
-        let flushed = ask(
-            client,
-            "$HERALD.API.CLUSTER.FLUSH",
-            r#"{"peers":2,"meta":3,"timeout_ms":15000}"#,
-        )
-        .await;
-        assert!(flushed.get("error").is_none(), "{flushed}");
+        cluster_flush(client, MEMBERS_AND_META).await;
     }
     let [ja, jb, jc] = clients.clone().map(jetstream::new);
     let orders = stream::Config {
@@ -166,8 +133,7 @@ async fn one_jetstream_across_three_servers() {
         .expect("create through a");
     // The capture is known to every server before anyone publishes.
     for client in &clients {
-        let flushed = ask(client, "$HERALD.API.CLUSTER.FLUSH", "").await;
-        assert!(flushed.get("error").is_none(), "{flushed}");
+        cluster_flush(client, "").await;
     }
     let mut leaders = BTreeSet::new();
     for js in [&ja, &jb, &jc] {
@@ -279,13 +245,7 @@ async fn nats_py_uses_one_jetstream_across_three_servers() {
     let b = node(dirs[1].path(), &[&a]);
     let c = node(dirs[2].path(), &[&a]);
     for server in [&a, &b, &c] {
-        let flushed = ask(
-            &connect(server).await,
-            "$HERALD.API.CLUSTER.FLUSH",
-            r#"{"peers":2,"meta":3,"timeout_ms":15000}"#,
-        )
-        .await;
-        assert!(flushed.get("error").is_none(), "{flushed}");
+        cluster_flush(&connect(server).await, MEMBERS_AND_META).await;
     }
     let script = format!(
         "{}/tests/py/nats_py_cluster_js.py",

@@ -22,6 +22,25 @@ pub async fn nats(server: &HeraldProcess) -> Client {
         .expect("connect")
 }
 
+/// The server's answer on `subject` as JSON.
+pub async fn ask(client: &Client, subject: &str, body: &str) -> Value {
+    let reply = tokio::time::timeout(
+        WAIT,
+        client.request(subject.to_owned(), body.to_owned().into()),
+    )
+    .await
+    .expect("no answer in time")
+    .expect("request");
+    serde_json::from_slice(&reply.payload).expect("JSON answer")
+}
+
+/// `$HERALD.API.CLUSTER.FLUSH` with `body` (`{"peers":N,"meta":M}`, or empty) through
+/// `client`'s server; panics on an error answer.
+pub async fn cluster_flush(client: &Client, body: &str) {
+    let flushed = ask(client, "$HERALD.API.CLUSTER.FLUSH", body).await;
+    assert!(flushed.get("error").is_none(), "{flushed}");
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(WAIT)

@@ -312,7 +312,7 @@ async fn drive(raft: Raft<TypeConfig>, node: Node, name: String, expect: usize) 
     };
     let mut metrics = raft.metrics();
     // One membership change at a time: openraft takes one while none is pending.
-    let mut adding: BTreeSet<u64> = BTreeSet::new();
+    let mut adding: Option<u64> = None;
     let mut tried_forming = false;
     let (added_tx, mut added) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut retry = tokio::time::interval(Duration::from_secs(1));
@@ -348,29 +348,19 @@ async fn drive(raft: Raft<TypeConfig>, node: Node, name: String, expect: usize) 
                     tracing::debug!(%err, "meta group: not formed here");
                 }
             }
-        } else if leader {
-            let known: BTreeSet<u64> = {
+        } else if leader && adding.is_none() {
+            let (known, voters): (BTreeSet<u64>, BTreeSet<u64>) = {
                 let m = metrics.borrow();
-                m.membership_config
-                    .membership()
-                    .nodes()
-                    .map(|(id, _)| *id)
-                    .collect()
+                let membership = m.membership_config.membership();
+                (
+                    membership.nodes().map(|(id, _)| *id).collect(),
+                    membership.voter_ids().collect(),
+                )
             };
-            let voters: BTreeSet<u64> = {
-                let m = metrics.borrow();
-                m.membership_config.membership().voter_ids().collect()
-            };
-            let missing = live.iter().find(|(peer, _)| !voters.contains(peer));
-            if let Some((peer, peer_name)) = missing.filter(|_| adding.is_empty()) {
-                adding.insert(*peer);
+            if let Some((&peer, name)) = live.iter().find(|(peer, _)| !voters.contains(peer)) {
+                adding = Some(peer);
                 let raft = raft.clone();
-                let (peer, member) = (
-                    *peer,
-                    Member {
-                        name: peer_name.clone(),
-                    },
-                );
+                let member = Member { name: name.clone() };
                 let learner = known.contains(&peer);
                 let done = added_tx.clone();
                 tokio::spawn(async move {
@@ -392,7 +382,7 @@ async fn drive(raft: Raft<TypeConfig>, node: Node, name: String, expect: usize) 
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             changed = metrics.changed() => if changed.is_err() { return },
-            Some(peer) = added.recv() => { adding.remove(&peer); }
+            Some(peer) = added.recv() => if adding == Some(peer) { adding = None },
             _ = retry.tick() => {}
         }
     }
