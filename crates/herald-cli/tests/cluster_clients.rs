@@ -24,19 +24,7 @@ const SECRET: &str = "discovery-secret";
 
 /// A clustered `herald serve` without `--name`, seeded with `seeds`.
 fn node(seeds: &[&HeraldProcess], extra: &[&str]) -> HeraldProcess {
-    let joined: Vec<String> = seeds.iter().map(|s| s.cluster_addr()).collect();
-    let joined = joined.join(",");
-    let mut args = vec![
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        SECRET,
-    ];
-    if !seeds.is_empty() {
-        args.extend(["--seeds", &joined]);
-    }
-    args.extend(extra);
-    HeraldProcess::start(&args)
+    HeraldProcess::clustered(SECRET, seeds, extra)
 }
 
 /// A NATS client speaking the protocol by hand, to see every INFO the server sends.

@@ -19,21 +19,7 @@ const SECRET: &str = "streams-secret";
 const MEMBERS_AND_META: &str = r#"{"peers":2,"meta":3,"timeout_ms":8000}"#;
 
 fn node(data: &std::path::Path, seeds: &[&HeraldProcess]) -> HeraldProcess {
-    let joined: Vec<String> = seeds.iter().map(|s| s.cluster_addr()).collect();
-    let joined = joined.join(",");
-    let data = data.to_str().unwrap();
-    let mut args = vec![
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        SECRET,
-        "--data-dir",
-        data,
-    ];
-    if !seeds.is_empty() {
-        args.extend(["--seeds", &joined]);
-    }
-    HeraldProcess::start(&args)
+    HeraldProcess::clustered(SECRET, seeds, &["--data-dir", data.to_str().unwrap()])
 }
 
 /// The first server forms the meta group alone; servers seeded with it join, as voters; all
@@ -79,18 +65,8 @@ async fn servers_with_data_form_one_meta_group() {
     let follower = names.iter().position(|n| !leaders.contains(n)).unwrap();
     let mut servers = vec![a, b, c];
     let gone = servers.remove(follower);
-    let seed = servers[0].cluster_addr();
     assert!(gone.terminate().success());
-    let back = HeraldProcess::start(&[
-        "--cluster-listen",
-        "127.0.0.1:0",
-        "--cluster-secret",
-        SECRET,
-        "--data-dir",
-        dirs[follower].path().to_str().unwrap(),
-        "--seeds",
-        &seed,
-    ]);
+    let back = node(dirs[follower].path(), &[&servers[0]]);
     let client = connect(&back).await;
     cluster_flush(&client, MEMBERS_AND_META).await;
     let info = ask(&client, "$HERALD.API.CLUSTER.INFO", "").await;

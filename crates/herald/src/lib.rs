@@ -64,6 +64,8 @@ mod mailbox;
 mod message;
 pub mod meta;
 mod node;
+mod raft;
+pub(crate) mod replica;
 mod request;
 mod router;
 mod scope;

@@ -117,6 +117,19 @@ impl Node {
         self.inner.cluster.as_ref().map(|c| c.info())
     }
 
+    /// The names of the other members gossip sees live now (empty on a local node).
+    pub fn live_members(&self) -> Vec<String> {
+        self.cluster_info()
+            .map(|info| {
+                info.members
+                    .into_iter()
+                    .filter(|m| m.state == "live")
+                    .map(|m| m.name)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Tells the other members of the cluster `key = value` (a server's client address, say);
     /// an empty value withdraws it. They read it with [`advertised`](Node::advertised) while
     /// this node is live. Does nothing on a local node.

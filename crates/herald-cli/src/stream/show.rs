@@ -66,6 +66,20 @@ pub(super) fn describe_config(text: &mut String, info: &stream::Info) {
             cluster.name.as_deref().unwrap_or("-"),
             if replicas == 1 { "" } else { "s" }
         );
+        for replica in &cluster.replicas {
+            let state = match (replica.offline, replica.current) {
+                (true, _) => "offline",
+                (false, true) => "current",
+                (false, false) => "behind",
+            };
+            let _ = writeln!(
+                text,
+                "  {:<14}{} ({state}, lag {})",
+                "replica",
+                replica.name,
+                replica.lag.unwrap_or(0)
+            );
+        }
     }
 }
 

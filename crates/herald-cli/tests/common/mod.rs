@@ -23,6 +23,24 @@ pub struct HeraldProcess {
 }
 
 impl HeraldProcess {
+    /// A clustered `herald serve` (routes on a free loopback port, `secret` shared), seeded
+    /// with `seeds`, with extra arguments.
+    pub fn clustered(secret: &str, seeds: &[&HeraldProcess], extra: &[&str]) -> HeraldProcess {
+        let joined: Vec<String> = seeds.iter().map(|s| s.cluster_addr()).collect();
+        let joined = joined.join(",");
+        let mut args = vec![
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            secret,
+        ];
+        if !seeds.is_empty() {
+            args.extend(["--seeds", &joined]);
+        }
+        args.extend(extra);
+        HeraldProcess::start(&args)
+    }
+
     /// Starts `herald serve --listen 127.0.0.1:0` (and HTTP on a free port, through
     /// `HERALD_HTTP`, so that `--http` in `extra` wins) with extra arguments.
     pub fn start(extra: &[&str]) -> HeraldProcess {

@@ -27,6 +27,32 @@ pub(crate) struct Api {
     /// In a cluster: what STREAM.INFO's `cluster` object says (the cluster's name, and this
     /// server as the leader of the streams it holds).
     pub(crate) cluster: Option<serde_json::Value>,
+    /// In a cluster: how this node sees its replicated streams.
+    pub(crate) view: std::sync::OnceLock<Arc<dyn ClusterView>>,
+}
+
+/// How a node of a cluster sees the streams it holds a replica of.
+pub(crate) trait ClusterView: Send + Sync + 'static {
+    /// STREAM.INFO's `cluster` object for `stream`, if it is replicated.
+    fn cluster(&self, stream: &str) -> Option<serde_json::Value>;
+    /// Whether this node reports `stream` in its lists (a replica that does not lead does
+    /// not: the leader does).
+    fn reports(&self, stream: &str) -> bool;
+}
+
+impl Api {
+    /// STREAM.INFO's `cluster` object for `stream`.
+    fn cluster_of(&self, stream: &str) -> Option<serde_json::Value> {
+        self.view
+            .get()
+            .and_then(|view| view.cluster(stream))
+            .or_else(|| self.cluster.clone())
+    }
+
+    /// Whether this node reports `stream` in its lists.
+    fn reports(&self, stream: &str) -> bool {
+        self.view.get().is_none_or(|view| view.reports(stream))
+    }
 }
 
 const NAMES_PAGE: usize = 1024;
@@ -78,7 +104,7 @@ pub(crate) fn handle_call(api: &Api, msg: &Message, call: &str) {
                 }),
         ),
         ["STREAM", "NAMES"] => stream_names(store, body),
-        ["STREAM", "LIST"] => stream_list(store, body),
+        ["STREAM", "LIST"] => stream_list(api, body),
         ["STREAM", "MSG", "GET", name] => msg_get(store, name, body),
         ["CONSUMER", "CREATE", stream] => consumer_create(api, stream, None, None, body),
         ["CONSUMER", "CREATE", stream, name] => {
@@ -166,12 +192,23 @@ fn stream_config(name: &str, body: &[u8]) -> Result<crate::streams::StreamConfig
 }
 
 fn stream_create(api: &Api, name: &str, body: &[u8]) -> Vec<u8> {
-    let created = stream_config(name, body).and_then(|c| Ok(api.streams.create_reporting(c)?));
+    let created = stream_config(name, body).and_then(|c| {
+        if c.replicas > 1 && api.view.get().is_some() {
+            // A replicated stream's leader: its replicas were made from the definition.
+            let held = api.streams.info(name)?;
+            let asked = c.normalize_replicated()?;
+            return match held.config == asked {
+                true => Ok((held, false)),
+                false => Err(crate::streams::Error::stream_exists().into()),
+            };
+        }
+        Ok(api.streams.create_reporting(c)?)
+    });
     respond(
         "stream_create",
         // Left out when the stream existed already, as nats-server's `omitempty` does.
         created.map(|(info, made)| StreamInfo {
-            cluster: api.cluster.clone(),
+            cluster: api.cluster_of(name),
             ..StreamInfo::from_typed(&info, made.then_some(true))
         }),
     )
@@ -223,14 +260,18 @@ fn stream_names(store: &Streams, body: &[u8]) -> Vec<u8> {
     respond("stream_names", result)
 }
 
-fn stream_list(store: &Streams, body: &[u8]) -> Vec<u8> {
+fn stream_list(api: &Api, body: &[u8]) -> Vec<u8> {
     let result = requests::parse_request::<PagingRequest>(body).map(|req| {
-        let streams = store.list();
+        let mut streams = api.streams.list();
+        streams.retain(|s| api.reports(&s.config.name));
         let infos: Vec<_> = streams
             .iter()
             .skip(req.offset)
             .take(LIST_PAGE)
-            .map(|s| StreamInfo::from_typed(s, None))
+            .map(|s| StreamInfo {
+                cluster: api.cluster_of(&s.config.name),
+                ..StreamInfo::from_typed(s, None)
+            })
             .collect();
         Page {
             total: streams.len(),
@@ -249,7 +290,7 @@ fn stream_info(api: &Api, name: &str, body: &[u8]) -> Vec<u8> {
         let req: StreamInfoRequest = requests::parse_request(body)?;
         let info = store.info(name)?;
         let info = StreamInfo {
-            cluster: api.cluster.clone(),
+            cluster: api.cluster_of(name),
             ..StreamInfo::from_typed(&info, None)
         };
         let mut value =

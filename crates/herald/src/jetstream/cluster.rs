@@ -17,8 +17,10 @@
 //! that it lacks is created (a forwarded create that was lost, a node that comes back
 //! empty), and streams it held before it joined are defined as placed on it.
 //!
-//! Not yet: replicas (a stream lives on one node and is lost with it; `num_replicas` above 1
-//! is refused), moving a stream, and consumers' requests by a node that is cut off from the
+//! A stream with more than one replica is placed on that many members and replicated
+//! through its own Raft group (`replicas`): its requests go to whichever replica leads.
+//!
+//! Not yet: moving a stream, and consumers' requests by a node that is cut off from the
 //! meta group (they are answered from the last definitions it applied).
 
 use std::collections::BTreeMap;
@@ -30,6 +32,7 @@ use serde_json::{Value, json};
 use super::api::{self, Api};
 use super::config::StreamConfig;
 use super::error::ApiError;
+use super::replicas::{self, Replicas};
 use super::requests;
 use crate::Router;
 use crate::message::Message;
@@ -40,6 +43,9 @@ const FORWARD_PREFIX: &str = "$HERALD.JSAPI.";
 
 /// The header naming a forwarded call (the subject after `$JS.API.`).
 const CALL_HEADER: &str = "Herald-JS-Call";
+
+/// How long a create waits for a new replicated stream's first leader.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a gathered list waits for each member.
 const GATHER_WAIT: Duration = Duration::from_secs(2);
@@ -52,6 +58,16 @@ pub(crate) struct Front {
     pub(crate) me: String,
     pub(crate) router: Router,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// This node's replicas of replicated streams.
+    pub(crate) replicas: Arc<Replicas>,
+}
+
+/// Where a stream's requests are answered.
+enum Destination {
+    /// Here: this node holds the stream, or leads its replicas.
+    Here,
+    /// Forwarded: `$HERALD.JSAPI.<target>` (a node's name, or a replicated stream's leader).
+    There(String),
 }
 
 /// The subject forwarded calls for `node` arrive on.
@@ -64,14 +80,33 @@ impl Front {
         format!("streams/{}/{stream}", self.router.scope())
     }
 
-    /// The node the definitions place `stream` on.
-    fn placed(&self, stream: &str) -> Option<String> {
+    /// The definition of `stream`.
+    fn definition(&self, stream: &str) -> Option<Value> {
         let defs = self.meta.definitions();
         let defs = defs.borrow();
-        defs.get(&self.key(stream))?
-            .get("node")?
-            .as_str()
-            .map(str::to_owned)
+        defs.get(&self.key(stream)).cloned()
+    }
+
+    /// Where the requests about `stream`, defined by `definition`, are answered.
+    fn destination(&self, stream: &str, definition: &Value) -> Destination {
+        if let Some(group) = replicas::group_of(definition) {
+            return match self.replicas.leads(stream) {
+                true => Destination::Here,
+                false => Destination::There(replicas::leader_target(group)),
+            };
+        }
+        match definition.get("node").and_then(Value::as_str) {
+            Some(node) if node != self.me => Destination::There(node.to_owned()),
+            _ => Destination::Here,
+        }
+    }
+
+    /// Answers `call` here, or forwards it to where `stream` is answered.
+    fn route(&self, msg: &Message, stream: &str, definition: &Value, call: &str) {
+        match self.destination(stream, definition) {
+            Destination::Here => api::handle_call(&self.api, msg, call),
+            Destination::There(target) => self.forward(msg, &target, call),
+        }
     }
 
     /// The streams of this scope, by name, with their definitions.
@@ -85,21 +120,28 @@ impl Front {
             .collect()
     }
 
-    /// Hands `call` to `node` with the client's reply subject.
-    fn forward(&self, msg: &Message, node: &str, call: &str) {
+    /// Hands `call` to `target` (a node, or a replicated stream's leader) with the client's
+    /// reply subject. When nothing takes it (a stream between leaders, a node that is down),
+    /// the client is told at once to retry.
+    fn forward(&self, msg: &Message, target: &str, call: &str) {
         let Some(reply) = msg.reply() else { return };
         let mut headers = msg.headers().cloned().unwrap_or_default();
         let sent = headers.insert(CALL_HEADER, call).and_then(|()| {
             self.api.scope.send(
-                &forwarded_subject(node),
+                &forwarded_subject(target),
                 Some(reply),
                 Some(headers),
                 msg.payload().clone(),
                 crate::dispatch::Reach::All,
             )
         });
-        if let Err(err) = sent {
-            tracing::debug!(%err, node, call, "cannot forward a JetStream request");
+        match sent {
+            Ok(0) => self.answer(msg, unavailable(call, "the stream has no leader now")),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(%err, target, call, "cannot forward a JetStream request");
+                self.answer(msg, unavailable(call, &err.to_string()));
+            }
         }
     }
 
@@ -108,6 +150,22 @@ impl Front {
             tracing::debug!(%err, "cannot answer a JetStream API request");
         }
     }
+}
+
+/// The retryable answer to `call` while the cluster cannot answer it (as nats-server's
+/// "JetStream system temporarily unavailable").
+fn unavailable(call: &str, why: &str) -> Vec<u8> {
+    let kind: Vec<String> = call
+        .split('.')
+        .take(2)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let err = ApiError::new(
+        503,
+        10008,
+        format!("JetStream system temporarily unavailable: {why}"),
+    );
+    requests::error_response(&kind.join("_"), &err)
 }
 
 /// The stream a call is about, if any.
@@ -156,9 +214,9 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
                 .spawn(async move { list(&front, &msg).await });
         }
         ["INFO"] => api::handle_call(&front.api, &msg, &call),
-        _ => match stream_of(&tokens).and_then(|stream| front.placed(stream)) {
-            Some(node) if node != front.me => front.forward(&msg, &node, &call),
-            _ => api::handle_call(&front.api, &msg, &call),
+        _ => match stream_of(&tokens).and_then(|s| Some((s, front.definition(s)?))) {
+            Some((stream, definition)) => front.route(&msg, stream, &definition, &call),
+            None => api::handle_call(&front.api, &msg, &call),
         },
     }
 }
@@ -174,9 +232,10 @@ pub(crate) fn on_forwarded(front: &Arc<Front>, msg: Message) {
     }
 }
 
-/// Defines the stream in the meta group, placed on the member holding the fewest streams,
-/// and hands the create to that node. A create of a name already defined goes to the node
-/// that holds it, which answers as a second create does on one server.
+/// Defines the stream in the meta group, placed on the members holding the fewest streams,
+/// and hands the create to the node that holds it (a replicated stream: to its first
+/// leader). A create of a name already defined goes where that stream is answered, which
+/// answers as a second create does on one server.
 async fn create(front: &Front, msg: &Message, name: &str, call: &str) {
     let config: Value = match serde_json::from_slice(msg.payload()) {
         Ok(config) => config,
@@ -189,29 +248,47 @@ async fn create(front: &Front, msg: &Message, name: &str, call: &str) {
         .get("num_replicas")
         .and_then(Value::as_i64)
         .unwrap_or(1);
+    if replicas > 5 {
+        let err = ApiError::new(400, 10074, "replicas > 5 not supported");
+        return front.answer(msg, requests::error_response("stream_create", &err));
+    }
     if replicas > front.meta.members().len() as i64 {
         // As nats-server answers more replicas than servers.
         let err = ApiError::new(503, 10023, "insufficient resources");
         return front.answer(msg, requests::error_response("stream_create", &err));
     }
-    if replicas > 1 {
-        // Replicated streams are not built yet: refused before anything is defined.
-        return api::handle_call(&front.api, msg, call);
+    if let Some(definition) = front.definition(name) {
+        return front.route(msg, name, &definition, call);
     }
-    if let Some(node) = front.placed(name) {
-        return front.forward(msg, &node, call);
-    }
-    let node = least_loaded(front);
-    let definition = json!({ "config": config, "node": node });
-    match front.meta.put(&front.key(name), definition, true).await {
-        Ok(Outcome::Conflict(held)) => {
-            let held = held
-                .get("node")
-                .and_then(Value::as_str)
-                .unwrap_or(&front.me);
-            front.forward(msg, held, call);
+    let placed = least_loaded(front, replicas.max(1) as usize);
+    let definition = if replicas > 1 {
+        let group = format!("{:016x}", fastrand::u64(..));
+        json!({ "config": config, "node": placed[0], "replicas": placed, "group": group })
+    } else {
+        json!({ "config": config, "node": placed[0] })
+    };
+    match front
+        .meta
+        .put(&front.key(name), definition.clone(), true)
+        .await
+    {
+        Ok(Outcome::Conflict(held)) => front.route(msg, name, &held, call),
+        Ok(_) if replicas > 1 => {
+            // The replicas start as each member applies the definition; the create goes to
+            // the first leader they elect.
+            let target = replicas::leader_target(replicas::group_of(&definition).unwrap_or(""));
+            let subject = forwarded_subject(&target);
+            let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+            let mut poll = tokio::time::interval(Duration::from_millis(20));
+            while !front.replicas.leads(name)
+                && !front.api.scope.has_interest(&subject)
+                && tokio::time::Instant::now() < deadline
+            {
+                poll.tick().await;
+            }
+            front.route(msg, name, &definition, call);
         }
-        Ok(_) => front.forward(msg, &node, call),
+        Ok(_) => front.route(msg, name, &definition, call),
         Err(err) => {
             let err = ApiError::new(
                 503,
@@ -223,21 +300,10 @@ async fn create(front: &Front, msg: &Message, name: &str, call: &str) {
     }
 }
 
-/// The live member of the meta group holding the fewest streams (this node on a tie): a
-/// member gossip does not see now is passed over.
-fn least_loaded(front: &Front) -> String {
-    let live: Vec<String> = front
-        .router
-        .node()
-        .cluster_info()
-        .map(|info| {
-            info.members
-                .into_iter()
-                .filter(|m| m.state == "live")
-                .map(|m| m.name)
-                .collect()
-        })
-        .unwrap_or_default();
+/// The `count` live members of the meta group holding the fewest streams (this node first
+/// on a tie; members gossip does not see now are passed over). Fewer when fewer are live.
+fn least_loaded(front: &Front, count: usize) -> Vec<String> {
+    let live = front.router.node().live_members();
     let mut load: BTreeMap<String, usize> = front
         .meta
         .members()
@@ -245,24 +311,35 @@ fn least_loaded(front: &Front) -> String {
         .filter(|name| *name == front.me || live.contains(name))
         .map(|name| (name, 0))
         .collect();
+    load.entry(front.me.clone()).or_default();
     for definition in front.meta.definitions().borrow().values() {
-        if let Some(node) = definition.get("node").and_then(Value::as_str)
-            && let Some(count) = load.get_mut(node)
+        let mut holders = replicas::replicas_of(definition);
+        if holders.is_empty()
+            && let Some(node) = definition.get("node").and_then(Value::as_str)
         {
-            *count += 1;
+            holders.push(node.to_owned());
+        }
+        for node in holders {
+            if let Some(count) = load.get_mut(&node) {
+                *count += 1;
+            }
         }
     }
-    let mine = load.get(&front.me).copied().unwrap_or(usize::MAX);
-    load.into_iter()
-        .min_by_key(|(name, count)| (*count, *name != front.me))
-        .filter(|(_, count)| *count < mine)
-        .map(|(name, _)| name)
-        .unwrap_or_else(|| front.me.clone())
+    let mut ranked: Vec<(usize, bool, String)> = load
+        .into_iter()
+        .map(|(name, count)| (count, name != front.me, name))
+        .collect();
+    ranked.sort();
+    ranked
+        .into_iter()
+        .take(count)
+        .map(|(_, _, name)| name)
+        .collect()
 }
 
 /// Removes the definition, then hands the delete to the stream's node.
 async fn delete(front: &Front, msg: &Message, name: &str, call: &str) {
-    let Some(node) = front.placed(name) else {
+    let Some(definition) = front.definition(name) else {
         return api::handle_call(&front.api, msg, call);
     };
     if let Err(err) = front.meta.delete(&front.key(name)).await {
@@ -273,7 +350,16 @@ async fn delete(front: &Front, msg: &Message, name: &str, call: &str) {
         );
         return front.answer(msg, requests::error_response("stream_delete", &err));
     }
-    front.forward(msg, &node, call);
+    if replicas::group_of(&definition).is_some() {
+        // Each replica stops and deletes itself as it applies the removal.
+        let body = requests::response("stream_delete", &json!({"success": true}));
+        return front.answer(msg, body);
+    }
+    let node = definition
+        .get("node")
+        .and_then(Value::as_str)
+        .unwrap_or(&front.me);
+    front.forward(msg, node, call);
 }
 
 /// Stream names from the definitions (with a `subject` filter, those whose subjects match).
@@ -349,9 +435,11 @@ pub(crate) async fn reconcile(front: Arc<Front>) {
         if !adopted && front.meta.leader().is_some() {
             adopted = adopt(&front).await;
         }
-        let placed: Vec<(String, Value)> = front
-            .defined()
+        let defined = front.defined();
+        replicas::reconcile(&front, &defined).await;
+        let placed: Vec<(String, Value)> = defined
             .into_iter()
+            .filter(|(_, d)| replicas::group_of(d).is_none())
             .filter(|(_, d)| d.get("node").and_then(Value::as_str) == Some(&front.me))
             .collect();
         let local = front.api.streams.names();
@@ -359,10 +447,9 @@ pub(crate) async fn reconcile(front: Arc<Front>) {
             if local.contains(&name) {
                 continue;
             }
-            let typed = serde_json::from_value::<StreamConfig>(definition["config"].clone())
-                .map_err(|e| e.to_string())
-                .and_then(|c| c.to_typed().map_err(|e| e.description));
-            match typed.and_then(|c| front.api.streams.create(c).map_err(|e| e.to_string())) {
+            match typed_config(&definition)
+                .and_then(|c| front.api.streams.create(c).map_err(|e| e.to_string()))
+            {
                 Ok(_) => tracing::info!(stream = name, "created as the meta group placed it"),
                 Err(err) => tracing::warn!(stream = name, %err, "cannot create a placed stream"),
             }
@@ -376,13 +463,23 @@ pub(crate) async fn reconcile(front: Arc<Front>) {
     }
 }
 
+/// The stream config a definition holds, as a create request gave it (its `null`s as
+/// absent fields).
+pub(crate) fn typed_config(definition: &Value) -> Result<crate::streams::StreamConfig, String> {
+    let body = serde_json::to_vec(&definition["config"]).map_err(|e| e.to_string())?;
+    requests::decode::<StreamConfig>(&body)
+        .and_then(|c| c.to_typed())
+        .map_err(|e| e.description)
+}
+
 /// Defines the streams this node holds that no definition names, as placed here. True once
 /// done (every write answered).
 async fn adopt(front: &Front) -> bool {
     let defined = front.defined();
     for info in front.api.streams.list() {
         let name = info.config.name.clone();
-        if defined.contains_key(&name) {
+        // A replica whose stream is no longer defined is not adopted: it is deleted.
+        if defined.contains_key(&name) || info.config.replicas > 1 {
             continue;
         }
         let config =

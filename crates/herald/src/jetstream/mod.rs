@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `api` | the `$JS.API` request handlers |
 //! | `cluster` | one JetStream across a cluster: streams placed by the meta group, requests forwarded to their node |
+//! | `replicas` | this node's replicas of replicated streams, and their leaders' requests |
 //! | `config` | stream and consumer configs and infos as JSON, to and from the typed ones |
 //! | `requests` | reply envelopes and request bodies (purge, paging, message get, pull) |
 //! | `delivery` | pull requests into a client's inbox, `$JS.ACK` acks, publish acks |
@@ -36,6 +37,7 @@ pub mod config;
 mod delivery;
 mod error;
 mod push;
+mod replicas;
 pub mod requests;
 pub mod time;
 
@@ -136,6 +138,7 @@ fn serve_with(
         cluster: cluster_info
             .as_ref()
             .map(|info| serde_json::json!({"name": info.cluster, "leader": info.name})),
+        view: std::sync::OnceLock::new(),
     });
     let mut clustered = None;
     let handle = match meta.zip(cluster_info.map(|info| info.name)) {
@@ -145,12 +148,20 @@ fn serve_with(
             move |msg| api::handle(&api, &msg),
         ),
         Some((meta, me)) => {
+            let cluster_name = router
+                .node()
+                .cluster_info()
+                .map(|info| info.cluster)
+                .unwrap_or_default();
+            let replicas = Arc::new(replicas::Replicas::new(router.node(), cluster_name));
+            let _ = api.view.set(replicas.clone());
             let front = Arc::new(cluster::Front {
                 api,
                 meta,
                 me: me.clone(),
                 router: router.clone(),
                 runtime: tokio::runtime::Handle::current(),
+                replicas,
             });
             let forwarded = {
                 let front = front.clone();

@@ -12,8 +12,8 @@ use openraft::{EntryPayload, LogId, StorageError, StorageIOError, StoredMembersh
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::log_store::replace_file;
 use super::types::{Definitions, Member, Outcome, TypeConfig, apply};
+use crate::raft::log_store::replace_file;
 
 type Id = u64;
 

@@ -1,8 +1,8 @@
 //! The meta group: definitions every member of a cluster agrees on (which streams exist,
 //! their configs and where they are placed), replicated through Raft with the `openraft`
-//! crate. herald writes no consensus of its own: this module gives openraft a log and vote on
-//! disk (`log_store`), a state machine (`machine`) and RPCs over the cluster's routes
-//! (`network`), and decides who forms the group and who joins it.
+//! crate. herald writes no consensus of its own: this module gives openraft a state machine
+//! (`machine`) beside the log on disk and the RPCs over the routes that every herald group
+//! shares (`crate::raft`), and decides who forms the group and who joins it.
 //!
 //! **Forming and growing.** A fresh group is formed once: when at least `bootstrap_expect`
 //! members are live (gossip says so), none of them is in a group yet, and this node has the
@@ -20,13 +20,11 @@
 //! | module | holds |
 //! |---|---|
 //! | `types` | the Raft types: commands, outcomes, member ids |
-//! | `log_store` | the log and vote files |
 //! | `machine` | the definitions and their snapshot file |
-//! | `network` | RPCs to the other members, and answering theirs |
+//! | `rpc` | answering the other members: Raft's requests, forwarded writes and reads |
 
-mod log_store;
 mod machine;
-mod network;
+mod rpc;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -104,7 +102,7 @@ impl MetaGroup {
             .ok_or_else(|| Error::Cluster("the meta group needs a clustered node".into()))?;
         let id = node_id(&info.name);
         let io = |e: std::io::Error| Error::Cluster(format!("meta group state: {e}"));
-        let log = log_store::LogStore::open(&options.dir).map_err(io)?;
+        let log = crate::raft::log_store::LogStore::<TypeConfig>::open(&options.dir).map_err(io)?;
         let machine = machine::Machine::open(&options.dir).map_err(io)?;
         let definitions = machine.watch();
         let heartbeat = options.heartbeat.as_millis() as u64;
@@ -120,21 +118,19 @@ impl MetaGroup {
         }
         .validate()
         .map_err(|e| Error::Cluster(format!("meta group settings: {e}")))?;
-        let router = node.router(network::SCOPE, 1024);
-        let requests = router.subscribe(&network::subject(id, "*"))?;
+        let router = node.router(crate::raft::network::SCOPE, 1024);
+        let requests = router.subscribe(&rpc::subject(id, "*"))?;
         let raft = Raft::new(
             id,
             Arc::new(config),
-            network::Network {
-                router: router.clone(),
-            },
+            crate::raft::network::Network::new(router.clone(), rpc::PREFIX),
             log,
             machine,
         )
         .await
         .map_err(|e| Error::Cluster(format!("meta group: {e}")))?;
         let tasks = vec![
-            tokio::spawn(network::serve(raft.clone(), definitions.clone(), requests)),
+            tokio::spawn(rpc::serve(raft.clone(), definitions.clone(), requests)),
             tokio::spawn(drive(
                 raft.clone(),
                 node.clone(),
@@ -181,11 +177,7 @@ impl MetaGroup {
                 let body = serde_json::to_vec(&command)?;
                 let reply = self
                     .router
-                    .request(
-                        &network::subject(leader, "write"),
-                        body,
-                        Duration::from_secs(5),
-                    )
+                    .request(&rpc::subject(leader, "write"), body, Duration::from_secs(5))
                     .await?;
                 let answer: std::result::Result<Outcome, String> =
                     serde_json::from_slice(reply.payload())?;
@@ -209,11 +201,7 @@ impl MetaGroup {
             let reply = match leader {
                 Some(leader) => {
                     self.router
-                        .request(
-                            &network::subject(leader, "read"),
-                            "",
-                            Duration::from_secs(5),
-                        )
+                        .request(&rpc::subject(leader, "read"), "", Duration::from_secs(5))
                         .await?
                 }
                 None => return Err(Error::Cluster("the meta group has no leader now".into())),

@@ -355,6 +355,19 @@ impl StreamConfig {
         Ok(self)
     }
 
+    /// [`normalize`](StreamConfig::normalize) for a replicated stream of a cluster: more
+    /// than one replica is kept.
+    pub(crate) fn normalize_replicated(self) -> Result<StreamConfig> {
+        let replicas = self.replicas;
+        let mut config = StreamConfig {
+            replicas: 1,
+            ..self
+        }
+        .normalize()?;
+        config.replicas = replicas;
+        Ok(config)
+    }
+
     /// The duplicate window of a normalized config.
     pub(crate) fn window(&self) -> Duration {
         self.duplicate_window.unwrap_or(DEFAULT_DUPLICATE_WINDOW)

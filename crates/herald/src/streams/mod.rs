@@ -212,6 +212,12 @@ impl Streams {
         self.store.create(config)
     }
 
+    /// This node's replica of a replicated stream, opened (created if needed) without
+    /// capturing: its Raft group decides when it does.
+    pub(crate) fn replica(&self, config: StreamConfig) -> Result<Arc<stream::Stream>> {
+        self.store.replica(config)
+    }
+
     /// Changes a stream's subjects or limits.
     pub fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
         self.store.update(config)

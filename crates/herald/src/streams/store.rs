@@ -197,9 +197,12 @@ impl Store {
             self.scope.clone(),
             self.hooks.clone(),
         );
-        stream
-            .subscribe()
-            .map_err(|e| Error::new(Reason::StreamCreateIo, e.to_string()))?;
+        // A replica of a replicated stream captures only while its Raft group says it leads.
+        if stream.config.lock().replicas <= 1 {
+            stream
+                .subscribe()
+                .map_err(|e| Error::new(Reason::StreamCreateIo, e.to_string()))?;
+        }
         let held = Arc::new(Held {
             stream: stream.clone(),
             consumers: RwLock::default(),
@@ -284,6 +287,18 @@ impl Store {
         self.check_overlap(&config)?;
         let held = self.open_stream(config, now_nanos(), true)?;
         Ok((info_of(&held), true))
+    }
+
+    /// Opens this node's replica of a replicated stream (`replicas` > 1), creating it if
+    /// needed: it captures nothing until its Raft group makes it the leader.
+    pub(crate) fn replica(self: &Arc<Self>, config: StreamConfig) -> Result<Arc<Stream>> {
+        let config = config.normalize_replicated()?;
+        let _one = self.creating.lock();
+        if let Some(existing) = self.streams.read().get(&config.name) {
+            return Ok(existing.stream.clone());
+        }
+        self.check_overlap(&config)?;
+        Ok(self.open_stream(config, now_nanos(), true)?.stream.clone())
     }
 
     fn check_overlap(&self, config: &StreamConfig) -> Result<()> {

@@ -105,6 +105,22 @@ pub(crate) enum Done {
     Local(oneshot::Sender<Result<PubAck>>),
 }
 
+/// A published message as a stream admits it.
+pub(crate) struct Incoming<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) reply: Option<&'a str>,
+    pub(crate) headers: Option<&'a [u8]>,
+    pub(crate) payload: &'a [u8],
+}
+
+/// Where a replicated stream's captured publishes go instead of straight to its writer: its
+/// Raft group, which has every replica admit them ([`Stream::admit`]) once a majority holds
+/// them.
+pub(crate) trait Propose: Send + Sync + 'static {
+    /// Takes one captured publish; false if it cannot (the stream is going away).
+    fn propose(&self, msg: &Delivery<'_>) -> bool;
+}
+
 /// A stream and what runs for it.
 pub(crate) struct Stream {
     pub(crate) name: String,
@@ -128,6 +144,10 @@ pub(crate) struct Stream {
     subscriptions: Mutex<Vec<(Arc<str>, u64)>>,
     pub(crate) closed: AtomicBool,
     hooks: Arc<Hooks>,
+    /// Set on a replica of a replicated stream: its Raft group.
+    pub(crate) replication: std::sync::OnceLock<Arc<dyn Propose>>,
+    /// The timestamp of the last message stored (ns since the epoch; 0 before any).
+    pub(crate) last_stored: AtomicU64,
 }
 
 /// A publish waiting for confirm-N.
@@ -147,6 +167,8 @@ pub(crate) struct Pending {
     ttl: Option<Duration>,
     /// What to publish again once it is stored (a republish rule took it).
     republish: Option<Box<Republished>>,
+    /// Its timestamp, ns since the epoch.
+    timestamp: u64,
 }
 
 /// A stored message to publish again: where, and its parts.
@@ -208,6 +230,8 @@ impl Stream {
             followers: RwLock::default(),
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
+            replication: std::sync::OnceLock::new(),
+            last_stored: AtomicU64::new(0),
         });
         stream.recover_dedup();
         stream.recover_ttls();
@@ -250,8 +274,29 @@ impl Stream {
         self.followers.write().retain(|n| !Arc::ptr_eq(n, notify));
     }
 
-    /// Takes a published message: checks it, and queues it for the writer.
+    /// Takes a published message: hands it to the stream's Raft group when it is replicated
+    /// (the group admits it on every replica once a majority has it), else admits it now.
     fn capture(self: &Arc<Self>, msg: &Delivery<'_>) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        if let Some(group) = self.replication.get() {
+            return group.propose(msg);
+        }
+        let incoming = Incoming {
+            subject: msg.subject(),
+            reply: msg.reply(),
+            headers: msg.header_block(),
+            payload: msg.payload(),
+        };
+        self.admit(&incoming, now_nanos(), true)
+    }
+
+    /// Checks a published message and queues it for the writer, stamped `now` (ns since the
+    /// epoch). With `answer` false (a replica applying what another proposed), nobody is
+    /// answered and nothing is republished: the proposer does both. The checks depend only
+    /// on `now` and on what the stream holds, so every replica decides alike.
+    pub(crate) fn admit(self: &Arc<Self>, msg: &Incoming<'_>, now: u64, answer: bool) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -273,14 +318,18 @@ impl Stream {
                 c.republish.clone(),
             )
         };
-        let done = self.hooks.done_for(msg.reply(), no_ack);
+        let done = if answer {
+            self.hooks.done_for(msg.reply, no_ack)
+        } else {
+            Done::Nobody
+        };
         if sealed {
             return self.refuse(
                 done,
                 Error::new(Reason::Sealed, "invalid operation on sealed stream"),
             );
         }
-        if let Some(block) = msg.header_block()
+        if let Some(block) = msg.headers
             && let Ok(headers) = herald_proto::headers::parse(block)
         {
             for &(name, value) in &headers.fields {
@@ -377,14 +426,13 @@ impl Stream {
                 }
             }
         }
-        let headers = msg.header_block().unwrap_or_default();
-        let size = headers.len() + msg.payload().len();
+        let headers = msg.headers.unwrap_or_default();
+        let size = headers.len() + msg.payload.len();
         if max_msg_size.is_some_and(|max| size as u64 > max) {
             return self.refuse(done, Error::message_too_large());
         }
         // `discard: new` is the log's to enforce: it checks each message as it appends, so
         // a burst in flight cannot pass a check together and push stored messages out.
-        let now = now_nanos();
         if let Some(id) = msg_id {
             let mut dedup = self.dedup.lock();
             dedup.prune(now, window.as_nanos() as u64);
@@ -406,27 +454,27 @@ impl Stream {
             }
         }
         let entry = Entry {
-            subject: msg.subject(),
+            subject: msg.subject,
             headers,
-            payload: msg.payload(),
+            payload: msg.payload,
             timestamp: now,
         };
-        let republish = rule.as_ref().and_then(|rule| {
-            let destination = super::republish::destination(rule, msg.subject())?;
+        let republish = rule.as_ref().filter(|_| answer).and_then(|rule| {
+            let destination = super::republish::destination(rule, msg.subject)?;
             Some(Box::new(Republished {
                 destination,
-                subject: msg.subject().to_owned(),
-                headers: msg.header_block().map(<[u8]>::to_vec),
+                subject: msg.subject.to_owned(),
+                headers: msg.headers.map(<[u8]>::to_vec),
                 payload: if rule.headers_only {
                     bytes::Bytes::new()
                 } else {
-                    bytes::Bytes::copy_from_slice(msg.payload())
+                    bytes::Bytes::copy_from_slice(msg.payload)
                 },
                 timestamp: now,
                 headers_only: rule.headers_only,
             }))
         });
-        let size_for_republish = msg.payload().len();
+        let size_for_republish = msg.payload.len();
         let pending = Pending {
             done,
             msg_id: msg_id.map(str::to_owned),
@@ -439,6 +487,7 @@ impl Stream {
                 }
                 r
             }),
+            timestamp: now,
         };
         let queued = if expect == herald_log::Expect::default() {
             self.writer.append(&entry, pending)
@@ -463,6 +512,7 @@ impl Stream {
             confirm,
             ttl,
             republish,
+            timestamp,
         } = pending;
         let waiters = msg_id.and_then(|id| {
             let mut dedup = self.dedup.lock();
@@ -477,6 +527,7 @@ impl Stream {
         };
         match result {
             Ok(seq) => {
+                self.last_stored.fetch_max(timestamp, Ordering::Release);
                 if let Some(ttl) = ttl {
                     let at = now_nanos().saturating_add(ttl.as_nanos() as u64);
                     self.ttls.lock().insert((at, seq));
@@ -617,6 +668,7 @@ impl Stream {
             confirm: None,
             ttl: None,
             republish: None,
+            timestamp,
         };
         if let Err(pending) = self.writer.append(&entry, pending) {
             let stopped = herald_log::Error::Io {

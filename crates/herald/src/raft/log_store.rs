@@ -1,41 +1,83 @@
-//! The meta group's Raft log and vote, on disk in the node's meta directory.
+//! A Raft log and vote on disk, for any of herald's Raft groups (the meta group, each
+//! replicated stream's group).
 //!
 //! `log` holds one entry per line, `<crc32c as 8 hex digits> <entry as JSON>`, appended and
-//! synced before openraft is told the entries are durable; `vote` and `purged` are small JSON
-//! files replaced whole (written aside, synced, renamed). At open, a last line cut short by a
-//! crash (no line end) is dropped: it was never acknowledged, as the sync comes before the
-//! acknowledgement. A whole line that fails its checksum, anywhere, is an error, never
-//! skipped: this node then stays out of the group until an operator clears the directory (it
-//! then catches up from the others as a new member would), so a damaged log never votes.
-//! Truncations and purges (rare: elections, snapshots) rewrite the file.
+//! synced before openraft is told the entries are durable; only where each line starts is
+//! kept in memory, and entries are read back from the file when openraft asks for them.
+//! `vote` and `purged` are small JSON files replaced whole (written aside, synced, renamed).
+//! At open, a last line cut short by a crash (no line end) is dropped: it was never
+//! acknowledged, as the sync comes before the acknowledgement. A whole line that fails its
+//! checksum, anywhere, is an error, never skipped: this node then stays out of the group
+//! until an operator clears the directory (it then catches up from the others as a new
+//! member would), so a damaged log never votes. A truncation (after an election) cuts the
+//! file; a purge (after a snapshot) rewrites it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::ops::RangeBounds;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{Entry, LogId, StorageError, StorageIOError, Vote};
+use openraft::{Entry, LogId, RaftTypeConfig, StorageError, StorageIOError, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::types::TypeConfig;
-
 type Id = u64;
 
-/// The log and vote of one node, shared by openraft's writer and its readers.
-#[derive(Clone)]
-pub(crate) struct LogStore {
+/// What the log store needs of a Raft configuration: numeric ids, openraft's own entries,
+/// which serde can write.
+pub(crate) trait Config: RaftTypeConfig<NodeId = Id, Entry = Entry<Self>> + Sized
+where
+    Entry<Self>: Serialize + DeserializeOwned,
+{
+}
+
+impl<C> Config for C
+where
+    C: RaftTypeConfig<NodeId = Id, Entry = Entry<C>>,
+    Entry<C>: Serialize + DeserializeOwned,
+{
+}
+
+/// The log and vote of one node in one group, shared by openraft's writer and its readers.
+pub(crate) struct LogStore<C: Config>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     inner: Arc<tokio::sync::Mutex<Inner>>,
+    _config: std::marker::PhantomData<C>,
+}
+
+impl<C: Config> Clone for LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    fn clone(&self) -> Self {
+        LogStore {
+            inner: self.inner.clone(),
+            _config: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Where one entry's line is in the file.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    log_id: LogId<Id>,
+    at: u64,
+    len: u64,
 }
 
 struct Inner {
     dir: PathBuf,
     log: File,
-    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    /// Where the file ends (the next line's offset).
+    end: u64,
+    lines: BTreeMap<u64, Line>,
     vote: Option<Vote<Id>>,
     purged: Option<LogId<Id>>,
     committed: Option<LogId<Id>>,
@@ -46,33 +88,46 @@ const VOTE: &str = "vote";
 const PURGED: &str = "purged";
 const COMMITTED: &str = "committed";
 
-impl LogStore {
+impl<C: Config> LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     /// Opens (or creates) the log in `dir`.
-    pub(crate) fn open(dir: &Path) -> std::io::Result<LogStore> {
+    pub(crate) fn open(dir: &Path) -> std::io::Result<LogStore<C>> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG);
-        let entries = read_log(&path)?;
-        let log = OpenOptions::new().create(true).append(true).open(&path)?;
+        let (lines, end) = read_log::<C>(&path)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)?;
         let inner = Inner {
             dir: dir.to_owned(),
             log,
-            entries,
+            end,
+            lines,
             vote: read_json(&dir.join(VOTE))?,
             purged: read_json(&dir.join(PURGED))?,
             committed: read_json(&dir.join(COMMITTED))?,
         };
         Ok(LogStore {
             inner: Arc::new(tokio::sync::Mutex::new(inner)),
+            _config: std::marker::PhantomData,
         })
     }
 }
 
-/// Reads every entry of the log at `path`; a torn last line is cut off the file.
-fn read_log(path: &Path) -> std::io::Result<BTreeMap<u64, Entry<TypeConfig>>> {
-    let mut entries = BTreeMap::new();
+/// Finds every entry of the log at `path` (checking each); a torn last line is cut off the
+/// file. Returns the lines and where the file ends.
+fn read_log<C: Config>(path: &Path) -> std::io::Result<(BTreeMap<u64, Line>, u64)>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    let mut lines = BTreeMap::new();
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((lines, 0)),
         Err(e) => return Err(e),
     };
     let length = file.metadata()?.len();
@@ -85,15 +140,24 @@ fn read_log(path: &Path) -> std::io::Result<BTreeMap<u64, Entry<TypeConfig>>> {
             break;
         }
         let whole = line.last() == Some(&b'\n');
-        match decode_line(&line).filter(|_| whole) {
+        match decode_line::<C>(&line).filter(|_| whole) {
             Some(entry) => {
-                entries.insert(entry.log_id.index, entry);
-                good += read as u64;
+                let log_id = entry.log_id;
+                let len = read as u64;
+                lines.insert(
+                    log_id.index,
+                    Line {
+                        log_id,
+                        at: good,
+                        len,
+                    },
+                );
+                good += len;
             }
             // Only a last line without its end is torn (the write of an entry not yet
             // acknowledged); a whole line that fails its checksum is damage, even the last.
             None if !whole && good + read as u64 == length => {
-                tracing::warn!(file = %path.display(), "meta log: dropping a torn last entry");
+                tracing::warn!(file = %path.display(), "raft log: dropping a torn last entry");
                 OpenOptions::new().write(true).open(path)?.set_len(good)?;
                 break;
             }
@@ -101,8 +165,8 @@ fn read_log(path: &Path) -> std::io::Result<BTreeMap<u64, Entry<TypeConfig>>> {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
-                        "meta log {} is damaged at byte {good}: this node stays out of the \
-                         meta group until the directory is cleared (it then catches up from the \
+                        "raft log {} is damaged at byte {good}: this node stays out of its \
+                         group until the directory is cleared (it then catches up from the \
                          others)",
                         path.display()
                     ),
@@ -110,10 +174,13 @@ fn read_log(path: &Path) -> std::io::Result<BTreeMap<u64, Entry<TypeConfig>>> {
             }
         }
     }
-    Ok(entries)
+    Ok((lines, good))
 }
 
-fn decode_line(line: &[u8]) -> Option<Entry<TypeConfig>> {
+fn decode_line<C: Config>(line: &[u8]) -> Option<Entry<C>>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let (sum, json) = (line.get(..8)?, line.get(9..)?);
     let sum = u32::from_str_radix(std::str::from_utf8(sum).ok()?, 16).ok()?;
@@ -121,7 +188,7 @@ fn decode_line(line: &[u8]) -> Option<Entry<TypeConfig>> {
     serde_json::from_slice(json).ok()
 }
 
-fn encode_line(out: &mut Vec<u8>, entry: &Entry<TypeConfig>) -> std::io::Result<()> {
+fn encode_line<T: Serialize>(out: &mut Vec<u8>, entry: &T) -> std::io::Result<()> {
     let json = serde_json::to_vec(entry)?;
     write!(out, "{:08x} ", crc32c::crc32c(&json))?;
     out.extend_from_slice(&json);
@@ -159,35 +226,81 @@ fn write_json<T: Serialize>(path: &Path, value: &T, sync: bool) -> std::io::Resu
 }
 
 impl Inner {
-    /// Writes the log file again from the entries in memory (after a truncate or purge).
-    fn rewrite(&mut self) -> std::io::Result<()> {
+    /// The entry at `line`, read from the file (and checked again).
+    fn read<C: Config>(&self, line: &Line) -> std::io::Result<Entry<C>>
+    where
+        Entry<C>: Serialize + DeserializeOwned,
+    {
+        let mut bytes = vec![0; line.len as usize];
+        self.log.read_exact_at(&mut bytes, line.at)?;
+        decode_line::<C>(&bytes).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("raft log entry {} is damaged on disk", line.log_id.index),
+            )
+        })
+    }
+
+    /// Writes the log file again with the entries it keeps (after a purge).
+    fn rewrite<C: Config>(&mut self) -> std::io::Result<()>
+    where
+        Entry<C>: Serialize + DeserializeOwned,
+    {
         let mut bytes = Vec::new();
-        for entry in self.entries.values() {
-            encode_line(&mut bytes, entry)?;
+        let mut lines = BTreeMap::new();
+        for line in self.lines.values() {
+            let at = bytes.len() as u64;
+            let len = bytes.len();
+            let entry = self.read::<C>(line)?;
+            encode_line(&mut bytes, &entry)?;
+            let len = (bytes.len() - len) as u64;
+            lines.insert(
+                line.log_id.index,
+                Line {
+                    log_id: line.log_id,
+                    at,
+                    len,
+                },
+            );
         }
         let path = self.dir.join(LOG);
         replace_file(&path, &bytes, true)?;
-        self.log = OpenOptions::new().append(true).open(&path)?;
+        self.log = OpenOptions::new().append(true).read(true).open(&path)?;
+        self.end = bytes.len() as u64;
+        self.lines = lines;
         Ok(())
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<C: Config> RaftLogReader<C> for LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<Id>> {
+    ) -> Result<Vec<Entry<C>>, StorageError<Id>> {
         let inner = self.inner.lock().await;
-        Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
+        let mut entries = Vec::new();
+        for line in inner.lines.range(range).map(|(_, line)| line) {
+            match inner.read::<C>(line) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => return Err(StorageIOError::read_log_entry(line.log_id, &e).into()),
+            }
+        }
+        Ok(entries)
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<C: Config> RaftLogStorage<C> for LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    type LogReader = LogStore<C>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<Id>> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<Id>> {
         let inner = self.inner.lock().await;
-        let last = inner.entries.values().next_back().map(|e| e.log_id);
+        let last = inner.lines.values().next_back().map(|l| l.log_id);
         Ok(LogState {
             last_purged_log_id: inner.purged,
             last_log_id: last.or(inner.purged),
@@ -229,18 +342,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        callback: LogFlushed<C>,
     ) -> Result<(), StorageError<Id>>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I: IntoIterator<Item = Entry<C>> + Send,
         I::IntoIter: Send,
     {
         let mut inner = self.inner.lock().await;
         let mut bytes = Vec::new();
         let mut added = Vec::new();
         for entry in entries {
+            let at = bytes.len();
             encode_line(&mut bytes, &entry).map_err(|e| StorageIOError::write_logs(&e))?;
-            added.push(entry);
+            let line = Line {
+                log_id: entry.log_id,
+                at: inner.end + at as u64,
+                len: (bytes.len() - at) as u64,
+            };
+            added.push(line);
         }
         let written = inner
             .log
@@ -250,8 +369,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
             return Err(StorageIOError::write_logs(&e).into());
         }
-        for entry in added {
-            inner.entries.insert(entry.log_id.index, entry);
+        inner.end += bytes.len() as u64;
+        for line in added {
+            inner.lines.insert(line.log_id.index, line);
         }
         callback.log_io_completed(Ok(()));
         Ok(())
@@ -259,10 +379,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<Id>) -> Result<(), StorageError<Id>> {
         let mut inner = self.inner.lock().await;
-        inner.entries.split_off(&log_id.index);
-        inner
-            .rewrite()
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        let cut = inner.lines.split_off(&log_id.index);
+        if let Some(first) = cut.values().next() {
+            let at = first.at;
+            let done = inner.log.set_len(at).and_then(|()| inner.log.sync_data());
+            done.map_err(|e| StorageIOError::write_logs(&e))?;
+            inner.end = at;
+        }
         Ok(())
     }
 
@@ -271,10 +394,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         write_json(&inner.dir.join(PURGED), &log_id, true)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         inner.purged = Some(log_id);
-        let kept = inner.entries.split_off(&(log_id.index + 1));
-        inner.entries = kept;
+        let kept = inner.lines.split_off(&(log_id.index + 1));
+        inner.lines = kept;
         inner
-            .rewrite()
+            .rewrite::<C>()
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
@@ -285,7 +408,7 @@ mod tests {
     use super::*;
     use openraft::{CommittedLeaderId, EntryPayload};
 
-    use crate::meta::types::Command;
+    use crate::meta::types::{Command, TypeConfig};
 
     fn entry(index: u64) -> Entry<TypeConfig> {
         Entry {
@@ -311,10 +434,16 @@ mod tests {
         let bytes = write_entries(dir.path(), 3);
         // A crash in the middle of the third entry's write.
         std::fs::write(dir.path().join(LOG), &bytes[..bytes.len() - 5]).unwrap();
-        let read = read_log(&dir.path().join(LOG)).unwrap();
+        let (read, _) = read_log::<TypeConfig>(&dir.path().join(LOG)).unwrap();
         assert_eq!(read.keys().copied().collect::<Vec<_>>(), [1, 2]);
         let kept = std::fs::read(dir.path().join(LOG)).unwrap();
-        assert_eq!(read_log(&dir.path().join(LOG)).unwrap().len(), 2);
+        assert_eq!(
+            read_log::<TypeConfig>(&dir.path().join(LOG))
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
         assert!(
             kept.ends_with(b"\n"),
             "the file ends after the last whole entry"
@@ -331,7 +460,7 @@ mod tests {
             };
             bytes[at] ^= 0x01;
             std::fs::write(dir.path().join(LOG), &bytes).unwrap();
-            let err = read_log(&dir.path().join(LOG)).unwrap_err();
+            let err = read_log::<TypeConfig>(&dir.path().join(LOG)).unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("damaged"), "{err}");
         }
@@ -341,13 +470,13 @@ mod tests {
     async fn the_vote_and_entries_survive_a_reopen_and_truncate_and_purge_persist() {
         let dir = tempfile::tempdir().unwrap();
         write_entries(dir.path(), 5);
-        let mut store = LogStore::open(dir.path()).unwrap();
+        let mut store = LogStore::<TypeConfig>::open(dir.path()).unwrap();
         let vote = Vote::new(3, 7);
         store.save_vote(&vote).await.unwrap();
         store.truncate(entry(4).log_id).await.unwrap();
         store.purge(entry(1).log_id).await.unwrap();
         drop(store);
-        let mut store = LogStore::open(dir.path()).unwrap();
+        let mut store = LogStore::<TypeConfig>::open(dir.path()).unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(vote));
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1));

@@ -1,0 +1,229 @@
+//! Replicated streams across a cluster of `herald serve` processes (issue 22): a stream with
+//! three replicas, written through one server and read through another, that survives the
+//! death of its leader with nothing acknowledged lost.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use common::HeraldProcess;
+use common::sse::{ask, cluster_flush, nats as connect};
+use futures::StreamExt;
+
+const WAIT: Duration = Duration::from_secs(20);
+const SECRET: &str = "replicas-secret";
+const MEMBERS_AND_META: &str = r#"{"peers":2,"meta":3,"timeout_ms":8000}"#;
+
+fn node(data: &std::path::Path, seeds: &[&HeraldProcess]) -> HeraldProcess {
+    HeraldProcess::clustered(SECRET, seeds, &["--data-dir", data.to_str().unwrap()])
+}
+
+/// Three servers in one cluster with a formed meta group, by name.
+async fn three(dirs: &[tempfile::TempDir]) -> BTreeMap<String, HeraldProcess> {
+    let a = node(dirs[0].path(), &[]);
+    let b = node(dirs[1].path(), &[&a]);
+    let c = node(dirs[2].path(), &[&a]);
+    let mut servers = BTreeMap::new();
+    for server in [a, b, c] {
+        let client = connect(&server).await;
+        cluster_flush(&client, MEMBERS_AND_META).await;
+        let info = ask(&client, "$HERALD.API.CLUSTER.INFO", "").await;
+        servers.insert(info["name"].as_str().unwrap().to_owned(), server);
+    }
+    servers
+}
+
+fn events(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: "EVENTS".into(),
+        subjects: vec!["events.>".into()],
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}
+
+/// Publishes `value` until it is acknowledged (a retry after an unanswered publish may store
+/// it twice, which the reader counts as a duplicate, not a loss).
+async fn publish_until_acked(js: &jetstream::Context, value: u64, deadline: Instant) -> u64 {
+    let mut retry = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "value {value} never acknowledged"
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(2), async {
+            js.publish(format!("events.{}", value % 7), value.to_string().into())
+                .await?
+                .await
+        })
+        .await;
+        match sent {
+            Ok(Ok(ack)) => return ack.sequence,
+            _ => {
+                retry.tick().await;
+            }
+        }
+    }
+}
+
+/// Every value stored in the stream, read through `js` by a new consumer, with its sequence.
+async fn read_all(js: &jetstream::Context, expect_at_least: usize) -> Vec<(u64, u64)> {
+    static READERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let reader = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stream = js.get_stream("EVENTS").await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(format!("reader{reader}")),
+            ..Default::default()
+        })
+        .await
+        .expect("a consumer");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while read.len() < expect_at_least {
+        assert!(Instant::now() < deadline, "read {} values", read.len());
+        let mut batch = consumer
+            .fetch()
+            .max_messages(500)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
+            let msg = msg.unwrap();
+            let seq = msg.info().unwrap().stream_sequence;
+            let value: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
+            read.push((seq, value));
+            msg.ack().await.unwrap();
+        }
+    }
+    read
+}
+
+/// A stream with three replicas created through one server, written through a second, read
+/// through the third; every server holds a copy, and STREAM.INFO names the leader and the
+/// two other replicas as current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_stream_is_written_through_one_server_and_read_through_another() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers = three(&dirs).await;
+    let procs: Vec<&HeraldProcess> = servers.values().collect();
+    let clients = [
+        connect(procs[0]).await,
+        connect(procs[1]).await,
+        connect(procs[2]).await,
+    ];
+    let [ja, jb, jc] = clients.clone().map(jetstream::new);
+    let created = ja.create_stream(events(3)).await.expect("an R3 create");
+    assert_eq!(created.cached_info().config.num_replicas, 3);
+    for client in &clients {
+        cluster_flush(client, "").await;
+    }
+
+    let deadline = Instant::now() + WAIT;
+    let mut sequences = Vec::new();
+    for value in 0..100 {
+        sequences.push(publish_until_acked(&jb, value, deadline).await);
+    }
+    assert_eq!(sequences, (1..=100).collect::<Vec<u64>>());
+
+    let read = read_all(&jc, 100).await;
+    let values: Vec<u64> = read.iter().map(|(_, v)| *v).collect();
+    assert_eq!(values, (0..100).collect::<Vec<u64>>());
+
+    let mut stream = jc.get_stream("EVENTS").await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 100);
+    let cluster = info.cluster.clone().expect("a cluster object");
+    let leader = cluster.leader.clone().expect("a leader");
+    assert!(servers.contains_key(&leader), "{leader}");
+    let others: BTreeSet<String> = cluster.replicas.iter().map(|r| r.name.clone()).collect();
+    let expected: BTreeSet<String> = servers.keys().filter(|n| **n != leader).cloned().collect();
+    assert_eq!(others, expected);
+    for dir in &dirs {
+        assert!(
+            dir.path().join("streams/EVENTS").is_dir(),
+            "every server holds a replica"
+        );
+    }
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["stream", "info", "EVENTS", "--server", &procs[1].url()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!(
+            "server        {leader} (cluster herald, 3 replicas)"
+        )),
+        "{shown}"
+    );
+    for other in &expected {
+        assert!(
+            shown.contains(&format!("replica       {other} (current, lag 0)")),
+            "{shown}"
+        );
+    }
+}
+
+/// The leader of an R3 stream is killed (-9) while a publisher writes unique values through
+/// another server: a new leader takes over without an operator, and every acknowledged
+/// value is read back afterwards, once or more, with no value that was never published and
+/// no two values under one sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_the_leader_is_killed() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers = three(&dirs).await;
+    let first = servers.values().next().unwrap();
+    let js = jetstream::new(connect(first).await);
+    let mut created = js.create_stream(events(3)).await.expect("an R3 create");
+    let leader = created
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .clone()
+        .unwrap()
+        .leader
+        .unwrap();
+    let leader = servers.remove(&leader).unwrap();
+    let survivor = servers.values().next().unwrap();
+    let client = connect(survivor).await;
+    cluster_flush(&client, "").await;
+    let js = jetstream::new(client);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut acked = BTreeSet::new();
+    let mut leader = Some(leader);
+    let mut killed_at = None;
+    let mut failover = None;
+    for value in 0..300u64 {
+        if value == 100 {
+            leader.take().unwrap().kill9();
+            killed_at = Some(Instant::now());
+        }
+        publish_until_acked(&js, value, deadline).await;
+        if let (Some(at), None) = (killed_at, failover) {
+            failover = Some(at.elapsed());
+        }
+        acked.insert(value);
+    }
+    println!("failover: first ack {:?} after kill -9", failover.unwrap());
+
+    let read = read_all(&js, acked.len()).await;
+    let mut by_seq = BTreeMap::new();
+    for (seq, value) in &read {
+        assert!(
+            by_seq.insert(*seq, *value).is_none_or(|v| v == *value),
+            "two values under sequence {seq}"
+        );
+    }
+    let seen: BTreeSet<u64> = read.iter().map(|(_, v)| *v).collect();
+    let lost: Vec<&u64> = acked.difference(&seen).collect();
+    let unexpected: Vec<&u64> = seen.iter().filter(|v| **v >= 300).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(unexpected.is_empty(), "unexpected: {unexpected:?}");
+}

@@ -1,0 +1,245 @@
+//! This node's replicas of the cluster's replicated streams: one Raft group member each
+//! (`crate::replica`), started from the meta group's definitions and stopped when the
+//! stream is deleted.
+//!
+//! A replicated stream's requests go to `$HERALD.JSAPI.~<group>`, which only its leader
+//! subscribes: the replica that leads answers them (with the stream and its consumers), and
+//! a change of leader moves the subscription with it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::api::ClusterView;
+use super::cluster::{self, Front};
+use crate::SubscribeOptions;
+use crate::replica::ReplicaGroup;
+
+/// How often a replicated stream's leader is heard from; elections start after 4 to 8
+/// missed heartbeats.
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The replicas this node holds, by stream name.
+pub(crate) struct Replicas {
+    cluster: String,
+    node: crate::Node,
+    held: Mutex<BTreeMap<String, Replica>>,
+}
+
+struct Replica {
+    group: Arc<ReplicaGroup>,
+    /// Moves the leader's request subscription along with the leadership.
+    follower: tokio::task::JoinHandle<()>,
+    /// That subscription, while this replica leads.
+    taking: Arc<Mutex<Option<crate::CallbackHandle>>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.follower.abort();
+        if let Some(handle) = self.taking.lock().take() {
+            handle.cancel();
+        }
+    }
+}
+
+/// The names of the nodes a definition places a stream's replicas on (none for a stream
+/// with one replica).
+pub(crate) fn replicas_of(definition: &Value) -> Vec<String> {
+    definition
+        .get("replicas")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The group token of a replicated stream's definition.
+pub(crate) fn group_of(definition: &Value) -> Option<&str> {
+    definition.get("group").and_then(Value::as_str)
+}
+
+/// Where a replicated stream's leader takes requests, after `$HERALD.JSAPI.`.
+pub(crate) fn leader_target(group: &str) -> String {
+    format!("~{group}")
+}
+
+impl Replicas {
+    /// No replicas yet, on `node` of the cluster named `cluster`.
+    pub(crate) fn new(node: crate::Node, cluster: String) -> Replicas {
+        Replicas {
+            cluster,
+            node,
+            held: Mutex::default(),
+        }
+    }
+
+    /// Whether this node's replica of `stream` leads it now.
+    pub(crate) fn leads(&self, stream: &str) -> bool {
+        self.held
+            .lock()
+            .get(stream)
+            .is_some_and(|r| *r.group.leading().borrow())
+    }
+}
+
+impl ClusterView for Replicas {
+    fn cluster(&self, stream: &str) -> Option<Value> {
+        let group = self.held.lock().get(stream)?.group.clone();
+        let live = self.node.live_members();
+        let replicas: Vec<Value> = group
+            .replicas()
+            .into_iter()
+            .map(|r| {
+                let offline = !live.contains(&r.name);
+                json!({"name": r.name, "current": r.current && !offline, "offline": offline,
+                       "active": 0, "lag": r.lag})
+            })
+            .collect();
+        let mut cluster = json!({"name": self.cluster, "replicas": replicas});
+        if let Some(leader) = group.leader() {
+            cluster["leader"] = leader.into();
+        }
+        Some(cluster)
+    }
+
+    fn reports(&self, stream: &str) -> bool {
+        match self.held.lock().get(stream) {
+            Some(replica) => *replica.group.leading().borrow(),
+            None => true,
+        }
+    }
+}
+
+/// Starts a replica for each replicated stream the definitions place on this node, and
+/// stops (and deletes) those of streams no longer defined here.
+pub(crate) async fn reconcile(front: &Arc<Front>, defined: &BTreeMap<String, Value>) {
+    let mine: BTreeMap<&String, &Value> = defined
+        .iter()
+        .filter(|(_, d)| replicas_of(d).contains(&front.me))
+        .collect();
+    let gone: Vec<(String, Replica)> = {
+        let mut held = front.replicas.held.lock();
+        let names: Vec<String> = held
+            .keys()
+            .filter(|name| !mine.contains_key(name))
+            .cloned()
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|name| held.remove(&name).map(|r| (name, r)))
+            .collect()
+    };
+    for (name, replica) in gone {
+        replica.group.shutdown().await;
+        drop(replica);
+        if let Err(err) = front.api.streams.delete(&name) {
+            tracing::warn!(stream = name, %err, "cannot delete a replica");
+        }
+        tracing::info!(stream = name, "replica removed: the stream is deleted");
+    }
+    for (name, definition) in mine {
+        if front.replicas.held.lock().contains_key(name) {
+            continue;
+        }
+        if let Err(err) = start(front, name, definition).await {
+            tracing::warn!(stream = name, %err, "cannot start a replica");
+        }
+    }
+}
+
+async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(), String> {
+    let group = group_of(definition).ok_or("the definition names no group")?;
+    let config = cluster::typed_config(definition)?;
+    let stream = front
+        .api
+        .streams
+        .replica(config)
+        .map_err(|e| e.to_string())?;
+    // `<data>/raft/<group>`, beside the streams.
+    let dir = stream
+        .dir
+        .parent()
+        .and_then(|streams| streams.parent())
+        .map(|data| data.join("raft").join(group))
+        .unwrap_or_else(|| PathBuf::from("raft").join(group));
+    let members = replicas_of(definition);
+    let node = front.router.node();
+    let replica = ReplicaGroup::start(&node, stream, &dir, group, &members, HEARTBEAT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let replica = Arc::new(replica);
+    let taking = Arc::new(Mutex::new(None));
+    let follower = tokio::spawn(follow_leadership(
+        Arc::downgrade(front),
+        replica.clone(),
+        leader_target(group),
+        taking.clone(),
+    ));
+    tracing::info!(stream = name, replicas = members.len(), "replica started");
+    front.replicas.held.lock().insert(
+        name.to_owned(),
+        Replica {
+            group: replica,
+            follower,
+            taking,
+        },
+    );
+    Ok(())
+}
+
+/// Takes the stream's requests while this replica leads.
+async fn follow_leadership(
+    front: Weak<Front>,
+    group: Arc<ReplicaGroup>,
+    target: String,
+    taking: Arc<Mutex<Option<crate::CallbackHandle>>>,
+) {
+    let mut leading = group.leading();
+    loop {
+        let leads = *leading.borrow_and_update();
+        let took = taking.lock().is_some();
+        match (leads, took) {
+            (true, false) => {
+                let Some(router) = front.upgrade().map(|f| f.router.clone()) else {
+                    return;
+                };
+                let callback = front.clone();
+                let subscribed = router.on_with(
+                    &cluster::forwarded_subject(&target),
+                    SubscribeOptions::new().capacity(1 << 16),
+                    move |msg| {
+                        if let Some(front) = callback.upgrade() {
+                            cluster::on_forwarded(&front, msg);
+                        }
+                    },
+                );
+                match subscribed {
+                    Ok(handle) => *taking.lock() = Some(handle),
+                    Err(err) => tracing::warn!(%err, "cannot take a stream's requests"),
+                }
+            }
+            (false, true) => {
+                if let Some(handle) = taking.lock().take() {
+                    handle.cancel();
+                }
+            }
+            _ => {}
+        }
+        if leading.changed().await.is_err() {
+            if let Some(handle) = taking.lock().take() {
+                handle.cancel();
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Replicated streams: each stream with more than one replica has its own Raft group
+//! (`openraft`) over the nodes that hold it, on the log store and routes every herald group
+//! shares (`crate::raft`).
+//!
+//! **Publishing.** Only the leader's replica subscribes the stream's subjects. What it
+//! captures goes to a proposer task, which stamps each message (strictly increasing, above
+//! everything applied before) and proposes what has queued up as one entry. Once a majority
+//! has the entry on disk it is committed and every replica applies it: its stream admits each
+//! message with the same checks and stamp (`machine`), so all store the same messages under
+//! the same sequences, and the proposer's replica answers the publishers once its own copy
+//! is stored. A publish is thus acknowledged only when a majority holds it.
+//!
+//! **Leaders.** A replica that becomes leader first confirms its leadership and applies
+//! everything committed before (so its checks see every earlier message), then starts
+//! capturing; one that stops leading stops capturing at once. What a deposed leader had
+//! captured but not committed is never acknowledged: its publishers time out and retry.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `types` | the Raft types: batches of published messages |
+//! | `machine` | applying batches to the replica's stream |
+
+mod machine;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::{Config, Raft, ServerState};
+use tokio::sync::{mpsc, watch};
+
+use crate::Node;
+use crate::error::{Error, Result};
+use crate::meta::{Member, node_id};
+use crate::raft::network::{self, Network};
+use crate::streams::stream::{Propose, Stream};
+use crate::target::Delivery;
+use crate::time::now_nanos;
+use types::{Batch, Published, TypeConfig};
+
+/// Most messages one entry carries.
+const MAX_BATCH: usize = 1024;
+
+/// One member of a replica set, as a status reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// The node's name.
+    pub name: String,
+    /// Whether it has every entry the leader has (as the leader last heard).
+    pub current: bool,
+    /// How many entries it is behind the leader.
+    pub lag: u64,
+}
+
+/// This node's member of a replicated stream's group. Stops when dropped (or
+/// [`shutdown`](ReplicaGroup::shutdown)).
+pub struct ReplicaGroup {
+    raft: Raft<TypeConfig>,
+    id: u64,
+    leading: watch::Receiver<bool>,
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stream: Arc<Stream>,
+}
+
+/// The proposer's side of [`Propose`]: captured messages wait for the proposer task here.
+struct Proposer {
+    queue: mpsc::UnboundedSender<Published>,
+}
+
+impl Propose for Proposer {
+    fn propose(&self, msg: &Delivery<'_>) -> bool {
+        let published = Published {
+            subject: msg.subject().to_owned(),
+            reply: msg.reply().map(str::to_owned),
+            headers: msg.header_block().map(<[u8]>::to_vec).unwrap_or_default(),
+            payload: msg.payload().to_vec(),
+            ts: 0,
+        };
+        self.queue.send(published).is_ok()
+    }
+}
+
+impl ReplicaGroup {
+    /// Starts this node's member of the group `group` (a token unique to the stream) for
+    /// its replica `stream`, with its Raft state in `dir`. `members` are the nodes holding
+    /// the stream, by name (this node among them); a fresh group is formed by all of them
+    /// alike. `heartbeat` is the leader's; elections start after 4 to 8 missed ones.
+    pub(crate) async fn start(
+        node: &Node,
+        stream: Arc<Stream>,
+        dir: &Path,
+        group: &str,
+        members: &[String],
+        heartbeat: Duration,
+    ) -> Result<ReplicaGroup> {
+        let info = node
+            .cluster_info()
+            .ok_or_else(|| Error::Cluster("a replicated stream needs a clustered node".into()))?;
+        let id = node_id(&info.name);
+        let io =
+            |e: std::io::Error| Error::Cluster(format!("stream {} raft state: {e}", stream.name));
+        let log = crate::raft::log_store::LogStore::<TypeConfig>::open(dir).map_err(io)?;
+        let machine = machine::Machine::open(stream.clone(), dir, id).map_err(io)?;
+        let last_ts = machine.last_ts.clone();
+        let heartbeat = heartbeat.as_millis().max(10) as u64;
+        let config = Config {
+            cluster_name: format!("{}/{group}", info.cluster),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: heartbeat * 4,
+            election_timeout_max: heartbeat * 8,
+            // The stream is the state: the log is kept whole, and a replica that is behind
+            // catches up from it.
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Cluster(format!("stream group settings: {e}")))?;
+        let prefix = format!("$HERALD.RAFT.{group}");
+        let router = node.router(network::SCOPE, 1024);
+        let requests = router.subscribe(&network::subject(&prefix, id, "*"))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            Network::new(router.clone(), &prefix),
+            log,
+            machine,
+        )
+        .await
+        .map_err(|e| Error::Cluster(format!("stream group: {e}")))?;
+        let founders: BTreeMap<u64, Member> = members
+            .iter()
+            .map(|name| (node_id(name), Member { name: name.clone() }))
+            .collect();
+        // Every member forms the group alike (openraft allows the same membership on each);
+        // one that has a log or a vote already is left as it is.
+        if let Err(err) = raft.initialize(founders).await {
+            tracing::debug!(%err, stream = %stream.name, "stream group formed already");
+        }
+        let (queue, proposals) = mpsc::unbounded_channel();
+        if stream
+            .replication
+            .set(Arc::new(Proposer { queue }))
+            .is_err()
+        {
+            return Err(Error::Cluster(format!(
+                "stream {} has a Raft group already",
+                stream.name
+            )));
+        }
+        let clock = Arc::new(AtomicU64::new(0));
+        let (leading_tx, leading) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(serve(raft.clone(), requests)),
+            tokio::spawn(propose(raft.clone(), proposals, clock.clone())),
+            tokio::spawn(lead(
+                raft.clone(),
+                stream.clone(),
+                clock,
+                last_ts,
+                leading_tx,
+            )),
+        ];
+        Ok(ReplicaGroup {
+            raft,
+            id,
+            leading,
+            tasks: parking_lot::Mutex::new(tasks),
+            stream,
+        })
+    }
+
+    /// Whether this member leads now (it captures the stream's publishes and answers its
+    /// requests), and its changes.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
+    /// The leader's name, if the group has one now.
+    pub fn leader(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|m| m.name.clone())
+    }
+
+    /// The other members as the leader sees them (only the leader knows their lag; other
+    /// members report them current when they have a leader).
+    pub fn replicas(&self) -> Vec<ReplicaStatus> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics.replication.clone().unwrap_or_default();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| Some(**id) != metrics.current_leader)
+            .map(|(id, member)| {
+                let behind = match matched.get(id) {
+                    Some(at) => last.saturating_sub(at.map_or(0, |l| l.index)),
+                    None if *id == self.id => {
+                        last.saturating_sub(metrics.last_applied.map_or(0, |l| l.index))
+                    }
+                    None => 0,
+                };
+                ReplicaStatus {
+                    name: member.name.clone(),
+                    current: behind == 0 && metrics.current_leader.is_some(),
+                    lag: behind,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops this member (the others carry on without it).
+    pub async fn shutdown(&self) {
+        self.stream.unsubscribe();
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+impl Drop for ReplicaGroup {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Answers the group's Raft requests addressed to this member.
+async fn serve(raft: Raft<TypeConfig>, mut requests: crate::Subscription) {
+    while let Some(msg) = requests.recv().await {
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let rpc = msg.subject().rsplit('.').next().unwrap_or_default();
+            if let Some(answer) = network::answer_raft(&raft, rpc, &msg).await
+                && let Err(err) = msg.respond(answer)
+            {
+                tracing::debug!(%err, "stream group: cannot answer {}", msg.subject());
+            }
+        });
+    }
+}
+
+/// Stamps and proposes what the leader captured, a batch per entry, in capture order.
+async fn propose(
+    raft: Raft<TypeConfig>,
+    mut proposals: mpsc::UnboundedReceiver<Published>,
+    clock: Arc<AtomicU64>,
+) {
+    let mut msgs = Vec::new();
+    while let Some(first) = proposals.recv().await {
+        msgs.push(first);
+        while msgs.len() < MAX_BATCH {
+            match proposals.try_recv() {
+                Ok(msg) => msgs.push(msg),
+                Err(_) => break,
+            }
+        }
+        for msg in &mut msgs {
+            let last = clock.load(Ordering::Acquire);
+            msg.ts = now_nanos().max(last + 1);
+            clock.store(msg.ts, Ordering::Release);
+        }
+        let batch = Batch {
+            msgs: std::mem::take(&mut msgs),
+        };
+        // The answer comes from applying the entry; a proposal that fails (this member
+        // stopped leading) is never answered, and its publishers retry.
+        if let Err(err) = raft.client_write_ff(batch).await {
+            tracing::debug!(%err, "stream group stopped");
+            return;
+        }
+    }
+}
+
+/// Captures the stream's publishes while this member leads, and stops when it does not.
+async fn lead(
+    raft: Raft<TypeConfig>,
+    stream: Arc<Stream>,
+    clock: Arc<AtomicU64>,
+    last_ts: Arc<AtomicU64>,
+    leading: watch::Sender<bool>,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        let leader = metrics.borrow_and_update().state == ServerState::Leader;
+        if leader && !*leading.borrow() {
+            // Everything committed before is applied first: the new leader's checks see
+            // every earlier message and its stamps rise above theirs.
+            match tokio::time::timeout(Duration::from_secs(5), raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => {
+                    clock.fetch_max(last_ts.load(Ordering::Acquire), Ordering::AcqRel);
+                    match stream.subscribe() {
+                        Ok(()) => {
+                            tracing::info!(stream = %stream.name, "leading the stream");
+                            leading.send_replace(true);
+                        }
+                        Err(err) => tracing::warn!(%err, "cannot capture the stream"),
+                    }
+                }
+                Ok(Err(err)) => tracing::debug!(%err, "not leading the stream after all"),
+                Err(_) => tracing::debug!("no quorum to lead the stream with"),
+            }
+            if *leading.borrow() {
+                continue;
+            }
+            // Not confirmed: look again when something changes, or shortly.
+            let changed = tokio::time::timeout(Duration::from_millis(200), metrics.changed());
+            if let Ok(Err(_)) = changed.await {
+                return;
+            }
+            continue;
+        }
+        if !leader && *leading.borrow() {
+            stream.unsubscribe();
+            leading.send_replace(false);
+            tracing::info!(stream = %stream.name, "no longer leading the stream");
+        }
+        if metrics.changed().await.is_err() {
+            stream.unsubscribe();
+            leading.send_replace(false);
+            return;
+        }
+    }
+}
