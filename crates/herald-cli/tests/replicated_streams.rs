@@ -227,3 +227,117 @@ async fn nothing_acknowledged_is_lost_when_the_leader_is_killed() {
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(unexpected.is_empty(), "unexpected: {unexpected:?}");
 }
+
+/// A durable consumer of an R3 stream outlives the leader it was made on: the new leader
+/// starts it from the state the replicas kept, so what was acknowledged is not delivered
+/// again and the rest is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_consumer_and_its_acks_survive_the_leader() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers = three(&dirs).await;
+    let first = servers.values().next().unwrap();
+    let js = jetstream::new(connect(first).await);
+    let mut created = js.create_stream(events(3)).await.expect("an R3 create");
+    let leader = created
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .clone()
+        .unwrap()
+        .leader
+        .unwrap();
+    let leader = servers.remove(&leader).unwrap();
+    let survivor = servers.values().next().unwrap();
+    let client = connect(survivor).await;
+    cluster_flush(&client, "").await;
+    let js = jetstream::new(client);
+    let deadline = Instant::now() + WAIT;
+    for value in 0..100 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+    let stream = js.get_stream("EVENTS").await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("billing".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a durable consumer");
+    let mut batch = consumer.fetch().max_messages(50).messages().await.unwrap();
+    let mut first_half = Vec::new();
+    while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
+        let msg = msg.unwrap();
+        first_half.push(
+            std::str::from_utf8(&msg.payload)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+        msg.double_ack().await.unwrap();
+    }
+    assert_eq!(first_half, (0..50).collect::<Vec<u64>>());
+
+    // The acks reach the other replicas (the leader saves a durable's state within 100 ms
+    // of a change, through the stream's Raft group).
+    let kept: Vec<std::path::PathBuf> = dirs
+        .iter()
+        .map(|d| d.path().join("streams/EVENTS/consumers/billing.json"))
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        let caught_up = kept
+            .iter()
+            .filter_map(|file| std::fs::read(file).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|saved| saved["next"] == 51 && saved["pending"] == serde_json::json!([]))
+            .count();
+        if caught_up == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer's state never reached every replica"
+        );
+        poll.tick().await;
+    }
+
+    leader.kill9();
+    let deadline = Instant::now() + WAIT;
+    let mut consumer: jetstream::consumer::PullConsumer = loop {
+        match stream.get_consumer("billing").await {
+            Ok(consumer) => break consumer,
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no consumer after the failover: {err}"
+                );
+                poll.tick().await;
+            }
+        }
+    };
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        (
+            info.ack_floor.stream_sequence,
+            info.num_pending,
+            info.num_ack_pending
+        ),
+        (50, 50, 0),
+        "{info:?}"
+    );
+    let mut batch = consumer.fetch().max_messages(50).messages().await.unwrap();
+    let mut second_half = Vec::new();
+    while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
+        let msg = msg.unwrap();
+        second_half.push(
+            std::str::from_utf8(&msg.payload)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+        msg.ack().await.unwrap();
+    }
+    assert_eq!(second_half, (50..100).collect::<Vec<u64>>());
+}

@@ -217,9 +217,19 @@ impl Flows {
     /// Makes every push consumer of the store deliver (after a restart).
     pub(crate) fn install_all(self: &Arc<Self>, streams: &Streams, scope: &Arc<Scope>) {
         for stream in streams.names() {
-            for info in streams.consumers(&stream).unwrap_or_default() {
-                self.install(streams, scope, &stream, &info.name, &info.config);
-            }
+            self.install_stream(streams, scope, &stream);
+        }
+    }
+
+    /// Starts delivering for the push consumers of `stream`.
+    pub(crate) fn install_stream(
+        self: &Arc<Self>,
+        streams: &Streams,
+        scope: &Arc<Scope>,
+        stream: &str,
+    ) {
+        for info in streams.consumers(stream).unwrap_or_default() {
+            self.install(streams, scope, stream, &info.name, &info.config);
         }
     }
 }

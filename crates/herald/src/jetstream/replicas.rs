@@ -181,6 +181,7 @@ async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(),
     let taking = Arc::new(Mutex::new(None));
     let follower = tokio::spawn(follow_leadership(
         Arc::downgrade(front),
+        name.to_owned(),
         replica.clone(),
         leader_target(group),
         taking.clone(),
@@ -197,9 +198,10 @@ async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(),
     Ok(())
 }
 
-/// Takes the stream's requests while this replica leads.
+/// Runs the stream's consumers and takes its requests while this replica leads.
 async fn follow_leadership(
     front: Weak<Front>,
+    stream: String,
     group: Arc<ReplicaGroup>,
     target: String,
     taking: Arc<Mutex<Option<crate::CallbackHandle>>>,
@@ -210,11 +212,16 @@ async fn follow_leadership(
         let took = taking.lock().is_some();
         match (leads, took) {
             (true, false) => {
-                let Some(router) = front.upgrade().map(|f| f.router.clone()) else {
+                let Some(strong) = front.upgrade() else {
                     return;
                 };
+                let api = &strong.api;
+                match api.streams.take_over(&stream) {
+                    Ok(()) => api.flows.install_stream(&api.streams, &api.scope, &stream),
+                    Err(err) => tracing::warn!(stream, %err, "cannot start the consumers"),
+                }
                 let callback = front.clone();
-                let subscribed = router.on_with(
+                let subscribed = strong.router.on_with(
                     &cluster::forwarded_subject(&target),
                     SubscribeOptions::new().capacity(1 << 16),
                     move |msg| {
@@ -231,6 +238,11 @@ async fn follow_leadership(
             (false, true) => {
                 if let Some(handle) = taking.lock().take() {
                     handle.cancel();
+                }
+                if let Some(front) = front.upgrade()
+                    && let Err(err) = front.api.streams.hand_over(&stream)
+                {
+                    tracing::debug!(stream, %err, "cannot stop the consumers");
                 }
             }
             _ => {}

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, LogId, StorageError, StorageIOError, StoredMembership};
 
-use super::types::TypeConfig;
+use super::types::{ConsumerState, TypeConfig};
 use crate::meta::Member;
 use crate::streams::stream::{Incoming, Stream};
 
@@ -96,6 +96,26 @@ impl Inner {
     }
 }
 
+/// Keeps a consumer's state as the leader saved it, for when this replica leads.
+fn keep_consumer(stream: &Stream, state: &ConsumerState) {
+    let file = stream
+        .dir
+        .join("consumers")
+        .join(format!("{}.json", state.name));
+    let kept = match &state.saved {
+        Some(saved) => serde_json::to_vec(saved)
+            .map_err(std::io::Error::from)
+            .and_then(|json| crate::raft::log_store::replace_file(&file, &json, false)),
+        None => match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(err) = kept {
+        tracing::warn!(stream = %stream.name, consumer = state.name, %err, "cannot keep a consumer's state");
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<Id>> {
         // Replicated streams keep their whole Raft log (the snapshot policy is never); a
@@ -150,6 +170,12 @@ impl RaftStateMachine<TypeConfig> for Machine {
                             payload: &msg.payload,
                         };
                         inner.stream.admit(&incoming, msg.ts, proposer);
+                    }
+                    // The proposer's own file is newer than what it proposed.
+                    if !proposer {
+                        for state in &batch.consumers {
+                            keep_consumer(&inner.stream, state);
+                        }
                     }
                 }
                 EntryPayload::Membership(membership) => {

@@ -39,7 +39,7 @@ use crate::raft::network::{self, Network};
 use crate::streams::stream::{Propose, Stream};
 use crate::target::Delivery;
 use crate::time::now_nanos;
-use types::{Batch, Published, TypeConfig};
+use types::{Batch, ConsumerState, Proposal, Published, TypeConfig};
 
 /// Most messages one entry carries.
 const MAX_BATCH: usize = 1024;
@@ -67,7 +67,7 @@ pub struct ReplicaGroup {
 
 /// The proposer's side of [`Propose`]: captured messages wait for the proposer task here.
 struct Proposer {
-    queue: mpsc::UnboundedSender<Published>,
+    queue: mpsc::UnboundedSender<Proposal>,
 }
 
 impl Propose for Proposer {
@@ -79,7 +79,16 @@ impl Propose for Proposer {
             payload: msg.payload().to_vec(),
             ts: 0,
         };
-        self.queue.send(published).is_ok()
+        self.queue.send(Proposal::Publish(published)).is_ok()
+    }
+
+    fn consumer(&self, name: &str, saved: Option<Vec<u8>>) {
+        let saved = saved.and_then(|json| serde_json::from_slice(&json).ok());
+        let state = ConsumerState {
+            name: name.to_owned(),
+            saved,
+        };
+        let _ = self.queue.send(Proposal::Consumer(state));
     }
 }
 
@@ -253,32 +262,35 @@ async fn serve(raft: Raft<TypeConfig>, mut requests: crate::Subscription) {
 /// Stamps and proposes what the leader captured, a batch per entry, in capture order.
 async fn propose(
     raft: Raft<TypeConfig>,
-    mut proposals: mpsc::UnboundedReceiver<Published>,
+    mut proposals: mpsc::UnboundedReceiver<Proposal>,
     clock: Arc<AtomicU64>,
 ) {
-    let mut msgs = Vec::new();
-    while let Some(first) = proposals.recv().await {
-        msgs.push(first);
-        while msgs.len() < MAX_BATCH {
+    let mut next = proposals.recv().await;
+    while let Some(first) = next.take() {
+        let mut batch = Batch::default();
+        let mut take = |proposal| match proposal {
+            Proposal::Publish(mut msg) => {
+                let last = clock.load(Ordering::Acquire);
+                msg.ts = now_nanos().max(last + 1);
+                clock.store(msg.ts, Ordering::Release);
+                batch.msgs.push(msg);
+            }
+            Proposal::Consumer(state) => batch.consumers.push(state),
+        };
+        take(first);
+        for _ in 1..MAX_BATCH {
             match proposals.try_recv() {
-                Ok(msg) => msgs.push(msg),
+                Ok(proposal) => take(proposal),
                 Err(_) => break,
             }
         }
-        for msg in &mut msgs {
-            let last = clock.load(Ordering::Acquire);
-            msg.ts = now_nanos().max(last + 1);
-            clock.store(msg.ts, Ordering::Release);
-        }
-        let batch = Batch {
-            msgs: std::mem::take(&mut msgs),
-        };
         // The answer comes from applying the entry; a proposal that fails (this member
         // stopped leading) is never answered, and its publishers retry.
         if let Err(err) = raft.client_write_ff(batch).await {
             tracing::debug!(%err, "stream group stopped");
             return;
         }
+        next = proposals.recv().await;
     }
 }
 

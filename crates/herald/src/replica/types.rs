@@ -1,5 +1,5 @@
 //! A replicated stream's Raft types: its log carries batches of published messages, stamped
-//! by the leader that proposed them.
+//! by the leader that proposed them, and the saved state of its durable consumers.
 
 use std::io::Cursor;
 
@@ -17,10 +17,28 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
 );
 
-/// Published messages, in the order the leader captured them.
+/// Published messages, in the order the leader captured them, then consumers' states.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Batch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) msgs: Vec<Published>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) consumers: Vec<ConsumerState>,
+}
+
+/// A durable consumer's state as its leader saved it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ConsumerState {
+    pub(crate) name: String,
+    /// The saved state (the consumer's state file); `None` once the consumer is deleted.
+    pub(crate) saved: Option<serde_json::Value>,
+}
+
+/// What the leader's proposer takes: a captured publish, or a consumer's state.
+#[derive(Debug)]
+pub(crate) enum Proposal {
+    Publish(Published),
+    Consumer(ConsumerState),
 }
 
 /// One published message as the stream captured it.
@@ -71,6 +89,10 @@ mod tests {
                 headers: b"NATS/1.0\r\nX: y\r\n\r\n".to_vec(),
                 payload: vec![0, 255, 10, 13],
                 ts: 7,
+            }],
+            consumers: vec![ConsumerState {
+                name: "c".into(),
+                saved: Some(serde_json::json!({"next": 2})),
             }],
         };
         let json = serde_json::to_string(&batch).unwrap();

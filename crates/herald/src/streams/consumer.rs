@@ -794,6 +794,13 @@ impl Consumer {
         if let Err(err) = write_json(file, &saved, sync) {
             tracing::error!(consumer = %self.name, %err, "cannot save the consumer's state");
         }
+        // A replicated stream's other replicas keep it too, for the next leader.
+        if let Some(stream) = self.stream.upgrade()
+            && let Some(group) = stream.replication.get()
+            && let Ok(json) = serde_json::to_vec(&saved)
+        {
+            group.consumer(&self.name, Some(json));
+        }
     }
 
     /// The consumer's configuration and position.

@@ -218,6 +218,16 @@ impl Streams {
         self.store.replica(config)
     }
 
+    /// This node's replica starts leading `stream`: its consumers start.
+    pub(crate) fn take_over(&self, stream: &str) -> Result<()> {
+        self.store.take_over(stream)
+    }
+
+    /// This node's replica stops leading `stream`: its consumers stop.
+    pub(crate) fn hand_over(&self, stream: &str) -> Result<()> {
+        self.store.hand_over(stream)
+    }
+
     /// Changes a stream's subjects or limits.
     pub fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
         self.store.update(config)

@@ -105,7 +105,10 @@ impl Store {
                 }
             };
             let name = loaded.config.name.clone();
+            // A replica's consumers start when it leads (`take_over`).
+            let replicated = loaded.config.replicas > 1;
             match self.open_stream(loaded.config, loaded.created, false) {
+                Ok(held) if replicated => drop(held),
                 Ok(held) => self.recover_consumers(&held),
                 Err(err) => tracing::error!(stream = %name, %err, "cannot open stream"),
             }
@@ -496,6 +499,31 @@ impl Store {
             .remove(consumer)
             .ok_or_else(Error::consumer_not_found)?;
         c.close(true);
+        if let Some(group) = held.stream.replication.get() {
+            group.consumer(consumer, None);
+        }
+        Ok(())
+    }
+
+    /// A replica starts leading its stream: its durable consumers start from the state the
+    /// replicas kept.
+    pub(crate) fn take_over(&self, stream: &str) -> Result<()> {
+        let held = self.stream(stream)?;
+        if held.consumers.read().is_empty() {
+            self.recover_consumers(&held);
+        }
+        Ok(())
+    }
+
+    /// A replica stops leading its stream: its consumers stop (their state saved).
+    pub(crate) fn hand_over(&self, stream: &str) -> Result<()> {
+        let held = self.stream(stream)?;
+        let consumers: Vec<Arc<Consumer>> = std::mem::take(&mut *held.consumers.write())
+            .into_values()
+            .collect();
+        for consumer in consumers {
+            consumer.close(false);
+        }
         Ok(())
     }
 

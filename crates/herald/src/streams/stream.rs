@@ -119,6 +119,9 @@ pub(crate) struct Incoming<'a> {
 pub(crate) trait Propose: Send + Sync + 'static {
     /// Takes one captured publish; false if it cannot (the stream is going away).
     fn propose(&self, msg: &Delivery<'_>) -> bool;
+    /// Takes a durable consumer's saved state (JSON; `None`: the consumer is deleted), for
+    /// the other replicas to keep.
+    fn consumer(&self, name: &str, saved: Option<Vec<u8>>);
 }
 
 /// A stream and what runs for it.
