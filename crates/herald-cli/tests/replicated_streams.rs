@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use common::HeraldProcess;
 use common::sse::{ask, cluster_flush, nats as connect};
-use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "replicas-secret";
@@ -22,17 +21,27 @@ fn node(data: &std::path::Path, seeds: &[&HeraldProcess]) -> HeraldProcess {
     HeraldProcess::clustered(SECRET, seeds, &["--data-dir", data.to_str().unwrap()])
 }
 
-/// Three servers in one cluster with a formed meta group, by name.
+/// Three servers in one cluster with a formed meta group, by name; the server named `n`
+/// keeps its data in `dirs[servers[n].1]`.
 async fn three(dirs: &[tempfile::TempDir]) -> BTreeMap<String, HeraldProcess> {
+    three_in(dirs)
+        .await
+        .into_iter()
+        .map(|(name, (server, _))| (name, server))
+        .collect()
+}
+
+/// [`three`], with the index of each server's directory.
+async fn three_in(dirs: &[tempfile::TempDir]) -> BTreeMap<String, (HeraldProcess, usize)> {
     let a = node(dirs[0].path(), &[]);
     let b = node(dirs[1].path(), &[&a]);
     let c = node(dirs[2].path(), &[&a]);
     let mut servers = BTreeMap::new();
-    for server in [a, b, c] {
+    for (at, server) in [a, b, c].into_iter().enumerate() {
         let client = connect(&server).await;
         cluster_flush(&client, MEMBERS_AND_META).await;
         let info = ask(&client, "$HERALD.API.CLUSTER.INFO", "").await;
-        servers.insert(info["name"].as_str().unwrap().to_owned(), server);
+        servers.insert(info["name"].as_str().unwrap().to_owned(), (server, at));
     }
     servers
 }
@@ -71,37 +80,17 @@ async fn publish_until_acked(js: &jetstream::Context, value: u64, deadline: Inst
 }
 
 /// Every value stored in the stream, read through `js` by a new consumer, with its sequence.
-async fn read_all(js: &jetstream::Context, expect_at_least: usize) -> Vec<(u64, u64)> {
+async fn read_all(js: &jetstream::Context) -> Vec<(u64, u64)> {
     static READERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let reader = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let stream = js.get_stream("EVENTS").await.unwrap();
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(format!("reader{reader}")),
-            ..Default::default()
-        })
-        .await
-        .expect("a consumer");
-    let mut read = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while read.len() < expect_at_least {
-        assert!(Instant::now() < deadline, "read {} values", read.len());
-        let mut batch = consumer
-            .fetch()
-            .max_messages(500)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .unwrap();
-        while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
-            let msg = msg.unwrap();
-            let seq = msg.info().unwrap().stream_sequence;
-            let value: u64 = std::str::from_utf8(&msg.payload).unwrap().parse().unwrap();
-            read.push((seq, value));
-            msg.ack().await.unwrap();
-        }
-    }
-    read
+    common::values::read_values(js, "EVENTS", &format!("reader{reader}"), 0).await
+}
+
+/// Creates the stream with `replicas` through `js`; returns its first leader's name.
+async fn create_events(js: &jetstream::Context, replicas: usize) -> String {
+    let mut created = js.create_stream(events(replicas)).await.expect("a create");
+    let info = created.info().await.unwrap();
+    info.cluster.clone().unwrap().leader.unwrap()
 }
 
 /// A stream with three replicas created through one server, written through a second, read
@@ -131,7 +120,7 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
     }
     assert_eq!(sequences, (1..=100).collect::<Vec<u64>>());
 
-    let read = read_all(&jc, 100).await;
+    let read = read_all(&jc).await;
     let values: Vec<u64> = read.iter().map(|(_, v)| *v).collect();
     assert_eq!(values, (0..100).collect::<Vec<u64>>());
 
@@ -179,16 +168,7 @@ async fn nothing_acknowledged_is_lost_when_the_leader_is_killed() {
     let mut servers = three(&dirs).await;
     let first = servers.values().next().unwrap();
     let js = jetstream::new(connect(first).await);
-    let mut created = js.create_stream(events(3)).await.expect("an R3 create");
-    let leader = created
-        .info()
-        .await
-        .unwrap()
-        .cluster
-        .clone()
-        .unwrap()
-        .leader
-        .unwrap();
+    let leader = create_events(&js, 3).await;
     let leader = servers.remove(&leader).unwrap();
     let survivor = servers.values().next().unwrap();
     let client = connect(survivor).await;
@@ -213,7 +193,7 @@ async fn nothing_acknowledged_is_lost_when_the_leader_is_killed() {
     }
     println!("failover: first ack {:?} after kill -9", failover.unwrap());
 
-    let read = read_all(&js, acked.len()).await;
+    let read = read_all(&js).await;
     let mut by_seq = BTreeMap::new();
     for (seq, value) in &read {
         assert!(
@@ -237,16 +217,7 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
     let mut servers = three(&dirs).await;
     let first = servers.values().next().unwrap();
     let js = jetstream::new(connect(first).await);
-    let mut created = js.create_stream(events(3)).await.expect("an R3 create");
-    let leader = created
-        .info()
-        .await
-        .unwrap()
-        .cluster
-        .clone()
-        .unwrap()
-        .leader
-        .unwrap();
+    let leader = create_events(&js, 3).await;
     let leader = servers.remove(&leader).unwrap();
     let survivor = servers.values().next().unwrap();
     let client = connect(survivor).await;
@@ -264,18 +235,11 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
         })
         .await
         .expect("a durable consumer");
-    let mut batch = consumer.fetch().max_messages(50).messages().await.unwrap();
-    let mut first_half = Vec::new();
-    while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
-        let msg = msg.unwrap();
-        first_half.push(
-            std::str::from_utf8(&msg.payload)
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
-        );
-        msg.double_ack().await.unwrap();
-    }
+    let first_half: Vec<u64> = common::values::fetch_values(&consumer, 50, Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(first_half, (0..50).collect::<Vec<u64>>());
 
     // The acks reach the other replicas (the leader saves a durable's state within 100 ms
@@ -327,17 +291,81 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
         (50, 50, 0),
         "{info:?}"
     );
-    let mut batch = consumer.fetch().max_messages(50).messages().await.unwrap();
-    let mut second_half = Vec::new();
-    while let Some(msg) = tokio::time::timeout(WAIT, batch.next()).await.unwrap() {
-        let msg = msg.unwrap();
-        second_half.push(
-            std::str::from_utf8(&msg.payload)
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
-        );
-        msg.ack().await.unwrap();
-    }
+    let second_half: Vec<u64> = common::values::fetch_values(&consumer, 50, Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(second_half, (50..100).collect::<Vec<u64>>());
+}
+
+/// A follower is stopped, misses messages, and has a byte of its stream's segment flipped
+/// while it is down: when it comes back it cuts the damaged tail, stores again what the
+/// group agreed (from its Raft log and the leader's), and its copy ends up whole, as read
+/// back from its own directory afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_follower_is_repaired_from_the_group() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut placed = three_in(&dirs).await;
+    let at: BTreeMap<String, usize> = placed.iter().map(|(n, (_, at))| (n.clone(), *at)).collect();
+    let mut servers: BTreeMap<String, HeraldProcess> = std::mem::take(&mut placed)
+        .into_iter()
+        .map(|(n, (s, _))| (n, s))
+        .collect();
+    let first = servers.values().next().unwrap();
+    let js = jetstream::new(connect(first).await);
+    let leader = create_events(&js, 3).await;
+    let follower = at.keys().find(|n| **n != leader).unwrap().clone();
+    let at = at[&follower];
+    let client = connect(&servers[&leader]).await;
+    let js = jetstream::new(client);
+    let deadline = Instant::now() + WAIT;
+    for value in 0..100 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+    assert!(servers.remove(&follower).unwrap().terminate().success());
+    for value in 100..200 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+    let segments: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dirs[at].path().join("streams/EVENTS"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&segments[0], &bytes).unwrap();
+
+    let live = servers.values().next().unwrap();
+    let back = node(dirs[at].path(), &[live]);
+    let http = common::sse::http();
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        let jsz: serde_json::Value = http
+            .get(format!("{}/jsz?streams=true", back.http_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let state = &jsz["account_details"][0]["stream_detail"][0]["state"];
+        if state["messages"] == 200 && state["last_seq"] == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the follower's copy: {jsz}");
+        poll.tick().await;
+    }
+    drop(servers);
+    assert!(back.terminate().success());
+
+    // Its copy, read alone.
+    let alone = HeraldProcess::start(&["--data-dir", dirs[at].path().to_str().unwrap()]);
+    let js = jetstream::new(connect(&alone).await);
+    let read = read_all(&js).await;
+    assert_eq!(read, (0..200).map(|v| (v + 1, v)).collect::<Vec<_>>());
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod sse;
+pub mod values;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

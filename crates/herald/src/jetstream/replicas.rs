@@ -160,11 +160,19 @@ pub(crate) async fn reconcile(front: &Arc<Front>, defined: &BTreeMap<String, Val
 async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(), String> {
     let group = group_of(definition).ok_or("the definition names no group")?;
     let config = cluster::typed_config(definition)?;
-    let stream = front
-        .api
-        .streams
-        .replica(config)
-        .map_err(|e| e.to_string())?;
+    let streams = &front.api.streams;
+    let mut stream = streams.replica(config.clone()).map_err(|e| e.to_string())?;
+    if let Some(damage) = crate::replica::damaged(&stream) {
+        // Not trusted: rebuilt from the group's log, as the others agreed on it.
+        tracing::warn!(
+            stream = name,
+            damage,
+            "a damaged replica: rebuilt from the group"
+        );
+        drop(stream);
+        streams.delete(name).map_err(|e| e.to_string())?;
+        stream = streams.replica(config).map_err(|e| e.to_string())?;
+    }
     // `<data>/raft/<group>`, beside the streams.
     let dir = stream
         .dir

@@ -4,10 +4,12 @@
 //! proposed the batch answers the publishers.
 //!
 //! A replica that restarts applies its log again from the start. Messages it stored before
-//! are passed over by their stamp: the stamps rise along the log, and `applied` (rewritten
-//! at each apply, a lower bound of the newest stored stamp) together with the newest stamp
-//! in the stream's own log tell how far the stream got. A damaged stream tail that recovery
-//! cut off is thus stored again from the Raft log.
+//! are passed over by their stamp: the stamps rise along the log, so the newest stamp the
+//! stream holds tells how far it got. `applied` records the stream's last sequence and its
+//! stamp at each apply (unsynced), for when the newest messages were deleted since (a purge,
+//! acks of a work queue); it is believed only while the stream still reaches that sequence.
+//! A stream tail that recovery cut off (damage, or a crash before an fsync) is thus stored
+//! again from the Raft log, and the replica's copy is repaired from what the group agreed.
 
 use std::fs::File;
 use std::io::Cursor;
@@ -38,17 +40,28 @@ pub(crate) struct Machine {
 struct Inner {
     stream: Arc<Stream>,
     me: Id,
+    /// The last entry this member's log held when it started: entries up to it are applied
+    /// again after a restart (their publishers were answered, their consumers' states
+    /// superseded on the proposer only by its own files, which a rebuilt replica lacks).
+    replayed_to: u64,
     applied: Option<LogId<Id>>,
     membership: StoredMembership<Id, Member>,
     /// Messages stamped at or below this are stored already.
     stored_to: u64,
     marker: File,
-    marked: u64,
+    /// What `marker` says: the stream's last sequence and its stamp.
+    marked: (u64, u64),
 }
 
 impl Machine {
-    /// The state machine of `stream`'s replica on member `me`, its marker in `dir`.
-    pub(crate) fn open(stream: Arc<Stream>, dir: &Path, me: Id) -> std::io::Result<Machine> {
+    /// The state machine of `stream`'s replica on member `me`, its marker in `dir`; its log
+    /// held entries up to `replayed_to` when it started.
+    pub(crate) fn open(
+        stream: Arc<Stream>,
+        dir: &Path,
+        me: Id,
+        replayed_to: u64,
+    ) -> std::io::Result<Machine> {
         std::fs::create_dir_all(dir)?;
         let marker = std::fs::OpenOptions::new()
             .create(true)
@@ -56,21 +69,34 @@ impl Machine {
             .read(true)
             .write(true)
             .open(dir.join(APPLIED))?;
-        let mut field = [0u8; 8];
+        let mut field = [0u8; 16];
         let marked = match marker.read_exact_at(&mut field, 0) {
-            Ok(()) => u64::from_le_bytes(field),
-            Err(_) => 0,
+            Ok(()) => {
+                let (seq, ts) = field.split_at(8);
+                (
+                    u64::from_le_bytes(seq.try_into().unwrap_or_default()),
+                    u64::from_le_bytes(ts.try_into().unwrap_or_default()),
+                )
+            }
+            Err(_) => (0, 0),
         };
-        let newest = {
-            let log = stream.writer.log();
-            log.timestamp(log.next_seq().saturating_sub(1)).unwrap_or(0)
+        let (last, newest) = last_of(&stream);
+        let stored_to = if marked.0 <= last {
+            marked.1.max(newest)
+        } else {
+            tracing::warn!(
+                stream = %stream.name,
+                held = last,
+                had = marked.0,
+                "the replica's stream is shorter than before: stored again from the group's log"
+            );
+            newest
         };
-        let stored_to = marked.max(newest);
-        stream.last_stored.fetch_max(stored_to, Ordering::AcqRel);
         Ok(Machine {
             inner: Arc::new(tokio::sync::Mutex::new(Inner {
                 stream,
                 me,
+                replayed_to,
                 applied: None,
                 membership: StoredMembership::default(),
                 stored_to,
@@ -82,16 +108,26 @@ impl Machine {
     }
 }
 
+/// The stream's last sequence and its stamp (0 when it has none, or it was deleted).
+fn last_of(stream: &Stream) -> (u64, u64) {
+    let log = stream.writer.log();
+    let last = log.next_seq().saturating_sub(1);
+    (last, log.timestamp(last).unwrap_or(0))
+}
+
 impl Inner {
-    /// Records how far the stream's stores got (not synced: a stale value is still a lower
-    /// bound).
+    /// Records how far the stream got (not synced: it is checked against the stream when
+    /// read back).
     fn mark(&mut self) {
-        let stored = self.stream.last_stored.load(Ordering::Acquire);
-        if stored > self.marked {
-            if let Err(err) = self.marker.write_all_at(&stored.to_le_bytes(), 0) {
+        let (last, ts) = last_of(&self.stream);
+        if last > self.marked.0 && ts > 0 {
+            let mut field = [0u8; 16];
+            field[..8].copy_from_slice(&last.to_le_bytes());
+            field[8..].copy_from_slice(&ts.to_le_bytes());
+            if let Err(err) = self.marker.write_all_at(&field, 0) {
                 tracing::warn!(stream = %self.stream.name, %err, "cannot record applied messages");
             }
-            self.marked = stored;
+            self.marked = (last, ts);
         }
     }
 }
@@ -157,7 +193,8 @@ impl RaftStateMachine<TypeConfig> for Machine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
-                    let proposer = entry.log_id.leader_id.node_id == inner.me;
+                    let proposer = entry.log_id.leader_id.node_id == inner.me
+                        && entry.log_id.index > inner.replayed_to;
                     for msg in &batch.msgs {
                         self.last_ts.fetch_max(msg.ts, Ordering::AcqRel);
                         if msg.ts <= inner.stored_to {
@@ -171,7 +208,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
                         };
                         inner.stream.admit(&incoming, msg.ts, proposer);
                     }
-                    // The proposer's own file is newer than what it proposed.
+                    // The live proposer's own file is newer than what it proposed.
                     if !proposer {
                         for state in &batch.consumers {
                             keep_consumer(&inner.stream, state);

@@ -44,6 +44,49 @@ use types::{Batch, ConsumerState, Proposal, Published, TypeConfig};
 /// Most messages one entry carries.
 const MAX_BATCH: usize = 1024;
 
+/// What is wrong with a replica's stream files, if anything: every record of every segment
+/// is read and checked (segment indexes are not trusted here), so damage that recovery let
+/// through behind an index is found too. A damaged replica is rebuilt from the group's log
+/// rather than trusted.
+pub(crate) fn damaged(stream: &Stream) -> Option<String> {
+    let max_record = stream.writer.log().config().max_msg_size;
+    use herald_log::inspect::Item;
+    let mut found = None;
+    // The sequence after the last record seen: the next segment must start there (a segment
+    // cut short in the middle of the log leaves a hole).
+    let mut next: Option<u64> = None;
+    let scanned = herald_log::inspect::scan(&stream.dir, max_record, |item| {
+        if found.is_some() {
+            return;
+        }
+        match item {
+            Item::Segment {
+                path, first_seq, ..
+            } => {
+                if let Some(next) = next
+                    && next != first_seq
+                {
+                    found = Some(format!(
+                        "{} starts at {first_seq}, after a segment ending before {next}",
+                        path.display()
+                    ));
+                }
+            }
+            Item::Record(view) => next = Some(view.seq + 1),
+            Item::Damage {
+                path,
+                offset,
+                reason,
+                ..
+            } => found = Some(format!("{} at byte {offset}: {reason}", path.display())),
+        }
+    });
+    if let Err(err) = scanned {
+        tracing::warn!(stream = %stream.name, %err, "cannot check the replica's files");
+    }
+    found
+}
+
 /// One member of a replica set, as a status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaStatus {
@@ -111,8 +154,12 @@ impl ReplicaGroup {
         let id = node_id(&info.name);
         let io =
             |e: std::io::Error| Error::Cluster(format!("stream {} raft state: {e}", stream.name));
-        let log = crate::raft::log_store::LogStore::<TypeConfig>::open(dir).map_err(io)?;
-        let machine = machine::Machine::open(stream.clone(), dir, id).map_err(io)?;
+        let mut log = crate::raft::log_store::LogStore::<TypeConfig>::open(dir).map_err(io)?;
+        let held = openraft::storage::RaftLogStorage::get_log_state(&mut log)
+            .await
+            .map_err(|e| Error::Cluster(format!("stream {} raft log: {e}", stream.name)))?;
+        let replayed_to = held.last_log_id.map_or(0, |l| l.index);
+        let machine = machine::Machine::open(stream.clone(), dir, id, replayed_to).map_err(io)?;
         let last_ts = machine.last_ts.clone();
         let heartbeat = heartbeat.as_millis().max(10) as u64;
         let config = Config {

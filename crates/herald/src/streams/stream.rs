@@ -149,8 +149,6 @@ pub(crate) struct Stream {
     hooks: Arc<Hooks>,
     /// Set on a replica of a replicated stream: its Raft group.
     pub(crate) replication: std::sync::OnceLock<Arc<dyn Propose>>,
-    /// The timestamp of the last message stored (ns since the epoch; 0 before any).
-    pub(crate) last_stored: AtomicU64,
 }
 
 /// A publish waiting for confirm-N.
@@ -170,8 +168,6 @@ pub(crate) struct Pending {
     ttl: Option<Duration>,
     /// What to publish again once it is stored (a republish rule took it).
     republish: Option<Box<Republished>>,
-    /// Its timestamp, ns since the epoch.
-    timestamp: u64,
 }
 
 /// A stored message to publish again: where, and its parts.
@@ -234,7 +230,6 @@ impl Stream {
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
             replication: std::sync::OnceLock::new(),
-            last_stored: AtomicU64::new(0),
         });
         stream.recover_dedup();
         stream.recover_ttls();
@@ -490,7 +485,6 @@ impl Stream {
                 }
                 r
             }),
-            timestamp: now,
         };
         let queued = if expect == herald_log::Expect::default() {
             self.writer.append(&entry, pending)
@@ -515,7 +509,6 @@ impl Stream {
             confirm,
             ttl,
             republish,
-            timestamp,
         } = pending;
         let waiters = msg_id.and_then(|id| {
             let mut dedup = self.dedup.lock();
@@ -530,7 +523,6 @@ impl Stream {
         };
         match result {
             Ok(seq) => {
-                self.last_stored.fetch_max(timestamp, Ordering::Release);
                 if let Some(ttl) = ttl {
                     let at = now_nanos().saturating_add(ttl.as_nanos() as u64);
                     self.ttls.lock().insert((at, seq));
@@ -671,7 +663,6 @@ impl Stream {
             confirm: None,
             ttl: None,
             republish: None,
-            timestamp,
         };
         if let Err(pending) = self.writer.append(&entry, pending) {
             let stopped = herald_log::Error::Io {
