@@ -114,6 +114,9 @@ pub struct BenchArgs {
     /// With --mode: the stream to create (deleted first if it exists) on the bench subject.
     #[arg(long, default_value = "HERALD_BENCH", value_name = "NAME")]
     stream: String,
+    /// With --mode: the stream's replicas (in a cluster: 3 for a replicated stream).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    replicas: usize,
     /// With --mode: keep the stream and its messages after the run.
     #[arg(long)]
     keep: bool,

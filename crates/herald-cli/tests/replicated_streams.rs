@@ -139,6 +139,7 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
             "every server holds a replica"
         );
     }
+
     let shown = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["stream", "info", "EVENTS", "--server", &procs[1].url()])
         .output()
@@ -156,6 +157,17 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
             "{shown}"
         );
     }
+    // The leader steps down on request; another replica leads, with every message.
+    let answer = ask(&clients[0], "$JS.API.STREAM.LEADER.STEPDOWN.EVENTS", "").await;
+    assert_eq!(answer["success"], true, "{answer}");
+    let info = stream.info().await.unwrap();
+    let moved = info.cluster.clone().unwrap().leader.unwrap();
+    assert_ne!(moved, leader, "{info:?}");
+    assert_eq!(info.state.messages, 100);
+    assert_eq!(
+        publish_until_acked(&jb, 100, Instant::now() + WAIT).await,
+        101
+    );
 }
 
 /// The leader of an R3 stream is killed (-9) while a publisher writes unique values through

@@ -113,7 +113,7 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
 }
 
 /// Deletes the bench stream if it exists and creates it again: file storage, the bench
-/// subject, default limits.
+/// subject, `--replicas`, default limits.
 async fn fresh_stream(js: &jetstream::Context, args: &BenchArgs) -> Result<stream::Stream> {
     if js.get_stream(&args.stream).await.is_ok() {
         js.delete_stream(&args.stream)
@@ -124,6 +124,7 @@ async fn fresh_stream(js: &jetstream::Context, args: &BenchArgs) -> Result<strea
         name: args.stream.clone(),
         subjects: vec![args.subject.clone()],
         storage: stream::StorageType::File,
+        num_replicas: args.replicas,
         ..Default::default()
     };
     Ok(js

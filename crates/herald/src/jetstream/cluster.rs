@@ -102,9 +102,9 @@ impl Front {
     }
 
     /// Answers `call` here, or forwards it to where `stream` is answered.
-    fn route(&self, msg: &Message, stream: &str, definition: &Value, call: &str) {
+    fn route(self: &Arc<Self>, msg: &Message, stream: &str, definition: &Value, call: &str) {
         match self.destination(stream, definition) {
-            Destination::Here => api::handle_call(&self.api, msg, call),
+            Destination::Here => answer_here(self, msg, call),
             Destination::There(target) => self.forward(msg, &target, call),
         }
     }
@@ -173,6 +173,7 @@ fn stream_of<'a>(tokens: &[&'a str]) -> Option<&'a str> {
     match tokens {
         ["STREAM", "UPDATE" | "INFO" | "PURGE", name]
         | ["STREAM", "MSG", "GET" | "DELETE", name]
+        | ["STREAM", "LEADER", "STEPDOWN", name]
         | ["DIRECT", "GET", name, ..]
         | [
             "CONSUMER",
@@ -216,7 +217,7 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
         ["INFO"] => api::handle_call(&front.api, &msg, &call),
         _ => match stream_of(&tokens).and_then(|s| Some((s, front.definition(s)?))) {
             Some((stream, definition)) => front.route(&msg, stream, &definition, &call),
-            None => api::handle_call(&front.api, &msg, &call),
+            None => answer_here(front, &msg, &call),
         },
     }
 }
@@ -228,15 +229,30 @@ pub(crate) fn on_forwarded(front: &Arc<Front>, msg: Message) {
         .and_then(|h| h.get(CALL_HEADER))
         .map(str::to_owned);
     if let Some(call) = call {
-        api::handle_call(&front.api, &msg, &call);
+        answer_here(front, &msg, &call);
     }
+}
+
+/// Answers `call` on this node: the node that holds the stream, or leads its replicas.
+fn answer_here(front: &Arc<Front>, msg: &Message, call: &str) {
+    let Some(stream) = call.strip_prefix("STREAM.LEADER.STEPDOWN.") else {
+        return api::handle_call(&front.api, msg, call);
+    };
+    let (front, msg, stream) = (front.clone(), msg.clone(), stream.to_owned());
+    front.clone().runtime.spawn(async move {
+        let body = match front.replicas.step_down(&stream).await {
+            Ok(()) => requests::response("stream_leader_stepdown", &json!({"success": true})),
+            Err(err) => requests::error_response("stream_leader_stepdown", &err),
+        };
+        front.answer(&msg, body);
+    });
 }
 
 /// Defines the stream in the meta group, placed on the members holding the fewest streams,
 /// and hands the create to the node that holds it (a replicated stream: to its first
 /// leader). A create of a name already defined goes where that stream is answered, which
 /// answers as a second create does on one server.
-async fn create(front: &Front, msg: &Message, name: &str, call: &str) {
+async fn create(front: &Arc<Front>, msg: &Message, name: &str, call: &str) {
     let config: Value = match serde_json::from_slice(msg.payload()) {
         Ok(config) => config,
         Err(err) => {

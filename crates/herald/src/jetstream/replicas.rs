@@ -16,12 +16,16 @@ use serde_json::{Value, json};
 
 use super::api::ClusterView;
 use super::cluster::{self, Front};
+use super::error::ApiError;
 use crate::SubscribeOptions;
 use crate::replica::ReplicaGroup;
 
 /// How often a replicated stream's leader is heard from; elections start after 4 to 8
 /// missed heartbeats.
 const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// How long a leader stepdown waits for another replica to lead.
+const STEPDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// The replicas this node holds, by stream name.
 pub(crate) struct Replicas {
@@ -89,6 +93,27 @@ impl Replicas {
             .lock()
             .get(stream)
             .is_some_and(|r| *r.group.leading().borrow())
+    }
+}
+
+impl Replicas {
+    /// Moves the leadership of `stream` from this node's replica to a current one.
+    pub(crate) async fn step_down(&self, stream: &str) -> Result<(), ApiError> {
+        let group = self.held.lock().get(stream).map(|r| r.group.clone());
+        let Some(group) = group else {
+            return Err(ApiError::new(400, 10005, "no suitable peers for placement"));
+        };
+        match group.step_down(STEPDOWN_WAIT).await {
+            Ok(leader) => {
+                tracing::info!(stream, leader, "leadership handed over");
+                Ok(())
+            }
+            Err(err) => Err(ApiError::new(
+                503,
+                10008,
+                format!("JetStream system temporarily unavailable: {err}"),
+            )),
+        }
     }
 }
 

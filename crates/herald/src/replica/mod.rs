@@ -273,6 +273,45 @@ impl ReplicaGroup {
             .collect()
     }
 
+    /// Hands the leadership to another member: the leader stops capturing and stops its
+    /// heartbeats until another member (one with every entry: followers refuse to elect a
+    /// member with less) has been elected in its place. Fails on a member that does not lead,
+    /// or when no other member leads after `timeout` (this one then leads on).
+    pub async fn step_down(&self, timeout: Duration) -> Result<String> {
+        let mut watch = self.raft.metrics();
+        if watch.borrow().current_leader != Some(self.id) {
+            return Err(Error::Cluster(
+                "this replica does not lead the stream".into(),
+            ));
+        }
+        self.stream.unsubscribe();
+        self.raft.runtime_config().heartbeat(false);
+        let moved = tokio::time::timeout(timeout, async {
+            loop {
+                let leader = watch.borrow_and_update().current_leader;
+                if leader.is_some_and(|l| l != self.id) {
+                    return Ok(());
+                }
+                if watch.changed().await.is_err() {
+                    return Err(Error::Closed("the stream group stopped"));
+                }
+            }
+        })
+        .await;
+        self.raft.runtime_config().heartbeat(true);
+        let moved = moved.unwrap_or_else(|_| {
+            Err(Error::Cluster(format!(
+                "no other replica leads after {timeout:?}"
+            )))
+        });
+        if moved.is_err() && *self.leading.borrow() {
+            // Still the leader: capturing again.
+            self.stream.subscribe()?;
+        }
+        moved?;
+        Ok(self.leader().unwrap_or_default())
+    }
+
     /// Stops this member (the others carry on without it).
     pub async fn shutdown(&self) {
         self.stream.unsubscribe();
