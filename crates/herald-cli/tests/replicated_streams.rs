@@ -168,6 +168,54 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
         publish_until_acked(&jb, 100, Instant::now() + WAIT).await,
         101
     );
+
+    // Each server's /jsz shows its replica with the leader, and the meta group; the new
+    // leader's /metrics its replicas' lag and the leader changes it saw.
+    let http = common::sse::http();
+    for server in servers.values() {
+        let jsz: serde_json::Value = http
+            .get(format!("{}/jsz?streams=true", server.http_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let detail = &jsz["account_details"][0]["stream_detail"][0];
+        assert_eq!(detail["cluster"]["leader"], moved.as_str(), "{jsz}");
+        assert_eq!(
+            detail["cluster"]["replicas"].as_array().unwrap().len(),
+            2,
+            "{jsz}"
+        );
+        assert!(jsz["meta_cluster"]["leader"].is_string(), "{jsz}");
+        assert_eq!(jsz["meta_cluster"]["cluster_size"], 3, "{jsz}");
+    }
+    let metrics = http
+        .get(format!("{}/metrics", servers[&moved].http_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_stream_leader{stream=\"EVENTS\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "herald_stream_replica_lag{{stream=\"EVENTS\",replica=\"{leader}\"}}"
+        )),
+        "{metrics}"
+    );
+    let changes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_stream_leader_changes_total{stream=\"EVENTS\"} "))
+        .expect("leader changes")
+        .parse()
+        .unwrap();
+    assert!(changes >= 2, "{metrics}");
 }
 
 /// The leader of an R3 stream is killed (-9) while a publisher writes unique values through

@@ -143,6 +143,7 @@ impl Server {
             let app = Arc::new(crate::http::App {
                 shared: shared.clone(),
                 streams: streams.as_ref().map(|(s, _)| s.clone()),
+                replication: streams.as_ref().and_then(|(_, js)| js.replication()),
                 tickets: Default::default(),
             });
             crate::http::serve(listener, app)

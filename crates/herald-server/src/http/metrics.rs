@@ -33,6 +33,8 @@ struct Scrape {
     /// (peer, bytes in, bytes out, msgs in, msgs out)
     routes: Vec<(String, u64, u64, u64, u64)>,
     peers: u64,
+    /// The replicated streams this node holds a replica of.
+    replicated: Vec<herald::jetstream::StreamReplicas>,
 }
 
 impl Scrape {
@@ -65,6 +67,9 @@ impl Scrape {
                     .streams
                     .push((name, info.state.messages, info.state.bytes));
             }
+        }
+        if let Some(replication) = &app.replication {
+            scrape.replicated = replication.streams();
         }
         if let Some(cluster) = shared.node.cluster_info() {
             for member in cluster.members {
@@ -191,7 +196,42 @@ impl Collector for Scrape {
             let labels = [("stream", stream.as_str()), ("consumer", consumer.as_str())];
             ConstGauge::new(*ack_pending as i64).encode(family.encode_family(&labels)?)?;
         }
+        let mut family = e.encode_descriptor(
+            "herald_stream_leader",
+            "1 when this node's replica leads the replicated stream, else 0",
+            None,
+            g.metric_type(),
+        )?;
+        for r in &self.replicated {
+            ConstGauge::new(i64::from(r.leads))
+                .encode(family.encode_family(&[("stream", r.stream.as_str())])?)?;
+        }
+        let mut family = e.encode_descriptor(
+            "herald_stream_replica_lag",
+            "Raft entries a replica is behind its stream's leader (reported by the leader)",
+            None,
+            g.metric_type(),
+        )?;
+        for r in self.replicated.iter().filter(|r| r.leads) {
+            for replica in &r.replicas {
+                let labels = [
+                    ("stream", r.stream.as_str()),
+                    ("replica", replica.name.as_str()),
+                ];
+                ConstGauge::new(replica.lag as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let c = ConstCounter::new(0u64);
+        let mut family = e.encode_descriptor(
+            "herald_stream_leader_changes",
+            "Leader changes of the replicated stream this node saw",
+            None,
+            c.metric_type(),
+        )?;
+        for r in &self.replicated {
+            ConstCounter::new(r.leader_changes)
+                .encode(family.encode_family(&[("stream", r.stream.as_str())])?)?;
+        }
         for (name, help, pick) in [
             (
                 "herald_route_bytes_in",

@@ -53,6 +53,8 @@ use error::ApiError;
 pub(crate) struct App {
     pub(crate) shared: Arc<Shared>,
     pub(crate) streams: Option<Streams>,
+    /// In a cluster: the replicated streams this node holds a replica of.
+    pub(crate) replication: Option<herald::jetstream::Replication>,
     pub(crate) tickets: auth::Tickets,
 }
 

@@ -221,15 +221,34 @@ pub(crate) async fn jsz(State(app): AppState, uri: Uri) -> Json<Value> {
         "messages": messages,
         "bytes": bytes,
     });
+    if let Some(meta) = &shared.meta {
+        // The meta group as nats-server's `meta_cluster` shows it.
+        let members = meta.members();
+        let leader = meta.leader().and_then(|id| members.get(&id).cloned());
+        answer["meta_cluster"] = json!({
+            "name": shared.node.cluster_info().map(|c| c.cluster).unwrap_or_default(),
+            "leader": leader,
+            "cluster_size": members.len(),
+        });
+    }
+    let replicated = app.replication.as_ref().map(|r| (r, r.streams()));
     if query_value(uri.query(), "streams").as_deref() == Some("true") {
         let detail: Vec<Value> = list
             .iter()
             .map(|info| {
-                json!({
+                let mut stream = json!({
                     "name": info.config.name,
                     "created": herald::time::rfc3339(info.created),
                     "state": info.state,
-                })
+                });
+                // A replica: the leader, the others with their lag, the leader changes seen.
+                if let Some((replication, states)) = &replicated
+                    && let Some(state) = states.iter().find(|s| s.stream == info.config.name)
+                {
+                    stream["cluster"] = replication.cluster_object(state);
+                    stream["leader_changes"] = state.leader_changes.into();
+                }
+                stream
             })
             .collect();
         answer["account_details"] = json!([{ "name": "default", "stream_detail": detail }]);

@@ -47,6 +47,13 @@ const CALL_HEADER: &str = "Herald-JS-Call";
 /// How long a create waits for a new replicated stream's first leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a replicated stream's call waits for a leader while the leadership moves.
+const LEADER_MOVE_WAIT: Duration = Duration::from_secs(3);
+
+/// Set on a call handed on by a replica that does not lead to the one that does (or is
+/// about to).
+const HOP_HEADER: &str = "Herald-JS-Hop";
+
 /// How long a gathered list waits for each member.
 const GATHER_WAIT: Duration = Duration::from_secs(2);
 
@@ -124,8 +131,16 @@ impl Front {
     /// reply subject. When nothing takes it (a stream between leaders, a node that is down),
     /// the client is told at once to retry.
     fn forward(&self, msg: &Message, target: &str, call: &str) {
+        self.send_forward(msg, target, call, false);
+    }
+
+    /// [`forward`](Front::forward), marked as forwarded a second time with `hop`.
+    fn send_forward(&self, msg: &Message, target: &str, call: &str, hop: bool) {
         let Some(reply) = msg.reply() else { return };
         let mut headers = msg.headers().cloned().unwrap_or_default();
+        if hop {
+            let _ = headers.insert(HOP_HEADER, "1");
+        }
         let sent = headers.insert(CALL_HEADER, call).and_then(|()| {
             self.api.scope.send(
                 &forwarded_subject(target),
@@ -222,15 +237,48 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
     }
 }
 
-/// Answers a call forwarded to this node by another.
+/// Answers a call forwarded to this node by another. A replicated stream's call that
+/// reaches a replica that does not lead it (the leadership is moving) waits for a leader:
+/// this replica, or another, to which it is handed on (once).
 pub(crate) fn on_forwarded(front: &Arc<Front>, msg: Message) {
-    let call = msg
-        .headers()
-        .and_then(|h| h.get(CALL_HEADER))
+    let headers = msg.headers();
+    let Some(call) = headers.and_then(|h| h.get(CALL_HEADER)).map(str::to_owned) else {
+        return;
+    };
+    let handed_on = headers.is_some_and(|h| h.get(HOP_HEADER).is_some());
+    let tokens: Vec<&str> = call.split('.').collect();
+    let waiting = stream_of(&tokens)
+        .filter(|stream| {
+            front
+                .definition(stream)
+                .is_some_and(|d| replicas::group_of(&d).is_some())
+        })
+        .filter(|stream| !front.replicas.leads(stream))
         .map(str::to_owned);
-    if let Some(call) = call {
-        answer_here(front, &msg, &call);
-    }
+    let Some(stream) = waiting else {
+        return answer_here(front, &msg, &call);
+    };
+    let front = front.clone();
+    front.clone().runtime.spawn(async move {
+        let deadline = tokio::time::Instant::now() + LEADER_MOVE_WAIT;
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            if front.replicas.leads(&stream) {
+                return answer_here(&front, &msg, &call);
+            }
+            if !handed_on
+                && let Some(leader) = front.replicas.leader_of(&stream)
+                && leader != front.me
+            {
+                return front.send_forward(&msg, &leader, &call, true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = "the stream's leadership is moving";
+                return front.answer(&msg, unavailable(&call, why));
+            }
+            poll.tick().await;
+        }
+    });
 }
 
 /// Answers `call` on this node: the node that holds the stream, or leads its replicas.

@@ -67,6 +67,33 @@ pub struct JetStream {
     flow_answers: Option<(Arc<str>, u64)>,
     scope: Arc<crate::scope::Scope>,
     streams: Streams,
+    replicas: Option<Arc<replicas::Replicas>>,
+}
+
+pub use replicas::{ReplicaState, StreamReplicas};
+
+/// This node's view of the replicated streams it holds a replica of (from
+/// [`JetStream::replication`]), for monitoring. Cheap to clone.
+#[derive(Clone)]
+pub struct Replication(Arc<replicas::Replicas>);
+
+impl Replication {
+    /// Each replicated stream this node holds a replica of: its leader, the other replicas
+    /// with their lag, and how often the leader changed.
+    pub fn streams(&self) -> Vec<StreamReplicas> {
+        self.0.states()
+    }
+
+    /// The `cluster` object nats-server writes for `state` (STREAM.INFO's, `/jsz`'s).
+    pub fn cluster_object(&self, state: &StreamReplicas) -> serde_json::Value {
+        replicas::cluster_object(&self.0.cluster, state)
+    }
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication").finish_non_exhaustive()
+    }
 }
 
 /// Serves JetStream for `streams` in its router's scope: the API, acks and publish acks.
@@ -141,6 +168,7 @@ fn serve_with(
         view: std::sync::OnceLock::new(),
     });
     let mut clustered = None;
+    let mut held_replicas = None;
     let handle = match meta.zip(cluster_info.map(|info| info.name)) {
         None => router.on_with(
             API_SUBJECTS,
@@ -155,6 +183,7 @@ fn serve_with(
                 .unwrap_or_default();
             let replicas = Arc::new(replicas::Replicas::new(router.node(), cluster_name));
             let _ = api.view.set(replicas.clone());
+            held_replicas = Some(replicas.clone());
             let front = Arc::new(cluster::Front {
                 api,
                 meta,
@@ -205,10 +234,16 @@ fn serve_with(
         flow_answers: Some((fc_entry.pattern.clone(), fc_entry.id)),
         scope,
         streams: streams.clone(),
+        replicas: held_replicas,
     })
 }
 
 impl JetStream {
+    /// In a cluster: this node's view of the replicated streams it holds.
+    pub fn replication(&self) -> Option<Replication> {
+        self.replicas.clone().map(Replication)
+    }
+
     /// Stops answering the API and taking acks.
     pub fn stop(mut self) {
         self.close();

@@ -24,12 +24,16 @@ use crate::replica::ReplicaGroup;
 /// missed heartbeats.
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// How long a replica that stopped leading still takes its stream's calls (and forwards
+/// them on to the new leader).
+const HANDOVER_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a leader stepdown waits for another replica to lead.
 const STEPDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// The replicas this node holds, by stream name.
 pub(crate) struct Replicas {
-    cluster: String,
+    pub(crate) cluster: String,
     node: crate::Node,
     held: Mutex<BTreeMap<String, Replica>>,
 }
@@ -87,6 +91,12 @@ impl Replicas {
         }
     }
 
+    /// The name of the node leading `stream`, as this node's replica knows it.
+    pub(crate) fn leader_of(&self, stream: &str) -> Option<String> {
+        let group = self.held.lock().get(stream)?.group.clone();
+        group.leader()
+    }
+
     /// Whether this node's replica of `stream` leads it now.
     pub(crate) fn leads(&self, stream: &str) -> bool {
         self.held
@@ -117,24 +127,95 @@ impl Replicas {
     }
 }
 
-impl ClusterView for Replicas {
-    fn cluster(&self, stream: &str) -> Option<Value> {
-        let group = self.held.lock().get(stream)?.group.clone();
+/// How this node sees one replicated stream it holds a replica of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReplicas {
+    /// The stream.
+    pub stream: String,
+    /// Its leader now, if it has one.
+    pub leader: Option<String>,
+    /// Whether this node's replica leads.
+    pub leads: bool,
+    /// Leader changes this node saw since its replica started.
+    pub leader_changes: u64,
+    /// The other replicas (their lag as the leader knows it).
+    pub replicas: Vec<ReplicaState>,
+}
+
+/// One replica of a stream, as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// The node's name.
+    pub name: String,
+    /// Whether it has every entry the leader has.
+    pub current: bool,
+    /// Whether gossip sees its node down.
+    pub offline: bool,
+    /// Entries it is behind the leader.
+    pub lag: u64,
+}
+
+impl Replicas {
+    /// How this node sees each replicated stream it holds, by name.
+    pub(crate) fn states(&self) -> Vec<StreamReplicas> {
+        let held: Vec<(String, Arc<ReplicaGroup>)> = self
+            .held
+            .lock()
+            .iter()
+            .map(|(name, r)| (name.clone(), r.group.clone()))
+            .collect();
+        held.into_iter()
+            .map(|(name, group)| self.state_of(name, &group))
+            .collect()
+    }
+
+    fn state_of(&self, stream: String, group: &ReplicaGroup) -> StreamReplicas {
         let live = self.node.live_members();
-        let replicas: Vec<Value> = group
+        let replicas = group
             .replicas()
             .into_iter()
             .map(|r| {
                 let offline = !live.contains(&r.name);
-                json!({"name": r.name, "current": r.current && !offline, "offline": offline,
-                       "active": 0, "lag": r.lag})
+                ReplicaState {
+                    current: r.current && !offline,
+                    offline,
+                    lag: r.lag,
+                    name: r.name,
+                }
             })
             .collect();
-        let mut cluster = json!({"name": self.cluster, "replicas": replicas});
-        if let Some(leader) = group.leader() {
-            cluster["leader"] = leader.into();
+        StreamReplicas {
+            stream,
+            leader: group.leader(),
+            leads: *group.leading().borrow(),
+            leader_changes: group.leader_changes(),
+            replicas,
         }
-        Some(cluster)
+    }
+}
+
+/// STREAM.INFO's (and `/jsz`'s) `cluster` object of a replicated stream.
+pub(crate) fn cluster_object(cluster: &str, state: &StreamReplicas) -> Value {
+    let replicas: Vec<Value> = state
+        .replicas
+        .iter()
+        .map(|r| {
+            json!({"name": r.name, "current": r.current, "offline": r.offline, "active": 0,
+                   "lag": r.lag})
+        })
+        .collect();
+    let mut object = json!({"name": cluster, "replicas": replicas});
+    if let Some(leader) = &state.leader {
+        object["leader"] = leader.clone().into();
+    }
+    object
+}
+
+impl ClusterView for Replicas {
+    fn cluster(&self, stream: &str) -> Option<Value> {
+        let group = self.held.lock().get(stream)?.group.clone();
+        let state = self.state_of(stream.to_owned(), &group);
+        Some(cluster_object(&self.cluster, &state))
     }
 
     fn reports(&self, stream: &str) -> bool {
@@ -269,8 +350,13 @@ async fn follow_leadership(
                 }
             }
             (false, true) => {
+                // Calls already on their way here keep arriving for a moment: they are
+                // handed on to the new leader (`cluster::on_forwarded`).
                 if let Some(handle) = taking.lock().take() {
-                    handle.cancel();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(HANDOVER_GRACE).await;
+                        handle.cancel();
+                    });
                 }
                 if let Some(front) = front.upgrade()
                     && let Err(err) = front.api.streams.hand_over(&stream)

@@ -103,6 +103,8 @@ pub struct ReplicaStatus {
 pub struct ReplicaGroup {
     raft: Raft<TypeConfig>,
     id: u64,
+    /// How many times the group's leader changed, as this member saw it.
+    leader_changes: Arc<AtomicU64>,
     leading: watch::Receiver<bool>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stream: Arc<Stream>,
@@ -208,6 +210,7 @@ impl ReplicaGroup {
         }
         let clock = Arc::new(AtomicU64::new(0));
         let (leading_tx, leading) = watch::channel(false);
+        let leader_changes = Arc::new(AtomicU64::new(0));
         let tasks = vec![
             tokio::spawn(serve(raft.clone(), requests)),
             tokio::spawn(propose(raft.clone(), proposals, clock.clone())),
@@ -218,10 +221,12 @@ impl ReplicaGroup {
                 last_ts,
                 leading_tx,
             )),
+            tokio::spawn(count_leaders(raft.clone(), leader_changes.clone())),
         ];
         Ok(ReplicaGroup {
             raft,
             id,
+            leader_changes,
             leading,
             tasks: parking_lot::Mutex::new(tasks),
             stream,
@@ -243,6 +248,12 @@ impl ReplicaGroup {
             .membership()
             .get_node(&leader)
             .map(|m| m.name.clone())
+    }
+
+    /// How many times the group's leader changed since this member started (its first
+    /// leader counts).
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes.load(Ordering::Relaxed)
     }
 
     /// The other members as the leader sees them (only the leader knows their lag; other
@@ -326,6 +337,22 @@ impl Drop for ReplicaGroup {
     fn drop(&mut self) {
         for task in self.tasks.lock().drain(..) {
             task.abort();
+        }
+    }
+}
+
+/// Counts the leaders this member sees, one per change.
+async fn count_leaders(raft: Raft<TypeConfig>, changes: Arc<AtomicU64>) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if leader.is_some() && leader != seen {
+            seen = leader;
+            changes.fetch_add(1, Ordering::Relaxed);
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
