@@ -34,6 +34,8 @@
 //! | `node` | [`Node`] and [`NodeBuilder`]: owner of the scopes and of the cluster membership |
 //! | `cluster` | gossip membership (chitchat), routes between nodes, the route handshake, interest |
 //! | [`meta`] | the meta group: cluster-wide definitions agreed through Raft (openraft) |
+//! | `raft` | what every Raft group gets from herald: the log and vote on disk, RPCs over the routes |
+//! | `replica` | a replicated stream's Raft group: proposing captured publishes, applying them to each replica |
 //! | `fanout` | the ring plain drop-oldest subscriptions of a pattern share, a cursor each |
 //! | `mailbox` | a subscription's own bounded buffer: queue, [`DropPolicy`], reader wake-up |
 //! | `subscription` | [`Subscription`], [`SubscribeOptions`], callbacks; how a subscription leaves its scope |
