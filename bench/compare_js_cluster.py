@@ -135,7 +135,8 @@ def main():
     try:
         with tempfile.TemporaryDirectory(prefix="herald-compare-jsc-") as root:
             clusters = {"herald": herald_cluster(root), "nats-server": nats_cluster(root)}
-            for name, replicas, args in ROWS:
+            only = os.environ.get("ROWS")  # e.g. ROWS=R3: the rows whose name has it
+            for name, replicas, args in [r for r in ROWS if not only or only in r[0]]:
                 results = {label: [] for label in clusters}
                 for _ in range(ROUNDS):
                     for label, nodes in clusters.items():
@@ -157,6 +158,8 @@ def main():
                 sys.stdout.flush()
             compare.stop_all()
         times = {"herald": [], "nats-server": []}
+        if not KILLS:
+            return
         for _ in range(KILLS):
             for label in times:
                 with tempfile.TemporaryDirectory(prefix="herald-compare-jsc-") as root:
