@@ -348,30 +348,39 @@ where
         I: IntoIterator<Item = Entry<C>> + Send,
         I::IntoIter: Send,
     {
-        let mut inner = self.inner.lock().await;
+        // Encoded before the lock; written under it; synced after it, so that readers (the
+        // leader's replication to the followers) need not wait for the sync.
         let mut bytes = Vec::new();
         let mut added = Vec::new();
         for entry in entries {
-            let at = bytes.len();
+            let at = bytes.len() as u64;
             encode_line(&mut bytes, &entry).map_err(|e| StorageIOError::write_logs(&e))?;
-            let line = Line {
-                log_id: entry.log_id,
-                at: inner.end + at as u64,
-                len: (bytes.len() - at) as u64,
-            };
-            added.push(line);
+            added.push((entry.log_id, at, bytes.len() as u64 - at));
         }
-        let written = inner
-            .log
-            .write_all(&bytes)
-            .and_then(|()| inner.log.sync_data());
-        if let Err(e) = written {
+        let written = {
+            let mut inner = self.inner.lock().await;
+            let written = inner
+                .log
+                .write_all(&bytes)
+                .and_then(|()| inner.log.try_clone());
+            if written.is_ok() {
+                let base = inner.end;
+                for (log_id, at, len) in added {
+                    let line = Line {
+                        log_id,
+                        at: base + at,
+                        len,
+                    };
+                    inner.lines.insert(log_id.index, line);
+                }
+                inner.end += bytes.len() as u64;
+            }
+            written
+        };
+        // Only a synced entry is acknowledged (and counts toward a commit).
+        if let Err(e) = written.and_then(|file| file.sync_data()) {
             callback.log_io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
             return Err(StorageIOError::write_logs(&e).into());
-        }
-        inner.end += bytes.len() as u64;
-        for line in added {
-            inner.lines.insert(line.log_id.index, line);
         }
         callback.log_io_completed(Ok(()));
         Ok(())
