@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
 use common::HeraldProcess;
+use common::sse::ask;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -43,18 +44,6 @@ async fn connect_scope(server: &HeraldProcess, scope: Option<&str>) -> Client {
         .await
         .expect("connect timed out")
         .expect("connect")
-}
-
-/// The server's answer on `subject` as JSON.
-async fn ask(client: &Client, subject: &str, body: &str) -> Value {
-    let reply = tokio::time::timeout(
-        WAIT,
-        client.request(subject.to_owned(), body.to_owned().into()),
-    )
-    .await
-    .expect("no answer in time")
-    .expect("request");
-    serde_json::from_slice(&reply.payload).expect("JSON answer")
 }
 
 /// Waits until the client's server routes to `peers` members and they all know its

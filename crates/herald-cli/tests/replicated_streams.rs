@@ -93,6 +93,26 @@ async fn create_events(js: &jetstream::Context, replicas: usize) -> String {
     info.cluster.clone().unwrap().leader.unwrap()
 }
 
+/// Three servers and an R3 stream made through one of them: the other servers (kept
+/// running), the stream's leader, and a client of a server that does not lead it.
+async fn r3_apart_from_its_leader(
+    dirs: &[tempfile::TempDir],
+) -> (
+    BTreeMap<String, HeraldProcess>,
+    HeraldProcess,
+    jetstream::Context,
+) {
+    let mut servers = three(dirs).await;
+    let first = servers.values().next().unwrap();
+    let js = jetstream::new(connect(first).await);
+    let leader = create_events(&js, 3).await;
+    let leader = servers.remove(&leader).unwrap();
+    let survivor = servers.values().next().unwrap();
+    let client = connect(survivor).await;
+    cluster_flush(&client, "").await;
+    (servers, leader, jetstream::new(client))
+}
+
 /// A stream with three replicas created through one server, written through a second, read
 /// through the third; every server holds a copy, and STREAM.INFO names the leader and the
 /// two other replicas as current.
@@ -107,6 +127,19 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
         connect(procs[2]).await,
     ];
     let [ja, jb, jc] = clients.clone().map(jetstream::new);
+    let err = ja
+        .create_stream(stream::Config {
+            name: "WIDE".into(),
+            subjects: vec!["wide.>".into()],
+            num_replicas: 6,
+            ..Default::default()
+        })
+        .await
+        .expect_err("6 replicas");
+    assert!(
+        err.to_string().contains("replicas > 5 not supported"),
+        "{err}"
+    );
     let created = ja.create_stream(events(3)).await.expect("an R3 create");
     assert_eq!(created.cached_info().config.num_replicas, 3);
     for client in &clients {
@@ -225,15 +258,7 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_when_the_leader_is_killed() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut servers = three(&dirs).await;
-    let first = servers.values().next().unwrap();
-    let js = jetstream::new(connect(first).await);
-    let leader = create_events(&js, 3).await;
-    let leader = servers.remove(&leader).unwrap();
-    let survivor = servers.values().next().unwrap();
-    let client = connect(survivor).await;
-    cluster_flush(&client, "").await;
-    let js = jetstream::new(client);
+    let (_servers, leader, js) = r3_apart_from_its_leader(&dirs).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut acked = BTreeSet::new();
@@ -274,15 +299,7 @@ async fn nothing_acknowledged_is_lost_when_the_leader_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_consumer_and_its_acks_survive_the_leader() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut servers = three(&dirs).await;
-    let first = servers.values().next().unwrap();
-    let js = jetstream::new(connect(first).await);
-    let leader = create_events(&js, 3).await;
-    let leader = servers.remove(&leader).unwrap();
-    let survivor = servers.values().next().unwrap();
-    let client = connect(survivor).await;
-    cluster_flush(&client, "").await;
-    let js = jetstream::new(client);
+    let (_servers, leader, js) = r3_apart_from_its_leader(&dirs).await;
     let deadline = Instant::now() + WAIT;
     for value in 0..100 {
         publish_until_acked(&js, value, deadline).await;

@@ -70,8 +70,6 @@ pub(crate) struct Peer<C> {
 impl<C: Config> RaftNetworkFactory<C> for Network<C>
 where
     C::Node: Serialize + DeserializeOwned,
-    C::D: Serialize,
-    openraft::Entry<C>: Serialize,
     C::Entry: Serialize,
 {
     type Network = Peer<C>;

@@ -156,18 +156,12 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<Id>> {
         // Replicated streams keep their whole Raft log (the snapshot policy is never); a
         // snapshot would have to carry the stream itself.
-        let inner = self.inner.lock().await;
-        let meta = SnapshotMeta {
-            last_log_id: inner.applied,
-            last_membership: inner.membership.clone(),
-            snapshot_id: format!("{:?}", inner.applied),
-        };
-        Err(StorageIOError::write_snapshot(
-            Some(meta.signature()),
-            &std::io::Error::other("replicated streams do not snapshot"),
-        )
-        .into())
+        Err(StorageIOError::write_snapshot(None, &no_snapshots()).into())
     }
+}
+
+fn no_snapshots() -> std::io::Error {
+    std::io::Error::other("replicated streams do not snapshot")
 }
 
 impl RaftStateMachine<TypeConfig> for Machine {
@@ -237,11 +231,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         meta: &SnapshotMeta<Id, Member>,
         _snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<Id>> {
-        Err(StorageIOError::write_snapshot(
-            Some(meta.signature()),
-            &std::io::Error::other("replicated streams do not snapshot"),
-        )
-        .into())
+        Err(StorageIOError::write_snapshot(Some(meta.signature()), &no_snapshots()).into())
     }
 
     async fn get_current_snapshot(
