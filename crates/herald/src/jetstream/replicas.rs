@@ -288,9 +288,17 @@ async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(),
         .unwrap_or_else(|| PathBuf::from("raft").join(group));
     let members = replicas_of(definition);
     let node = front.router.node();
-    let replica = ReplicaGroup::start(&node, stream, &dir, group, &members, HEARTBEAT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let replica = ReplicaGroup::start(
+        &node,
+        stream,
+        &dir,
+        group,
+        &members,
+        HEARTBEAT,
+        streams.fsync(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let replica = Arc::new(replica);
     let taking = Arc::new(Mutex::new(None));
     let follower = tokio::spawn(follow_leadership(

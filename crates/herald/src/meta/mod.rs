@@ -102,7 +102,11 @@ impl MetaGroup {
             .ok_or_else(|| Error::Cluster("the meta group needs a clustered node".into()))?;
         let id = node_id(&info.name);
         let io = |e: std::io::Error| Error::Cluster(format!("meta group state: {e}"));
-        let log = crate::raft::log_store::LogStore::<TypeConfig>::open(&options.dir).map_err(io)?;
+        let log = crate::raft::log_store::LogStore::<TypeConfig>::open(
+            &options.dir,
+            herald_log::Fsync::Always,
+        )
+        .map_err(io)?;
         let machine = machine::Machine::open(&options.dir).map_err(io)?;
         let definitions = machine.watch();
         let heartbeat = options.heartbeat.as_millis() as u64;

@@ -1,9 +1,11 @@
 //! A Raft log and vote on disk, for any of herald's Raft groups (the meta group, each
 //! replicated stream's group).
 //!
-//! `log` holds one entry per line, `<crc32c as 8 hex digits> <entry as JSON>`, appended and
-//! synced before openraft is told the entries are durable; only where each line starts is
-//! kept in memory, and entries are read back from the file when openraft asks for them.
+//! `log` holds one entry per line, `<crc32c as 8 hex digits> <entry as JSON>`, appended and,
+//! with `fsync = always`, synced before openraft is told the entries are durable (otherwise
+//! synced in the background, as a stream's own files are). Where each line starts is kept in
+//! memory with the newest entries themselves (openraft reads them back at once to replicate
+//! and apply them); older entries are read back from the file.
 //! `vote` and `purged` are small JSON files replaced whole (written aside, synced, renamed).
 //! At open, a last line cut short by a crash (no line end) is dropped: it was never
 //! acknowledged, as the sync comes before the acknowledgement. A whole line that fails its
@@ -12,7 +14,7 @@
 //! member would), so a damaged log never votes. A truncation (after an election) cuts the
 //! file; a purge (after a snapshot) rewrites it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +22,9 @@ use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use herald_log::Fsync;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, RaftTypeConfig, StorageError, StorageIOError, Vote};
 use serde::Serialize;
@@ -29,8 +33,9 @@ use serde::de::DeserializeOwned;
 type Id = u64;
 
 /// What the log store needs of a Raft configuration: numeric ids, openraft's own entries,
-/// which serde can write.
-pub(crate) trait Config: RaftTypeConfig<NodeId = Id, Entry = Entry<Self>> + Sized
+/// which serde can write and which can be kept in memory.
+pub(crate) trait Config:
+    RaftTypeConfig<NodeId = Id, Entry = Entry<Self>, D: Clone> + Sized
 where
     Entry<Self>: Serialize + DeserializeOwned,
 {
@@ -38,7 +43,7 @@ where
 
 impl<C> Config for C
 where
-    C: RaftTypeConfig<NodeId = Id, Entry = Entry<C>>,
+    C: RaftTypeConfig<NodeId = Id, Entry = Entry<C>, D: Clone>,
     Entry<C>: Serialize + DeserializeOwned,
 {
 }
@@ -48,8 +53,7 @@ pub(crate) struct LogStore<C: Config>
 where
     Entry<C>: Serialize + DeserializeOwned,
 {
-    inner: Arc<tokio::sync::Mutex<Inner>>,
-    _config: std::marker::PhantomData<C>,
+    inner: Arc<tokio::sync::Mutex<Inner<C>>>,
 }
 
 impl<C: Config> Clone for LogStore<C>
@@ -59,7 +63,6 @@ where
     fn clone(&self) -> Self {
         LogStore {
             inner: self.inner.clone(),
-            _config: std::marker::PhantomData,
         }
     }
 }
@@ -72,16 +75,40 @@ struct Line {
     len: u64,
 }
 
-struct Inner {
+struct Inner<C: Config>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     dir: PathBuf,
     log: File,
+    /// When appends reach the disk: before openraft is told (`Always`), or in the
+    /// background (`Interval`, `Never`).
+    fsync: Fsync,
+    /// Whether appends wait for the background sync.
+    unsynced: bool,
+    /// Whether the background sync runs.
+    flusher: bool,
+    /// The newest entries, as appended (openraft reads them back at once, to replicate and
+    /// to apply them): up to `CACHED_BYTES` of their lines, `CACHED` entries.
+    recent: VecDeque<Entry<C>>,
+    recent_bytes: u64,
     /// Where the file ends (the next line's offset).
     end: u64,
     lines: BTreeMap<u64, Line>,
     vote: Option<Vote<Id>>,
     purged: Option<LogId<Id>>,
     committed: Option<LogId<Id>>,
+    /// Where `committed` is written in place (a checked line, then spaces).
+    committed_file: File,
 }
+
+/// Most entries kept in memory after their append.
+const CACHED: usize = 4096;
+/// Most bytes of log lines kept in memory after their append.
+const CACHED_BYTES: u64 = 8 << 20;
+/// The committed file's width: its line, padded with spaces (so a write in place covers the
+/// one before).
+const COMMITTED_WIDTH: usize = 128;
 
 const LOG: &str = "log";
 const VOTE: &str = "vote";
@@ -92,8 +119,9 @@ impl<C: Config> LogStore<C>
 where
     Entry<C>: Serialize + DeserializeOwned,
 {
-    /// Opens (or creates) the log in `dir`.
-    pub(crate) fn open(dir: &Path) -> std::io::Result<LogStore<C>> {
+    /// Opens (or creates) the log in `dir`, syncing appends as `fsync` says (the vote is
+    /// always synced before it counts).
+    pub(crate) fn open(dir: &Path, fsync: Fsync) -> std::io::Result<LogStore<C>> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG);
         let (lines, end) = read_log::<C>(&path)?;
@@ -102,18 +130,29 @@ where
             .append(true)
             .read(true)
             .open(&path)?;
+        let committed_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join(COMMITTED))?;
         let inner = Inner {
             dir: dir.to_owned(),
             log,
+            fsync,
+            unsynced: false,
+            flusher: false,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
             end,
             lines,
             vote: read_json(&dir.join(VOTE))?,
             purged: read_json(&dir.join(PURGED))?,
-            committed: read_json(&dir.join(COMMITTED))?,
+            committed: read_committed(&committed_file),
+            committed_file,
         };
         Ok(LogStore {
             inner: Arc::new(tokio::sync::Mutex::new(inner)),
-            _config: std::marker::PhantomData,
         })
     }
 }
@@ -140,7 +179,7 @@ where
             break;
         }
         let whole = line.last() == Some(&b'\n');
-        match decode_line::<C>(&line).filter(|_| whole) {
+        match decode_line::<Entry<C>>(&line).filter(|_| whole) {
             Some(entry) => {
                 let log_id = entry.log_id;
                 let len = read as u64;
@@ -177,10 +216,7 @@ where
     Ok((lines, good))
 }
 
-fn decode_line<C: Config>(line: &[u8]) -> Option<Entry<C>>
-where
-    Entry<C>: Serialize + DeserializeOwned,
-{
+fn decode_line<T: DeserializeOwned>(line: &[u8]) -> Option<T> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let (sum, json) = (line.get(..8)?, line.get(9..)?);
     let sum = u32::from_str_radix(std::str::from_utf8(sum).ok()?, 16).ok()?;
@@ -194,6 +230,57 @@ fn encode_line<T: Serialize>(out: &mut Vec<u8>, entry: &T) -> std::io::Result<()
     out.extend_from_slice(&json);
     out.push(b'\n');
     Ok(())
+}
+
+/// Syncs the appends of the log in `inner` every `every`, while it is open.
+async fn flush_every<C: Config>(
+    inner: std::sync::Weak<tokio::sync::Mutex<Inner<C>>>,
+    every: Duration,
+) where
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let file = {
+            let mut inner = inner.lock().await;
+            if !std::mem::take(&mut inner.unsynced) {
+                continue;
+            }
+            inner.log.try_clone()
+        };
+        drop(inner);
+        let synced = match file {
+            Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
+            Err(e) => Err(e),
+        };
+        if let Err(err) = synced {
+            tracing::warn!(%err, "raft log: background sync failed");
+        }
+    }
+}
+
+/// The committed log id last written, if it can be read (it is only a hint: losing it delays
+/// applying entries until the leader is heard).
+fn read_committed(file: &File) -> Option<LogId<Id>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &*file, &mut bytes).ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    let line = bytes.split(|b| *b == b'\n').next()?;
+    let committed = decode_line::<Option<LogId<Id>>>(line);
+    if committed.is_none() {
+        tracing::warn!("raft log: the committed mark cannot be read; entries wait for the leader");
+    }
+    committed.flatten()
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
@@ -225,15 +312,25 @@ fn write_json<T: Serialize>(path: &Path, value: &T, sync: bool) -> std::io::Resu
     replace_file(path, &serde_json::to_vec(value)?, sync)
 }
 
-impl Inner {
-    /// The entry at `line`, read from the file (and checked again).
-    fn read<C: Config>(&self, line: &Line) -> std::io::Result<Entry<C>>
-    where
-        Entry<C>: Serialize + DeserializeOwned,
-    {
+impl<C: Config> Inner<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    /// The entry at `line`, from memory or the file (checked again).
+    fn read(&self, line: &Line) -> std::io::Result<Entry<C>> {
+        if let Some(first) = self.recent.front()
+            && let Some(entry) = line
+                .log_id
+                .index
+                .checked_sub(first.log_id.index)
+                .and_then(|at| self.recent.get(at as usize))
+            && entry.log_id == line.log_id
+        {
+            return Ok(entry.clone());
+        }
         let mut bytes = vec![0; line.len as usize];
         self.log.read_exact_at(&mut bytes, line.at)?;
-        decode_line::<C>(&bytes).ok_or_else(|| {
+        decode_line::<Entry<C>>(&bytes).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("raft log entry {} is damaged on disk", line.log_id.index),
@@ -241,17 +338,39 @@ impl Inner {
         })
     }
 
+    /// Keeps a newly appended entry in memory, forgetting the oldest beyond the bounds.
+    fn remember(&mut self, entry: Entry<C>, len: u64) {
+        if self
+            .recent
+            .back()
+            .is_some_and(|last| last.log_id.index + 1 != entry.log_id.index)
+        {
+            self.forget_all();
+        }
+        self.recent.push_back(entry);
+        self.recent_bytes += len;
+        while self.recent.len() > CACHED || self.recent_bytes > CACHED_BYTES {
+            let Some(old) = self.recent.pop_front() else {
+                break;
+            };
+            let len = self.lines.get(&old.log_id.index).map_or(0, |l| l.len);
+            self.recent_bytes = self.recent_bytes.saturating_sub(len);
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+    }
+
     /// Writes the log file again with the entries it keeps (after a purge).
-    fn rewrite<C: Config>(&mut self) -> std::io::Result<()>
-    where
-        Entry<C>: Serialize + DeserializeOwned,
-    {
+    fn rewrite(&mut self) -> std::io::Result<()> {
         let mut bytes = Vec::new();
         let mut lines = BTreeMap::new();
         for line in self.lines.values() {
             let at = bytes.len() as u64;
             let len = bytes.len();
-            let entry = self.read::<C>(line)?;
+            let entry = self.read(line)?;
             encode_line(&mut bytes, &entry)?;
             let len = (bytes.len() - len) as u64;
             lines.insert(
@@ -283,7 +402,7 @@ where
         let inner = self.inner.lock().await;
         let mut entries = Vec::new();
         for line in inner.lines.range(range).map(|(_, line)| line) {
-            match inner.read::<C>(line) {
+            match inner.read(line) {
                 Ok(entry) => entries.push(entry),
                 Err(e) => return Err(StorageIOError::read_log_entry(line.log_id, &e).into()),
             }
@@ -328,8 +447,16 @@ where
         committed: Option<LogId<Id>>,
     ) -> Result<(), StorageError<Id>> {
         let mut inner = self.inner.lock().await;
-        // Not synced: losing it only delays re-applying entries until the leader is heard.
-        write_json(&inner.dir.join(COMMITTED), &committed, false)
+        // Written in place, not synced: losing it only delays re-applying entries until the
+        // leader is heard, and a torn write fails its checksum.
+        let mut line = Vec::with_capacity(COMMITTED_WIDTH);
+        encode_line(&mut line, &committed).map_err(|e| StorageIOError::write(&e))?;
+        if line.len() < COMMITTED_WIDTH {
+            line.resize(COMMITTED_WIDTH, b' ');
+        }
+        inner
+            .committed_file
+            .write_all_at(&line, 0)
             .map_err(|e| StorageIOError::write(&e))?;
         inner.committed = committed;
         Ok(())
@@ -355,30 +482,43 @@ where
         for entry in entries {
             let at = bytes.len() as u64;
             encode_line(&mut bytes, &entry).map_err(|e| StorageIOError::write_logs(&e))?;
-            added.push((entry.log_id, at, bytes.len() as u64 - at));
+            added.push((entry, at, bytes.len() as u64 - at));
         }
         let written = {
             let mut inner = self.inner.lock().await;
-            let written = inner
-                .log
-                .write_all(&bytes)
-                .and_then(|()| inner.log.try_clone());
+            let written = inner.log.write_all(&bytes);
+            let written = match (written, inner.fsync) {
+                (Ok(()), Fsync::Always) => inner.log.try_clone().map(Some),
+                (Ok(()), Fsync::Interval(every)) => {
+                    inner.unsynced = true;
+                    if !inner.flusher {
+                        inner.flusher = true;
+                        tokio::spawn(flush_every(Arc::downgrade(&self.inner), every));
+                    }
+                    Ok(None)
+                }
+                (Ok(()), Fsync::Never) => Ok(None),
+                (Err(e), _) => Err(e),
+            };
             if written.is_ok() {
                 let base = inner.end;
-                for (log_id, at, len) in added {
+                for (entry, at, len) in added {
                     let line = Line {
-                        log_id,
+                        log_id: entry.log_id,
                         at: base + at,
                         len,
                     };
-                    inner.lines.insert(log_id.index, line);
+                    inner.lines.insert(entry.log_id.index, line);
+                    inner.remember(entry, len);
                 }
                 inner.end += bytes.len() as u64;
             }
             written
         };
-        // Only a synced entry is acknowledged (and counts toward a commit).
-        if let Err(e) = written.and_then(|file| file.sync_data()) {
+        // With `fsync = always`, only a synced entry is acknowledged (and counts toward a
+        // commit).
+        let synced = written.and_then(|file| file.map_or(Ok(()), |f| f.sync_data()));
+        if let Err(e) = synced {
             callback.log_io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
             return Err(StorageIOError::write_logs(&e).into());
         }
@@ -395,6 +535,16 @@ where
             done.map_err(|e| StorageIOError::write_logs(&e))?;
             inner.end = at;
         }
+        while inner
+            .recent
+            .back()
+            .is_some_and(|last| last.log_id.index >= log_id.index)
+        {
+            inner.recent.pop_back();
+        }
+        if inner.recent.is_empty() {
+            inner.forget_all();
+        }
         Ok(())
     }
 
@@ -405,8 +555,15 @@ where
         inner.purged = Some(log_id);
         let kept = inner.lines.split_off(&(log_id.index + 1));
         inner.lines = kept;
+        while inner
+            .recent
+            .front()
+            .is_some_and(|first| first.log_id.index <= log_id.index)
+        {
+            inner.recent.pop_front();
+        }
         inner
-            .rewrite::<C>()
+            .rewrite()
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
@@ -479,14 +636,18 @@ mod tests {
     async fn the_vote_and_entries_survive_a_reopen_and_truncate_and_purge_persist() {
         let dir = tempfile::tempdir().unwrap();
         write_entries(dir.path(), 5);
-        let mut store = LogStore::<TypeConfig>::open(dir.path()).unwrap();
+        let mut store = LogStore::<TypeConfig>::open(dir.path(), Fsync::Always).unwrap();
         let vote = Vote::new(3, 7);
         store.save_vote(&vote).await.unwrap();
+        store.save_committed(Some(entry(5).log_id)).await.unwrap();
+        store.save_committed(Some(entry(3).log_id)).await.unwrap();
         store.truncate(entry(4).log_id).await.unwrap();
         store.purge(entry(1).log_id).await.unwrap();
         drop(store);
-        let mut store = LogStore::<TypeConfig>::open(dir.path()).unwrap();
+        let mut store = LogStore::<TypeConfig>::open(dir.path(), Fsync::Always).unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        // Written in place over a longer mark: the shorter one reads back.
+        assert_eq!(store.read_committed().await.unwrap(), Some(entry(3).log_id));
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
@@ -495,5 +656,15 @@ mod tests {
             entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
             [2, 3]
         );
+
+        // A damaged committed mark is only a lost hint, never a wrong one.
+        drop(store);
+        let path = dir.path().join(COMMITTED);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let digit = bytes.iter().rposition(u8::is_ascii_digit).unwrap();
+        bytes[digit] = if bytes[digit] == b'9' { b'8' } else { b'9' };
+        std::fs::write(&path, &bytes).unwrap();
+        let mut store = LogStore::<TypeConfig>::open(dir.path(), Fsync::Always).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), None);
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, LogId, StorageError, StorageIOError, StoredMembership};
 
-use super::types::{ConsumerState, TypeConfig};
+use super::types::{Item, TypeConfig};
 use crate::meta::Member;
 use crate::streams::stream::{Incoming, Stream};
 
@@ -133,22 +133,21 @@ impl Inner {
 }
 
 /// Keeps a consumer's state as the leader saved it, for when this replica leads.
-fn keep_consumer(stream: &Stream, state: &ConsumerState) {
-    let file = stream
-        .dir
-        .join("consumers")
-        .join(format!("{}.json", state.name));
-    let kept = match &state.saved {
-        Some(saved) => serde_json::to_vec(saved)
-            .map_err(std::io::Error::from)
-            .and_then(|json| crate::raft::log_store::replace_file(&file, &json, false)),
+fn keep_consumer(stream: &Stream, name: &str, saved: Option<&[u8]>) {
+    if !crate::streams::valid_name(name) {
+        tracing::warn!(stream = %stream.name, name, "a consumer state with an unusable name; ignored");
+        return;
+    }
+    let file = stream.dir.join("consumers").join(format!("{name}.json"));
+    let kept = match saved {
+        Some(saved) => crate::raft::log_store::replace_file(&file, saved, false),
         None => match std::fs::remove_file(&file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         },
     };
     if let Err(err) = kept {
-        tracing::warn!(stream = %stream.name, consumer = state.name, %err, "cannot keep a consumer's state");
+        tracing::warn!(stream = %stream.name, consumer = name, %err, "cannot keep a consumer's state");
     }
 }
 
@@ -189,23 +188,26 @@ impl RaftStateMachine<TypeConfig> for Machine {
                 EntryPayload::Normal(batch) => {
                     let proposer = entry.log_id.leader_id.node_id == inner.me
                         && entry.log_id.index > inner.replayed_to;
-                    for msg in &batch.msgs {
-                        self.last_ts.fetch_max(msg.ts, Ordering::AcqRel);
-                        if msg.ts <= inner.stored_to {
-                            continue;
-                        }
-                        let incoming = Incoming {
-                            subject: &msg.subject,
-                            reply: msg.reply.as_deref(),
-                            headers: (!msg.headers.is_empty()).then_some(&msg.headers[..]),
-                            payload: &msg.payload,
-                        };
-                        inner.stream.admit(&incoming, msg.ts, proposer);
-                    }
-                    // The live proposer's own file is newer than what it proposed.
-                    if !proposer {
-                        for state in &batch.consumers {
-                            keep_consumer(&inner.stream, state);
+                    for item in batch.items() {
+                        match item {
+                            Item::Message(msg) => {
+                                self.last_ts.fetch_max(msg.ts, Ordering::AcqRel);
+                                if msg.ts <= inner.stored_to {
+                                    continue;
+                                }
+                                let incoming = Incoming {
+                                    subject: msg.subject,
+                                    reply: msg.reply,
+                                    headers: msg.headers,
+                                    payload: msg.payload,
+                                };
+                                inner.stream.admit(&incoming, msg.ts, proposer);
+                            }
+                            // The live proposer's own file is newer than what it proposed.
+                            Item::Consumer { .. } if proposer => {}
+                            Item::Consumer { name, saved } => {
+                                keep_consumer(&inner.stream, name, saved)
+                            }
                         }
                     }
                 }

@@ -5,7 +5,7 @@
 //! **Publishing.** Only the leader's replica subscribes the stream's subjects. What it
 //! captures goes to a proposer task, which stamps each message (strictly increasing, above
 //! everything applied before) and proposes what has queued up as one entry. Once a majority
-//! has the entry on disk it is committed and every replica applies it: its stream admits each
+//! has appended the entry (and synced it, with `fsync = always`) it is committed and every replica applies it: its stream admits each
 //! message with the same checks and stamp (`machine`), so all store the same messages under
 //! the same sequences, and the proposer's replica answers the publishers once its own copy
 //! is stored. A publish is thus acknowledged only when a majority holds it.
@@ -39,10 +39,15 @@ use crate::raft::network::{self, Network};
 use crate::streams::stream::{Propose, Stream};
 use crate::target::Delivery;
 use crate::time::now_nanos;
-use types::{Batch, ConsumerState, Proposal, Published, TypeConfig};
+use types::{Builder, Proposal, TypeConfig};
 
 /// Most messages one entry carries.
 const MAX_BATCH: usize = 1024;
+
+/// Most entries proposed and not yet applied. openraft 0.9 syncs each entry on its own
+/// before replicating it, so while this many wait, what is captured gathers into the next
+/// entry instead of costing a sync of its own.
+const WINDOW: usize = 4;
 
 /// What is wrong with a replica's stream files, if anything: every record of every segment
 /// is read and checked (segment indexes are not trusted here), so damage that recovery let
@@ -117,23 +122,21 @@ struct Proposer {
 
 impl Propose for Proposer {
     fn propose(&self, msg: &Delivery<'_>) -> bool {
-        let published = Published {
-            subject: msg.subject().to_owned(),
-            reply: msg.reply().map(str::to_owned),
-            headers: msg.header_block().map(<[u8]>::to_vec).unwrap_or_default(),
-            payload: msg.payload().to_vec(),
-            ts: 0,
+        let Some(item) = types::encode_message(
+            msg.subject(),
+            msg.reply(),
+            msg.header_block(),
+            msg.payload(),
+        ) else {
+            return false;
         };
-        self.queue.send(Proposal::Publish(published)).is_ok()
+        self.queue.send(Proposal::Message(item)).is_ok()
     }
 
     fn consumer(&self, name: &str, saved: Option<Vec<u8>>) {
-        let saved = saved.and_then(|json| serde_json::from_slice(&json).ok());
-        let state = ConsumerState {
-            name: name.to_owned(),
-            saved,
-        };
-        let _ = self.queue.send(Proposal::Consumer(state));
+        if let Some(item) = types::encode_consumer(name, saved.as_deref()) {
+            let _ = self.queue.send(Proposal::Consumer(item));
+        }
     }
 }
 
@@ -141,7 +144,10 @@ impl ReplicaGroup {
     /// Starts this node's member of the group `group` (a token unique to the stream) for
     /// its replica `stream`, with its Raft state in `dir`. `members` are the nodes holding
     /// the stream, by name (this node among them); a fresh group is formed by all of them
-    /// alike. `heartbeat` is the leader's; elections start after 4 to 8 missed ones.
+    /// alike. `heartbeat` is the leader's; elections start after 4 to 8 missed ones. `fsync`
+    /// is the node's: with `always`, an entry counts toward a commit (and its publishers'
+    /// acks) only once synced; otherwise its Raft log is synced in the background, as
+    /// unreplicated streams are.
     pub(crate) async fn start(
         node: &Node,
         stream: Arc<Stream>,
@@ -149,6 +155,7 @@ impl ReplicaGroup {
         group: &str,
         members: &[String],
         heartbeat: Duration,
+        fsync: herald_log::Fsync,
     ) -> Result<ReplicaGroup> {
         let info = node
             .cluster_info()
@@ -156,7 +163,8 @@ impl ReplicaGroup {
         let id = node_id(&info.name);
         let io =
             |e: std::io::Error| Error::Cluster(format!("stream {} raft state: {e}", stream.name));
-        let mut log = crate::raft::log_store::LogStore::<TypeConfig>::open(dir).map_err(io)?;
+        let mut log =
+            crate::raft::log_store::LogStore::<TypeConfig>::open(dir, fsync).map_err(io)?;
         let held = openraft::storage::RaftLogStorage::get_log_state(&mut log)
             .await
             .map_err(|e| Error::Cluster(format!("stream {} raft log: {e}", stream.name)))?;
@@ -378,17 +386,24 @@ async fn propose(
     mut proposals: mpsc::UnboundedReceiver<Proposal>,
     clock: Arc<AtomicU64>,
 ) {
+    let mut waiting = std::collections::VecDeque::with_capacity(WINDOW);
     let mut next = proposals.recv().await;
     while let Some(first) = next.take() {
-        let mut batch = Batch::default();
+        if waiting.len() >= WINDOW
+            && let Some(oldest) = waiting.pop_front()
+        {
+            // Its outcome is the publishers' (answered when applied); only its end matters.
+            let _ = oldest.await;
+        }
+        let mut batch = Builder::default();
         let mut take = |proposal| match proposal {
-            Proposal::Publish(mut msg) => {
+            Proposal::Message(item) => {
                 let last = clock.load(Ordering::Acquire);
-                msg.ts = now_nanos().max(last + 1);
-                clock.store(msg.ts, Ordering::Release);
-                batch.msgs.push(msg);
+                let ts = now_nanos().max(last + 1);
+                clock.store(ts, Ordering::Release);
+                batch.push_message(&item, ts);
             }
-            Proposal::Consumer(state) => batch.consumers.push(state),
+            Proposal::Consumer(item) => batch.push_consumer(&item),
         };
         take(first);
         for _ in 1..MAX_BATCH {
@@ -399,9 +414,12 @@ async fn propose(
         }
         // The answer comes from applying the entry; a proposal that fails (this member
         // stopped leading) is never answered, and its publishers retry.
-        if let Err(err) = raft.client_write_ff(batch).await {
-            tracing::debug!(%err, "stream group stopped");
-            return;
+        match raft.client_write_ff(batch.finish()).await {
+            Ok(applied) => waiting.push_back(applied),
+            Err(err) => {
+                tracing::debug!(%err, "stream group stopped");
+                return;
+            }
         }
         next = proposals.recv().await;
     }

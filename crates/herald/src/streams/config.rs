@@ -750,7 +750,7 @@ impl ConsumerConfig {
 
 /// Whether `name` may name a stream or a consumer: 1 to 255 bytes, with no whitespace, control
 /// characters, `.`, `*`, `>` or path separators (it becomes a subject token and a file name).
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.chars().any(|c| {

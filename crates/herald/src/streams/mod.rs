@@ -58,6 +58,7 @@ mod retention;
 mod sourcing;
 pub(crate) mod store;
 pub(crate) mod stream;
+pub(crate) use config::valid_name;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -216,6 +217,11 @@ impl Streams {
     /// capturing: its Raft group decides when it does.
     pub(crate) fn replica(&self, config: StreamConfig) -> Result<Arc<stream::Stream>> {
         self.store.replica(config)
+    }
+
+    /// When appended messages reach the disk, as this store was opened with.
+    pub(crate) fn fsync(&self) -> Fsync {
+        self.store.fsync
     }
 
     /// This node's replica starts leading `stream`: its consumers start.

@@ -189,8 +189,8 @@ impl Store {
         }
         let fsync = match config.storage {
             Storage::Memory => Fsync::Never,
-            // A replica's messages are synced in its Raft log before anyone is answered; its
-            // stream is rebuilt from that log when a crash leaves it short.
+            // A replica's messages are in its Raft log (synced as `fsync` says) before anyone
+            // is answered; its stream is rebuilt from that log when a crash leaves it short.
             Storage::File if config.replicas > 1 => Fsync::Never,
             Storage::File => self.fsync,
         };
