@@ -11,8 +11,12 @@
 //! - *conflicts*: a sequence acknowledged for one value and read with another, or two
 //!   values acknowledged with one sequence.
 //!
-//! It passes with no loss, nothing unexpected and no conflict. `FAULT_ROUNDS` sets
-//! the number of faults (50 by default; the long run in BENCHMARKS.md used more).
+//! A second run puts each server in a network namespace of its own (`common::netns`) and
+//! the nemesis cuts off the leader, then a follower, and joins it again.
+//!
+//! It passes with no loss, nothing unexpected and no conflict. `FAULT_ROUNDS` and
+//! `PARTITION_ROUNDS` set the number of faults (50 and 20 by default; the long runs in
+//! BENCHMARKS.md used more).
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use common::HeraldProcess;
+use common::netns::Network;
 use common::sse::{ask, cluster_flush, nats as connect};
 use std::sync::Mutex;
 
@@ -47,14 +52,25 @@ struct Cluster {
     servers: BTreeMap<String, (Option<HeraldProcess>, usize)>,
     /// (client, route) address of each server.
     addrs: BTreeMap<String, (String, String)>,
+    /// The namespaces the servers run in, for partitions; `None` on loopback.
+    network: Option<Network>,
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    /// Three servers on loopback, or each in its own namespace of `network`.
+    async fn start(network: Option<Network>) -> Cluster {
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let a = node(dirs[0].path(), &[]);
-        let b = node(dirs[1].path(), &[&a]);
-        let c = node(dirs[2].path(), &[&a]);
+        let listen = |at: usize| match &network {
+            Some(network) => (
+                format!("{}:4222", network.addr(at)),
+                format!("{}:6222", network.addr(at)),
+            ),
+            None => ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned()),
+        };
+        let a = launch(network.as_ref(), 0, dirs[0].path(), &listen(0), None);
+        let seed = a.cluster_addr();
+        let b = launch(network.as_ref(), 1, dirs[1].path(), &listen(1), Some(&seed));
+        let c = launch(network.as_ref(), 2, dirs[2].path(), &listen(2), Some(&seed));
         let mut servers = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         for (at, server) in [a, b, c].into_iter().enumerate() {
@@ -72,6 +88,7 @@ impl Cluster {
             dirs,
             servers,
             addrs,
+            network,
         }
     }
 
@@ -96,30 +113,68 @@ impl Cluster {
     fn restart(&mut self, name: &str) {
         let seed = self.live().next().unwrap().cluster_addr();
         let at = self.servers[name].1;
-        let dir = self.dirs[at].path().to_str().unwrap().to_owned();
-        let (listen, route) = &self.addrs[name];
-        let server = HeraldProcess::start(&[
-            "--listen",
-            listen,
-            "--cluster-listen",
-            route,
-            "--cluster-secret",
-            SECRET,
-            "--data-dir",
-            &dir,
-            "--seeds",
-            &seed,
-        ]);
+        let server = launch(
+            self.network.as_ref(),
+            at,
+            self.dirs[at].path(),
+            &self.addrs[name],
+            Some(&seed),
+        );
         self.servers.get_mut(name).unwrap().0 = Some(server);
     }
 
     fn signal(&self, name: &str, signal: &str) {
         self.servers[name].0.as_ref().unwrap().signal(signal);
     }
+
+    /// Cuts server `name` off the network (every other server and the client), or joins
+    /// it again.
+    fn partition(&self, name: &str, cut: bool) {
+        let network = self.network.as_ref().expect("servers in namespaces");
+        let at = self.servers[name].1;
+        if cut {
+            network.isolate(at);
+        } else {
+            network.heal(at);
+        }
+    }
 }
 
-fn node(data: &std::path::Path, seeds: &[&HeraldProcess]) -> HeraldProcess {
-    HeraldProcess::clustered(SECRET, seeds, &["--data-dir", data.to_str().unwrap()])
+/// Starts server `at` with its data in `data`, listening on `listen` (client, route
+/// addresses), seeded with `seed`; in its namespace of `network` if there is one.
+fn launch(
+    network: Option<&Network>,
+    at: usize,
+    data: &std::path::Path,
+    listen: &(String, String),
+    seed: Option<&str>,
+) -> HeraldProcess {
+    let mut args = vec![
+        "--listen",
+        &listen.0,
+        "--cluster-listen",
+        &listen.1,
+        "--cluster-secret",
+        SECRET,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    if let Some(seed) = seed {
+        args.extend(["--seeds", seed]);
+    }
+    match network {
+        Some(network) => {
+            let mut command = std::process::Command::new("ip");
+            command.args([
+                "netns",
+                "exec",
+                &network.namespace(at),
+                env!("CARGO_BIN_EXE_herald"),
+            ]);
+            HeraldProcess::spawn(command, &args)
+        }
+        None => HeraldProcess::start(&args),
+    }
 }
 
 /// The stream's cluster object as its leader answers it, once it has a leader other than
@@ -214,17 +269,44 @@ async fn progress(history: &Mutex<History>, from: usize, more: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_r3_stream_loses_nothing_acknowledged_through_kills_and_pauses() {
-    let rounds: usize = std::env::var("FAULT_ROUNDS")
+/// What the nemesis does, a fault per round.
+#[derive(Clone, Copy)]
+enum Nemesis {
+    /// kill -9 of the leader, kill -9 of a follower, SIGSTOP of the leader, in turn.
+    Processes,
+    /// The leader cut off the network, then a follower (a minority), in turn.
+    Partitions,
+}
+
+/// The rounds `variable` asks for, else `default`.
+fn rounds(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(50);
-    let mut cluster = Cluster::start().await;
-    // A server paused with SIGSTOP keeps its connections open, and its kernel still accepts
-    // new ones: the client finds out by the pings it stops answering, and gives a server
-    // half a second to say hello before it tries the next (the defaults, a minute of pings
-    // and 5 s per attempt, would measure the client, not the cluster).
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_r3_stream_loses_nothing_acknowledged_through_kills_and_pauses() {
+    let cluster = Cluster::start(None).await;
+    workload(cluster, rounds("FAULT_ROUNDS", 50), Nemesis::Processes).await;
+}
+
+/// The servers in network namespaces of their own (as root, with iproute2): the leader, then
+/// a follower, cut off and joined again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_r3_stream_loses_nothing_acknowledged_through_partitions() {
+    let cluster = Cluster::start(Some(Network::new(3))).await;
+    workload(cluster, rounds("PARTITION_ROUNDS", 20), Nemesis::Partitions).await;
+}
+
+/// Publishes through `rounds` faults of `nemesis`, then checks what was read against what
+/// was acknowledged.
+async fn workload(mut cluster: Cluster, rounds: usize, nemesis: Nemesis) {
+    // A server paused with SIGSTOP (or cut off) keeps its connections open, and its kernel
+    // may still accept new ones: the client finds out by the pings it stops answering, and
+    // gives a server half a second to say hello before it tries the next (the defaults, a
+    // minute of pings and 5 s per attempt, would measure the client, not the cluster).
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .ping_interval(Duration::from_millis(250))
@@ -254,11 +336,12 @@ async fn an_r3_stream_loses_nothing_acknowledged_through_kills_and_pauses() {
     let mut failovers = Vec::new();
     for round in 0..rounds {
         let leader = settled(&js, None, &all).await.leader.unwrap();
+        let follower = names.iter().find(|n| **n != leader).unwrap().clone();
         let acked = acked_so_far(&history);
         let started = Instant::now();
-        match round % 3 {
+        match (nemesis, round % 3) {
             // The leader dies; a new one takes over; the old one comes back as a follower.
-            0 => {
+            (Nemesis::Processes, 0) => {
                 println!("round {round}: kill -9 the leader {leader}");
                 cluster.kill(&leader);
                 progress(&history, acked, 1).await;
@@ -266,15 +349,14 @@ async fn an_r3_stream_loses_nothing_acknowledged_through_kills_and_pauses() {
                 cluster.restart(&leader);
             }
             // A follower dies and comes back; the leader never stops.
-            1 => {
-                let follower = names.iter().find(|n| **n != leader).unwrap().clone();
+            (Nemesis::Processes, 1) => {
                 println!("round {round}: kill -9 the follower {follower}");
                 cluster.kill(&follower);
                 progress(&history, acked, 1).await;
                 cluster.restart(&follower);
             }
             // The leader is paused past the election timeout, then resumes as a follower.
-            _ => {
+            (Nemesis::Processes, _) => {
                 println!("round {round}: SIGSTOP the leader {leader}");
                 cluster.signal(&leader, "STOP");
                 settled(&js, Some(&leader), &[]).await;
@@ -282,6 +364,24 @@ async fn an_r3_stream_loses_nothing_acknowledged_through_kills_and_pauses() {
                 progress(&history, acked, 1).await;
                 failovers.push(started.elapsed());
                 cluster.signal(&leader, "CONT");
+            }
+            // The leader is cut off: the majority elects another and goes on; the old
+            // leader, joined again, follows it (what it took alone is never acknowledged).
+            (Nemesis::Partitions, 0 | 2) => {
+                println!("round {round}: cut off the leader {leader}");
+                cluster.partition(&leader, true);
+                settled(&js, Some(&leader), &[]).await;
+                let acked = acked_so_far(&history);
+                progress(&history, acked, 1).await;
+                failovers.push(started.elapsed());
+                cluster.partition(&leader, false);
+            }
+            // A follower is cut off (a minority): the leader goes on with the other.
+            (Nemesis::Partitions, _) => {
+                println!("round {round}: cut off the follower {follower}");
+                cluster.partition(&follower, true);
+                progress(&history, acked, 20).await;
+                cluster.partition(&follower, false);
             }
         }
         // Back to three current replicas before the next fault.

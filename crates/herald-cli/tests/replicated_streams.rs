@@ -55,8 +55,8 @@ fn events(replicas: usize) -> stream::Config {
     }
 }
 
-/// Publishes `value` until it is acknowledged (a retry after an unanswered publish may store
-/// it twice, which the reader counts as a duplicate, not a loss).
+/// Publishes `value` until it is acknowledged, with its own `Nats-Msg-Id` (a retry after an
+/// unanswered publish that was stored after all is acknowledged as the duplicate it is).
 async fn publish_until_acked(js: &jetstream::Context, value: u64, deadline: Instant) -> u64 {
     let mut retry = tokio::time::interval(Duration::from_millis(50));
     loop {
@@ -65,7 +65,10 @@ async fn publish_until_acked(js: &jetstream::Context, value: u64, deadline: Inst
             "value {value} never acknowledged"
         );
         let sent = tokio::time::timeout(Duration::from_secs(2), async {
-            js.publish(format!("events.{}", value % 7), value.to_string().into())
+            let message = jetstream::message::PublishMessage::build()
+                .message_id(format!("v{value}"))
+                .payload(value.to_string().into());
+            js.send_publish(format!("events.{}", value % 7), message)
                 .await?
                 .await
         })
@@ -376,12 +379,32 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
     assert_eq!(second_half, (50..100).collect::<Vec<u64>>());
 }
 
-/// A follower is stopped, misses messages, and has a byte of its stream's segment flipped
-/// while it is down: when it comes back it cuts the damaged tail, stores again what the
-/// group agreed (from its Raft log and the leader's), and its copy ends up whole, as read
-/// back from its own directory afterwards.
+/// A follower's stream segment is damaged (a flipped byte in the middle of its only segment)
+/// while it is down: when it comes back it finds the damage, stores again what the group
+/// agreed (from its Raft log and the leader's), and its copy ends up whole, as read back from
+/// its own directory afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_follower_is_repaired_from_the_group() {
+    damaged_replica_is_repaired(Victim::Follower).await;
+}
+
+/// The leader is stopped, the others go on without it, and it loses the tails of both its
+/// stream segment and its Raft log while down: it must not lead with what it has left (the
+/// others hold more, and never vote for a shorter log), and it comes back whole from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_tail_comes_back_whole_from_the_others() {
+    damaged_replica_is_repaired(Victim::Leader).await;
+}
+
+/// Which replica [`damaged_replica_is_repaired`] damages.
+enum Victim {
+    /// A follower: a byte flipped in the middle of its segment.
+    Follower,
+    /// The leader: its segment cut in half and the last quarter of its Raft log cut off.
+    Leader,
+}
+
+async fn damaged_replica_is_repaired(victim: Victim) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut placed = three_in(&dirs).await;
     let at: BTreeMap<String, usize> = placed.iter().map(|(n, (_, at))| (n.clone(), *at)).collect();
@@ -392,15 +415,19 @@ async fn a_damaged_follower_is_repaired_from_the_group() {
     let first = servers.values().next().unwrap();
     let js = jetstream::new(connect(first).await);
     let leader = create_events(&js, 3).await;
-    let follower = at.keys().find(|n| **n != leader).unwrap().clone();
-    let at = at[&follower];
-    let client = connect(&servers[&leader]).await;
-    let js = jetstream::new(client);
+    let damaged = match victim {
+        Victim::Follower => at.keys().find(|n| **n != leader).unwrap().clone(),
+        Victim::Leader => leader.clone(),
+    };
+    let at = at[&damaged];
+    // Published through a server that stays up.
+    let through = servers.keys().find(|n| **n != damaged).unwrap().clone();
+    let js = jetstream::new(connect(&servers[&through]).await);
     let deadline = Instant::now() + WAIT;
     for value in 0..100 {
         publish_until_acked(&js, value, deadline).await;
     }
-    assert!(servers.remove(&follower).unwrap().terminate().success());
+    assert!(servers.remove(&damaged).unwrap().terminate().success());
     for value in 100..200 {
         publish_until_acked(&js, value, deadline).await;
     }
@@ -413,17 +440,141 @@ async fn a_damaged_follower_is_repaired_from_the_group() {
     assert_eq!(segments.len(), 1, "{segments:?}");
     let mut bytes = std::fs::read(&segments[0]).unwrap();
     let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&segments[0], &bytes).unwrap();
+    match victim {
+        Victim::Follower => {
+            bytes[middle] ^= 0x40;
+            std::fs::write(&segments[0], &bytes).unwrap();
+        }
+        Victim::Leader => {
+            std::fs::write(&segments[0], &bytes[..middle]).unwrap();
+            // Whole entries gone from the end of its Raft log, as if never written.
+            let groups: Vec<_> = std::fs::read_dir(dirs[at].path().join("raft"))
+                .unwrap()
+                .map(|e| e.unwrap().path().join("log"))
+                .collect();
+            assert_eq!(groups.len(), 1, "{groups:?}");
+            let log = std::fs::read(&groups[0]).unwrap();
+            let ends: Vec<usize> = log
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1)
+                .collect();
+            std::fs::write(&groups[0], &log[..ends[ends.len() * 3 / 4]]).unwrap();
+        }
+    }
 
     let live = servers.values().next().unwrap();
     let back = node(dirs[at].path(), &[live]);
+    holds_all(&back, 200).await;
+    // Every acknowledged value, once, through the group.
+    let expected: Vec<(u64, u64)> = (0..200).map(|v| (v + 1, v)).collect();
+    assert_eq!(read_all(&js).await, expected);
+    drop(servers);
+    assert!(back.terminate().success());
+
+    // Its copy, read alone.
+    let alone = HeraldProcess::start(&["--data-dir", dirs[at].path().to_str().unwrap()]);
+    let js = jetstream::new(connect(&alone).await);
+    assert_eq!(read_all(&js).await, expected);
+}
+
+/// A server is lost for good and a new one joins while a client publishes:
+/// `$JS.API.SERVER.REMOVE` takes the lost one out of the cluster's JetStream, the stream's
+/// replica moves to the newcomer (which catches up from the group's log), and the stream
+/// keeps three current replicas and every acknowledged message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_server_is_replaced_and_the_stream_keeps_three_replicas() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers = three(&dirs[..3]).await;
+    let first = servers.values().next().unwrap();
+    let js = jetstream::new(connect(first).await);
+    let leader = create_events(&js, 3).await;
+    let lost = servers.keys().find(|n| **n != leader).unwrap().clone();
+    let client = connect(&servers[&leader]).await;
+    let js = jetstream::new(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for value in 0..50 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+
+    // Publishing goes on through the leader's server while the cluster changes.
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            for value in 50..300 {
+                publish_until_acked(&js, value, deadline).await;
+            }
+        })
+    };
+    let newcomer = node(dirs[3].path(), &[&servers[&leader]]);
+    let newcomer_client = connect(&newcomer).await;
+    cluster_flush(
+        &newcomer_client,
+        r#"{"peers":3,"meta":4,"timeout_ms":8000}"#,
+    )
+    .await;
+    let newcomer_name = ask(&newcomer_client, "$HERALD.API.CLUSTER.INFO", "").await["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    servers.remove(&lost).unwrap().kill9();
+
+    // Refused while gossip still sees the lost server (online), or while the meta group
+    // elects a leader in its place (retryable), then done.
+    let removal = format!(r#"{{"peer":"{lost}"}}"#);
+    let mut retry = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let answer = ask(&client, "$JS.API.SERVER.REMOVE", &removal).await;
+        if answer["success"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never removed: {answer}");
+        let online = answer["error"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("online"));
+        assert!(online || answer["error"]["err_code"] == 10008, "{answer}");
+        retry.tick().await;
+    }
+    let unknown = ask(&client, "$JS.API.SERVER.REMOVE", r#"{"peer":"nobody"}"#).await;
+    assert_eq!(unknown["error"]["err_code"], 10044, "{unknown}");
+
+    // Three replicas again, the newcomer current among them, the lost one gone.
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        let mut stream = js.get_stream("EVENTS").await.unwrap();
+        let info = stream.info().await.unwrap();
+        let cluster = info.cluster.clone().unwrap();
+        let names: BTreeSet<String> = cluster
+            .replicas
+            .iter()
+            .map(|r| r.name.clone())
+            .chain(cluster.leader.clone())
+            .collect();
+        let current = cluster.replicas.iter().all(|r| r.current && !r.offline);
+        if names.len() == 3 && names.contains(&newcomer_name) && !names.contains(&lost) && current {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas: {cluster:?}");
+        poll.tick().await;
+    }
+    publisher.await.unwrap();
+    let expected: Vec<(u64, u64)> = (0..300).map(|v| (v + 1, v)).collect();
+    assert_eq!(read_all(&js).await, expected);
+
+    // The newcomer's own copy is whole.
+    holds_all(&newcomer, 300).await;
+}
+
+/// Waits until `server`'s own copy of the stream (as its `/jsz` says) holds messages 1 to
+/// `count`, and only those.
+async fn holds_all(server: &HeraldProcess, count: u64) {
     let http = common::sse::http();
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(20));
     loop {
         let jsz: serde_json::Value = http
-            .get(format!("{}/jsz?streams=true", back.http_url()))
+            .get(format!("{}/jsz?streams=true", server.http_url()))
             .send()
             .await
             .unwrap()
@@ -431,18 +582,10 @@ async fn a_damaged_follower_is_repaired_from_the_group() {
             .await
             .unwrap();
         let state = &jsz["account_details"][0]["stream_detail"][0]["state"];
-        if state["messages"] == 200 && state["last_seq"] == 200 {
-            break;
+        if state["messages"] == count && state["last_seq"] == count {
+            return;
         }
-        assert!(Instant::now() < deadline, "the follower's copy: {jsz}");
+        assert!(Instant::now() < deadline, "the server's copy: {jsz}");
         poll.tick().await;
     }
-    drop(servers);
-    assert!(back.terminate().success());
-
-    // Its copy, read alone.
-    let alone = HeraldProcess::start(&["--data-dir", dirs[at].path().to_str().unwrap()]);
-    let js = jetstream::new(connect(&alone).await);
-    let read = read_all(&js).await;
-    assert_eq!(read, (0..200).map(|v| (v + 1, v)).collect::<Vec<_>>());
 }

@@ -221,6 +221,13 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
                 delete(&front, &msg, &name, &call).await;
             });
         }
+        ["SERVER", "REMOVE"] => {
+            let front = front.clone();
+            front
+                .clone()
+                .runtime
+                .spawn(async move { remove_server(&front, &msg).await });
+        }
         ["STREAM", "NAMES"] => names(front, &msg),
         ["STREAM", "LIST"] => {
             let front = front.clone();
@@ -399,6 +406,71 @@ fn least_loaded(front: &Front, count: usize) -> Vec<String> {
         .take(count)
         .map(|(_, _, name)| name)
         .collect()
+}
+
+/// `$JS.API.SERVER.REMOVE` (`{"peer": "<server name>"}`): a server gone for good leaves
+/// the meta group, and each replicated stream it held is placed on another live member
+/// instead (the least loaded), so the stream keeps its replica count: its leader adds the
+/// new replica, which catches up from the group's log, then drops the old one. A server
+/// still online is refused (stop it first: it would be added back as soon as it is seen).
+async fn remove_server(front: &Front, msg: &Message) {
+    const KIND: &str = "meta_server_remove";
+    let fail = |err: ApiError| front.answer(msg, requests::error_response(KIND, &err));
+    let asked: Value = match serde_json::from_slice(msg.payload()) {
+        Ok(asked) => asked,
+        Err(err) => return fail(ApiError::invalid_json(err)),
+    };
+    let Some(peer) = asked.get("peer").and_then(Value::as_str).map(str::to_owned) else {
+        return fail(ApiError::new(400, 10003, "bad request: peer is required"));
+    };
+    if !front.meta.members().values().any(|name| *name == peer) {
+        return fail(ApiError::new(
+            400,
+            10044,
+            "server is not a member of the cluster",
+        ));
+    }
+    if peer == front.me || front.router.node().live_members().contains(&peer) {
+        let why = format!("server {peer} is online: stop it before removing it");
+        return fail(ApiError::new(400, 10003, why));
+    }
+    if let Err(err) = front.meta.remove_member(&peer).await {
+        let why = format!("JetStream system temporarily unavailable: {err}");
+        return fail(ApiError::new(503, 10008, why));
+    }
+    tracing::info!(peer, "server removed from the meta group");
+    for (stream, definition) in front.defined() {
+        let mut held = replicas::replicas_of(&definition);
+        let Some(at) = held.iter().position(|name| *name == peer) else {
+            continue;
+        };
+        let spare = least_loaded(front, usize::MAX)
+            .into_iter()
+            .find(|name| *name != peer && !held.contains(name));
+        let Some(spare) = spare else {
+            tracing::warn!(
+                stream,
+                peer,
+                "no spare server: the stream keeps its dead replica"
+            );
+            continue;
+        };
+        held[at] = spare.clone();
+        let mut placed = definition.clone();
+        placed["replicas"] = json!(held);
+        placed["node"] = json!(held[0]);
+        let mut joined = replicas::joined_of(&definition);
+        joined.push(spare.clone());
+        placed["joined"] = json!(joined);
+        match front.meta.put(&front.key(&stream), placed, false).await {
+            Ok(_) => tracing::info!(stream, from = peer, to = spare, "replica moved"),
+            Err(err) => {
+                let why = format!("JetStream system temporarily unavailable: {err}");
+                return fail(ApiError::new(503, 10008, why));
+            }
+        }
+    }
+    front.answer(msg, requests::response(KIND, &json!({"success": true})));
 }
 
 /// Removes the definition, then hands the delete to the stream's node.

@@ -40,6 +40,8 @@ pub(crate) struct Replicas {
 
 struct Replica {
     group: Arc<ReplicaGroup>,
+    /// Its Raft state, removed with the replica.
+    dir: PathBuf,
     /// Moves the leader's request subscription along with the leadership.
     follower: tokio::task::JoinHandle<()>,
     /// That subscription, while this replica leads.
@@ -58,8 +60,18 @@ impl Drop for Replica {
 /// The names of the nodes a definition places a stream's replicas on (none for a stream
 /// with one replica).
 pub(crate) fn replicas_of(definition: &Value) -> Vec<String> {
+    names_at(definition, "replicas")
+}
+
+/// The replicas that joined the stream after its group was formed (replacements).
+pub(crate) fn joined_of(definition: &Value) -> Vec<String> {
+    names_at(definition, "joined")
+}
+
+/// The node names a definition lists under `key`.
+fn names_at(definition: &Value, key: &str) -> Vec<String> {
     definition
-        .get("replicas")
+        .get(key)
         .and_then(Value::as_array)
         .map(|names| {
             names
@@ -69,6 +81,13 @@ pub(crate) fn replicas_of(definition: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether the stream's replicas changed since the group was formed: then no member forms
+/// the group again, not even a founder whose state was lost (its first entry would differ
+/// from the group's); the leader brings each up to date.
+fn reformed(definition: &Value) -> bool {
+    !joined_of(definition).is_empty()
 }
 
 /// The group token of a replicated stream's definition.
@@ -247,14 +266,19 @@ pub(crate) async fn reconcile(front: &Arc<Front>, defined: &BTreeMap<String, Val
     };
     for (name, replica) in gone {
         replica.group.shutdown().await;
+        let dir = replica.dir.clone();
         drop(replica);
         if let Err(err) = front.api.streams.delete(&name) {
             tracing::warn!(stream = name, %err, "cannot delete a replica");
         }
+        if let Err(err) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(stream = name, %err, "cannot delete a replica's Raft state");
+        }
         tracing::info!(stream = name, "replica removed: the stream is deleted");
     }
     for (name, definition) in mine {
-        if front.replicas.held.lock().contains_key(name) {
+        if let Some(replica) = front.replicas.held.lock().get(name) {
+            replica.group.set_members(&replicas_of(definition));
             continue;
         }
         if let Err(err) = start(front, name, definition).await {
@@ -288,17 +312,16 @@ async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(),
         .unwrap_or_else(|| PathBuf::from("raft").join(group));
     let members = replicas_of(definition);
     let node = front.router.node();
-    let replica = ReplicaGroup::start(
-        &node,
-        stream,
-        &dir,
+    let settings = crate::replica::Settings {
         group,
-        &members,
-        HEARTBEAT,
-        streams.fsync(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        members: &members,
+        heartbeat: HEARTBEAT,
+        fsync: streams.fsync(),
+        joining: reformed(definition),
+    };
+    let replica = ReplicaGroup::start(&node, stream, &dir, settings)
+        .await
+        .map_err(|e| e.to_string())?;
     let replica = Arc::new(replica);
     let taking = Arc::new(Mutex::new(None));
     let follower = tokio::spawn(follow_leadership(
@@ -313,6 +336,7 @@ async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(),
         name.to_owned(),
         Replica {
             group: replica,
+            dir,
             follower,
             taking,
         },

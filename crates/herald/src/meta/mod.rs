@@ -191,6 +191,34 @@ impl MetaGroup {
         }
     }
 
+    /// Takes the member named `name` out of the group (its vote and its place), for a node
+    /// that is gone for good; on any member (the leader makes the change). Fails while there
+    /// is no leader, or when the change cannot be made (retry).
+    pub async fn remove_member(&self, name: &str) -> Result<()> {
+        let id = node_id(name);
+        match remove_voter(&self.raft, id).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                let Some(leader) = to.leader_id else {
+                    return Err(Error::Cluster("the meta group has no leader now".into()));
+                };
+                let body = serde_json::to_vec(&id)?;
+                let reply = self
+                    .router
+                    .request(
+                        &rpc::subject(leader, "remove"),
+                        body,
+                        Duration::from_secs(10),
+                    )
+                    .await?;
+                let answer: std::result::Result<(), String> =
+                    serde_json::from_slice(reply.payload())?;
+                answer.map_err(Error::Cluster)
+            }
+            Err(err) => Err(Error::Cluster(format!("meta group: {err}"))),
+        }
+    }
+
     /// The definitions as this member has applied them, and their changes.
     pub fn definitions(&self) -> watch::Receiver<Arc<Definitions>> {
         self.definitions.clone()
@@ -293,6 +321,16 @@ impl Drop for MetaGroup {
     fn drop(&mut self) {
         self.abort_tasks();
     }
+}
+
+/// Takes member `id` out of the group's voters and members, on the leader.
+pub(crate) async fn remove_voter(
+    raft: &Raft<TypeConfig>,
+    id: u64,
+) -> std::result::Result<(), RaftError<u64, ClientWriteError<u64, types::Member>>> {
+    raft.change_membership(ChangeMembers::RemoveVoters([id].into()), false)
+        .await
+        .map(|_| ())
 }
 
 /// Forms the group when this node should, advertises membership, and (as leader) adds the

@@ -1,5 +1,5 @@
-//! The meta group's requests between members: Raft's own, and the writes and confirmed reads
-//! a member that is not the leader forwards to the leader.
+//! The meta group's requests between members: Raft's own, and the writes, member removals
+//! and confirmed reads a member that is not the leader forwards to the leader.
 
 use std::sync::Arc;
 
@@ -33,6 +33,14 @@ pub(crate) async fn serve(
                         raft.client_write(command)
                             .await
                             .map(|done| done.data)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                }
+                "remove" => {
+                    answer(&msg, |id: u64| async move {
+                        super::remove_voter(&raft, id)
+                            .await
                             .map_err(|e| e.to_string())
                     })
                     .await

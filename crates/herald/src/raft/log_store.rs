@@ -136,6 +136,20 @@ where
             .read(true)
             .write(true)
             .open(dir.join(COMMITTED))?;
+        let purged: Option<LogId<Id>> = read_json(&dir.join(PURGED))?;
+        let last = lines.values().next_back().map(|l| l.log_id).or(purged);
+        let mut committed = read_committed(&committed_file);
+        if committed.is_some_and(|c| last.is_none_or(|last| last.index < c.index)) {
+            // Entries it knew committed are gone from the file (cut off on disk): only what
+            // it still holds counts as applied; the rest comes from the leader again.
+            tracing::warn!(
+                dir = %dir.display(),
+                ?committed,
+                ?last,
+                "raft log: shorter than what this node knew committed; catching up from the group"
+            );
+            committed = last;
+        }
         let inner = Inner {
             dir: dir.to_owned(),
             log,
@@ -147,8 +161,8 @@ where
             end,
             lines,
             vote: read_json(&dir.join(VOTE))?,
-            purged: read_json(&dir.join(PURGED))?,
-            committed: read_committed(&committed_file),
+            purged,
+            committed,
             committed_file,
         };
         Ok(LogStore {
@@ -630,6 +644,18 @@ mod tests {
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("damaged"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_log_cut_short_on_disk_is_not_believed_committed_beyond_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        write_entries(dir.path(), 5);
+        let mut store = LogStore::<TypeConfig>::open(dir.path(), Fsync::Always).unwrap();
+        store.save_committed(Some(entry(5).log_id)).await.unwrap();
+        drop(store);
+        write_entries(dir.path(), 3);
+        let mut store = LogStore::<TypeConfig>::open(dir.path(), Fsync::Always).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), Some(entry(3).log_id));
     }
 
     #[tokio::test]

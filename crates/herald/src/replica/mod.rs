@@ -111,6 +111,8 @@ pub struct ReplicaGroup {
     /// How many times the group's leader changed, as this member saw it.
     leader_changes: Arc<AtomicU64>,
     leading: watch::Receiver<bool>,
+    /// The members the stream is placed on now (its leader makes them the group's voters).
+    members: watch::Sender<BTreeMap<u64, Member>>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stream: Arc<Stream>,
 }
@@ -140,23 +142,40 @@ impl Propose for Proposer {
     }
 }
 
-impl ReplicaGroup {
-    /// Starts this node's member of the group `group` (a token unique to the stream) for
-    /// its replica `stream`, with its Raft state in `dir`. `members` are the nodes holding
-    /// the stream, by name (this node among them); a fresh group is formed by all of them
-    /// alike. `heartbeat` is the leader's; elections start after 4 to 8 missed ones. `fsync`
-    /// is the node's: with `always`, an entry counts toward a commit (and its publishers'
-    /// acks) only once synced; otherwise its Raft log is synced in the background, as
+/// Where and how a member of a stream's group runs.
+pub(crate) struct Settings<'a> {
+    /// The group's token (unique to the stream).
+    pub(crate) group: &'a str,
+    /// The nodes holding the stream, by name (this node among them).
+    pub(crate) members: &'a [String],
+    /// The leader's heartbeat; elections start after 4 to 8 missed ones.
+    pub(crate) heartbeat: Duration,
+    /// The node's: with `always`, an entry counts toward a commit (and its publishers'
+    /// acks) only once synced; otherwise the Raft log is synced in the background, as
     /// unreplicated streams are.
+    pub(crate) fsync: herald_log::Fsync,
+    /// A member joining a group formed before (a replacement) does not form it: the leader
+    /// adds it, and it catches up from the log. A fresh group is formed by all its members
+    /// alike.
+    pub(crate) joining: bool,
+}
+
+impl ReplicaGroup {
+    /// Starts this node's member of a stream's group, as `settings` say, for its replica
+    /// `stream`, with its Raft state in `dir`.
     pub(crate) async fn start(
         node: &Node,
         stream: Arc<Stream>,
         dir: &Path,
-        group: &str,
-        members: &[String],
-        heartbeat: Duration,
-        fsync: herald_log::Fsync,
+        settings: Settings<'_>,
     ) -> Result<ReplicaGroup> {
+        let Settings {
+            group,
+            members,
+            heartbeat,
+            fsync,
+            joining,
+        } = settings;
         let info = node
             .cluster_info()
             .ok_or_else(|| Error::Cluster("a replicated stream needs a clustered node".into()))?;
@@ -200,11 +219,12 @@ impl ReplicaGroup {
             .iter()
             .map(|name| (node_id(name), Member { name: name.clone() }))
             .collect();
-        // Every member forms the group alike (openraft allows the same membership on each);
-        // one that has a log or a vote already is left as it is.
-        if let Err(err) = raft.initialize(founders).await {
+        // Every founding member forms the group alike (openraft allows the same membership
+        // on each); one that has a log or a vote already is left as it is.
+        if !joining && let Err(err) = raft.initialize(founders.clone()).await {
             tracing::debug!(%err, stream = %stream.name, "stream group formed already");
         }
+        let (members_tx, wanted) = watch::channel(founders);
         let (queue, proposals) = mpsc::unbounded_channel();
         if stream
             .replication
@@ -230,10 +250,12 @@ impl ReplicaGroup {
                 leading_tx,
             )),
             tokio::spawn(count_leaders(raft.clone(), leader_changes.clone())),
+            tokio::spawn(keep_members(raft.clone(), wanted)),
         ];
         Ok(ReplicaGroup {
             raft,
             id,
+            members: members_tx,
             leader_changes,
             leading,
             tasks: parking_lot::Mutex::new(tasks),
@@ -331,6 +353,21 @@ impl ReplicaGroup {
         Ok(self.leader().unwrap_or_default())
     }
 
+    /// The stream is placed on `members` now (by name): whichever member leads adds the new
+    /// ones as learners, lets them catch up from the log, then makes exactly these the
+    /// group's voters.
+    pub fn set_members(&self, members: &[String]) {
+        let wanted: BTreeMap<u64, Member> = members
+            .iter()
+            .map(|name| (node_id(name), Member { name: name.clone() }))
+            .collect();
+        self.members.send_if_modified(|held| {
+            let changed = *held != wanted;
+            *held = wanted;
+            changed
+        });
+    }
+
     /// Stops this member (the others carry on without it).
     pub async fn shutdown(&self) {
         self.stream.unsubscribe();
@@ -361,6 +398,62 @@ async fn count_leaders(raft: Raft<TypeConfig>, changes: Arc<AtomicU64>) {
         }
         if metrics.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Most time a new member is given to catch up before the change is tried again.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// While this member leads, makes the group's voters the members `wanted`: new ones join as
+/// learners first (a change waits until they have caught up), then one joint change replaces
+/// the voters. Retried while it fails (no quorum yet, leadership moving).
+async fn keep_members(raft: Raft<TypeConfig>, mut wanted: watch::Receiver<BTreeMap<u64, Member>>) {
+    use openraft::ChangeMembers;
+    // Leadership and membership only (not every append).
+    let mut metrics = raft.server_metrics();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let goal = wanted.borrow_and_update().clone();
+        let (leads, voters, known) = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            (
+                m.state == ServerState::Leader,
+                membership
+                    .voter_ids()
+                    .collect::<std::collections::BTreeSet<u64>>(),
+                membership
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect::<std::collections::BTreeSet<u64>>(),
+            )
+        };
+        let goal_ids: std::collections::BTreeSet<u64> = goal.keys().copied().collect();
+        if leads && voters != goal_ids && !goal.is_empty() {
+            let changed = async {
+                for (id, member) in goal.iter().filter(|(id, _)| !known.contains(id)) {
+                    tracing::info!(member = %member.name, "stream group: adding a replica");
+                    let added =
+                        tokio::time::timeout(CATCH_UP, raft.add_learner(*id, member.clone(), true));
+                    added
+                        .await
+                        .map_err(|_| "the new replica did not catch up in time".to_owned())?
+                        .map_err(|e| e.to_string())?;
+                }
+                raft.change_membership(ChangeMembers::ReplaceAllVoters(goal_ids), false)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match changed.await {
+                Ok(_) => tracing::info!(voters = goal.len(), "stream group: replicas changed"),
+                Err(err) => tracing::debug!(%err, "stream group: replicas not changed yet"),
+            }
+        }
+        tokio::select! {
+            changed = wanted.changed() => if changed.is_err() { return },
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = retry.tick() => {}
         }
     }
 }
