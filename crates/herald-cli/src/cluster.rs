@@ -1,4 +1,6 @@
-//! `herald cluster status`: a server's view of its cluster, from `$HERALD.API.CLUSTER.INFO`.
+//! `herald cluster status`: a server's view of its cluster, from `$HERALD.API.CLUSTER.INFO`;
+//! `herald cluster remove`: a server gone for good leaves the cluster's JetStream
+//! (`$JS.API.SERVER.REMOVE`).
 
 use std::time::Duration;
 
@@ -13,6 +15,19 @@ type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 pub enum ClusterCommand {
     /// List the members the server knows, with their state, route and interest counts.
     Status(StatusArgs),
+    /// Take a server that is gone for good out of the cluster's JetStream: it leaves the meta
+    /// group, and each replicated stream it held gets a replica on another server instead
+    /// (refused while the server is still online).
+    Remove(RemoveArgs),
+}
+
+/// `herald cluster remove NAME`.
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The server's name (as `herald cluster status` lists it).
+    name: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// `herald cluster status`.
@@ -29,7 +44,33 @@ pub struct StatusArgs {
 pub async fn run(command: ClusterCommand) -> Result {
     match command {
         ClusterCommand::Status(args) => status(args).await,
+        ClusterCommand::Remove(args) => remove(args).await,
     }
+}
+
+async fn remove(args: RemoveArgs) -> Result {
+    let mut client_args = args.client.clone();
+    client_args.scope = None;
+    let client = client_args.connect("herald cluster").await?;
+    let body = serde_json::json!({ "peer": args.name }).to_string();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.request("$JS.API.SERVER.REMOVE", body.into()),
+    )
+    .await
+    .map_err(|_| "the server did not answer within 15 s")?
+    .map_err(|e| format!("$JS.API.SERVER.REMOVE: {e} (is JetStream clustered here?)"))?;
+    let answer: Value = serde_json::from_slice(&reply.payload)
+        .map_err(|e| format!("the server's answer is not JSON: {e}"))?;
+    if let Some(err) = answer.get("error") {
+        let text = err
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("refused");
+        return Err(format!("{} not removed: {text}", args.name).into());
+    }
+    println!("{} removed; its replicas move to other servers", args.name);
+    Ok(())
 }
 
 async fn status(args: StatusArgs) -> Result {

@@ -71,6 +71,10 @@ pub struct AddArgs {
     /// Where messages are kept.
     #[arg(long, value_enum, default_value_t = Storage::File)]
     storage: Storage,
+    /// Copies kept, on that many servers of a cluster (1 to 5; more than one needs a
+    /// cluster with data directories).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    replicas: u8,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -189,7 +193,7 @@ async fn add(args: AddArgs) -> Result {
             Storage::File => stream::StorageType::File,
             Storage::Memory => stream::StorageType::Memory,
         },
-        num_replicas: 1,
+        num_replicas: args.replicas.into(),
         ..Default::default()
     };
     let (js, hint) = connect(&args.client, "herald stream add").await?;

@@ -85,7 +85,9 @@ async fn per_subject_limits_deletes_and_reads_by_subject() {
     for i in 1..=3 {
         publish(&js, "sensor.a", &format!("a{i}")).await;
     }
-    publish(&js, "sensor.b", "b1").await;
+    // A payload no other file can hold by chance (the node's name, kept in the data
+    // directory, is random hex).
+    publish(&js, "sensor.b", "secret-b1").await;
     let five = publish(&js, "sensor.c", "c1").await;
     assert_eq!(five, 5);
 
@@ -163,8 +165,8 @@ async fn per_subject_limits_deletes_and_reads_by_subject() {
     for entry in walk(dir.path()) {
         if std::fs::read(&entry)
             .unwrap()
-            .windows(2)
-            .any(|w| w == b"b1")
+            .windows(9)
+            .any(|w| w == b"secret-b1")
         {
             found_b1 = true;
         }

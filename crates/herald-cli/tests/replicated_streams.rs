@@ -488,8 +488,32 @@ async fn a_removed_server_is_replaced_and_the_stream_keeps_three_replicas() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut servers = three(&dirs[..3]).await;
     let first = servers.values().next().unwrap();
+    // Made with `herald stream add --replicas 3`.
+    let added = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "stream",
+            "add",
+            "EVENTS",
+            "--subjects",
+            "events.>",
+            "--replicas",
+            "3",
+        ])
+        .args(["--server", &first.url()])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
     let js = jetstream::new(connect(first).await);
-    let leader = create_events(&js, 3).await;
+    let info = js
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.config.num_replicas, 3);
+    let leader = info.cluster.unwrap().leader.unwrap();
     let lost = servers.keys().find(|n| **n != leader).unwrap().clone();
     let client = connect(&servers[&leader]).await;
     let js = jetstream::new(client.clone());
@@ -520,20 +544,26 @@ async fn a_removed_server_is_replaced_and_the_stream_keeps_three_replicas() {
         .to_owned();
     servers.remove(&lost).unwrap().kill9();
 
-    // Refused while gossip still sees the lost server (online), or while the meta group
-    // elects a leader in its place (retryable), then done.
-    let removal = format!(r#"{{"peer":"{lost}"}}"#);
+    // `herald cluster remove`: refused while gossip still sees the lost server (online), or
+    // while the meta group elects a leader in its place (retryable), then done.
+    let url = servers[&leader].url();
     let mut retry = tokio::time::interval(Duration::from_millis(100));
     loop {
-        let answer = ask(&client, "$JS.API.SERVER.REMOVE", &removal).await;
-        if answer["success"] == true {
+        let removed = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["cluster", "remove", &lost, "--server", &url])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&removed.stderr).into_owned()
+            + &String::from_utf8_lossy(&removed.stdout);
+        if removed.status.success() {
+            assert!(said.contains("removed"), "{said}");
             break;
         }
-        assert!(Instant::now() < deadline, "never removed: {answer}");
-        let online = answer["error"]["description"]
-            .as_str()
-            .is_some_and(|d| d.contains("online"));
-        assert!(online || answer["error"]["err_code"] == 10008, "{answer}");
+        assert!(Instant::now() < deadline, "never removed: {said}");
+        assert!(
+            said.contains("online") || said.contains("temporarily unavailable"),
+            "{said}"
+        );
         retry.tick().await;
     }
     let unknown = ask(&client, "$JS.API.SERVER.REMOVE", r#"{"peer":"nobody"}"#).await;
