@@ -466,7 +466,7 @@ async fn damaged_replica_is_repaired(victim: Victim) {
 
     let live = servers.values().next().unwrap();
     let back = node(dirs[at].path(), &[live]);
-    holds_all(&back, 200).await;
+    holds(&back, 200, 200).await;
     // Every acknowledged value, once, through the group.
     let expected: Vec<(u64, u64)> = (0..200).map(|v| (v + 1, v)).collect();
     assert_eq!(read_all(&js).await, expected);
@@ -593,12 +593,12 @@ async fn a_removed_server_is_replaced_and_the_stream_keeps_three_replicas() {
     assert_eq!(read_all(&js).await, expected);
 
     // The newcomer's own copy is whole.
-    holds_all(&newcomer, 300).await;
+    holds(&newcomer, 300, 300).await;
 }
 
-/// Waits until `server`'s own copy of the stream (as its `/jsz` says) holds messages 1 to
-/// `count`, and only those.
-async fn holds_all(server: &HeraldProcess, count: u64) {
+/// Waits until `server`'s own copy of the stream (as its `/jsz` says) holds `count`
+/// messages, the last of them `last`.
+async fn holds(server: &HeraldProcess, count: u64, last: u64) {
     let http = common::sse::http();
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(20));
@@ -612,10 +612,53 @@ async fn holds_all(server: &HeraldProcess, count: u64) {
             .await
             .unwrap();
         let state = &jsz["account_details"][0]["stream_detail"][0]["state"];
-        if state["messages"] == count && state["last_seq"] == count {
+        if state["messages"] == count && state["last_seq"] == last {
             return;
         }
         assert!(Instant::now() < deadline, "the server's copy: {jsz}");
         poll.tick().await;
     }
+}
+
+/// An update of an R3 stream made through one server reaches every replica: a new subject
+/// and a message limit, both in force on each copy; changing the replica count or the
+/// storage is refused as nats-server refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_stream_is_updated_on_every_replica() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers = three(&dirs).await;
+    let all: Vec<&HeraldProcess> = servers.values().collect();
+    let js = jetstream::new(connect(all[0]).await);
+    create_events(&js, 3).await;
+
+    let through = jetstream::new(connect(all[1]).await);
+    let mut config = events(3);
+    config.subjects.push("more.>".into());
+    config.max_messages = 5;
+    let info = through.update_stream(config.clone()).await.unwrap();
+    assert_eq!(info.config.subjects, ["events.>", "more.>"]);
+    assert_eq!(info.config.max_messages, 5);
+
+    let publisher = jetstream::new(connect(all[2]).await);
+    for i in 0..8 {
+        let ack = publisher
+            .publish("more.x", format!("m{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.sequence, i + 1);
+    }
+    for server in &all {
+        holds(server, 5, 8).await;
+    }
+
+    let mut fewer = config.clone();
+    fewer.num_replicas = 1;
+    let refused = through.update_stream(fewer).await.unwrap_err().to_string();
+    assert!(refused.contains("replicas"), "{refused}");
+    let mut memory = config;
+    memory.storage = stream::StorageType::Memory;
+    let refused = through.update_stream(memory).await.unwrap_err().to_string();
+    assert!(refused.contains("storage"), "{refused}");
 }

@@ -183,7 +183,11 @@ fn account_info(store: &Streams) -> Vec<u8> {
     requests::response("account_info", &body)
 }
 
-fn stream_config(name: &str, body: &[u8]) -> Result<crate::streams::StreamConfig, ApiError> {
+/// A request's stream config, typed; its name must be `name`.
+pub(crate) fn stream_config(
+    name: &str,
+    body: &[u8],
+) -> Result<crate::streams::StreamConfig, ApiError> {
     let config: StreamConfig = requests::decode(body)?;
     if config.name != name {
         return Err(ApiError::stream_name_mismatch());

@@ -228,6 +228,16 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
                 .runtime
                 .spawn(async move { remove_server(&front, &msg).await });
         }
+        ["STREAM", "UPDATE", name]
+            if front
+                .definition(name)
+                .is_some_and(|d| replicas::group_of(&d).is_some()) =>
+        {
+            let (front, name) = (front.clone(), (*name).to_owned());
+            front.clone().runtime.spawn(async move {
+                update(&front, &msg, &name, &call).await;
+            });
+        }
         ["STREAM", "NAMES"] => names(front, &msg),
         ["STREAM", "LIST"] => {
             let front = front.clone();
@@ -471,6 +481,41 @@ async fn remove_server(front: &Front, msg: &Message) {
         }
     }
     front.answer(msg, requests::response(KIND, &json!({"success": true})));
+}
+
+/// Updates a replicated stream: the new config, once checked against the defined one, goes
+/// into the definition (every replica takes it from there, as it applies the change), then
+/// the call goes to the leader, which answers with the stream's info.
+async fn update(front: &Arc<Front>, msg: &Message, name: &str, call: &str) {
+    const KIND: &str = "stream_update";
+    let fail = |err: ApiError| front.answer(msg, requests::error_response(KIND, &err));
+    let Some(definition) = front.definition(name) else {
+        return fail(ApiError::from(crate::streams::Error::stream_not_found()));
+    };
+    let asked: Value = match serde_json::from_slice(msg.payload()) {
+        Ok(asked) => asked,
+        Err(err) => return fail(ApiError::invalid_json(err)),
+    };
+    let checked = api::stream_config(name, msg.payload()).and_then(|config| {
+        let old = typed_config(&definition)
+            .and_then(|c| c.normalize_replicated().map_err(|e| e.to_string()))
+            .map_err(|why| ApiError::new(500, 10052, why))?;
+        Ok(crate::streams::store::checked_update(&old, config)?)
+    });
+    if let Err(err) = checked {
+        return fail(err);
+    }
+    let mut updated = definition.clone();
+    updated["config"] = asked;
+    if let Err(err) = front
+        .meta
+        .put(&front.key(name), updated.clone(), false)
+        .await
+    {
+        let why = format!("JetStream system temporarily unavailable: {err}");
+        return fail(ApiError::new(503, 10008, why));
+    }
+    front.route(msg, name, &updated, call);
 }
 
 /// Removes the definition, then hands the delete to the stream's node.

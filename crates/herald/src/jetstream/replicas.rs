@@ -277,13 +277,37 @@ pub(crate) async fn reconcile(front: &Arc<Front>, defined: &BTreeMap<String, Val
         tracing::info!(stream = name, "replica removed: the stream is deleted");
     }
     for (name, definition) in mine {
-        if let Some(replica) = front.replicas.held.lock().get(name) {
-            replica.group.set_members(&replicas_of(definition));
+        let held = front
+            .replicas
+            .held
+            .lock()
+            .get(name)
+            .map(|r| r.group.clone());
+        if let Some(group) = held {
+            group.set_members(&replicas_of(definition));
+            update(front, &group, name, definition);
             continue;
         }
         if let Err(err) = start(front, name, definition).await {
             tracing::warn!(stream = name, %err, "cannot start a replica");
         }
+    }
+}
+
+/// Takes an updated config from the definition into this node's replica, if it changed.
+fn update(front: &Front, group: &ReplicaGroup, name: &str, definition: &Value) {
+    let wanted = cluster::typed_config(definition)
+        .and_then(|c| c.normalize_replicated().map_err(|e| e.to_string()));
+    let wanted = match wanted {
+        Ok(wanted) => wanted,
+        Err(err) => return tracing::warn!(stream = name, err, "an unusable stream definition"),
+    };
+    if *group.stream().config.lock() == wanted {
+        return;
+    }
+    match front.api.streams.update(wanted) {
+        Ok(_) => tracing::info!(stream = name, "replica's config updated"),
+        Err(err) => tracing::warn!(stream = name, %err, "cannot update a replica's config"),
     }
 }
 

@@ -263,6 +263,11 @@ impl ReplicaGroup {
         })
     }
 
+    /// This member's replica of the stream.
+    pub(crate) fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
     /// Whether this member leads now (it captures the stream's publishes and answers its
     /// requests), and its changes.
     pub fn leading(&self) -> watch::Receiver<bool> {

@@ -325,37 +325,10 @@ impl Store {
     }
 
     pub(crate) fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
-        let config = config.normalize()?;
         let held = self.stream(&config.name)?;
         let stream = &held.stream;
         let old = stream.config.lock().clone();
-        let refuse = |what: &str| {
-            Err(Error::invalid_stream_config(format!(
-                "stream configuration update can not change {what}"
-            )))
-        };
-        if old.storage != config.storage {
-            return refuse("storage type");
-        }
-        if old.retention != config.retention {
-            return refuse("retention policy");
-        }
-        if old.first_seq != config.first_seq {
-            return refuse("first sequence");
-        }
-        if old.mirror != config.mirror || old.sources != config.sources {
-            return refuse("its mirror or sources");
-        }
-        if old.sealed && !config.sealed {
-            return Err(Error::invalid_stream_config(
-                "stream configuration update can not unseal a sealed stream",
-            ));
-        }
-        if old.sealed && config != old {
-            return Err(Error::invalid_stream_config(
-                "stream configuration update can not change a sealed stream",
-            ));
-        }
+        let config = checked_update(&old, config)?;
         self.check_overlap(&config)?;
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(super::error::Reason::StreamUpdate, e.to_string())
@@ -370,7 +343,8 @@ impl Store {
             created: stream.created,
         };
         write_json(&stream.dir.join("stream.json"), &file, true).map_err(|e| failed(&e))?;
-        let resubscribe = old.subjects != config.subjects;
+        // A replica that does not lead captures nothing, before and after.
+        let resubscribe = old.subjects != config.subjects && stream.capturing();
         *stream.config.lock() = config;
         if resubscribe {
             stream.unsubscribe();
@@ -627,4 +601,46 @@ fn random_name() -> String {
     (0..8)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect()
+}
+
+/// The config a stream with `old` takes from an update to `config` (normalized), or why it
+/// cannot: storage, retention, first sequence, mirror and sources, and the replica count
+/// are fixed; a sealed stream stays as it is.
+pub(crate) fn checked_update(old: &StreamConfig, config: StreamConfig) -> Result<StreamConfig> {
+    let refuse = |what: &str| {
+        Err(Error::invalid_stream_config(format!(
+            "stream configuration update can not change {what}"
+        )))
+    };
+    let config = if old.replicas > 1 {
+        if config.replicas != old.replicas {
+            return refuse("its number of replicas");
+        }
+        config.normalize_replicated()?
+    } else {
+        config.normalize()?
+    };
+    if old.storage != config.storage {
+        return refuse("storage type");
+    }
+    if old.retention != config.retention {
+        return refuse("retention policy");
+    }
+    if old.first_seq != config.first_seq {
+        return refuse("first sequence");
+    }
+    if old.mirror != config.mirror || old.sources != config.sources {
+        return refuse("its mirror or sources");
+    }
+    if old.sealed && !config.sealed {
+        return Err(Error::invalid_stream_config(
+            "stream configuration update can not unseal a sealed stream",
+        ));
+    }
+    if old.sealed && config != *old {
+        return Err(Error::invalid_stream_config(
+            "stream configuration update can not change a sealed stream",
+        ));
+    }
+    Ok(config)
 }

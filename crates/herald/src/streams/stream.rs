@@ -251,6 +251,11 @@ impl Stream {
     }
 
     /// Removes every subscription of the stream from its scope.
+    /// Whether the stream captures its subjects now.
+    pub(crate) fn capturing(&self) -> bool {
+        !self.subscriptions.lock().is_empty()
+    }
+
     pub(crate) fn unsubscribe(&self) {
         for (pattern, id) in self.subscriptions.lock().drain(..) {
             self.scope.remove(&pattern, id);
