@@ -169,6 +169,13 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
     let others: BTreeSet<String> = cluster.replicas.iter().map(|r| r.name.clone()).collect();
     let expected: BTreeSet<String> = servers.keys().filter(|n| **n != leader).cloned().collect();
     assert_eq!(others, expected);
+    // The leader heard from each replica within its last heartbeats (100 ms apart).
+    for replica in &cluster.replicas {
+        assert!(
+            replica.active > Duration::ZERO && replica.active < Duration::from_secs(2),
+            "{replica:?}"
+        );
+    }
     for dir in &dirs {
         assert!(
             dir.path().join("streams/EVENTS").is_dir(),
@@ -189,7 +196,7 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
     );
     for other in &expected {
         assert!(
-            shown.contains(&format!("replica       {other} (current, lag 0)")),
+            shown.contains(&format!("replica       {other} (current, lag 0, seen ")),
             "{shown}"
         );
     }

@@ -72,9 +72,13 @@ pub(super) fn describe_config(text: &mut String, info: &stream::Info) {
                 (false, true) => "current",
                 (false, false) => "behind",
             };
+            let seen = match replica.active {
+                active if active.is_zero() => String::new(),
+                active => format!(", seen {} ms ago", active.as_millis()),
+            };
             let _ = writeln!(
                 text,
-                "  {:<14}{} ({state}, lag {})",
+                "  {:<14}{} ({state}, lag {}{seen})",
                 "replica",
                 replica.name,
                 replica.lag.unwrap_or(0)

@@ -1,6 +1,7 @@
 """nats-py against three clustered `herald serve` processes with data directories: one
 JetStream. A stream created through the first server is published to through the second,
-described, consumed and acked through the third, listed everywhere, and deleted.
+described, consumed and acked through the third, listed everywhere, and deleted; then the
+same with a stream of three replicas.
 
 Usage: python3 nats_py_cluster_js.py URL_A URL_B URL_C
 """
@@ -37,6 +38,31 @@ async def main(a: str, b: str, c: str) -> None:
     assert [s.config.name for s in listed] == ["EVENTS"], listed
     await jc.delete_stream("EVENTS")
     assert await ja.streams_info() == []
+
+    # The same with three replicas: every server holds a copy, the leader reports the others.
+    await ja.add_stream(name="ORDERS", subjects=["orders.>"], num_replicas=3)
+    for i in range(5):
+        ack = await jb.publish(f"orders.{i}", f"o{i}".encode())
+        assert (ack.stream, ack.seq) == ("ORDERS", i + 1), ack
+    sub = await jc.pull_subscribe("orders.>", durable="py3")
+    msgs = await sub.fetch(5, timeout=10)
+    assert [m.data for m in msgs] == [f"o{i}".encode() for i in range(5)], msgs
+    for m in msgs:
+        await m.ack_sync()
+    # The followers catch up with the leader's last entries (the consumer's acks) shortly.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        info = await jc.stream_info("ORDERS")
+        assert info.config.num_replicas == 3, info.config
+        assert info.cluster is not None and info.cluster.leader, info.cluster
+        assert len(info.cluster.replicas) == 2, info.cluster
+        if all(r.current and not r.offline for r in info.cluster.replicas):
+            break
+        assert asyncio.get_running_loop().time() < deadline, info.cluster
+        await asyncio.sleep(0.05)
+    consumer = await ja.consumer_info("ORDERS", "py3")
+    assert consumer.ack_floor.stream_seq == 5, consumer
+    await ja.delete_stream("ORDERS")
     for conn in (na, nb, nc):
         await conn.close()
     print("nats-py: one JetStream across three servers: ok")

@@ -172,6 +172,9 @@ pub struct ReplicaState {
     pub offline: bool,
     /// Entries it is behind the leader.
     pub lag: u64,
+    /// How long since the leader last heard from it (`None`: never, or this node does not
+    /// lead).
+    pub active: Option<Duration>,
 }
 
 impl Replicas {
@@ -199,6 +202,7 @@ impl Replicas {
                     current: r.current && !offline,
                     offline,
                     lag: r.lag,
+                    active: r.active,
                     name: r.name,
                 }
             })
@@ -219,7 +223,8 @@ pub(crate) fn cluster_object(cluster: &str, state: &StreamReplicas) -> Value {
         .replicas
         .iter()
         .map(|r| {
-            json!({"name": r.name, "current": r.current, "offline": r.offline, "active": 0,
+            json!({"name": r.name, "current": r.current, "offline": r.offline,
+                "active": r.active.map_or(0, |a| a.as_nanos() as u64),
                    "lag": r.lag})
         })
         .collect();

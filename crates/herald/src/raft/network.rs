@@ -4,7 +4,8 @@
 //! meta group's prefix is `$HERALD.META`, a stream's `$HERALD.RAFT.<group>`); a request waits
 //! at most openraft's deadline for the RPC.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -41,10 +42,15 @@ pub(crate) trait Config:
 
 impl<C> Config for C where C: RaftTypeConfig<NodeId = Id, SnapshotData = std::io::Cursor<Vec<u8>>> {}
 
+/// When each peer last answered one of this member's RPCs (the leader's heartbeats make it
+/// fresh on the leader).
+pub(crate) type Heard = Arc<parking_lot::Mutex<BTreeMap<Id, Instant>>>;
+
 /// Makes a client per peer of one group; all share the node's router.
 pub(crate) struct Network<C> {
     router: Router,
     prefix: Arc<str>,
+    heard: Heard,
     _config: std::marker::PhantomData<C>,
 }
 
@@ -54,8 +60,14 @@ impl<C> Network<C> {
         Network {
             router,
             prefix: prefix.into(),
+            heard: Heard::default(),
             _config: std::marker::PhantomData,
         }
+    }
+
+    /// When each peer last answered.
+    pub(crate) fn heard(&self) -> Heard {
+        self.heard.clone()
     }
 }
 
@@ -64,6 +76,7 @@ pub(crate) struct Peer<C> {
     router: Router,
     prefix: Arc<str>,
     target: Id,
+    heard: Heard,
     _config: std::marker::PhantomData<C>,
 }
 
@@ -79,6 +92,7 @@ where
             router: self.router.clone(),
             prefix: self.prefix.clone(),
             target,
+            heard: self.heard.clone(),
             _config: std::marker::PhantomData,
         }
     }
@@ -110,6 +124,7 @@ where
                 crate::Error::NoResponders(_) => RPCError::Unreachable(Unreachable::new(&e)),
                 e => RPCError::Network(NetworkError::new(&e)),
             })?;
+        self.heard.lock().insert(self.target, Instant::now());
         let answer: Result<Resp, RaftError<Id, E>> = serde_json::from_slice(reply.payload())
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::{Config, Raft, ServerState};
 use tokio::sync::{mpsc, watch};
@@ -101,6 +101,9 @@ pub struct ReplicaStatus {
     pub current: bool,
     /// How many entries it is behind the leader.
     pub lag: u64,
+    /// How long since it last answered this member (the leader hears from every replica at
+    /// each heartbeat); `None` if it never did.
+    pub active: Option<Duration>,
 }
 
 /// This node's member of a replicated stream's group. Stops when dropped (or
@@ -113,6 +116,8 @@ pub struct ReplicaGroup {
     leading: watch::Receiver<bool>,
     /// The members the stream is placed on now (its leader makes them the group's voters).
     members: watch::Sender<BTreeMap<u64, Member>>,
+    /// When each other member last answered this one.
+    heard: network::Heard,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stream: Arc<Stream>,
 }
@@ -206,15 +211,11 @@ impl ReplicaGroup {
         let prefix = format!("$HERALD.RAFT.{group}");
         let router = node.router(network::SCOPE, 1024);
         let requests = router.subscribe(&network::subject(&prefix, id, "*"))?;
-        let raft = Raft::new(
-            id,
-            Arc::new(config),
-            Network::new(router.clone(), &prefix),
-            log,
-            machine,
-        )
-        .await
-        .map_err(|e| Error::Cluster(format!("stream group: {e}")))?;
+        let network = Network::new(router.clone(), &prefix);
+        let heard = network.heard();
+        let raft = Raft::new(id, Arc::new(config), network, log, machine)
+            .await
+            .map_err(|e| Error::Cluster(format!("stream group: {e}")))?;
         let founders: BTreeMap<u64, Member> = members
             .iter()
             .map(|name| (node_id(name), Member { name: name.clone() }))
@@ -255,6 +256,7 @@ impl ReplicaGroup {
         Ok(ReplicaGroup {
             raft,
             id,
+            heard,
             members: members_tx,
             leader_changes,
             leading,
@@ -297,6 +299,7 @@ impl ReplicaGroup {
         let metrics = self.raft.metrics().borrow().clone();
         let last = metrics.last_log_index.unwrap_or(0);
         let matched = metrics.replication.clone().unwrap_or_default();
+        let heard = self.heard.lock().clone();
         metrics
             .membership_config
             .membership()
@@ -314,6 +317,7 @@ impl ReplicaGroup {
                     name: member.name.clone(),
                     current: behind == 0 && metrics.current_leader.is_some(),
                     lag: behind,
+                    active: heard.get(id).map(Instant::elapsed),
                 }
             })
             .collect()

@@ -65,7 +65,7 @@ pub(crate) struct Store {
     pub(crate) streams: RwLock<BTreeMap<String, Arc<Held>>>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) hooks: Arc<Hooks>,
-    /// Held while a stream is created.
+    /// Held while a stream is created or its config changes.
     pub(crate) creating: Mutex<()>,
     pub(crate) closed: AtomicBool,
 }
@@ -325,6 +325,9 @@ impl Store {
     }
 
     pub(crate) fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
+        // One change at a time (a replica's update can come from its definition and from the
+        // call at once): each rewrites the stream's file through the same temporary file.
+        let _one = self.creating.lock();
         let held = self.stream(&config.name)?;
         let stream = &held.stream;
         let old = stream.config.lock().clone();
