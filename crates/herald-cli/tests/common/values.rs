@@ -11,7 +11,10 @@ use futures::StreamExt;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Every message of `stream`, read by a new durable consumer `reader` (acking each):
-/// (sequence, value). Reads up to sequence `through`, or the stream's last if higher.
+/// (sequence, value), in sequence order, each sequence once. Reads until every sequence up
+/// to `through` (or the stream's last, if higher) is in hand: the stream has no gaps, and a
+/// delivery lost on its way (a route coming back after a fault) is delivered again after
+/// the consumer's short ack wait rather than taken for a lost message.
 pub async fn read_values(
     js: &jetstream::Context,
     stream: &str,
@@ -19,25 +22,32 @@ pub async fn read_values(
     through: u64,
 ) -> Vec<(u64, u64)> {
     let stream = js.get_stream(stream).await.unwrap();
-    let last = stream.cached_info().state.last_sequence.max(through);
+    let info = stream.cached_info();
+    let (first, last) = (
+        info.state.first_sequence,
+        info.state.last_sequence.max(through),
+    );
     let consumer: jetstream::consumer::PullConsumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(reader.into()),
+            ack_wait: Duration::from_secs(1),
             ..Default::default()
         })
         .await
         .expect("a reading consumer");
-    let mut read = Vec::new();
+    let mut read = std::collections::BTreeMap::new();
     let deadline = Instant::now() + WAIT;
-    while read.last().is_none_or(|(seq, _)| *seq < last) {
+    let wanted = (last + 1).saturating_sub(first) as usize;
+    while read.range(first..=last).count() < wanted {
         assert!(
             Instant::now() < deadline,
-            "read up to {:?} of {last}",
-            read.last()
+            "read {} of sequences {first}..={last}; missing from {:?}",
+            read.range(first..=last).count(),
+            (first..=last).find(|s| !read.contains_key(s))
         );
         read.extend(fetch_values(&consumer, 1000, Duration::from_millis(500)).await);
     }
-    read
+    read.into_iter().collect()
 }
 
 /// One fetch of at most `max` messages (waiting at most `expires`), each acked:
