@@ -216,14 +216,7 @@ async fn a_replicated_stream_is_written_through_one_server_and_read_through_anot
     // leader's /metrics its replicas' lag and the leader changes it saw.
     let http = common::sse::http();
     for server in servers.values() {
-        let jsz: serde_json::Value = http
-            .get(format!("{}/jsz?streams=true", server.http_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jsz = jsz(server).await;
         let detail = &jsz["account_details"][0]["stream_detail"][0];
         assert_eq!(detail["cluster"]["leader"], moved.as_str(), "{jsz}");
         assert_eq!(
@@ -606,18 +599,10 @@ async fn a_removed_server_is_replaced_and_the_stream_keeps_three_replicas() {
 /// Waits until `server`'s own copy of the stream (as its `/jsz` says) holds `count`
 /// messages, the last of them `last`.
 async fn holds(server: &HeraldProcess, count: u64, last: u64) {
-    let http = common::sse::http();
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(20));
     loop {
-        let jsz: serde_json::Value = http
-            .get(format!("{}/jsz?streams=true", server.http_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jsz = jsz(server).await;
         let state = &jsz["account_details"][0]["stream_detail"][0]["state"];
         if state["messages"] == count && state["last_seq"] == last {
             return;
@@ -668,4 +653,16 @@ async fn a_replicated_stream_is_updated_on_every_replica() {
     memory.storage = stream::StorageType::Memory;
     let refused = through.update_stream(memory).await.unwrap_err().to_string();
     assert!(refused.contains("storage"), "{refused}");
+}
+
+/// `server`'s `/jsz?streams=true`.
+async fn jsz(server: &HeraldProcess) -> serde_json::Value {
+    common::sse::http()
+        .get(format!("{}/jsz?streams=true", server.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

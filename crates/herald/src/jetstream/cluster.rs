@@ -444,11 +444,8 @@ async fn remove_server(front: &Front, msg: &Message) {
         let why = format!("server {peer} is online: stop it before removing it");
         return fail(ApiError::new(400, 10003, why));
     }
-    if let Err(err) = front.meta.remove_member(&peer).await {
-        let why = format!("JetStream system temporarily unavailable: {err}");
-        return fail(ApiError::new(503, 10008, why));
-    }
-    tracing::info!(peer, "server removed from the meta group");
+    // Its replicas move first, then it leaves the meta group: a removal that fails half way
+    // (no meta leader for a moment) is retried whole, and moves what is left.
     for (stream, definition) in front.defined() {
         let mut held = replicas::replicas_of(&definition);
         let Some(at) = held.iter().position(|name| *name == peer) else {
@@ -480,6 +477,11 @@ async fn remove_server(front: &Front, msg: &Message) {
             }
         }
     }
+    if let Err(err) = front.meta.remove_member(&peer).await {
+        let why = format!("JetStream system temporarily unavailable: {err}");
+        return fail(ApiError::new(503, 10008, why));
+    }
+    tracing::info!(peer, "server removed from the meta group");
     front.answer(msg, requests::response(KIND, &json!({"success": true})));
 }
 

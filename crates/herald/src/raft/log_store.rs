@@ -90,7 +90,8 @@ where
     flusher: bool,
     /// The newest entries, as appended (openraft reads them back at once, to replicate and
     /// to apply them): up to `CACHED_BYTES` of their lines, `CACHED` entries.
-    recent: VecDeque<Entry<C>>,
+    recent: VecDeque<(Entry<C>, u64)>,
+    /// The lengths of their lines, summed.
     recent_bytes: u64,
     /// Where the file ends (the next line's offset).
     end: u64,
@@ -332,8 +333,8 @@ where
 {
     /// The entry at `line`, from memory or the file (checked again).
     fn read(&self, line: &Line) -> std::io::Result<Entry<C>> {
-        if let Some(first) = self.recent.front()
-            && let Some(entry) = line
+        if let Some((first, _)) = self.recent.front()
+            && let Some((entry, _)) = line
                 .log_id
                 .index
                 .checked_sub(first.log_id.index)
@@ -357,24 +358,45 @@ where
         if self
             .recent
             .back()
-            .is_some_and(|last| last.log_id.index + 1 != entry.log_id.index)
+            .is_some_and(|(last, _)| last.log_id.index + 1 != entry.log_id.index)
         {
-            self.forget_all();
+            self.forget_from(0);
         }
-        self.recent.push_back(entry);
+        self.recent.push_back((entry, len));
         self.recent_bytes += len;
         while self.recent.len() > CACHED || self.recent_bytes > CACHED_BYTES {
-            let Some(old) = self.recent.pop_front() else {
-                break;
-            };
-            let len = self.lines.get(&old.log_id.index).map_or(0, |l| l.len);
-            self.recent_bytes = self.recent_bytes.saturating_sub(len);
+            self.forget_oldest();
         }
     }
 
-    fn forget_all(&mut self) {
-        self.recent.clear();
-        self.recent_bytes = 0;
+    fn forget_oldest(&mut self) {
+        if let Some((_, len)) = self.recent.pop_front() {
+            self.recent_bytes -= len;
+        }
+    }
+
+    /// Forgets the entries from `index` on (cut from the log).
+    fn forget_from(&mut self, index: u64) {
+        while self
+            .recent
+            .back()
+            .is_some_and(|(last, _)| last.log_id.index >= index)
+        {
+            if let Some((_, len)) = self.recent.pop_back() {
+                self.recent_bytes -= len;
+            }
+        }
+    }
+
+    /// Forgets the entries up to `index` (purged from the log).
+    fn forget_through(&mut self, index: u64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(first, _)| first.log_id.index <= index)
+        {
+            self.forget_oldest();
+        }
     }
 
     /// Writes the log file again with the entries it keeps (after a purge).
@@ -549,16 +571,7 @@ where
             done.map_err(|e| StorageIOError::write_logs(&e))?;
             inner.end = at;
         }
-        while inner
-            .recent
-            .back()
-            .is_some_and(|last| last.log_id.index >= log_id.index)
-        {
-            inner.recent.pop_back();
-        }
-        if inner.recent.is_empty() {
-            inner.forget_all();
-        }
+        inner.forget_from(log_id.index);
         Ok(())
     }
 
@@ -569,13 +582,7 @@ where
         inner.purged = Some(log_id);
         let kept = inner.lines.split_off(&(log_id.index + 1));
         inner.lines = kept;
-        while inner
-            .recent
-            .front()
-            .is_some_and(|first| first.log_id.index <= log_id.index)
-        {
-            inner.recent.pop_front();
-        }
+        inner.forget_through(log_id.index);
         inner
             .rewrite()
             .map_err(|e| StorageIOError::write_logs(&e))?;
@@ -644,6 +651,35 @@ mod tests {
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("damaged"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_newest_entries_are_served_from_memory_only_when_they_are_the_logged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        write_entries(dir.path(), 5);
+        let store = LogStore::<TypeConfig>::open(dir.path(), Fsync::Always).unwrap();
+        let mut inner = store.inner.lock().await;
+        let len = |inner: &Inner<TypeConfig>, i: u64| inner.lines[&i].len;
+        for i in 3..=5 {
+            let l = len(&inner, i);
+            inner.remember(entry(i), l);
+        }
+        let all = len(&inner, 3) + len(&inner, 4) + len(&inner, 5);
+        assert_eq!(inner.recent_bytes, all);
+        // A truncation and a purge keep the count of bytes held exact.
+        inner.forget_from(5);
+        assert_eq!(inner.recent_bytes, all - len(&inner, 5));
+        inner.forget_through(3);
+        assert_eq!(inner.recent_bytes, len(&inner, 4));
+        inner.forget_through(4);
+        assert_eq!((inner.recent.len(), inner.recent_bytes), (0, 0));
+
+        // An entry in memory under another term than the log's line is not served.
+        let mut other = entry(2);
+        other.log_id = LogId::new(CommittedLeaderId::new(9, 1), 2);
+        inner.remember(other, 1);
+        let line = inner.lines[&2];
+        assert_eq!(inner.read(&line).unwrap().log_id, entry(2).log_id);
     }
 
     #[tokio::test]
