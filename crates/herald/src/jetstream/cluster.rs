@@ -118,9 +118,14 @@ impl Front {
 
     /// The streams of this scope, by name, with their definitions.
     fn defined(&self) -> BTreeMap<String, Value> {
-        let prefix = self.key("");
         let defs = self.meta.definitions();
         let defs = defs.borrow();
+        self.defined_in(&defs)
+    }
+
+    /// The streams of this scope in `defs`, by name, with their definitions.
+    fn defined_in(&self, defs: &crate::meta::Definitions) -> BTreeMap<String, Value> {
+        let prefix = self.key("");
         defs.range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(k, v)| (k[prefix.len()..].to_owned(), v.clone()))
@@ -238,7 +243,13 @@ pub(crate) fn on_request(front: &Arc<Front>, msg: Message) {
                 update(&front, &msg, &name, &call).await;
             });
         }
-        ["STREAM", "NAMES"] => names(front, &msg),
+        ["STREAM", "NAMES"] => {
+            let front = front.clone();
+            front
+                .clone()
+                .runtime
+                .spawn(async move { names(&front, &msg).await });
+        }
         ["STREAM", "LIST"] => {
             let front = front.clone();
             front
@@ -546,26 +557,46 @@ async fn delete(front: &Front, msg: &Message, name: &str, call: &str) {
 }
 
 /// Stream names from the definitions (with a `subject` filter, those whose subjects match).
-fn names(front: &Front, msg: &Message) {
+async fn names(front: &Front, msg: &Message) {
     let paging: requests::PagingRequest = requests::decode(msg.payload()).unwrap_or_default();
+    // Confirmed with the meta group's leader: a stream just deleted (or created) through
+    // another server is listed as it is now, never as this member last applied it.
+    let defs = match front.meta.read().await {
+        Ok(defs) => defs,
+        Err(err) => return front.answer(msg, unavailable("STREAM.NAMES", &err.to_string())),
+    };
+    let wanted = |subjects: &[String]| match paging.subject.as_deref() {
+        Some(filter) if !filter.is_empty() => {
+            subjects.iter().any(|s| crate::subject::overlaps(s, filter))
+        }
+        _ => true,
+    };
     let mut names: Vec<String> = front
-        .defined()
+        .defined_in(&defs)
         .into_iter()
-        .filter(|(_, definition)| match paging.subject.as_deref() {
-            Some(filter) if !filter.is_empty() => definition["config"]["subjects"]
+        .filter(|(_, definition)| {
+            let subjects: Vec<String> = definition["config"]["subjects"]
                 .as_array()
-                .is_some_and(|s| {
+                .map(|s| {
                     s.iter()
                         .filter_map(Value::as_str)
-                        .any(|s| crate::subject::overlaps(s, filter))
-                }),
-            _ => true,
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            wanted(&subjects)
         })
         .map(|(name, _)| name)
         .collect();
-    // Streams of this node that no definition names (none once adopted).
-    for local in front.api.streams.names() {
-        if !names.contains(&local) {
+    // Streams of this node that no definition names (none once adopted). A replica of a
+    // deleted stream is on its way out, not a stream.
+    for info in front.api.streams.list() {
+        let local = info.config.name;
+        if !names.contains(&local)
+            && !front.replicas.holds(&local)
+            && !defs.contains_key(&front.key(&local))
+            && wanted(&info.config.subjects)
+        {
             names.push(local);
         }
     }

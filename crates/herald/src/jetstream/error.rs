@@ -162,8 +162,55 @@ impl From<&streams::Error> for ApiError {
             MessageTtlInvalid => (400, 10165),
             WorkQueueConsumer(code) => (400, code),
             Sealed => (400, 10109),
+            Unavailable => (503, 10008),
         };
         ApiError::new(code, err_code, err.message())
+    }
+}
+
+/// A JetStream error as the typed error it stands for: the reverse of the codes above, for
+/// the typed API over another node's JetStream. Codes with no typed meaning go by status.
+impl From<&ApiError> for streams::Error {
+    fn from(err: &ApiError) -> streams::Error {
+        use Reason::*;
+        let reason = match (err.code, err.err_code) {
+            (_, 10059) => StreamNotFound,
+            (_, 10014) => ConsumerNotFound,
+            (_, 10037) => MessageNotFound,
+            (_, 10058) => StreamExists,
+            (_, 10148) => ConsumerExists,
+            (_, 10149) => ConsumerMissing,
+            (_, 10065) => SubjectsOverlap,
+            // 10023: more replicas than the cluster has nodes.
+            (_, 10052 | 10023) => InvalidStreamConfig,
+            (_, 10103) => InvalidConsumerName,
+            (_, 10116) => BackoffTooLong,
+            (_, 10093) => FilterNotInStream,
+            (_, 10138) => FiltersOverlap,
+            (_, 10012) => ConsumerUpdate,
+            (_, 10069) => StreamUpdate,
+            (_, 10110) => StreamPurge,
+            (_, 10074) => Replicas,
+            (_, 10026) => TooManyConsumers,
+            (_, 10054) => MessageTooLarge,
+            (_, 10077) => StoreFailed,
+            (_, 10060) => ExpectedStream,
+            (_, 10166) => MessageTtl,
+            (_, 10049) => StreamCreateIo,
+            (_, 10050) => StreamDeleteIo,
+            (_, 10057) => StreamRead,
+            (_, 10071) => WrongLastSequence,
+            (_, 10070) => WrongLastMsgId,
+            (_, 10115) => RollupDenied,
+            (_, 10165) => MessageTtlInvalid,
+            (_, 10109) => Sealed,
+            (_, 10008) | (503, _) => Unavailable,
+            (408, _) => Timeout,
+            (_, code @ 10098..=10101) => WorkQueueConsumer(code),
+            (500, 0) => Io,
+            _ => BadRequest,
+        };
+        streams::Error::new(reason, err.description.clone())
     }
 }
 

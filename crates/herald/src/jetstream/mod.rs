@@ -12,6 +12,7 @@
 //! | `api` | the `$JS.API` request handlers |
 //! | `cluster` | one JetStream across a cluster: streams placed by the meta group, requests forwarded to their node |
 //! | `replicas` | this node's replicas of replicated streams, and their leaders' requests |
+//! | `client` | [`ClusterStreams`]: the typed streams API over the cluster's JetStream |
 //! | `config` | stream and consumer configs and infos as JSON, to and from the typed ones |
 //! | `requests` | reply envelopes and request bodies (purge, paging, message get, pull) |
 //! | `delivery` | pull requests into a client's inbox, `$JS.ACK` acks, publish acks |
@@ -32,6 +33,7 @@
 //! ```
 
 mod api;
+mod client;
 mod cluster;
 pub mod config;
 mod delivery;
@@ -44,6 +46,7 @@ pub mod time;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+pub use client::{ClusterStreams, DEFAULT_CALL_TIMEOUT};
 pub use error::ApiError;
 
 use crate::scope::Sink;

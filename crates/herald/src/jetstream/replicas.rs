@@ -28,6 +28,12 @@ const HEARTBEAT: Duration = Duration::from_millis(100);
 /// them on to the new leader).
 const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 
+/// The queue group of the subscriptions that take a stream's calls: while a former
+/// leader's subscription lingers beside the new leader's (or a replica that led, stopped and
+/// leads again within the grace holds two), each call goes to one of them, never both (a
+/// pull request answered twice hands half its messages to a request nobody waits for).
+const TAKERS: &str = "leader";
+
 /// How long a leader stepdown waits for another replica to lead.
 const STEPDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -101,6 +107,11 @@ pub(crate) fn leader_target(group: &str) -> String {
 }
 
 impl Replicas {
+    /// Whether this node holds a replica of `stream` (one being removed too).
+    pub(crate) fn holds(&self, stream: &str) -> bool {
+        self.held.lock().contains_key(stream)
+    }
+
     /// No replicas yet, on `node` of the cluster named `cluster`.
     pub(crate) fn new(node: crate::Node, cluster: String) -> Replicas {
         Replicas {
@@ -398,7 +409,7 @@ async fn follow_leadership(
                 let callback = front.clone();
                 let subscribed = strong.router.on_with(
                     &cluster::forwarded_subject(&target),
-                    SubscribeOptions::new().capacity(1 << 16),
+                    SubscribeOptions::new().capacity(1 << 16).queue(TAKERS),
                     move |msg| {
                         if let Some(front) = callback.upgrade() {
                             cluster::on_forwarded(&front, msg);

@@ -31,6 +31,9 @@ pub enum ErrorKind {
     Closed,
     /// Reading or writing the data directory failed.
     Io,
+    /// A clustered stream has no leader right now (an election, or too few replicas up):
+    /// nothing was done; the same call may succeed when retried.
+    Unavailable,
 }
 
 impl fmt::Display for ErrorKind {
@@ -46,6 +49,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Timeout => "timed out",
             ErrorKind::Closed => "closed",
             ErrorKind::Io => "storage error",
+            ErrorKind::Unavailable => "unavailable, try again",
         })
     }
 }
@@ -109,6 +113,7 @@ pub(crate) enum Reason {
     Sealed,
     /// A consumer a work queue does not allow (the JetStream code it has).
     WorkQueueConsumer(u16),
+    Unavailable,
 }
 
 impl Reason {
@@ -137,6 +142,7 @@ impl Reason {
             Sealed => ErrorKind::Closed,
             ConfirmTimeout | Timeout => ErrorKind::Timeout,
             Closed => ErrorKind::Closed,
+            Unavailable => ErrorKind::Unavailable,
             Io | StreamCreateIo | StreamDeleteIo | StreamRead => ErrorKind::Io,
         }
     }

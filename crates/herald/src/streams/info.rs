@@ -88,3 +88,30 @@ pub struct PubAck {
     /// The message id was seen within the duplicate window: not stored again.
     pub duplicate: bool,
 }
+
+/// Where a stream of a cluster is kept: its leader and its other replicas, as the leader
+/// sees them (see `herald::jetstream::ClusterStreams::placement`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The cluster's name.
+    pub cluster: Option<String>,
+    /// The node whose replica leads (captures publishes, serves consumers), if one does now.
+    pub leader: Option<String>,
+    /// The other replicas (none for a stream with one replica).
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// One replica of a stream, other than the leader's, in a [`Placement`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaInfo {
+    /// The node keeping it.
+    pub name: String,
+    /// It holds everything the leader committed.
+    pub current: bool,
+    /// The leader does not hear from it.
+    pub offline: bool,
+    /// Log entries it is behind the leader.
+    pub lag: u64,
+    /// How long ago the leader last heard from it.
+    pub active: Option<std::time::Duration>,
+}

@@ -30,7 +30,23 @@ pub struct StreamMessage {
     delivered: u32,
     time: SystemTime,
     pending: u64,
-    acker: Weak<Consumer>,
+    acker: Acker,
+}
+
+/// Where a fetched message's acknowledgements go.
+#[derive(Clone)]
+pub(crate) enum Acker {
+    /// A consumer of this node's store.
+    Local(Weak<Consumer>),
+    /// A consumer reached through another node (a clustered stream's leader): the adapter
+    /// that fetched the message sends its acknowledgements there.
+    Remote(Arc<dyn RemoteAck>),
+}
+
+/// Sends one fetched message's acknowledgements to a consumer on another node.
+pub(crate) trait RemoteAck: Send + Sync {
+    /// Sends `kind` for the message this was made for.
+    fn acknowledge(&self, kind: AckKind) -> Result<()>;
 }
 
 impl StreamMessage {
@@ -39,7 +55,7 @@ impl StreamMessage {
         stream: Arc<str>,
         consumer: Arc<str>,
         place: Place,
-        acker: Weak<Consumer>,
+        acker: Acker,
     ) -> StreamMessage {
         StreamMessage {
             message,
@@ -140,11 +156,15 @@ impl StreamMessage {
     }
 
     fn acknowledge(&self, kind: AckKind) -> Result<()> {
-        let consumer = self
-            .acker
-            .upgrade()
-            .ok_or_else(|| Error::closed(format!("consumer {} is gone", self.consumer)))?;
-        consumer.ack(kind, self.seq).map(drop)
+        match &self.acker {
+            Acker::Local(consumer) => {
+                let consumer = consumer
+                    .upgrade()
+                    .ok_or_else(|| Error::closed(format!("consumer {} is gone", self.consumer)))?;
+                consumer.ack(kind, self.seq).map(drop)
+            }
+            Acker::Remote(remote) => remote.acknowledge(kind),
+        }
     }
 }
 
@@ -210,7 +230,7 @@ impl Sink for Fetch {
             self.stream.clone(),
             self.consumer.clone(),
             msg.place,
-            self.acker.clone(),
+            Acker::Local(self.acker.clone()),
         );
         self.tx.send(Event::Message(message)).is_ok()
     }

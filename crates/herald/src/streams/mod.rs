@@ -40,16 +40,18 @@
 //! | `pull` | pull requests and the sinks their messages go to |
 //!
 //! # In a cluster
-//! A stream lives on the node that created it; publishes from every node reach it once.
-//! Everything else (info, consumers, fetch, [`Streams::publish`]'s wait for the ack) is
-//! answered by the node that holds the stream.
+//! A `Streams` store is this node's: a stream created through it lives here; publishes from
+//! every node reach it once. The cluster's own streams (placed by its meta group, kept on
+//! `replicas` nodes with a Raft group each, surviving their leader) are reached with the same
+//! types through `herald::jetstream::ClusterStreams` (feature `jetstream`), from any node that
+//! serves the cluster's JetStream (`herald::jetstream::serve_clustered`).
 
 mod config;
 mod consumer;
 mod error;
 mod files;
 mod info;
-mod message;
+pub(crate) mod message;
 mod messages;
 pub(crate) mod pull;
 mod read_ahead;
@@ -75,7 +77,7 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use herald_log::Fsync;
-pub use info::{ConsumerInfo, Position, PubAck, StreamInfo, StreamState};
+pub use info::{ConsumerInfo, Placement, Position, PubAck, ReplicaInfo, StreamInfo, StreamState};
 pub use message::StreamMessage;
 pub use messages::Messages;
 pub use stream::{CONFIRM_HEADER, CONFIRM_TIMEOUT_HEADER};

@@ -356,7 +356,7 @@ pub struct SequenceInfo {
 }
 
 /// The reply to consumer create and info, and the items of a consumer list (5.4).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerInfo {
     /// The consumer's stream.
     pub stream_name: String,
@@ -379,6 +379,7 @@ pub struct ConsumerInfo {
     /// Matching messages not delivered yet.
     pub num_pending: u64,
     /// When this reply was made (RFC 3339).
+    #[serde(default)]
     pub ts: String,
 }
 
@@ -403,5 +404,30 @@ impl ConsumerInfo {
             num_pending: info.num_pending,
             ts: rfc3339(Some(SystemTime::now())),
         }
+    }
+
+    /// The typed info a server's reply stands for.
+    pub fn to_typed(self) -> Result<streams::ConsumerInfo, ApiError> {
+        let position = |p: &SequenceInfo| streams::Position {
+            consumer_seq: p.consumer_seq,
+            stream_seq: p.stream_seq,
+        };
+        let last_active = match &self.delivered.last_active {
+            Some(at) => parse_time(at)?,
+            None => None,
+        };
+        Ok(streams::ConsumerInfo {
+            stream: self.stream_name,
+            name: self.name,
+            created: parse_time(&self.created)?.unwrap_or(std::time::UNIX_EPOCH),
+            delivered: position(&self.delivered),
+            ack_floor: position(&self.ack_floor),
+            num_ack_pending: self.num_ack_pending,
+            num_redelivered: self.num_redelivered,
+            num_waiting: self.num_waiting,
+            num_pending: self.num_pending,
+            last_active,
+            config: self.config.to_typed()?,
+        })
     }
 }

@@ -536,7 +536,7 @@ fn nanos(ns: u64) -> Option<Duration> {
 }
 
 /// A duration in nanoseconds, saturating.
-fn as_nanos(d: Duration) -> u64 {
+pub(crate) fn as_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -580,21 +580,23 @@ impl Default for StreamState {
 }
 
 /// The reply to stream create, update, info and the items of a stream list (3.4).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamInfo {
     /// The normalized configuration.
     pub config: StreamConfig,
     /// When the stream was created (RFC 3339).
     pub created: String,
     /// What the stream holds.
+    #[serde(default)]
     pub state: StreamState,
     /// `{"leader": <server>}` on STREAM.INFO; left out elsewhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cluster: Option<Value>,
     /// When this reply was made (RFC 3339).
+    #[serde(default)]
     pub ts: String,
     /// On create: whether this request made the stream (false when it already existed).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub did_create: Option<bool>,
 }
 
@@ -627,6 +629,33 @@ impl StreamInfo {
             did_create,
         }
     }
+
+    /// The typed info a server's reply stands for (the typed API over a cluster's
+    /// JetStream reads replies with it).
+    pub fn to_typed(self) -> Result<streams::StreamInfo, ApiError> {
+        let state = &self.state;
+        Ok(streams::StreamInfo {
+            created: parse_time(&self.created)?.unwrap_or(std::time::UNIX_EPOCH),
+            state: streams::StreamState {
+                messages: state.messages,
+                bytes: state.bytes,
+                first_seq: state.first_seq,
+                first_time: parse_time(&state.first_ts)?,
+                last_seq: state.last_seq,
+                last_time: parse_time(&state.last_ts)?,
+                consumers: state.consumer_count,
+            },
+            config: self.config.to_typed()?,
+        })
+    }
+}
+
+/// A time in a server's reply; an empty one is "never".
+pub(crate) fn parse_time(text: &str) -> Result<Option<SystemTime>, ApiError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    time::parse(text).map_err(ApiError::bad_request)
 }
 
 /// The reply to a JetStream publish (4.2). Sent without `type`.
