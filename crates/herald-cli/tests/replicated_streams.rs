@@ -666,3 +666,97 @@ async fn jsz(server: &HeraldProcess) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// A purge and a message delete of an R3 stream, asked through servers that do not lead it,
+/// are made on every replica through the stream's group: after its leader steps down the
+/// purged and deleted messages stay gone, and a follower that was down while more came
+/// replays the group's log to the same copy (the purge is not made again over newer
+/// messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_and_deletes_are_made_on_every_replica() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let placed = three_in(&dirs).await;
+    let at: BTreeMap<String, usize> = placed.iter().map(|(n, (_, at))| (n.clone(), *at)).collect();
+    let mut servers: BTreeMap<String, HeraldProcess> =
+        placed.into_iter().map(|(n, (s, _))| (n, s)).collect();
+    let first = servers.values().next().unwrap();
+    let leader = create_events(&jetstream::new(connect(first).await), 3).await;
+    let others: Vec<String> = servers.keys().filter(|n| **n != leader).cloned().collect();
+    let js = jetstream::new(connect(&servers[&others[0]]).await);
+    let deadline = Instant::now() + WAIT;
+    for value in 0..20 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+    for server in servers.values() {
+        holds(server, 20, 20).await;
+    }
+
+    let purged = js
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .purge()
+        .sequence(11)
+        .await
+        .unwrap();
+    assert_eq!((purged.success, purged.purged), (true, 10));
+    let other = jetstream::new(connect(&servers[&others[1]]).await);
+    assert!(
+        other
+            .get_stream("EVENTS")
+            .await
+            .unwrap()
+            .delete_message(15)
+            .await
+            .unwrap()
+    );
+    let missing = other
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .delete_message(3)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("no message found"), "{missing}");
+    for server in servers.values() {
+        holds(server, 9, 20).await;
+    }
+
+    // Another replica leads: the purged and the deleted messages stay gone.
+    let asked = ask(
+        &connect(&servers[&others[0]]).await,
+        "$JS.API.STREAM.LEADER.STEPDOWN.EVENTS",
+        "",
+    )
+    .await;
+    assert_eq!(asked["success"], true, "{asked}");
+    let kept: Vec<(u64, u64)> = (11..=20).filter(|s| *s != 15).map(|s| (s, s - 1)).collect();
+    assert_eq!(read_all(&js).await, kept);
+
+    // A follower down while more is published replays the log to the same copy.
+    let current = js
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .clone()
+        .unwrap()
+        .leader
+        .unwrap();
+    let down = servers.keys().find(|n| **n != current).unwrap().clone();
+    servers.remove(&down).unwrap().kill9();
+    let live = servers.keys().find(|n| **n != down).unwrap().clone();
+    let js = jetstream::new(connect(&servers[&live]).await);
+    for value in 20..25 {
+        publish_until_acked(&js, value, Instant::now() + WAIT).await;
+    }
+    let back = node(dirs[at[&down]].path(), &[&servers[&live]]);
+    holds(&back, 14, 25).await;
+    let mut all = kept;
+    all.extend((21..=25).map(|s| (s, s - 1)));
+    assert_eq!(read_all(&js).await, all);
+}

@@ -54,6 +54,8 @@ impl<T> Default for Staged<T> {
 
 struct Queue<T> {
     staged: Staged<T>,
+    /// How many messages were ever staged.
+    total: u64,
     /// Set when the writer is dropped: the thread completes what is staged and stops.
     closed: bool,
 }
@@ -64,6 +66,13 @@ struct Shared<T> {
     /// Signalled when the queue goes from empty to not, and at close.
     ready: Condvar,
     syncs: std::sync::atomic::AtomicU64,
+    /// How many messages were completed (appended or refused, their handler called), and
+    /// its changes for [`Writer::drain`].
+    completed: Mutex<u64>,
+    progress: Condvar,
+    /// Callers waiting in [`Writer::drain`]: the writer wakes them only when there are some
+    /// (a wake-up is a system call; draining is rare).
+    draining: std::sync::atomic::AtomicUsize,
 }
 
 /// The appending thread of one log, shared by every publisher of its stream. `T` is what a
@@ -92,10 +101,14 @@ impl<T: Send + 'static> Writer<T> {
             log: Mutex::new(log),
             queue: Mutex::new(Queue {
                 staged: Staged::default(),
+                total: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
             syncs: std::sync::atomic::AtomicU64::new(0),
+            completed: Mutex::new(0),
+            progress: Condvar::new(),
+            draining: std::sync::atomic::AtomicUsize::new(0),
         });
         let thread = std::thread::Builder::new()
             .name("herald-log-writer".into())
@@ -150,11 +163,34 @@ impl<T: Send + 'static> Writer<T> {
             expect,
             tag,
         });
+        queue.total += 1;
         drop(queue);
         if was_empty {
             self.shared.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Waits until every message queued before this call is completed (appended, or refused,
+    /// and its handler called), or until `timeout`; says whether they were. What is done to
+    /// the log afterwards comes after them (a purge that must see every earlier message).
+    pub fn drain(&self, timeout: Duration) -> bool {
+        if self.thread.is_none() {
+            return true;
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        let target = lock(&self.shared.queue).total;
+        self.shared.draining.fetch_add(1, SeqCst);
+        let completed = lock(&self.shared.completed);
+        let (completed, _) = self
+            .shared
+            .progress
+            .wait_timeout_while(completed, timeout, |done| *done < target)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let drained = *completed >= target;
+        drop(completed);
+        self.shared.draining.fetch_sub(1, SeqCst);
+        drained
     }
 
     /// The log, for reading (held briefly: the writer needs it for each batch).
@@ -294,8 +330,15 @@ fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Result<u64>, T)
             unsynced = true;
         }
         batch.bytes.clear();
+        let count = batch.items.len() as u64;
         for (item, result) in batch.items.drain(..).zip(results.drain(..)) {
             done(result, item.tag);
+        }
+        if count > 0 {
+            *lock(&shared.completed) += count;
+            if shared.draining.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                shared.progress.notify_all();
+            }
         }
         if closed && lock(&shared.queue).staged.items.is_empty() {
             break;

@@ -282,6 +282,38 @@ fn the_writer_indexes_the_log_when_it_stops() {
 }
 
 #[test]
+fn draining_the_writer_waits_for_every_completion_queued_before() {
+    use herald_log::{Entry, Fsync, Writer};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
+    let done = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = done.clone();
+    let writer = Writer::spawn(log, Fsync::Always, move |r, ()| {
+        counted.fetch_max(r.unwrap(), Ordering::SeqCst);
+    });
+    assert!(
+        writer.drain(std::time::Duration::from_secs(5)),
+        "nothing queued"
+    );
+    for round in 1..=20u64 {
+        for i in 0..50u8 {
+            let entry = Entry {
+                subject: "s",
+                headers: b"",
+                payload: &[i],
+                timestamp: 1,
+            };
+            writer.append(&entry, ()).unwrap();
+        }
+        assert!(writer.drain(std::time::Duration::from_secs(5)));
+        // Every completion ran, and the log holds every message.
+        assert_eq!(done.load(Ordering::SeqCst), round * 50);
+        assert_eq!(writer.log().next_seq(), round * 50 + 1);
+    }
+}
+
+#[test]
 fn a_bad_index_is_ignored_and_the_segment_scanned_with_identical_results() {
     let dir = tempfile::tempdir().unwrap();
     let indexes = forty(dir.path());

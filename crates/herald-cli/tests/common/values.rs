@@ -11,10 +11,10 @@ use futures::StreamExt;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Every message of `stream`, read by a new durable consumer `reader` (acking each):
-/// (sequence, value), in sequence order, each sequence once. Reads until every sequence up
-/// to `through` (or the stream's last, if higher) is in hand: the stream has no gaps, and a
-/// delivery lost on its way (a route coming back after a fault) is delivered again after
-/// the consumer's short ack wait rather than taken for a lost message.
+/// (sequence, value), in sequence order, each sequence once. Reads until every message the
+/// stream holds (and every sequence after its last up to `through`) is in hand: a delivery
+/// lost on its way (a route coming back after a fault) is delivered again after the
+/// consumer's short ack wait rather than taken for a lost message.
 pub async fn read_values(
     js: &jetstream::Context,
     stream: &str,
@@ -37,7 +37,7 @@ pub async fn read_values(
         .expect("a reading consumer");
     let mut read = std::collections::BTreeMap::new();
     let deadline = Instant::now() + WAIT;
-    let wanted = (last + 1).saturating_sub(first) as usize;
+    let wanted = (info.state.messages + through.saturating_sub(info.state.last_sequence)) as usize;
     while read.range(first..=last).count() < wanted {
         assert!(
             Instant::now() < deadline,

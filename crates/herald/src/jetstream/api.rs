@@ -157,6 +157,30 @@ struct Purged {
     purged: u64,
 }
 
+/// A call that changes a stream's messages (made through its group when it is replicated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    /// STREAM.PURGE
+    Purge,
+    /// STREAM.MSG.DELETE
+    Delete,
+}
+
+/// The reply to a change made through a replicated stream's group: as [`handle_call`]
+/// answers it on one server.
+pub(crate) fn change_response(kind: ChangeKind, made: Result<u64, ApiError>) -> Vec<u8> {
+    match kind {
+        ChangeKind::Purge => respond(
+            "stream_purge",
+            made.map(|purged| Purged {
+                success: true,
+                purged,
+            }),
+        ),
+        ChangeKind::Delete => respond("stream_msg_delete", made.map(|_| Success { success: true })),
+    }
+}
+
 fn respond<T: Serialize>(kind: &str, result: Result<T, ApiError>) -> Vec<u8> {
     match result {
         Ok(body) => requests::response(kind, &body),

@@ -37,6 +37,7 @@ use super::requests;
 use crate::Router;
 use crate::message::Message;
 use crate::meta::{MetaGroup, Outcome};
+use crate::replica::Change;
 
 /// Forwarded API calls: `$HERALD.JSAPI.<node>`, the call in [`CALL_HEADER`].
 const FORWARD_PREFIX: &str = "$HERALD.JSAPI.";
@@ -311,6 +312,20 @@ pub(crate) fn on_forwarded(front: &Arc<Front>, msg: Message) {
 
 /// Answers `call` on this node: the node that holds the stream, or leads its replicas.
 fn answer_here(front: &Arc<Front>, msg: &Message, call: &str) {
+    if let Some((change, stream)) = replicated_change(front, msg, call) {
+        let (front, msg) = (front.clone(), msg.clone());
+        front.clone().runtime.spawn(async move {
+            let outcome = match change {
+                Ok((kind, change)) => {
+                    let made = front.replicas.change(&stream, &change).await;
+                    api::change_response(kind, made.map_err(ApiError::from))
+                }
+                Err((kind, err)) => api::change_response(kind, Err(err)),
+            };
+            front.answer(&msg, outcome);
+        });
+        return;
+    }
     let Some(stream) = call.strip_prefix("STREAM.LEADER.STEPDOWN.") else {
         return api::handle_call(&front.api, msg, call);
     };
@@ -322,6 +337,48 @@ fn answer_here(front: &Arc<Front>, msg: &Message, call: &str) {
         };
         front.answer(&msg, body);
     });
+}
+
+/// What a purge or message delete of a replicated stream held here asks for, as a change
+/// for its group (or why the request is refused), with its kind of response.
+#[allow(clippy::type_complexity)]
+fn replicated_change(
+    front: &Front,
+    msg: &Message,
+    call: &str,
+) -> Option<(
+    Result<(api::ChangeKind, Change), (api::ChangeKind, ApiError)>,
+    String,
+)> {
+    let tokens: Vec<&str> = call.split('.').collect();
+    let (kind, stream) = match tokens.as_slice() {
+        ["STREAM", "PURGE", stream] => (api::ChangeKind::Purge, *stream),
+        ["STREAM", "MSG", "DELETE", stream] => (api::ChangeKind::Delete, *stream),
+        _ => return None,
+    };
+    if !front.replicas.holds(stream) {
+        return None;
+    }
+    let change = match kind {
+        api::ChangeKind::Purge => requests::parse_request::<requests::PurgeRequest>(msg.payload())
+            .map(|req| Change::Purge {
+                filter: req.filter,
+                below: req.seq,
+                keep: req.keep,
+            }),
+        api::ChangeKind::Delete => {
+            requests::parse_request::<requests::MsgDeleteRequest>(msg.payload()).map(|req| {
+                Change::DeleteMessage {
+                    seq: req.seq,
+                    erase: !req.no_erase,
+                }
+            })
+        }
+    };
+    Some((
+        change.map(|c| (kind, c)).map_err(|e| (kind, e)),
+        stream.to_owned(),
+    ))
 }
 
 /// Defines the stream in the meta group, placed on the members holding the fewest streams,

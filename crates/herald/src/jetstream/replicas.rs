@@ -34,6 +34,9 @@ const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 /// pull request answered twice hands half its messages to a request nobody waits for).
 const TAKERS: &str = "leader";
 
+/// How long a purge or message delete of a replicated stream waits to be applied.
+const CHANGE_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a leader stepdown waits for another replica to lead.
 const STEPDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -110,6 +113,19 @@ impl Replicas {
     /// Whether this node holds a replica of `stream` (one being removed too).
     pub(crate) fn holds(&self, stream: &str) -> bool {
         self.held.lock().contains_key(stream)
+    }
+
+    /// Makes `change` on every replica of `stream`, through its group (on its leader).
+    pub(crate) async fn change(
+        &self,
+        stream: &str,
+        change: &crate::replica::Change,
+    ) -> crate::streams::Result<u64> {
+        let group = self.held.lock().get(stream).map(|r| r.group.clone());
+        match group {
+            Some(group) => group.change(change, CHANGE_WAIT).await,
+            None => Err(crate::streams::Error::stream_not_found()),
+        }
     }
 
     /// No replicas yet, on `node` of the cluster named `cluster`.
@@ -358,6 +374,7 @@ async fn start(front: &Arc<Front>, name: &str, definition: &Value) -> Result<(),
         heartbeat: HEARTBEAT,
         fsync: streams.fsync(),
         joining: reformed(definition),
+        store: streams.clone(),
     };
     let replica = ReplicaGroup::start(&node, stream, &dir, settings)
         .await

@@ -10,6 +10,11 @@
 //! acks of a work queue); it is believed only while the stream still reaches that sequence.
 //! A stream tail that recovery cut off (damage, or a crash before an fsync) is thus stored
 //! again from the Raft log, and the replica's copy is repaired from what the group agreed.
+//!
+//! A change (a purge, a message delete) is made on every replica when its entry applies,
+//! after every message admitted before it is in the log, so all replicas delete the same
+//! messages. One stamped at or below the newest message a restarted replica holds was made
+//! before that message was stored, so it is passed over too (its effect is in the files).
 
 use std::fs::File;
 use std::io::Cursor;
@@ -21,9 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, LogId, StorageError, StorageIOError, StoredMembership};
 
-use super::types::{Item, TypeConfig};
+use super::types::{Applied, Change, Item, TypeConfig};
 use crate::meta::Member;
 use crate::streams::stream::{Incoming, Stream};
+use crate::streams::{Purge, Streams};
 
 type Id = u64;
 
@@ -39,6 +45,8 @@ pub(crate) struct Machine {
 
 struct Inner {
     stream: Arc<Stream>,
+    /// The store holding `stream`, where changes are made.
+    store: Streams,
     me: Id,
     /// The last entry this member's log held when it started: entries up to it are applied
     /// again after a restart (their publishers were answered, their consumers' states
@@ -54,10 +62,11 @@ struct Inner {
 }
 
 impl Machine {
-    /// The state machine of `stream`'s replica on member `me`, its marker in `dir`; its log
-    /// held entries up to `replayed_to` when it started.
+    /// The state machine of `stream`'s replica (kept in `store`) on member `me`, its marker
+    /// in `dir`; its log held entries up to `replayed_to` when it started.
     pub(crate) fn open(
         stream: Arc<Stream>,
+        store: Streams,
         dir: &Path,
         me: Id,
         replayed_to: u64,
@@ -95,6 +104,7 @@ impl Machine {
         Ok(Machine {
             inner: Arc::new(tokio::sync::Mutex::new(Inner {
                 stream,
+                store,
                 me,
                 replayed_to,
                 applied: None,
@@ -116,6 +126,34 @@ fn last_of(stream: &Stream) -> (u64, u64) {
 }
 
 impl Inner {
+    /// Makes a change on this replica's stream, once what was admitted before is stored.
+    fn make(&self, change: &[u8]) -> crate::streams::Result<u64> {
+        let change: Change = serde_json::from_slice(change).map_err(|e| {
+            crate::streams::Error::bad_request(format!("an unreadable change: {e}"))
+        })?;
+        if !self.stream.writer.drain(DRAIN_WAIT) {
+            tracing::warn!(stream = %self.stream.name, "a change applied before earlier messages were stored");
+        }
+        let name = &self.stream.name;
+        match change {
+            Change::Purge {
+                filter,
+                below,
+                keep,
+            } => self.store.purge(
+                name,
+                &Purge {
+                    filter,
+                    below,
+                    keep,
+                },
+            ),
+            Change::DeleteMessage { seq, erase } => {
+                self.store.delete_message(name, seq, erase).map(|()| 0)
+            }
+        }
+    }
+
     /// Records how far the stream got (not synced: it is checked against the stream when
     /// read back).
     fn mark(&mut self) {
@@ -131,6 +169,9 @@ impl Inner {
         }
     }
 }
+
+/// Longest a change waits for the messages admitted before it to be in the log.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Keeps a consumer's state as the leader saved it, for when this replica leads.
 fn keep_consumer(stream: &Stream, name: &str, saved: Option<&[u8]>) {
@@ -173,7 +214,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         Ok((inner.applied, inner.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<Id>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<Id>>
     where
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -183,6 +224,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let mut outcomes = Vec::new();
         for entry in entries {
             inner.applied = Some(entry.log_id);
+            let mut outcome = None;
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
@@ -208,6 +250,17 @@ impl RaftStateMachine<TypeConfig> for Machine {
                             Item::Consumer { name, saved } => {
                                 keep_consumer(&inner.stream, name, saved)
                             }
+                            Item::Change { ts, change } => {
+                                self.last_ts.fetch_max(ts, Ordering::AcqRel);
+                                if ts <= inner.stored_to {
+                                    continue;
+                                }
+                                let made = inner.make(change);
+                                if let Err(err) = &made {
+                                    tracing::debug!(stream = %inner.stream.name, %err, "a change refused");
+                                }
+                                outcome = Some(made);
+                            }
                         }
                     }
                 }
@@ -215,7 +268,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
                     inner.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
             }
-            outcomes.push(());
+            outcomes.push(Applied(outcome));
         }
         Ok(outcomes)
     }

@@ -10,6 +10,10 @@
 //! the same sequences, and the proposer's replica answers the publishers once its own copy
 //! is stored. A publish is thus acknowledged only when a majority holds it.
 //!
+//! **Changes.** A purge or a message delete of a replicated stream is proposed by its leader
+//! like a message (stamped, in capture order) and made by every replica as its entry applies;
+//! the leader answers the call with its own outcome. A change never runs on one replica only.
+//!
 //! **Leaders.** A replica that becomes leader first confirms its leadership and applies
 //! everything committed before (so its checks see every earlier message), then starts
 //! capturing; one that stops leading stops capturing at once. What a deposed leader had
@@ -39,6 +43,7 @@ use crate::raft::network::{self, Network};
 use crate::streams::stream::{Propose, Stream};
 use crate::target::Delivery;
 use crate::time::now_nanos;
+pub(crate) use types::Change;
 use types::{Builder, Proposal, TypeConfig};
 
 /// Most messages one entry carries.
@@ -120,6 +125,8 @@ pub struct ReplicaGroup {
     heard: network::Heard,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stream: Arc<Stream>,
+    /// The proposer's queue (changes go through it, after what was captured before).
+    queue: mpsc::UnboundedSender<Proposal>,
 }
 
 /// The proposer's side of [`Propose`]: captured messages wait for the proposer task here.
@@ -163,6 +170,8 @@ pub(crate) struct Settings<'a> {
     /// adds it, and it catches up from the log. A fresh group is formed by all its members
     /// alike.
     pub(crate) joining: bool,
+    /// The store holding the replica (changes to its messages are made through it).
+    pub(crate) store: crate::streams::Streams,
 }
 
 impl ReplicaGroup {
@@ -180,6 +189,7 @@ impl ReplicaGroup {
             heartbeat,
             fsync,
             joining,
+            store,
         } = settings;
         let info = node
             .cluster_info()
@@ -193,7 +203,8 @@ impl ReplicaGroup {
             .await
             .map_err(|e| Error::Cluster(format!("stream {} raft log: {e}", stream.name)))?;
         let replayed_to = held.last_log_id.map_or(0, |l| l.index);
-        let machine = machine::Machine::open(stream.clone(), dir, id, replayed_to).map_err(io)?;
+        let machine =
+            machine::Machine::open(stream.clone(), store, dir, id, replayed_to).map_err(io)?;
         let last_ts = machine.last_ts.clone();
         let heartbeat = heartbeat.as_millis().max(10) as u64;
         let config = Config {
@@ -229,7 +240,9 @@ impl ReplicaGroup {
         let (queue, proposals) = mpsc::unbounded_channel();
         if stream
             .replication
-            .set(Arc::new(Proposer { queue }))
+            .set(Arc::new(Proposer {
+                queue: queue.clone(),
+            }))
             .is_err()
         {
             return Err(Error::Cluster(format!(
@@ -262,7 +275,39 @@ impl ReplicaGroup {
             leading,
             tasks: parking_lot::Mutex::new(tasks),
             stream,
+            queue,
         })
+    }
+
+    /// Makes `change` on every replica through the group's log, after everything captured
+    /// before it, and returns its outcome on this one (how many messages a purge removed; 0
+    /// for a delete). Only the leader proposes; another member, or a leader deposed before
+    /// the change applied, gets a retryable error (the change may have been made all the
+    /// same, as with any request whose answer is lost).
+    pub(crate) async fn change(
+        &self,
+        change: &Change,
+        timeout: Duration,
+    ) -> crate::streams::Result<u64> {
+        use crate::streams::{Error as StreamsError, Reason};
+        let unavailable = |why: &str| StreamsError::new(Reason::Unavailable, why);
+        if !*self.leading.borrow() {
+            return Err(unavailable("this replica does not lead the stream"));
+        }
+        let item = types::encode_change(change)
+            .ok_or_else(|| StreamsError::bad_request("a change too large to propose"))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Proposal::Change(item, tx))
+            .map_err(|_| unavailable("the stream's group stopped"))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(unavailable("the stream's leader changed")),
+            Err(_) => Err(StreamsError::new(
+                Reason::Timeout,
+                format!("the change was not applied within {timeout:?}"),
+            )),
+        }
     }
 
     /// This member's replica of the stream.
@@ -497,31 +542,58 @@ async fn propose(
             // Its outcome is the publishers' (answered when applied); only its end matters.
             let _ = oldest.await;
         }
-        let mut batch = Builder::default();
-        let mut take = |proposal| match proposal {
-            Proposal::Message(item) => {
-                let last = clock.load(Ordering::Acquire);
-                let ts = now_nanos().max(last + 1);
-                clock.store(ts, Ordering::Release);
-                batch.push_message(&item, ts);
-            }
-            Proposal::Consumer(item) => batch.push_consumer(&item),
+        let stamp = || {
+            let last = clock.load(Ordering::Acquire);
+            let ts = now_nanos().max(last + 1);
+            clock.store(ts, Ordering::Release);
+            ts
         };
-        take(first);
-        for _ in 1..MAX_BATCH {
-            match proposals.try_recv() {
-                Ok(proposal) => take(proposal),
-                Err(_) => break,
+        let mut batch = Builder::default();
+        // A change ends its batch: its entry's outcome is the change's.
+        let mut change = None;
+        let mut proposal = Some(first);
+        let mut taken = 0;
+        while let Some(item) = proposal.take() {
+            match item {
+                Proposal::Message(item) => batch.push_message(&item, stamp()),
+                Proposal::Consumer(item) => batch.push_consumer(&item),
+                Proposal::Change(item, answer) => {
+                    batch.push_message(&item, stamp());
+                    change = Some(answer);
+                    break;
+                }
+            }
+            taken += 1;
+            if taken < MAX_BATCH {
+                proposal = proposals.try_recv().ok();
             }
         }
-        // The answer comes from applying the entry; a proposal that fails (this member
-        // stopped leading) is never answered, and its publishers retry.
-        match raft.client_write_ff(batch.finish()).await {
-            Ok(applied) => waiting.push_back(applied),
-            Err(err) => {
-                tracing::debug!(%err, "stream group stopped");
-                return;
-            }
+        match change {
+            // The answer comes from applying the entry; a proposal that fails (this member
+            // stopped leading) is never answered, and its publishers retry.
+            None => match raft.client_write_ff(batch.finish()).await {
+                Ok(applied) => waiting.push_back(applied),
+                Err(err) => {
+                    tracing::debug!(%err, "stream group stopped");
+                    return;
+                }
+            },
+            // Changes are rare: the proposer waits for one to apply, and hands its outcome
+            // to the caller.
+            Some(answer) => match raft.client_write(batch.finish()).await {
+                Ok(written) => {
+                    let outcome = written.data.0.unwrap_or_else(|| {
+                        Err(crate::streams::Error::closed("the change was not made"))
+                    });
+                    let _ = answer.send(outcome);
+                }
+                Err(openraft::error::RaftError::Fatal(err)) => {
+                    tracing::debug!(%err, "stream group stopped");
+                    return;
+                }
+                // Not the leader any more: the caller hears it from the dropped answer.
+                Err(err) => tracing::debug!(%err, "a change not made here"),
+            },
         }
         next = proposals.recv().await;
     }

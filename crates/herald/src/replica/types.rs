@@ -1,5 +1,6 @@
 //! A replicated stream's Raft types: its log carries batches of published messages, stamped
-//! by the leader that proposed them, and the saved state of its durable consumers.
+//! by the leader that proposed them, the saved state of its durable consumers, and changes
+//! made to the stream's messages through its API (purges, message deletes).
 //!
 //! A batch is kept in one binary encoding from the proposer to every replica's stream: the
 //! log line, the followers' requests and the cache of recent entries all hold (or share) the
@@ -9,6 +10,7 @@
 //! |---|---|
 //! | 1, message | stamp u64, subject u16+bytes, reply u16+bytes (empty: none), headers u32+bytes, payload u32+bytes |
 //! | 2, consumer | name u16+bytes, saved state u32+JSON (`u32::MAX`: deleted) |
+//! | 3, change | stamp u64, u32+JSON of a [`Change`] |
 //!
 //! A batch read from disk or the network is checked whole before it is accepted, so applying
 //! one never meets a malformed item.
@@ -24,7 +26,7 @@ openraft::declare_raft_types!(
     /// A replicated stream's Raft configuration.
     pub(crate) TypeConfig:
         D = Batch,
-        R = (),
+        R = Applied,
         NodeId = u64,
         Node = Member,
         SnapshotData = Cursor<Vec<u8>>,
@@ -32,6 +34,7 @@ openraft::declare_raft_types!(
 
 const MESSAGE: u8 = 1;
 const CONSUMER: u8 = 2;
+const CHANGE: u8 = 3;
 /// The saved-state length of a deleted consumer.
 const DELETED: u32 = u32::MAX;
 
@@ -52,6 +55,42 @@ pub(crate) enum Item<'a> {
         name: &'a str,
         saved: Option<&'a [u8]>,
     },
+    /// A change to the stream's messages (JSON of a [`Change`]), stamped like a message:
+    /// at most one per batch, its last item.
+    Change { ts: u64, change: &'a [u8] },
+}
+
+/// A change to a replicated stream's messages, made on every replica in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Change {
+    /// `Streams::purge`.
+    Purge {
+        filter: Option<String>,
+        below: Option<u64>,
+        keep: Option<u64>,
+    },
+    /// `Streams::delete_message`.
+    DeleteMessage { seq: u64, erase: bool },
+}
+
+/// What applying an entry gave: the outcome of its change, on the replica that applied it
+/// (never sent anywhere: it goes back to the caller on the leader that proposed it).
+#[derive(Debug, Default)]
+pub(crate) struct Applied(pub(crate) Option<crate::streams::Result<u64>>);
+
+/// openraft wants responses serializable; this one stays on its member (written as null).
+impl Serialize for Applied {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for Applied {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Applied, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Applied(None))
+    }
 }
 
 /// One published message of a batch.
@@ -117,6 +156,12 @@ impl<'a> Items<'a> {
                     Some(take(&mut self.rest, len as usize)?)
                 };
                 Ok(Item::Consumer { name, saved })
+            }
+            CHANGE => {
+                let ts =
+                    u64::from_le_bytes(take(&mut self.rest, 8)?.try_into().unwrap_or_default());
+                let change = take_u32(&mut self.rest)?;
+                Ok(Item::Change { ts, change })
             }
             _ => Err("unknown item kind"),
         }
@@ -210,6 +255,17 @@ pub(crate) fn encode_consumer(name: &str, saved: Option<&[u8]>) -> Option<Vec<u8
     Some(buf)
 }
 
+/// Encodes a change, stamped later (as a message).
+pub(crate) fn encode_change(change: &Change) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(change).ok()?;
+    let mut buf = Vec::with_capacity(1 + 8 + 4 + json.len());
+    buf.put_u8(CHANGE);
+    buf.put_u64_le(0);
+    buf.put_u32_le(u32::try_from(json.len()).ok()?);
+    buf.put_slice(&json);
+    Some(buf)
+}
+
 /// Gathers encoded items into a batch.
 #[derive(Default)]
 pub(crate) struct Builder {
@@ -222,7 +278,7 @@ impl Builder {
         self.buf.put_slice(item);
     }
 
-    /// Adds an encoded message with its stamp.
+    /// Adds an encoded message or change with its stamp.
     pub(crate) fn push_message(&mut self, item: &[u8], ts: u64) {
         let at = self.buf.len();
         self.buf.put_slice(item);
@@ -237,12 +293,16 @@ impl Builder {
     }
 }
 
-/// What the leader's proposer takes: an encoded item (see [`encode_message`] and
-/// [`encode_consumer`]).
+/// What the leader's proposer takes: an encoded item (see [`encode_message`],
+/// [`encode_consumer`] and [`encode_change`]); a change with where its outcome goes.
 #[derive(Debug)]
 pub(crate) enum Proposal {
     Message(Vec<u8>),
     Consumer(Vec<u8>),
+    Change(
+        Vec<u8>,
+        tokio::sync::oneshot::Sender<crate::streams::Result<u64>>,
+    ),
 }
 
 impl std::fmt::Debug for Batch {
@@ -287,6 +347,12 @@ mod tests {
         builder.push_message(&plain, 8);
         builder.push_consumer(&encode_consumer("c", Some(br#"{"next":2}"#)).unwrap());
         builder.push_consumer(&encode_consumer("gone", None).unwrap());
+        let purge = Change::Purge {
+            filter: None,
+            below: Some(3),
+            keep: None,
+        };
+        builder.push_message(&encode_change(&purge).unwrap(), 9);
         builder.finish()
     }
 
@@ -321,6 +387,10 @@ mod tests {
                 Item::Consumer {
                     name: "gone",
                     saved: None,
+                },
+                Item::Change {
+                    ts: 9,
+                    change: br#"{"purge":{"filter":null,"below":3,"keep":null}}"#,
                 },
             ]
         );
