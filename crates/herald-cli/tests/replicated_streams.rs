@@ -760,3 +760,80 @@ async fn purges_and_deletes_are_made_on_every_replica() {
     all.extend((21..=25).map(|s| (s, s - 1)));
     assert_eq!(read_all(&js).await, all);
 }
+
+/// `num_replicas` of a replicated stream changes with STREAM.UPDATE, as `nats stream edit
+/// --replicas` does it: from 2 to 3 the third server joins the group and catches up from its
+/// log; from 3 back to 2 one follower leaves and deletes its copy; more replicas than
+/// servers are refused as nats-server refuses them. Nothing is lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_count_of_a_stream_changes() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers = three(&dirs).await;
+    let all: Vec<&HeraldProcess> = servers.values().collect();
+    let js = jetstream::new(connect(all[0]).await);
+    create_events(&js, 2).await;
+    let deadline = Instant::now() + WAIT;
+    for value in 0..50 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+
+    let through = jetstream::new(connect(all[1]).await);
+    let info = through.update_stream(events(3)).await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    for server in &all {
+        holds(server, 50, 50).await;
+    }
+    let three_current = |info: &stream::Info| {
+        let cluster = info.cluster.clone().unwrap();
+        cluster.replicas.len() == 2 && cluster.replicas.iter().all(|r| r.current)
+    };
+    let mut stream = js.get_stream("EVENTS").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    while !three_current(stream.info().await.unwrap()) {
+        assert!(Instant::now() < deadline, "{:?}", stream.cached_info());
+        poll.tick().await;
+    }
+    for value in 50..60 {
+        publish_until_acked(&through, value, Instant::now() + WAIT).await;
+    }
+
+    let refused = through
+        .update_stream(events(4))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("insufficient resources"), "{refused}");
+
+    let info = through.update_stream(events(2)).await.unwrap();
+    assert_eq!(info.config.num_replicas, 2);
+    let deadline = Instant::now() + WAIT;
+    let kept = loop {
+        let mut kept = Vec::new();
+        for server in &all {
+            let jsz = jsz(server).await;
+            if jsz["account_details"][0]["stream_detail"][0]["state"]["messages"] == 60 {
+                kept.push(*server);
+            }
+        }
+        if kept.len() == 2 {
+            break kept;
+        }
+        assert!(Instant::now() < deadline, "{} copies", kept.len());
+        poll.tick().await;
+    };
+    let cluster = js
+        .get_stream("EVENTS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .clone()
+        .unwrap();
+    assert_eq!(cluster.replicas.len(), 1, "{cluster:?}");
+    let js = jetstream::new(connect(kept[0]).await);
+    let all_values: Vec<(u64, u64)> = (0..60).map(|v| (v + 1, v)).collect();
+    assert_eq!(read_all(&js).await, all_values);
+}

@@ -572,11 +572,15 @@ async fn update(front: &Arc<Front>, msg: &Message, name: &str, call: &str) {
             .map_err(|why| ApiError::new(500, 10052, why))?;
         Ok(crate::streams::store::checked_update(&old, config)?)
     });
-    if let Err(err) = checked {
-        return fail(err);
-    }
+    let wanted = match checked {
+        Ok(config) => usize::from(config.replicas),
+        Err(err) => return fail(err),
+    };
     let mut updated = definition.clone();
     updated["config"] = asked;
+    if let Err(err) = replace_replicas(front, name, &mut updated, wanted) {
+        return fail(err);
+    }
     if let Err(err) = front
         .meta
         .put(&front.key(name), updated.clone(), false)
@@ -586,6 +590,60 @@ async fn update(front: &Arc<Front>, msg: &Message, name: &str, call: &str) {
         return fail(ApiError::new(503, 10008, why));
     }
     front.route(msg, name, &updated, call);
+}
+
+/// Places a replicated stream on `wanted` replicas in `definition`: more are the least
+/// loaded live servers that do not hold it yet (they join the group and catch up from its
+/// log); fewer drop the replicas that are offline first, never the leader (the leader makes
+/// the group's voters the replicas listed, and a dropped replica deletes itself).
+fn replace_replicas(
+    front: &Front,
+    stream: &str,
+    definition: &mut Value,
+    wanted: usize,
+) -> Result<(), ApiError> {
+    let mut held = replicas::replicas_of(definition);
+    if held.len() == wanted {
+        return Ok(());
+    }
+    if wanted > 5 {
+        return Err(ApiError::new(400, 10074, "replicas > 5 not supported"));
+    }
+    if wanted > held.len() {
+        let spares: Vec<String> = least_loaded(front, usize::MAX)
+            .into_iter()
+            .filter(|name| !held.contains(name))
+            .take(wanted - held.len())
+            .collect();
+        if held.len() + spares.len() < wanted {
+            // As nats-server answers more replicas than servers.
+            return Err(ApiError::new(503, 10023, "insufficient resources"));
+        }
+        let mut joined = replicas::joined_of(definition);
+        joined.extend(spares.iter().cloned());
+        held.extend(spares);
+        definition["joined"] = json!(joined);
+    } else {
+        let leader = front.replicas.leader_of(stream);
+        let live = front.router.node().live_members();
+        let up = |name: &String| *name == front.me || live.contains(name);
+        while held.len() > wanted {
+            let drop = held
+                .iter()
+                .rposition(|name| Some(name) != leader.as_ref() && !up(name))
+                .or_else(|| held.iter().rposition(|name| Some(name) != leader.as_ref()));
+            match drop {
+                Some(at) => {
+                    held.remove(at);
+                }
+                None => break,
+            }
+        }
+    }
+    tracing::info!(stream, replicas = ?held, "replicas changed");
+    definition["node"] = json!(held[0]);
+    definition["replicas"] = json!(held);
+    Ok(())
 }
 
 /// Removes the definition, then hands the delete to the stream's node.

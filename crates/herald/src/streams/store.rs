@@ -607,8 +607,9 @@ fn random_name() -> String {
 }
 
 /// The config a stream with `old` takes from an update to `config` (normalized), or why it
-/// cannot: storage, retention, first sequence, mirror and sources, and the replica count
-/// are fixed; a sealed stream stays as it is.
+/// cannot: storage, retention, first sequence, mirror and sources are fixed, and so is
+/// whether it is replicated (a replicated stream may go from 2 to 5 replicas and back, not
+/// to 1); a sealed stream stays as it is.
 pub(crate) fn checked_update(old: &StreamConfig, config: StreamConfig) -> Result<StreamConfig> {
     let refuse = |what: &str| {
         Err(Error::invalid_stream_config(format!(
@@ -616,8 +617,8 @@ pub(crate) fn checked_update(old: &StreamConfig, config: StreamConfig) -> Result
         )))
     };
     let config = if old.replicas > 1 {
-        if config.replicas != old.replicas {
-            return refuse("its number of replicas");
+        if config.replicas <= 1 {
+            return refuse("its number of replicas to 1");
         }
         config.normalize_replicated()?
     } else {
