@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use common::HeraldProcess;
 use common::sse::{ask, cluster_flush, nats as connect};
+use common::values::{self, holds, jsz};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "replicas-secret";
@@ -55,38 +56,16 @@ fn events(replicas: usize) -> stream::Config {
     }
 }
 
-/// Publishes `value` until it is acknowledged, with its own `Nats-Msg-Id` (a retry after an
-/// unanswered publish that was stored after all is acknowledged as the duplicate it is).
+/// Publishes `value` on `events.<value % 7>` until it is acknowledged.
 async fn publish_until_acked(js: &jetstream::Context, value: u64, deadline: Instant) -> u64 {
-    let mut retry = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "value {value} never acknowledged"
-        );
-        let sent = tokio::time::timeout(Duration::from_secs(2), async {
-            let message = jetstream::message::PublishMessage::build()
-                .message_id(format!("v{value}"))
-                .payload(value.to_string().into());
-            js.send_publish(format!("events.{}", value % 7), message)
-                .await?
-                .await
-        })
-        .await;
-        match sent {
-            Ok(Ok(ack)) => return ack.sequence,
-            _ => {
-                retry.tick().await;
-            }
-        }
-    }
+    values::publish_value(js, &format!("events.{}", value % 7), value, deadline).await
 }
 
 /// Every value stored in the stream, read through `js` by a new consumer, with its sequence.
 async fn read_all(js: &jetstream::Context) -> Vec<(u64, u64)> {
     static READERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let reader = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    common::values::read_values(js, "EVENTS", &format!("reader{reader}"), 0).await
+    values::read_values(js, "EVENTS", &format!("reader{reader}"), 0).await
 }
 
 /// Creates the stream with `replicas` through `js`; returns its first leader's name.
@@ -315,7 +294,7 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
         })
         .await
         .expect("a durable consumer");
-    let first_half: Vec<u64> = common::values::fetch_values(&consumer, 50, Duration::from_secs(5))
+    let first_half: Vec<u64> = values::fetch_values(&consumer, 50, Duration::from_secs(5))
         .await
         .into_iter()
         .map(|(_, v)| v)
@@ -371,7 +350,7 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
         (50, 50, 0),
         "{info:?}"
     );
-    let second_half: Vec<u64> = common::values::fetch_values(&consumer, 50, Duration::from_secs(5))
+    let second_half: Vec<u64> = values::fetch_values(&consumer, 50, Duration::from_secs(5))
         .await
         .into_iter()
         .map(|(_, v)| v)
@@ -596,22 +575,6 @@ async fn a_removed_server_is_replaced_and_the_stream_keeps_three_replicas() {
     holds(&newcomer, 300, 300).await;
 }
 
-/// Waits until `server`'s own copy of the stream (as its `/jsz` says) holds `count`
-/// messages, the last of them `last`.
-async fn holds(server: &HeraldProcess, count: u64, last: u64) {
-    let deadline = Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        let jsz = jsz(server).await;
-        let state = &jsz["account_details"][0]["stream_detail"][0]["state"];
-        if state["messages"] == count && state["last_seq"] == last {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the server's copy: {jsz}");
-        poll.tick().await;
-    }
-}
-
 /// An update of an R3 stream made through one server reaches every replica: a new subject
 /// and a message limit, both in force on each copy; changing the replica count or the
 /// storage is refused as nats-server refuses it.
@@ -653,18 +616,6 @@ async fn a_replicated_stream_is_updated_on_every_replica() {
     memory.storage = stream::StorageType::Memory;
     let refused = through.update_stream(memory).await.unwrap_err().to_string();
     assert!(refused.contains("storage"), "{refused}");
-}
-
-/// `server`'s `/jsz?streams=true`.
-async fn jsz(server: &HeraldProcess) -> serde_json::Value {
-    common::sse::http()
-        .get(format!("{}/jsz?streams=true", server.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// A purge and a message delete of an R3 stream, asked through servers that do not lead it,

@@ -23,6 +23,7 @@
 //! # persistence: a data directory turns on streams (the JetStream API)
 //! data_dir = "/var/lib/herald"
 //! fsync = "always"        # or "never", or an interval such as "200ms"
+//! raft_snapshot_entries = 0      # experimental: snapshot replicated streams every N entries
 //! ```
 
 use std::path::Path;
@@ -140,6 +141,10 @@ pub struct Config {
     /// concurrent publishers share each fsync), `never` (left to the OS), or an interval such
     /// as `200ms` (a machine crash loses at most that window; a process crash loses nothing).
     pub fsync: String,
+    /// Entries of a replicated stream's Raft log between two snapshots, after which the log
+    /// before a snapshot is dropped (but for its last 1,000 entries); 0 (the default) keeps
+    /// the log whole. Experimental.
+    pub raft_snapshot_entries: u64,
 }
 
 /// `[cluster]`: settings of the cluster that only the file holds.
@@ -206,6 +211,7 @@ impl Default for Config {
             tls_timeout: Duration::from_secs(2),
             data_dir: String::new(),
             fsync: "always".into(),
+            raft_snapshot_entries: 0,
         }
     }
 }
@@ -430,7 +436,11 @@ impl Config {
         let fsync = self
             .fsync_policy()
             .unwrap_or(herald::streams::Fsync::Always);
-        Some(herald::streams::StreamsOptions::new(&self.data_dir).fsync(fsync))
+        Some(
+            herald::streams::StreamsOptions::new(&self.data_dir)
+                .fsync(fsync)
+                .raft_snapshot_entries(self.raft_snapshot_entries),
+        )
     }
 
     /// The routes' certificates of `[cluster.tls]`, read, if set.

@@ -74,3 +74,62 @@ pub async fn fetch_values(
     }
     read
 }
+
+/// Publishes `value` on `subject` (the value as payload, `v<value>` as its `Nats-Msg-Id`)
+/// until it is acknowledged, or panics at `deadline`; returns its sequence. A retry after an
+/// unanswered publish that was stored after all is acknowledged as the duplicate it is.
+pub async fn publish_value(
+    js: &jetstream::Context,
+    subject: &str,
+    value: u64,
+    deadline: Instant,
+) -> u64 {
+    let mut retry = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "value {value} never acknowledged"
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(2), async {
+            let message = jetstream::message::PublishMessage::build()
+                .message_id(format!("v{value}"))
+                .payload(value.to_string().into());
+            js.send_publish(subject.to_owned(), message).await?.await
+        })
+        .await;
+        match sent {
+            Ok(Ok(ack)) => return ack.sequence,
+            _ => {
+                retry.tick().await;
+            }
+        }
+    }
+}
+
+/// `server`'s `/jsz?streams=true`.
+pub async fn jsz(server: &super::HeraldProcess) -> serde_json::Value {
+    super::sse::http()
+        .get(format!("{}/jsz?streams=true", server.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until `server`'s own copy of its (one) stream, as its `/jsz` says, holds `count`
+/// messages, the last of them `last`.
+pub async fn holds(server: &super::HeraldProcess, count: u64, last: u64) {
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        let jsz = jsz(server).await;
+        let state = &jsz["account_details"][0]["stream_detail"][0]["state"];
+        if state["messages"] == count && state["last_seq"] == last {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server's copy: {jsz}");
+        poll.tick().await;
+    }
+}

@@ -22,8 +22,10 @@
 //! | module | holds |
 //! |---|---|
 //! | `types` | the Raft types: batches of published messages |
-//! | `machine` | applying batches to the replica's stream |
+//! | `machine` | applying batches to the replica's stream; its snapshots |
+//! | `catchup` | fetching a copy's missing messages from another member's |
 
+mod catchup;
 mod machine;
 mod types;
 
@@ -53,6 +55,9 @@ const MAX_BATCH: usize = 1024;
 /// before replicating it, so while this many wait, what is captured gathers into the next
 /// entry instead of costing a sync of its own.
 const WINDOW: usize = 4;
+
+/// Longest the proposer waits for the oldest entry of its window.
+const WINDOW_WAIT: Duration = Duration::from_secs(2);
 
 /// What is wrong with a replica's stream files, if anything: every record of every segment
 /// is read and checked (segment indexes are not trusted here), so damage that recovery let
@@ -203,24 +208,35 @@ impl ReplicaGroup {
             .await
             .map_err(|e| Error::Cluster(format!("stream {} raft log: {e}", stream.name)))?;
         let replayed_to = held.last_log_id.map_or(0, |l| l.index);
-        let machine =
-            machine::Machine::open(stream.clone(), store, dir, id, replayed_to).map_err(io)?;
+        let snapshot_every = store.raft_snapshot_entries();
+        let prefix = format!("$HERALD.RAFT.{group}");
+        let router = node.router(network::SCOPE, 1024);
+        let peers = machine::Peers {
+            router: router.clone(),
+            prefix: prefix.clone(),
+        };
+        let machine = machine::Machine::open(stream.clone(), store, dir, id, replayed_to, peers)
+            .map_err(io)?;
         let last_ts = machine.last_ts.clone();
         let heartbeat = heartbeat.as_millis().max(10) as u64;
+
         let config = Config {
             cluster_name: format!("{}/{group}", info.cluster),
             heartbeat_interval: heartbeat,
             election_timeout_min: heartbeat * 4,
             election_timeout_max: heartbeat * 8,
-            // The stream is the state: the log is kept whole, and a replica that is behind
-            // catches up from it.
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            // A snapshot records where the stream stands (the stream is the state); the log
+            // before it is dropped, keeping some entries for replicas a little behind. Off
+            // unless configured (experimental): the log is then kept whole.
+            snapshot_policy: match snapshot_every {
+                0 => openraft::SnapshotPolicy::Never,
+                every => openraft::SnapshotPolicy::LogsSinceLast(every),
+            },
+            max_in_snapshot_log_to_keep: snapshot_every.clamp(1, 1000),
             ..Default::default()
         }
         .validate()
         .map_err(|e| Error::Cluster(format!("stream group settings: {e}")))?;
-        let prefix = format!("$HERALD.RAFT.{group}");
-        let router = node.router(network::SCOPE, 1024);
         let requests = router.subscribe(&network::subject(&prefix, id, "*"))?;
         let network = Network::new(router.clone(), &prefix);
         let heard = network.heard();
@@ -254,7 +270,7 @@ impl ReplicaGroup {
         let (leading_tx, leading) = watch::channel(false);
         let leader_changes = Arc::new(AtomicU64::new(0));
         let tasks = vec![
-            tokio::spawn(serve(raft.clone(), requests)),
+            tokio::spawn(serve(raft.clone(), stream.clone(), requests)),
             tokio::spawn(propose(raft.clone(), proposals, clock.clone())),
             tokio::spawn(lead(
                 raft.clone(),
@@ -512,12 +528,26 @@ async fn keep_members(raft: Raft<TypeConfig>, mut wanted: watch::Receiver<BTreeM
     }
 }
 
-/// Answers the group's Raft requests addressed to this member.
-async fn serve(raft: Raft<TypeConfig>, mut requests: crate::Subscription) {
+/// Answers the group's requests addressed to this member: Raft's, and catching another
+/// member's copy up from this one.
+async fn serve(raft: Raft<TypeConfig>, stream: Arc<Stream>, mut requests: crate::Subscription) {
     while let Some(msg) = requests.recv().await {
-        let raft = raft.clone();
+        let (raft, stream) = (raft.clone(), stream.clone());
         tokio::spawn(async move {
             let rpc = msg.subject().rsplit('.').next().unwrap_or_default();
+            if rpc == catchup::RPC {
+                let answer = tokio::task::spawn_blocking(move || {
+                    let answer = catchup::answer(&stream, msg.payload());
+                    (msg, answer)
+                })
+                .await;
+                if let Ok((msg, answer)) = answer
+                    && let Err(err) = msg.respond(answer)
+                {
+                    tracing::debug!(%err, "stream group: cannot answer a catch-up request");
+                }
+                return;
+            }
             if let Some(answer) = network::answer_raft(&raft, rpc, &msg).await
                 && let Err(err) = msg.respond(answer)
             {
@@ -533,14 +563,20 @@ async fn propose(
     mut proposals: mpsc::UnboundedReceiver<Proposal>,
     clock: Arc<AtomicU64>,
 ) {
+    // Proposed entries not yet applied, with the term they were proposed in.
     let mut waiting = std::collections::VecDeque::with_capacity(WINDOW);
     let mut next = proposals.recv().await;
     while let Some(first) = next.take() {
+        // Entries of an earlier term are not waited for: this member may learn of them
+        // through a snapshot, which answers none of them.
+        let term = raft.metrics().borrow().current_term;
+        waiting.retain(|(proposed, _)| *proposed == term);
         if waiting.len() >= WINDOW
-            && let Some(oldest) = waiting.pop_front()
+            && let Some((_, oldest)) = waiting.pop_front()
         {
             // Its outcome is the publishers' (answered when applied); only its end matters.
-            let _ = oldest.await;
+            // Bounded all the same: the window only paces proposals.
+            let _ = tokio::time::timeout(WINDOW_WAIT, oldest).await;
         }
         let stamp = || {
             let last = clock.load(Ordering::Acquire);
@@ -572,7 +608,7 @@ async fn propose(
             // The answer comes from applying the entry; a proposal that fails (this member
             // stopped leading) is never answered, and its publishers retry.
             None => match raft.client_write_ff(batch.finish()).await {
-                Ok(applied) => waiting.push_back(applied),
+                Ok(applied) => waiting.push_back((term, applied)),
                 Err(err) => {
                     tracing::debug!(%err, "stream group stopped");
                     return;

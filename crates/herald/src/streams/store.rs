@@ -61,6 +61,8 @@ pub(crate) struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) fsync: Fsync,
     pub(crate) segment_bytes: u64,
+    /// Entries of a replicated stream's Raft log between two snapshots.
+    pub(crate) raft_snapshot_entries: u64,
     pub(crate) scope: Arc<Scope>,
     pub(crate) streams: RwLock<BTreeMap<String, Arc<Held>>>,
     pub(crate) runtime: tokio::runtime::Handle,

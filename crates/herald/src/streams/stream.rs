@@ -267,6 +267,16 @@ impl Stream {
         self.committed.load(Ordering::Acquire)
     }
 
+    /// Messages up to `last` were stored straight into the log (a replica caught up from
+    /// another copy): readable now, and their message ids in the duplicate window.
+    pub(crate) fn caught_up(&self, last: u64) {
+        self.recover_dedup();
+        self.committed.fetch_max(last, Ordering::AcqRel);
+        for follower in self.followers.read().iter() {
+            follower.notify_one();
+        }
+    }
+
     /// Wakes `notify` whenever messages become readable, until [`unfollow`](Stream::unfollow).
     pub(crate) fn follow(&self, notify: &Arc<Notify>) {
         self.followers.write().push(notify.clone());
