@@ -104,7 +104,8 @@ struct Inner {
     replayed_to: u64,
     applied: Option<LogId<Id>>,
     membership: StoredMembership<Id, Member>,
-    /// Messages stamped at or below this are stored already.
+    /// Messages (and changes) stamped at or below this are decided already: stored (or
+    /// refused, or made) before this start, or applied since.
     stored_to: u64,
     marker: File,
     /// What `marker` says: the stream's last sequence and its stamp.
@@ -460,6 +461,9 @@ impl RaftStateMachine<TypeConfig> for Machine {
                                     payload: msg.payload,
                                 };
                                 inner.stream.admit(&incoming, msg.ts, proposer);
+                                // Decided: applying it again (openraft may, after a
+                                // snapshot older than what was applied) passes it over.
+                                inner.stored_to = msg.ts;
                             }
                             // The live proposer's own file is newer than what it proposed.
                             Item::Consumer { .. } if proposer => {}
@@ -477,6 +481,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
                                     tracing::debug!(stream = %inner.stream.name, %err, "a change refused");
                                 }
                                 outcome = Some(made);
+                                inner.stored_to = ts;
                             }
                         }
                     }
@@ -516,6 +521,8 @@ impl RaftStateMachine<TypeConfig> for Machine {
             tracing::warn!(stream = %inner.stream.name, why, "cannot install a snapshot yet");
         }
         self.last_ts.fetch_max(image.stamp, Ordering::AcqRel);
+        // A snapshot this replica restarted from is superseded (its consumers' states too).
+        inner.behind = None;
         inner.applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         replace_file(&inner.snapshot_path, &bytes, true)
