@@ -23,7 +23,7 @@
 //! # persistence: a data directory turns on streams (the JetStream API)
 //! data_dir = "/var/lib/herald"
 //! fsync = "always"        # or "never", or an interval such as "200ms"
-//! raft_snapshot_entries = 0      # experimental: snapshot replicated streams every N entries
+//! raft_snapshot_entries = 20000  # a replicated stream's Raft log between snapshots (0: never)
 //! ```
 
 use std::path::Path;
@@ -142,8 +142,7 @@ pub struct Config {
     /// as `200ms` (a machine crash loses at most that window; a process crash loses nothing).
     pub fsync: String,
     /// Entries of a replicated stream's Raft log between two snapshots, after which the log
-    /// before a snapshot is dropped (but for its last 1,000 entries); 0 (the default) keeps
-    /// the log whole. Experimental.
+    /// before a snapshot is dropped (but for its last 1,000 entries); 0 keeps the log whole.
     pub raft_snapshot_entries: u64,
 }
 
@@ -211,7 +210,7 @@ impl Default for Config {
             tls_timeout: Duration::from_secs(2),
             data_dir: String::new(),
             fsync: "always".into(),
-            raft_snapshot_entries: 0,
+            raft_snapshot_entries: herald::streams::DEFAULT_RAFT_SNAPSHOT_ENTRIES,
         }
     }
 }

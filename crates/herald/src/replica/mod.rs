@@ -131,13 +131,23 @@ pub struct ReplicaGroup {
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stream: Arc<Stream>,
     /// The proposer's queue (changes go through it, after what was captured before).
-    queue: mpsc::UnboundedSender<Proposal>,
+    queue: mpsc::UnboundedSender<Queued>,
+    /// This member's leadership count (see [`Queued`]).
+    epoch: Arc<AtomicU64>,
 }
 
 /// The proposer's side of [`Propose`]: captured messages wait for the proposer task here.
 struct Proposer {
-    queue: mpsc::UnboundedSender<Proposal>,
+    queue: mpsc::UnboundedSender<(u64, Proposal)>,
+    /// The leadership this member's captures belong to (see [`Epoch`]).
+    epoch: Arc<AtomicU64>,
 }
+
+/// What the proposer queue carries: a proposal with the leadership (epoch) it was captured
+/// in. The proposer drops proposals of an earlier leadership of this member: a publish
+/// captured while it led before may have been captured by the leader in between too (both
+/// had the stream's interest for a moment), and proposing it now would store it twice.
+type Queued = (u64, Proposal);
 
 impl Propose for Proposer {
     fn propose(&self, msg: &Delivery<'_>) -> bool {
@@ -149,12 +159,14 @@ impl Propose for Proposer {
         ) else {
             return false;
         };
-        self.queue.send(Proposal::Message(item)).is_ok()
+        let epoch = self.epoch.load(Ordering::Acquire);
+        self.queue.send((epoch, Proposal::Message(item))).is_ok()
     }
 
     fn consumer(&self, name: &str, saved: Option<Vec<u8>>) {
         if let Some(item) = types::encode_consumer(name, saved.as_deref()) {
-            let _ = self.queue.send(Proposal::Consumer(item));
+            let epoch = self.epoch.load(Ordering::Acquire);
+            let _ = self.queue.send((epoch, Proposal::Consumer(item)));
         }
     }
 }
@@ -226,8 +238,8 @@ impl ReplicaGroup {
             election_timeout_min: heartbeat * 4,
             election_timeout_max: heartbeat * 8,
             // A snapshot records where the stream stands (the stream is the state); the log
-            // before it is dropped, keeping some entries for replicas a little behind. Off
-            // unless configured (experimental): the log is then kept whole.
+            // before it is dropped, keeping some entries for replicas a little behind (0: the
+            // log is kept whole).
             snapshot_policy: match snapshot_every {
                 0 => openraft::SnapshotPolicy::Never,
                 every => openraft::SnapshotPolicy::LogsSinceLast(every),
@@ -254,10 +266,12 @@ impl ReplicaGroup {
         }
         let (members_tx, wanted) = watch::channel(founders);
         let (queue, proposals) = mpsc::unbounded_channel();
+        let epoch = Arc::new(AtomicU64::new(0));
         if stream
             .replication
             .set(Arc::new(Proposer {
                 queue: queue.clone(),
+                epoch: epoch.clone(),
             }))
             .is_err()
         {
@@ -271,13 +285,19 @@ impl ReplicaGroup {
         let leader_changes = Arc::new(AtomicU64::new(0));
         let tasks = vec![
             tokio::spawn(serve(raft.clone(), stream.clone(), requests)),
-            tokio::spawn(propose(raft.clone(), proposals, clock.clone())),
+            tokio::spawn(propose(
+                raft.clone(),
+                proposals,
+                clock.clone(),
+                epoch.clone(),
+            )),
             tokio::spawn(lead(
                 raft.clone(),
                 stream.clone(),
                 clock,
                 last_ts,
                 leading_tx,
+                epoch.clone(),
             )),
             tokio::spawn(count_leaders(raft.clone(), leader_changes.clone())),
             tokio::spawn(keep_members(raft.clone(), wanted)),
@@ -292,6 +312,7 @@ impl ReplicaGroup {
             tasks: parking_lot::Mutex::new(tasks),
             stream,
             queue,
+            epoch,
         })
     }
 
@@ -314,7 +335,10 @@ impl ReplicaGroup {
             .ok_or_else(|| StreamsError::bad_request("a change too large to propose"))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
-            .send(Proposal::Change(item, tx))
+            .send((
+                self.epoch.load(Ordering::Acquire),
+                Proposal::Change(item, tx),
+            ))
             .map_err(|_| unavailable("the stream's group stopped"))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
@@ -560,8 +584,9 @@ async fn serve(raft: Raft<TypeConfig>, stream: Arc<Stream>, mut requests: crate:
 /// Stamps and proposes what the leader captured, a batch per entry, in capture order.
 async fn propose(
     raft: Raft<TypeConfig>,
-    mut proposals: mpsc::UnboundedReceiver<Proposal>,
+    mut proposals: mpsc::UnboundedReceiver<Queued>,
     clock: Arc<AtomicU64>,
+    epoch: Arc<AtomicU64>,
 ) {
     // Proposed entries not yet applied, with the term they were proposed in.
     let mut waiting = std::collections::VecDeque::with_capacity(WINDOW);
@@ -589,7 +614,16 @@ async fn propose(
         let mut change = None;
         let mut proposal = Some(first);
         let mut taken = 0;
-        while let Some(item) = proposal.take() {
+        let now = epoch.load(Ordering::Acquire);
+        while let Some((captured, item)) = proposal.take() {
+            if captured != now {
+                // Captured while this member led before: dropped (a change's caller hears
+                // it from the dropped answer).
+                if taken < MAX_BATCH {
+                    proposal = proposals.try_recv().ok();
+                }
+                continue;
+            }
             match item {
                 Proposal::Message(item) => batch.push_message(&item, stamp()),
                 Proposal::Consumer(item) => batch.push_consumer(&item),
@@ -603,6 +637,11 @@ async fn propose(
             if taken < MAX_BATCH {
                 proposal = proposals.try_recv().ok();
             }
+        }
+        if taken == 0 && change.is_none() {
+            // Everything taken was of an earlier leadership.
+            next = proposals.recv().await;
+            continue;
         }
         match change {
             // The answer comes from applying the entry; a proposal that fails (this member
@@ -642,6 +681,7 @@ async fn lead(
     clock: Arc<AtomicU64>,
     last_ts: Arc<AtomicU64>,
     leading: watch::Sender<bool>,
+    epoch: Arc<AtomicU64>,
 ) {
     let mut metrics = raft.metrics();
     loop {
@@ -652,6 +692,8 @@ async fn lead(
             match tokio::time::timeout(Duration::from_secs(5), raft.ensure_linearizable()).await {
                 Ok(Ok(_)) => {
                     clock.fetch_max(last_ts.load(Ordering::Acquire), Ordering::AcqRel);
+                    // A new leadership: what was captured in an earlier one is not proposed.
+                    epoch.fetch_add(1, Ordering::AcqRel);
                     match stream.subscribe() {
                         Ok(()) => {
                             tracing::info!(stream = %stream.name, "leading the stream");

@@ -109,16 +109,15 @@ impl StreamsOptions {
             dir: dir.into(),
             fsync: Fsync::Always,
             segment_bytes: herald_log::Config::default().segment_bytes,
-            raft_snapshot_entries: 0,
+            raft_snapshot_entries: DEFAULT_RAFT_SNAPSHOT_ENTRIES,
         }
     }
 
-    /// In a cluster: entries of a replicated stream's Raft log between two snapshots; 0 (the
-    /// default) keeps the log whole. A snapshot records where the stream stands; the log
-    /// before it is dropped but for its last 1,000 entries, and a replica further behind
-    /// catches up from the snapshot and the others' copies. **Experimental**: under the
-    /// fault harness a replica that caught up from a snapshot can store a retried publish
-    /// twice (see `docs/design/cluster-streams.md`).
+    /// In a cluster: entries of a replicated stream's Raft log between two snapshots
+    /// ([`DEFAULT_RAFT_SNAPSHOT_ENTRIES`] by default; 0 keeps the log whole). A snapshot
+    /// records where the stream stands; the log before it is dropped but for its last 1,000
+    /// entries, and a replica further behind catches up from the snapshot and the others'
+    /// copies.
     pub fn raft_snapshot_entries(mut self, entries: u64) -> Self {
         self.raft_snapshot_entries = entries;
         self
@@ -136,6 +135,10 @@ impl StreamsOptions {
         self
     }
 }
+
+/// Entries of a replicated stream's Raft log between two snapshots, unless
+/// [`StreamsOptions::raft_snapshot_entries`] says otherwise.
+pub const DEFAULT_RAFT_SNAPSHOT_ENTRIES: u64 = 20_000;
 
 /// What [`Streams::purge`] removes: everything by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
