@@ -7,7 +7,8 @@
 //!
 //! - *lost*: acknowledged, never read;
 //! - *unexpected*: read, never published;
-//! - *duplicates*: read more than once (a retry of an unanswered publish: allowed);
+//! - *duplicates*: read more than once (the publisher never sends a value twice, so a
+//!   duplicate is a message stored twice);
 //! - *conflicts*: a sequence acknowledged for one value and read with another, or two
 //!   values acknowledged with one sequence.
 //!
@@ -18,7 +19,7 @@
 //! 0 for never), so faults also meet compacted Raft logs, and nearly every replica that was
 //! cut off or restarted catches up from a snapshot and the others' copies.
 //!
-//! It passes with no loss, nothing unexpected and no conflict. `FAULT_ROUNDS` and
+//! It passes with no loss, nothing unexpected, nothing twice and no conflict. `FAULT_ROUNDS` and
 //! `PARTITION_ROUNDS` set the number of faults (50 and 20 by default; the long runs in
 //! BENCHMARKS.md used more).
 
@@ -474,4 +475,5 @@ async fn workload(mut cluster: Cluster, rounds: usize, nemesis: Nemesis) {
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(unexpected.is_empty(), "unexpected: {unexpected:?}");
     assert!(conflicts.is_empty(), "conflicts: {conflicts:?}");
+    assert!(twice.is_empty(), "read twice: {twice:?}");
 }

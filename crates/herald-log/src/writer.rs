@@ -66,9 +66,10 @@ struct Shared<T> {
     /// Signalled when the queue goes from empty to not, and at close.
     ready: Condvar,
     syncs: std::sync::atomic::AtomicU64,
-    /// How many messages were completed (appended or refused, their handler called), and
-    /// its changes for [`Writer::drain`].
-    completed: Mutex<u64>,
+    /// How many messages were completed (appended or refused, their handler called).
+    completed: std::sync::atomic::AtomicU64,
+    /// Where [`Writer::drain`] waits for `completed` to move.
+    progress_lock: Mutex<()>,
     progress: Condvar,
     /// Callers waiting in [`Writer::drain`]: the writer wakes them only when there are some
     /// (a wake-up is a system call; draining is rare).
@@ -106,7 +107,8 @@ impl<T: Send + 'static> Writer<T> {
             }),
             ready: Condvar::new(),
             syncs: std::sync::atomic::AtomicU64::new(0),
-            completed: Mutex::new(0),
+            completed: std::sync::atomic::AtomicU64::new(0),
+            progress_lock: Mutex::new(()),
             progress: Condvar::new(),
             draining: std::sync::atomic::AtomicUsize::new(0),
         });
@@ -181,16 +183,16 @@ impl<T: Send + 'static> Writer<T> {
         use std::sync::atomic::Ordering::SeqCst;
         let target = lock(&self.shared.queue).total;
         self.shared.draining.fetch_add(1, SeqCst);
-        let completed = lock(&self.shared.completed);
-        let (completed, _) = self
+        let completed = || self.shared.completed.load(SeqCst);
+        let guard = lock(&self.shared.progress_lock);
+        let waited = self
             .shared
             .progress
-            .wait_timeout_while(completed, timeout, |done| *done < target)
+            .wait_timeout_while(guard, timeout, |()| completed() < target)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let drained = *completed >= target;
-        drop(completed);
+        drop(waited);
         self.shared.draining.fetch_sub(1, SeqCst);
-        drained
+        completed() >= target
     }
 
     /// The log, for reading (held briefly: the writer needs it for each batch).
@@ -335,8 +337,12 @@ fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Result<u64>, T)
             done(result, item.tag);
         }
         if count > 0 {
-            *lock(&shared.completed) += count;
-            if shared.draining.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            use std::sync::atomic::Ordering::SeqCst;
+            // No lock per batch: only a drain in progress is woken (under its lock, so
+            // that a drain about to wait does not miss it).
+            shared.completed.fetch_add(count, SeqCst);
+            if shared.draining.load(SeqCst) > 0 {
+                let _held = lock(&shared.progress_lock);
                 shared.progress.notify_all();
             }
         }

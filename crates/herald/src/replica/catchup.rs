@@ -130,6 +130,47 @@ fn gaps(stream: &Stream, ask: &Ask) -> Result<Vec<[u64; 2]>, String> {
     Ok(gaps)
 }
 
+/// Asks the `peers` in turn (Raft ids, in the group `prefix`) until one gives an answer
+/// that `read` takes; otherwise says what each did.
+async fn ask_peers<T>(
+    router: &Router,
+    prefix: &str,
+    peers: &[u64],
+    ask: &Ask,
+    read: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<T, String> {
+    let body = serde_json::to_vec(ask).map_err(|e| e.to_string())?;
+    let mut failures = Vec::new();
+    for &peer in peers {
+        let subject = network::subject(prefix, peer, RPC);
+        match router.request(&subject, body.clone(), PAGE_WAIT).await {
+            Ok(reply) => match read(reply.payload()) {
+                Ok(answer) => return Ok(answer),
+                Err(why) => failures.push(format!("{peer:016x}: {why}")),
+            },
+            Err(err) => failures.push(format!("{peer:016x}: {err}")),
+        }
+    }
+    Err(failures.join("; "))
+}
+
+/// A member's answer: `{"ok": ..}` (records), `{"gaps": ..}`, or `{"err": why}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Answer {
+    Ok(Page),
+    Gaps(Vec<[u64; 2]>),
+    Err(String),
+}
+
+fn read_answer(body: &[u8]) -> Result<Answer, String> {
+    match serde_json::from_slice::<Answer>(body) {
+        Ok(Answer::Err(why)) => Err(why),
+        Ok(answer) => Ok(answer),
+        Err(e) => Err(format!("a malformed catch-up answer: {e}")),
+    }
+}
+
 /// Deletes from `stream`'s copy, up to `to`, what the first of `peers` that answers no longer
 /// keeps: messages deleted or purged while this copy missed the entries that did it.
 pub(crate) async fn prune(
@@ -143,51 +184,31 @@ pub(crate) async fn prune(
     if from > to {
         return Ok(());
     }
-    let ask = serde_json::to_vec(&Ask {
+    let ask = Ask {
         from,
         to,
         gaps: true,
-    })
-    .map_err(|e| e.to_string())?;
-    let mut failures = Vec::new();
-    for &peer in peers {
-        let subject = network::subject(prefix, peer, RPC);
-        let reply = match router.request(&subject, ask.clone(), PAGE_WAIT).await {
-            Ok(reply) => reply,
-            Err(err) => {
-                failures.push(format!("{peer:016x}: {err}"));
-                continue;
-            }
-        };
-        #[derive(Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        enum Answer {
-            Gaps(Vec<[u64; 2]>),
-            Err(String),
+    };
+    let gaps = ask_peers(router, prefix, peers, &ask, |body| {
+        match read_answer(body)? {
+            Answer::Gaps(gaps) => Ok(gaps),
+            _ => Err("an answer without gaps".to_owned()),
         }
-        match serde_json::from_slice::<Answer>(reply.payload()) {
-            Ok(Answer::Gaps(gaps)) => {
-                let mut log = stream.writer.log();
-                let failed = |e: herald_log::Error| format!("cannot delete a message: {e}");
-                for [first, last] in gaps {
-                    if first <= from && last >= from {
-                        log.purge(Some(last + 1)).map_err(failed)?;
-                        continue;
-                    }
-                    for seq in first..=last.min(to) {
-                        log.delete(seq, false).map_err(failed)?;
-                    }
-                }
-                return log.sync().map_err(failed);
-            }
-            Ok(Answer::Err(why)) => failures.push(format!("{peer:016x}: {why}")),
-            Err(e) => failures.push(format!("{peer:016x}: a malformed answer: {e}")),
+    })
+    .await
+    .map_err(|why| format!("no member told what it keeps: {why}"))?;
+    let mut log = stream.writer.log();
+    let failed = |e: herald_log::Error| format!("cannot delete a message: {e}");
+    for [first, last] in gaps {
+        if first <= from && last >= from {
+            log.purge(Some(last + 1)).map_err(failed)?;
+            continue;
+        }
+        for seq in first..=last.min(to) {
+            log.delete(seq, false).map_err(failed)?;
         }
     }
-    Err(format!(
-        "no member told what it keeps: {}",
-        failures.join("; ")
-    ))
+    log.sync().map_err(failed)
 }
 
 /// Brings `stream`'s copy up to sequence `to` from the first of `peers` (Raft ids, in the
@@ -200,52 +221,23 @@ pub(crate) async fn fetch(
     to: u64,
 ) -> Result<(), String> {
     let mut from = stream.writer.log().next_seq();
-    let mut failures = Vec::new();
-    'pages: while from <= to {
-        for &peer in peers {
-            let ask = serde_json::to_vec(&Ask {
-                from,
-                to,
-                gaps: false,
-            })
-            .map_err(|e| e.to_string())?;
-            let subject = network::subject(prefix, peer, RPC);
-            let reply = match router.request(&subject, ask, PAGE_WAIT).await {
-                Ok(reply) => reply,
-                Err(err) => {
-                    failures.push(format!("{peer:016x}: {err}"));
-                    continue;
-                }
-            };
-            match read_page(reply.payload()) {
-                Ok(page) if page.next > from => {
-                    from = store(stream, page, from)?;
-                    continue 'pages;
-                }
-                Ok(_) => failures.push(format!("{peer:016x}: an empty page")),
-                Err(why) => failures.push(format!("{peer:016x}: {why}")),
+    while from <= to {
+        let ask = Ask {
+            from,
+            to,
+            gaps: false,
+        };
+        let page = ask_peers(router, prefix, peers, &ask, |body| {
+            match read_answer(body)? {
+                Answer::Ok(page) if page.next > from => Ok(page),
+                _ => Err("an empty page".to_owned()),
             }
-        }
-        return Err(format!(
-            "no member has the stream up to {to}: {}",
-            failures.join("; ")
-        ));
+        })
+        .await
+        .map_err(|why| format!("no member has the stream up to {to}: {why}"))?;
+        from = store(stream, page, from)?;
     }
     Ok(())
-}
-
-fn read_page(body: &[u8]) -> Result<Page, String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "snake_case")]
-    enum Answer {
-        Ok(Page),
-        Err(String),
-    }
-    match serde_json::from_slice::<Answer>(body) {
-        Ok(Answer::Ok(page)) => Ok(page),
-        Ok(Answer::Err(why)) => Err(why),
-        Err(e) => Err(format!("a malformed catch-up answer: {e}")),
-    }
 }
 
 /// Stores a page's records under their sequences (from `from`), the sequences between them
