@@ -566,6 +566,20 @@ async fn interest_keeps_a_message_until_everyone_who_takes_it_acknowledged() {
     wait_messages(&stream, 2).await;
     assert_eq!(take(&ys, 3).await, ["y1", "y2"]);
     wait_messages(&stream, 0).await;
+
+    // Without "all", an int.x message has no taker at all: it is never kept (not even
+    // until a tick), though its publisher gets its sequence, as from nats-server.
+    let mut stream = stream;
+    stream.delete_consumer("all").await.unwrap();
+    let unwanted = publish(&js, "int.x", "x2").await;
+    let state = stream.info().await.unwrap().state.clone();
+    assert_eq!(state.messages, 0, "{state:?}");
+    assert_eq!(state.last_sequence, unwanted);
+    let wanted = publish(&js, "int.y", "y3").await;
+    assert_eq!(wanted, unwanted + 1);
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    assert_eq!(take(&ys, 3).await, ["y3"]);
+    wait_messages(&stream, 0).await;
 }
 
 /// One request on the raw client: the answer's status code (none for a plain message), its

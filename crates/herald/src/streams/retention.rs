@@ -1,6 +1,9 @@
 //! Interest and work-queue retention: a message goes once the consumers that take it are done
 //! with it, within the stream's limits as always.
 //!
+//! - On an interest stream, a message that no consumer's filters take is deleted as soon as
+//!   it is stored, before any consumer can see it (its publisher still gets its sequence):
+//!   the stream keeps what its consumers take ([`Takers`](super::stream::Takers)).
 //! - After each acknowledgement, the acknowledged message is deleted if every consumer whose
 //!   filters take its subject is done with it (for a work queue, that is its one consumer).
 //! - Every stream tick, everything below the first message some consumer may still need is

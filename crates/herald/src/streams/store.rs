@@ -23,7 +23,7 @@ use super::consumer::{Consumer, Saved};
 use super::error::{Error, Reason, Result};
 use super::files::write_json;
 use super::info::{ConsumerInfo, StreamInfo, StreamState};
-use super::stream::{Hooks, Stream};
+use super::stream::{Hooks, Stream, Takers};
 use crate::scope::Scope;
 use crate::subject;
 use crate::time::{from_unix_nanos, now_nanos};
@@ -53,6 +53,14 @@ impl Held {
             .get(name)
             .cloned()
             .ok_or_else(Error::consumer_not_found)
+    }
+
+    /// Tells the stream what its consumers take now (after any change to them).
+    pub(crate) fn consumers_changed(&self) {
+        self.stream.set_takers(|| {
+            let configs: Vec<_> = self.consumers.read().values().map(|c| c.config()).collect();
+            Takers::of(configs.iter().map(|c| c.filter_subjects.as_slice()))
+        });
     }
 }
 
@@ -159,6 +167,7 @@ impl Store {
             );
             held.consumers.write().insert(name, consumer);
         }
+        held.consumers_changed();
     }
 
     /// Opens (or creates) a stream's log, subscribes it and starts its ticker.
@@ -440,6 +449,7 @@ impl Store {
             }
             current.check_update(&config)?;
             existing.update(config);
+            held.consumers_changed();
             return Ok(existing.info(stream));
         }
         if action == CreateAction::Update {
@@ -469,6 +479,7 @@ impl Store {
         );
         consumers.insert(name, consumer.clone());
         drop(consumers);
+        held.consumers_changed();
         consumer.save(true);
         Ok(consumer.info(stream))
     }
@@ -480,6 +491,7 @@ impl Store {
             .write()
             .remove(consumer)
             .ok_or_else(Error::consumer_not_found)?;
+        held.consumers_changed();
         c.close(true);
         if let Some(group) = held.stream.replication.get() {
             group.consumer(consumer, None);
@@ -503,6 +515,7 @@ impl Store {
         let consumers: Vec<Arc<Consumer>> = std::mem::take(&mut *held.consumers.write())
             .into_values()
             .collect();
+        held.consumers_changed();
         for consumer in consumers {
             consumer.close(false);
         }
@@ -549,9 +562,11 @@ fn stop_stream(held: &Held, deleted: bool) {
 fn on_inactive(held: &Arc<Held>) -> Box<dyn Fn(&str) + Send + Sync> {
     let held = Arc::downgrade(held);
     Box::new(move |name| {
-        let removed = held
-            .upgrade()
-            .and_then(|h| h.consumers.write().remove(name));
+        let Some(held) = held.upgrade() else {
+            return;
+        };
+        let removed = held.consumers.write().remove(name);
+        held.consumers_changed();
         if let Some(c) = removed {
             c.close(true);
         }

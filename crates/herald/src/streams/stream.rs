@@ -149,6 +149,41 @@ pub(crate) struct Stream {
     hooks: Arc<Hooks>,
     /// Set on a replica of a replicated stream: its Raft group.
     pub(crate) replication: std::sync::OnceLock<Arc<dyn Propose>>,
+    /// What the consumers take, for interest retention: a message none of them takes is
+    /// not kept (see [`Takers`]).
+    takers: RwLock<Takers>,
+}
+
+/// The subjects the consumers of a stream take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Takers {
+    /// Some consumer takes every subject.
+    All,
+    /// Only these patterns (none: there is no consumer).
+    Patterns(Vec<String>),
+}
+
+impl Takers {
+    /// What consumers with these filters take (a consumer without filters takes all).
+    pub(crate) fn of<'a>(filters: impl IntoIterator<Item = &'a [String]>) -> Takers {
+        let mut patterns = Vec::new();
+        for filter in filters {
+            if filter.is_empty() {
+                return Takers::All;
+            }
+            patterns.extend(filter.iter().cloned());
+        }
+        Takers::Patterns(patterns)
+    }
+
+    fn take(&self, subject: &str) -> bool {
+        match self {
+            Takers::All => true,
+            Takers::Patterns(patterns) => {
+                patterns.iter().any(|p| crate::subject::matches(p, subject))
+            }
+        }
+    }
 }
 
 /// A publish waiting for confirm-N.
@@ -168,6 +203,9 @@ pub(crate) struct Pending {
     ttl: Option<Duration>,
     /// What to publish again once it is stored (a republish rule took it).
     republish: Option<Box<Republished>>,
+    /// Stored only to be deleted at once: no consumer of an interest stream takes it (its
+    /// publisher still gets its sequence, as from nats-server).
+    unwanted: bool,
 }
 
 /// A stored message to publish again: where, and its parts.
@@ -230,10 +268,17 @@ impl Stream {
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
             replication: std::sync::OnceLock::new(),
+            takers: RwLock::new(Takers::Patterns(Vec::new())),
         });
         stream.recover_dedup();
         stream.recover_ttls();
         stream
+    }
+
+    /// Sets what the stream's consumers take (the store calls it whenever they change).
+    pub(crate) fn set_takers(&self, takers: impl FnOnce() -> Takers) {
+        let mut current = self.takers.write();
+        *current = takers();
     }
 
     /// Subscribes the stream's subjects in its scope: what is published there is captured.
@@ -318,7 +363,7 @@ impl Stream {
         let mut expect = herald_log::Expect::default();
         let mut ttl = None;
         // One look at the config per message (the rule is cloned only when there is one).
-        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl, sealed, rule) = {
+        let (max_msg_size, no_ack, window, allow_rollup, allow_ttl, sealed, rule, interest) = {
             let c = self.config.lock();
             let rollup = c.allow_rollup && !c.deny_purge;
             (
@@ -329,6 +374,7 @@ impl Stream {
                 c.allow_msg_ttl,
                 c.sealed,
                 c.republish.clone(),
+                c.retention == super::config::Retention::Interest,
             )
         };
         let done = if answer {
@@ -488,11 +534,15 @@ impl Stream {
             }))
         });
         let size_for_republish = msg.payload.len();
+        // Decided where the consumers run (the replicas of a replicated stream keep the
+        // message until they lead, as they do for acknowledged ones).
+        let unwanted = interest && answer && !self.takers.read().take(msg.subject);
         let pending = Pending {
             done,
             msg_id: msg_id.map(str::to_owned),
             confirm,
             ttl,
+            unwanted,
             republish: republish.map(|mut r| {
                 if r.headers_only {
                     // The payload's size goes in a header instead.
@@ -524,6 +574,7 @@ impl Stream {
             confirm,
             ttl,
             republish,
+            unwanted,
         } = pending;
         let waiters = msg_id.and_then(|id| {
             let mut dedup = self.dedup.lock();
@@ -538,6 +589,10 @@ impl Stream {
         };
         match result {
             Ok(seq) => {
+                // Deleted before any consumer can see it.
+                if unwanted && let Err(err) = self.writer.log().delete(seq, false) {
+                    tracing::error!(stream = %self.name, seq, %err, "cannot remove a message no consumer takes");
+                }
                 if let Some(ttl) = ttl {
                     let at = now_nanos().saturating_add(ttl.as_nanos() as u64);
                     self.ttls.lock().insert((at, seq));
@@ -678,6 +733,7 @@ impl Stream {
             confirm: None,
             ttl: None,
             republish: None,
+            unwanted: false,
         };
         if let Err(pending) = self.writer.append(&entry, pending) {
             let stopped = herald_log::Error::Io {
