@@ -55,6 +55,7 @@ mod index;
 pub mod inspect;
 pub mod record;
 mod segment;
+mod skip;
 mod subjects;
 pub mod writer;
 
@@ -250,11 +251,13 @@ impl Log {
             segments.push(seg);
         }
         recovery.segments = segments.len();
+        let purged = read_purged(&dir)?;
         if segments.is_empty() {
-            segments.push(Segment::create(&dir, first.max(1))?);
+            // A log skipped ahead starts where it was skipped to (the mark comes first).
+            let first = first.max(purged.unwrap_or(1)).max(1);
+            segments.push(Segment::create(&dir, first)?);
             files::sync_dir(&dir)?;
         }
-        let purged = read_purged(&dir)?;
         let mut log = Log {
             first: segments[0].first_seq,
             dir,
@@ -957,6 +960,6 @@ pub(crate) fn read_purged(dir: &Path) -> Result<Option<u64>> {
     }
 }
 
-fn write_purged(dir: &Path, first: u64) -> Result<()> {
+pub(crate) fn write_purged(dir: &Path, first: u64) -> Result<()> {
     files::replace(dir, PURGED, first.to_string().as_bytes())
 }

@@ -266,25 +266,11 @@ fn store(stream: &Stream, page: Page, from: u64) -> Result<u64, String> {
             .map(|r| r.ts)
             .or_else(|| log.timestamp(log.next_seq().saturating_sub(1)))
             .unwrap_or(0);
-        let gap_to = |log: &mut herald_log::Log, before: u64, ts: u64| {
-            while log.next_seq() < before {
-                let seq = log
-                    .append(&herald_log::Entry {
-                        subject: "_",
-                        headers: b"",
-                        payload: b"",
-                        timestamp: ts,
-                    })
-                    .map_err(failed)?;
-                log.delete(seq, false).map_err(failed)?;
-            }
-            Ok::<(), String>(())
-        };
         for record in &page.records {
             if record.seq < log.next_seq() {
                 continue;
             }
-            gap_to(&mut log, record.seq, record.ts)?;
+            log.skip_to(record.seq, record.ts).map_err(failed)?;
             let headers = b64
                 .decode(&record.headers)
                 .map_err(|e| format!("a caught-up record's headers: {e}"))?;
@@ -304,7 +290,7 @@ fn store(stream: &Stream, page: Page, from: u64) -> Result<u64, String> {
             }
             last_ts = record.ts;
         }
-        gap_to(&mut log, page.next.max(from), last_ts)?;
+        log.skip_to(page.next.max(from), last_ts).map_err(failed)?;
         log.sync().map_err(failed)
     })();
     let restored = log.set_config(limits).map_err(failed);
