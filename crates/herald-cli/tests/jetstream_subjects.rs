@@ -14,28 +14,11 @@ use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::stream::{self, DiscardPolicy};
 use async_nats::jetstream::{self, Context};
 use common::HeraldProcess;
+use common::js::{data_dir, jetstream, publish, wait_messages};
 use futures::StreamExt;
 
 /// Every wait in these tests ends within this.
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn jetstream(server: &HeraldProcess) -> Context {
-    let client = tokio::time::timeout(WAIT, async_nats::connect(server.url()))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    jetstream::new(client)
-}
-
-/// Publishes and waits for the ack; the stored sequence.
-async fn publish(js: &Context, subject: &str, payload: &str) -> u64 {
-    js.publish(subject.to_owned(), payload.to_owned().into())
-        .await
-        .expect("publish")
-        .await
-        .expect("ack")
-        .sequence
-}
 
 /// Publishes with headers; the ack's error text if it was refused.
 async fn publish_with(
@@ -57,13 +40,6 @@ async fn publish_with(
         .expect("ack timed out")
         .map(|ack| ack.sequence)
         .map_err(|err| err.to_string())
-}
-
-fn data_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("herald-subjects-")
-        .tempdir()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -437,23 +413,6 @@ async fn messages_with_their_own_ttl_expire_even_across_a_restart() {
     assert!(refused.contains("per-message TTL is disabled"), "{refused}");
 }
 
-/// Messages the stream holds, once it holds `want` (polled: retention works on acks and on
-/// the stream's 100 ms tick).
-async fn wait_messages(stream: &async_nats::jetstream::stream::Stream, want: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let have = stream.get_info().await.unwrap().state.messages;
-        if have == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stream holds {have} messages, not {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Fetches up to `n` messages of `consumer` and acks each (with a confirmed ack).
 async fn take(consumer: &async_nats::jetstream::consumer::PullConsumer, n: usize) -> Vec<String> {
     let mut batch = consumer
@@ -810,148 +769,6 @@ async fn stored_messages_are_republished_with_their_place() {
 }
 
 /// The payloads a stream holds, in order (read with direct gets by sequence).
-async fn payloads_of(stream: &async_nats::jetstream::stream::Stream) -> Vec<String> {
-    let info = stream.get_info().await.unwrap();
-    let mut out = Vec::new();
-    for seq in info.state.first_sequence..=info.state.last_sequence {
-        match stream.get_raw_message(seq).await {
-            Ok(msg) => out.push(String::from_utf8(msg.payload.to_vec()).unwrap()),
-            // A deleted message leaves a gap; anything else is a failure to report.
-            Err(err) if err.to_string().contains("no message found") => {}
-            Err(err) => panic!("message {seq} of {}: {err}", info.config.name),
-        }
-    }
-    out
-}
-
-/// Waits until `stream` holds `want` messages (copies are made in the background).
-async fn wait_held(stream: &async_nats::jetstream::stream::Stream, want: u64) {
-    wait_messages(stream, want).await;
-}
-
-#[tokio::test]
-async fn mirrors_and_sources_copy_streams_of_the_server() {
-    let dir = data_dir();
-    let dir_arg = dir.path().to_str().unwrap();
-    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
-    let js = jetstream(&server).await;
-    js.create_stream(stream::Config {
-        name: "ORIGIN".into(),
-        subjects: vec!["origin.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    for i in 1..=4 {
-        let subject = if i % 2 == 0 {
-            "origin.even"
-        } else {
-            "origin.odd"
-        };
-        publish(&js, subject, &format!("o{i}")).await;
-    }
-    let mirror = js
-        .create_stream(stream::Config {
-            name: "MIRROR".into(),
-            mirror: Some(stream::Source {
-                name: "ORIGIN".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    // A source that does not exist yet is waited for.
-    let agg = js
-        .create_stream(stream::Config {
-            name: "AGG".into(),
-            subjects: vec!["agg.>".into()],
-            sources: Some(vec![
-                stream::Source {
-                    name: "ORIGIN".into(),
-                    filter_subject: Some("origin.even".into()),
-                    ..Default::default()
-                },
-                stream::Source {
-                    name: "LATER".into(),
-                    ..Default::default()
-                },
-            ]),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    wait_held(&mirror, 4).await;
-    assert_eq!(payloads_of(&mirror).await, ["o1", "o2", "o3", "o4"]);
-    wait_held(&agg, 2).await;
-    publish(&js, "agg.own", "a1").await;
-    js.create_stream(stream::Config {
-        name: "LATER".into(),
-        subjects: vec!["later.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    publish(&js, "later.x", "l1").await;
-    publish(&js, "origin.even", "o6").await;
-    wait_held(&agg, 5).await;
-    let mut got = payloads_of(&agg).await;
-    got.sort();
-    assert_eq!(got, ["a1", "l1", "o2", "o4", "o6"]);
-    let copy = agg.get_raw_message(1).await.unwrap();
-    assert_eq!(
-        copy.headers.get("Nats-Stream-Source").unwrap().as_str(),
-        "ORIGIN 2"
-    );
-    wait_held(&mirror, 5).await;
-
-    // After a restart each copy goes on where it stood: nothing twice, nothing skipped.
-    assert!(server.terminate().success());
-    let server = HeraldProcess::start(&["--data-dir", dir_arg]);
-    let js = jetstream(&server).await;
-    publish(&js, "origin.even", "o7").await;
-    let mirror = js.get_stream("MIRROR").await.unwrap();
-    let agg = js.get_stream("AGG").await.unwrap();
-    wait_held(&mirror, 6).await;
-    wait_held(&agg, 6).await;
-    assert_eq!(
-        payloads_of(&mirror).await,
-        ["o1", "o2", "o3", "o4", "o6", "o7"]
-    );
-
-    // A mirror has no subjects of its own, and copies from somewhere else than itself.
-    let err = js
-        .create_stream(stream::Config {
-            name: "BADMIRROR".into(),
-            subjects: vec!["bm.>".into()],
-            mirror: Some(stream::Source {
-                name: "ORIGIN".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("stream mirrors can not contain subjects"),
-        "{err}"
-    );
-    let err = js
-        .create_stream(stream::Config {
-            name: "SELF".into(),
-            sources: Some(vec![stream::Source {
-                name: "SELF".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("can not source itself"), "{err}");
-}
-
 #[tokio::test]
 async fn deny_purge_and_sealed_streams_refuse_changes() {
     let dir = data_dir();

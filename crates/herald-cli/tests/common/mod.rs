@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod js;
 pub mod netns;
 pub mod sse;
 pub mod values;

@@ -593,6 +593,8 @@ fn response_puts_type_first() {
         ))),
         state: StreamState::default(),
         cluster: None,
+        mirror: None,
+        sources: Vec::new(),
         ts: rfc3339(Some(crate::time::from_unix_nanos(
             1_740_820_502_482_200_000,
         ))),
@@ -812,4 +814,36 @@ fn storage_failures_keep_their_create_and_delete_codes() {
     assert_eq!(code(Reason::StreamCreateIo), (500, 10049));
     assert_eq!(code(Reason::StreamDeleteIo), (500, 10050));
     assert_eq!(code(Reason::Io), (500, 0));
+}
+
+#[test]
+fn copies_are_reported_as_nats_server_reports_them() {
+    let copy = |name: &str, active| crate::streams::SourceInfo {
+        name: name.into(),
+        filter_subject: (name == "F").then(|| "f.>".to_owned()),
+        lag: 3,
+        active,
+    };
+    let mut typed = crate::streams::StreamInfo {
+        config: orders(),
+        created: std::time::UNIX_EPOCH,
+        state: crate::streams::StreamState::default(),
+        mirror: Some(copy("O", None)),
+        sources: vec![copy("F", Some(std::time::Duration::from_millis(2)))],
+    };
+    let value = serde_json::to_value(StreamInfo::from_typed(&typed, None)).unwrap();
+    assert_eq!(value["mirror"], json!({"name":"O","lag":3,"active":-1}));
+    assert_eq!(
+        value["sources"],
+        json!([{"name":"F","filter_subject":"f.>","lag":3,"active":2_000_000}])
+    );
+    // Read back as the typed API over another node reads it.
+    let back: StreamInfo = serde_json::from_value(value).unwrap();
+    let back = back.to_typed().unwrap();
+    assert_eq!((&back.mirror, &back.sources), (&typed.mirror, &typed.sources));
+    // A stream that copies nothing says nothing of copies.
+    typed.mirror = None;
+    typed.sources.clear();
+    let value = serde_json::to_value(StreamInfo::from_typed(&typed, None)).unwrap();
+    assert!(value.get("mirror").is_none() && value.get("sources").is_none());
 }

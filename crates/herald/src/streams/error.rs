@@ -79,6 +79,8 @@ pub(crate) enum Reason {
     /// A consumer change that JetStream does not allow in place.
     ConsumerUpdate,
     StreamUpdate,
+    /// An update that changes a mirror's config.
+    MirrorNotUpdatable,
     StreamPurge,
     Replicas,
     TooManyConsumers,
@@ -132,7 +134,8 @@ impl Reason {
             | FiltersOverlap
             | InvalidConsumerConfig
             | ConsumerUpdate
-            | StreamUpdate => ErrorKind::InvalidConfig,
+            | StreamUpdate
+            | MirrorNotUpdatable => ErrorKind::InvalidConfig,
             BadRequest | StreamPurge | MessageDeleteDenied => ErrorKind::InvalidRequest,
             Unsupported | Replicas | MessageTtl => ErrorKind::Unsupported,
             TooManyConsumers | MessageTooLarge | StoreFailed => ErrorKind::Full,

@@ -1,6 +1,6 @@
 //! What the store reports: a stream's and a consumer's state, and a publish's acknowledgement.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -16,6 +16,25 @@ pub struct StreamInfo {
     pub created: SystemTime,
     /// What the stream holds.
     pub state: StreamState,
+    /// How its mirror's copy stands (a mirror only).
+    pub mirror: Option<SourceInfo>,
+    /// How the copies of its sources stand.
+    pub sources: Vec<SourceInfo>,
+}
+
+/// How the copy of a mirror or a source stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    /// The stream copied.
+    pub name: String,
+    /// Only the messages on subjects matching this were copied.
+    pub filter_subject: Option<String>,
+    /// Sequences of the copied stream after the last one copied (deleted ones included).
+    pub lag: u64,
+    /// How long ago the copy last read the copied stream; `None` if it never did (the
+    /// copied stream does not exist).
+    #[serde(with = "humantime_serde")]
+    pub active: Option<Duration>,
 }
 
 /// What a stream holds.

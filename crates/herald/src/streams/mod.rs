@@ -77,7 +77,9 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use herald_log::Fsync;
-pub use info::{ConsumerInfo, Placement, Position, PubAck, ReplicaInfo, StreamInfo, StreamState};
+pub use info::{
+    ConsumerInfo, Placement, Position, PubAck, ReplicaInfo, SourceInfo, StreamInfo, StreamState,
+};
 pub use message::StreamMessage;
 pub use messages::Messages;
 pub use stream::{CONFIRM_HEADER, CONFIRM_TIMEOUT_HEADER};

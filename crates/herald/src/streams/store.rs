@@ -23,6 +23,7 @@ use super::consumer::{Consumer, Saved};
 use super::error::{Error, Reason, Result};
 use super::files::write_json;
 use super::info::{ConsumerInfo, StreamInfo, StreamState};
+use super::sourcing::{self, Copying};
 use super::stream::{Hooks, Stream, Takers};
 use crate::scope::Scope;
 use crate::subject;
@@ -43,6 +44,8 @@ pub(crate) enum CreateAction {
 pub(crate) struct Held {
     pub(crate) stream: Arc<Stream>,
     pub(crate) consumers: RwLock<BTreeMap<String, Arc<Consumer>>>,
+    /// The copies that run for it: its mirror, or its sources.
+    pub(crate) copies: parking_lot::Mutex<Vec<Arc<Copying>>>,
 }
 
 impl Held {
@@ -223,22 +226,21 @@ impl Store {
         let held = Arc::new(Held {
             stream: stream.clone(),
             consumers: RwLock::default(),
+            copies: parking_lot::Mutex::default(),
         });
         self.streams
             .write()
             .insert(stream.name.clone(), held.clone());
         self.runtime.spawn(tick_stream(Arc::downgrade(&held)));
-        let sources = {
+        let (mirror, sources) = {
             let config = held.stream.config.lock();
-            config
-                .mirror
-                .iter()
-                .chain(&config.sources)
-                .cloned()
-                .collect::<Vec<_>>()
+            (config.mirror.clone(), config.sources.clone())
         };
+        if let Some(source) = mirror {
+            sourcing::start(self, &held, source, true);
+        }
         for source in sources {
-            super::sourcing::start(self, &held, source);
+            sourcing::start(self, &held, source, false);
         }
         Ok(held)
     }
@@ -335,7 +337,7 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn update(&self, config: StreamConfig) -> Result<StreamInfo> {
+    pub(crate) fn update(self: &Arc<Self>, config: StreamConfig) -> Result<StreamInfo> {
         // One change at a time (a replica's update can come from its definition and from the
         // call at once): each rewrites the stream's file through the same temporary file.
         let _one = self.creating.lock();
@@ -359,7 +361,30 @@ impl Store {
         write_json(&stream.dir.join("stream.json"), &file, true).map_err(|e| failed(&e))?;
         // A replica that does not lead captures nothing, before and after.
         let resubscribe = old.subjects != config.subjects && stream.capturing();
+        let (gone, added): (Vec<_>, Vec<_>) = (
+            old.sources
+                .iter()
+                .filter(|s| !config.sources.contains(s))
+                .cloned()
+                .collect(),
+            config
+                .sources
+                .iter()
+                .filter(|s| !old.sources.contains(s))
+                .cloned()
+                .collect(),
+        );
         *stream.config.lock() = config;
+        held.copies.lock().retain(|copy| {
+            let stays = copy.is_mirror() || !gone.contains(&copy.source);
+            if !stays {
+                copy.stop();
+            }
+            stays
+        });
+        for source in added {
+            sourcing::start(self, &held, source, false);
+        }
         if resubscribe {
             stream.unsubscribe();
             stream.subscribe().map_err(|e| failed(&e))?;
@@ -592,10 +617,20 @@ pub(crate) fn info_of(held: &Held) -> StreamInfo {
             consumers: held.consumers.read().len(),
         }
     };
+    let (mut mirror, mut sources) = (None, Vec::new());
+    for copy in held.copies.lock().iter() {
+        if copy.is_mirror() {
+            mirror = Some(copy.info());
+        } else {
+            sources.push(copy.info());
+        }
+    }
     StreamInfo {
         config,
         created: from_unix_nanos(stream.created),
         state,
+        mirror,
+        sources,
     }
 }
 
@@ -624,7 +659,7 @@ fn random_name() -> String {
 }
 
 /// The config a stream with `old` takes from an update to `config` (normalized), or why it
-/// cannot: storage, retention, first sequence, mirror and sources are fixed, and so is
+/// cannot: storage, retention, first sequence and mirror are fixed (sources may change), and so is
 /// whether it is replicated (a replicated stream may go from 2 to 5 replicas and back, not
 /// to 1); a sealed stream stays as it is.
 pub(crate) fn checked_update(old: &StreamConfig, config: StreamConfig) -> Result<StreamConfig> {
@@ -650,8 +685,11 @@ pub(crate) fn checked_update(old: &StreamConfig, config: StreamConfig) -> Result
     if old.first_seq != config.first_seq {
         return refuse("first sequence");
     }
-    if old.mirror != config.mirror || old.sources != config.sources {
-        return refuse("its mirror or sources");
+    if old.mirror != config.mirror {
+        return Err(Error::new(
+            Reason::MirrorNotUpdatable,
+            "stream mirror configuration can not be updated",
+        ));
     }
     if old.sealed && !config.sealed {
         return Err(Error::invalid_stream_config(

@@ -316,6 +316,12 @@ impl Stream {
     /// another copy): readable now, and their message ids in the duplicate window.
     pub(crate) fn caught_up(&self, last: u64) {
         self.recover_dedup();
+        self.appended(last);
+    }
+
+    /// Messages up to `last` were written to the log directly (not through the writer's
+    /// queue, as a mirror's are): they are readable now.
+    pub(crate) fn appended(&self, last: u64) {
         self.committed.fetch_max(last, Ordering::AcqRel);
         for follower in self.followers.read().iter() {
             follower.notify_one();

@@ -592,12 +592,60 @@ pub struct StreamInfo {
     /// `{"leader": <server>}` on STREAM.INFO; left out elsewhere.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cluster: Option<Value>,
+    /// How the mirror's copy stands (a mirror only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mirror: Option<StreamSourceInfo>,
+    /// How the copies of the sources stand.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub sources: Vec<StreamSourceInfo>,
     /// When this reply was made (RFC 3339).
     #[serde(default)]
     pub ts: String,
     /// On create: whether this request made the stream (false when it already existed).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub did_create: Option<bool>,
+}
+
+/// How the copy of a mirror or a source stands, in a stream's info.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSourceInfo {
+    /// The stream copied.
+    pub name: String,
+    /// Only its messages on subjects matching this are copied.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub filter_subject: Option<String>,
+    /// Its sequences after the last one copied.
+    #[serde(default)]
+    pub lag: u64,
+    /// Nanoseconds since the copy last read it; -1 if it never did.
+    #[serde(default = "never")]
+    pub active: i64,
+}
+
+fn never() -> i64 {
+    -1
+}
+
+impl StreamSourceInfo {
+    fn from_typed(info: &streams::SourceInfo) -> StreamSourceInfo {
+        StreamSourceInfo {
+            name: info.name.clone(),
+            filter_subject: info.filter_subject.clone(),
+            lag: info.lag,
+            active: info
+                .active
+                .map_or(-1, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn to_typed(&self) -> streams::SourceInfo {
+        streams::SourceInfo {
+            name: self.name.clone(),
+            filter_subject: self.filter_subject.clone(),
+            lag: self.lag,
+            active: u64::try_from(self.active).ok().map(Duration::from_nanos),
+        }
+    }
 }
 
 impl StreamInfo {
@@ -625,6 +673,12 @@ impl StreamInfo {
                 },
             },
             cluster: None,
+            mirror: info.mirror.as_ref().map(StreamSourceInfo::from_typed),
+            sources: info
+                .sources
+                .iter()
+                .map(StreamSourceInfo::from_typed)
+                .collect(),
             ts: rfc3339(Some(SystemTime::now())),
             did_create,
         }
@@ -645,6 +699,12 @@ impl StreamInfo {
                 last_time: parse_time(&state.last_ts)?,
                 consumers: state.consumer_count,
             },
+            mirror: self.mirror.as_ref().map(StreamSourceInfo::to_typed),
+            sources: self
+                .sources
+                .iter()
+                .map(StreamSourceInfo::to_typed)
+                .collect(),
             config: self.config.to_typed()?,
         })
     }
