@@ -840,7 +840,10 @@ fn copies_are_reported_as_nats_server_reports_them() {
     // Read back as the typed API over another node reads it.
     let back: StreamInfo = serde_json::from_value(value).unwrap();
     let back = back.to_typed().unwrap();
-    assert_eq!((&back.mirror, &back.sources), (&typed.mirror, &typed.sources));
+    assert_eq!(
+        (&back.mirror, &back.sources),
+        (&typed.mirror, &typed.sources)
+    );
     // A stream that copies nothing says nothing of copies.
     typed.mirror = None;
     typed.sources.clear();

@@ -313,7 +313,10 @@ fn store_mirrored(target: &Held, batch: Batch, sync: bool) -> u64 {
             }
             next = m.seq + 1;
         }
-        let last_ts = batch.messages.last().map_or_else(now_nanos, |m| m.timestamp);
+        let last_ts = batch
+            .messages
+            .last()
+            .map_or_else(now_nanos, |m| m.timestamp);
         log.skip_to(batch.next, last_ts)?;
         next = batch.next;
         log.flush()?;
