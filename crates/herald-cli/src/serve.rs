@@ -1,5 +1,6 @@
 //! `herald serve`: settings from flags, `HERALD_*` variables and a TOML file; a server until
-//! SIGINT or SIGTERM, or until lame duck mode (SIGUSR2) has closed every client.
+//! SIGINT or SIGTERM, or until lame duck mode (SIGUSR2) has closed every client. SIGHUP reads
+//! the `[tls]` certificate and key files again.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -201,6 +202,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut lame_duck = signal(SignalKind::user_defined2())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let node = match config.cluster()? {
         Some(builder) => builder.start().await?,
         None => herald::Node::local(),
@@ -218,11 +220,18 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("listening http {addr}");
         tracing::info!(%addr, "serving HTTP");
     }
-    let ldm = tokio::select! {
-        _ = interrupt.recv() => false,
-        _ = term.recv() => false,
-        _ = lame_duck.recv() => true,
-        () = server.lame_duck_requested() => true,
+    let ldm = loop {
+        tokio::select! {
+            _ = interrupt.recv() => break false,
+            _ = term.recv() => break false,
+            _ = lame_duck.recv() => break true,
+            () = server.lame_duck_requested() => break true,
+            _ = hangup.recv() => match server.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: TLS certificates read again"),
+                Ok(false) => tracing::info!("SIGHUP: no [tls] to read again"),
+                Err(err) => tracing::error!(%err, "SIGHUP: TLS certificates not changed"),
+            },
+        }
     };
     if ldm {
         tracing::info!("lame duck mode: closing clients");

@@ -533,3 +533,95 @@ fn bad_cluster_tls_settings_are_startup_errors() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_certificates_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = make_certs(dir.path());
+    let conf = dir.path().join("tls.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            old.cert.display(),
+            old.key.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let server = HeraldProcess::start_logging_to(&["--config", conf.to_str().unwrap()], &log);
+    let connect = |ca: PathBuf| {
+        let options = async_nats::ConnectOptions::new()
+            .add_root_certificates(ca)
+            .require_tls(true);
+        let url = tls_url(&server);
+        async move {
+            tokio::time::timeout(Duration::from_secs(2), options.connect(url))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+    };
+    let before = connect(old.ca.clone())
+        .await
+        .expect("the first certificate");
+    round_trip(&before).await;
+
+    // A certificate from another CA written over the same files, then SIGHUP: connections
+    // made after it are served with it (polled: the signal is handled in the background).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let new = make_certs(elsewhere.path());
+    std::fs::copy(&new.cert, &old.cert).unwrap();
+    std::fs::copy(&new.key, &old.key).unwrap();
+    server.signal("HUP");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let after = loop {
+        if let Some(client) = connect(new.ca.clone()).await {
+            break client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    round_trip(&after).await;
+    assert!(
+        connect(old.ca.clone()).await.is_none(),
+        "the old one still is"
+    );
+    // The HTTPS door too.
+    let health = |ca: PathBuf| {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+        let https = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .timeout(WAIT)
+            .build()
+            .unwrap();
+        https
+            .get(format!("https://{}/healthz", server.http.unwrap()))
+            .send()
+    };
+    assert_eq!(health(new.ca.clone()).await.unwrap().status(), 200);
+    assert!(health(old.ca.clone()).await.is_err());
+    // The connection made before keeps going.
+    round_trip(&before).await;
+
+    // Files that make no certificate leave the one in use, and the log says why.
+    std::fs::write(&old.key, "not a key").unwrap();
+    server.signal("HUP");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("TLS certificates not changed") {
+            assert!(said.contains("no private key found"), "{said}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no error logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let still = connect(new.ca.clone())
+        .await
+        .expect("the certificate in use");
+    round_trip(&still).await;
+}

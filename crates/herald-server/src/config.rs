@@ -405,7 +405,7 @@ impl Config {
         }
         crate::auth::Users::from_config(&self.users).map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
-            crate::tls::acceptor(tls).map_err(ConfigError::Invalid)?;
+            crate::tls::Certificates::load(tls).map_err(ConfigError::Invalid)?;
         }
         self.route_tls()?;
         self.fsync_policy()?;

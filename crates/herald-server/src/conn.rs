@@ -138,12 +138,13 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
             let (read, write) = socket.into_split();
             (Box::new(read), Box::new(write), false)
         }
-        Some(acceptor) => {
+        Some(certificates) => {
             let mut line = Vec::with_capacity(info.len() + 8);
             encode::info(&mut line, &info);
             // Boxed: the handshake's state (rustls's) would otherwise make every
             // connection's task larger, TLS or not.
-            let start = crate::tls::start(socket, acceptor, &line, shared.config.tls_timeout);
+            let acceptor = certificates.acceptor();
+            let start = crate::tls::start(socket, &acceptor, &line, shared.config.tls_timeout);
             let Some(started) = Box::pin(start).await else {
                 return;
             };

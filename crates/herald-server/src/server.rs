@@ -83,7 +83,7 @@ impl Server {
         let users = crate::auth::Users::from_config(&config.users)
             .map_err(|e| std::io::Error::other(format!("invalid users: {e}")))?;
         let tls = match &config.tls {
-            Some(tls) => Some(crate::tls::acceptor(tls).map_err(std::io::Error::other)?),
+            Some(tls) => Some(crate::tls::Certificates::load(tls).map_err(std::io::Error::other)?),
             None => None,
         };
         let listener = TcpListener::bind(&config.listen).await?;
@@ -201,6 +201,17 @@ impl Server {
     /// [`shutdown`](Server::shutdown) stops the rest.
     pub async fn lame_duck(&self) {
         crate::lame_duck::run(&self.shared, &self.stop_accepting, &self.listener_closed).await;
+    }
+
+    /// Reads the `[tls]` certificate and key files again (what SIGHUP does to `herald
+    /// serve`): NATS and HTTPS connections made from now on use them, open ones keep theirs.
+    /// Returns whether the server has TLS at all; on an error (naming the file) the
+    /// certificates in use stay.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.shared.tls {
+            Some(certificates) => certificates.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Returns once a client asked for lame duck mode (`$HERALD.API.SERVER.LAMEDUCK`); the

@@ -32,7 +32,7 @@ pub(crate) struct Shared {
     /// The configured users (none: no authentication).
     pub(crate) users: Arc<Users>,
     /// TLS for client connections, when `[tls]` is set.
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) tls: Option<crate::tls::Certificates>,
     pub(crate) limits: Limits,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) server_id: String,

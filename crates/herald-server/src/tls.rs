@@ -3,6 +3,10 @@
 //! do: read the plaintext INFO (which says `tls_required`) and then start TLS, or start TLS at
 //! once (the TLS-first handshake of async-nats and nats-py). A plaintext client is told
 //! `-ERR 'Secure Connection - TLS Required'` and closed.
+//!
+//! The certificate and key are read again on [`Certificates::reload`] (what SIGHUP does to
+//! `herald serve`): connections made after it use the new ones, open ones keep theirs, and
+//! files that do not make a valid configuration leave the current one in place.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,8 +43,36 @@ const TLS_FIRST_WAIT: Duration = Duration::from_millis(50);
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// The certificates client connections (NATS and HTTPS) are served with now.
+pub(crate) struct Certificates {
+    config: TlsConfig,
+    current: parking_lot::RwLock<TlsAcceptor>,
+}
+
+impl Certificates {
+    /// Reads the files of `[tls]`; errors name the file and the problem.
+    pub(crate) fn load(config: &TlsConfig) -> Result<Certificates, String> {
+        Ok(Certificates {
+            current: parking_lot::RwLock::new(acceptor(config)?),
+            config: config.clone(),
+        })
+    }
+
+    /// What a connection accepted now starts TLS with.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        self.current.read().clone()
+    }
+
+    /// Reads the files again; on an error the certificates in use stay.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let fresh = acceptor(&self.config)?;
+        *self.current.write() = fresh;
+        Ok(())
+    }
+}
+
 /// Makes the rustls server configuration of `[tls]`; errors name the file and the problem.
-pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
+fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
     let certs = read_certs(&config.cert)?;
     let key = PrivateKeyDer::from_pem_file(&config.key)
         .map_err(|e| format!("tls.key {}: no private key found ({e})", config.key))?;

@@ -15,7 +15,9 @@
 //!   subscription; the clock runs from the subscription to the last message.
 //!   With `--raw`, the raw client reads the deliveries (and answers flow control).
 //! - `--mode js-ordered`: the same with an ordered push consumer (flow control, heartbeats,
-//!   recreated by the client after a gap), as "read the whole stream" helpers use.
+//!   recreated by the client after a gap), as "read the whole stream" helpers use. With
+//!   `--raw`, the raw client reads the deliveries of the same ordered consumer config (it
+//!   answers flow control, and does not check the order: the server's side of the row).
 //! - `--mode kv-put` / `--mode kv-get`: see [`super::kv`].
 //!
 //! With `--raw`, the timed part runs on the raw client instead (pre-encoded frames, header-only
@@ -99,8 +101,10 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
         (JsMode::JsPush | JsMode::JsOrdered, false) => {
             push_consume(&client, &js, stream, args, mode == JsMode::JsOrdered).await
         }
-        (JsMode::JsPush, true) => push_raw(&js, stream, args).await,
-        _ => Err("--raw is for js-pub, js-consume and js-push".into()),
+        (JsMode::JsPush | JsMode::JsOrdered, true) => {
+            push_raw(&js, stream, args, mode == JsMode::JsOrdered).await
+        }
+        _ => Err("--raw is for js-pub, js-consume, js-push and js-ordered".into()),
     };
     if !args.keep {
         let deleted = js.delete_stream(&args.stream).await;
@@ -448,12 +452,14 @@ fn push_config(args: &BenchArgs, deliver_subject: String) -> push::Config {
 /// The deliver subject of `js-push --raw`.
 const RAW_PUSH: &str = "_INBOX.herald-bench-push";
 
-/// `--mode js-push --raw`: a prefill, then the push consumer's messages read by the raw
-/// client (subscribed before the consumer is made), which answers flow-control requests.
+/// `--mode js-push --raw` and `js-ordered --raw`: a prefill, then the push consumer's
+/// messages read by the raw client (subscribed before the consumer is made), which answers
+/// flow-control requests.
 async fn push_raw(
     js: &jetstream::Context,
     mut stream: stream::Stream,
     args: &BenchArgs,
+    ordered: bool,
 ) -> Result<Report> {
     let prefill_rate = prefill(js, &mut stream, args).await?;
     let mut conn = RawConn::open(&args.client).await?;
@@ -463,10 +469,21 @@ async fn push_raw(
     conn.round_trip(args.idle_timeout).await?;
     let bar = progress(args.msgs, "consumed", args.json);
     let start = Instant::now();
-    let _consumer: jetstream::consumer::Consumer<push::Config> = stream
-        .create_consumer(push_config(args, RAW_PUSH.to_owned()))
-        .await
-        .map_err(|e| format!("cannot create the consumer: {e}"))?;
+    let made = if ordered {
+        stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: RAW_PUSH.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+    } else {
+        stream
+            .create_consumer(push_config(args, RAW_PUSH.to_owned()))
+            .await
+            .map(drop)
+    };
+    made.map_err(|e| format!("cannot create the consumer: {e}"))?;
     let mut got = 0u64;
     let mut answers: Vec<u8> = Vec::new();
     let mut problem = None;
@@ -507,7 +524,8 @@ async fn push_raw(
     }
     let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    Ok(consumed(args, "js-push", prefill_rate, got, elapsed))
+    let mode = if ordered { "js-ordered" } else { "js-push" };
+    Ok(consumed(args, mode, prefill_rate, got, elapsed))
 }
 
 /// The timed part of `js-consume` with async-nats: `batch()` fetches, `ack()` per message.

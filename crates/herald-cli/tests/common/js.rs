@@ -55,17 +55,25 @@ pub async fn wait_messages(stream: &async_nats::jetstream::stream::Stream, want:
     }
 }
 
-/// The payloads `stream` holds, in order (deleted sequences left out).
+/// The payloads `stream` holds, in order (deleted sequences left out), once all it counts
+/// are readable (a message is counted as soon as it is written, and readable once its
+/// write completed).
 pub async fn payloads_of(stream: &async_nats::jetstream::stream::Stream) -> Vec<String> {
-    let info = stream.get_info().await.unwrap();
-    let mut out = Vec::new();
-    for seq in info.state.first_sequence..=info.state.last_sequence {
-        match stream.get_raw_message(seq).await {
-            Ok(msg) => out.push(String::from_utf8(msg.payload.to_vec()).unwrap()),
-            // A deleted message leaves a gap; anything else is a failure to report.
-            Err(err) if err.to_string().contains("no message found") => {}
-            Err(err) => panic!("message {seq} of {}: {err}", info.config.name),
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = stream.get_info().await.unwrap();
+        let mut out = Vec::new();
+        for seq in info.state.first_sequence..=info.state.last_sequence {
+            match stream.get_raw_message(seq).await {
+                Ok(msg) => out.push(String::from_utf8(msg.payload.to_vec()).unwrap()),
+                // A deleted message leaves a gap; anything else is a failure to report.
+                Err(err) if err.to_string().contains("no message found") => {}
+                Err(err) => panic!("message {seq} of {}: {err}", info.config.name),
+            }
         }
+        if out.len() as u64 >= info.state.messages || tokio::time::Instant::now() >= deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    out
 }

@@ -2,6 +2,7 @@
 //! accepted connection once its rustls handshake is done (axum's own server speaks plain TCP
 //! only). Shutdown stops accepting and lets open connections finish, as the plain server does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -10,7 +11,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+
+use crate::shared::Shared;
+use crate::tls::Certificates;
 
 /// How long open connections get to finish after shutdown.
 const GRACE: Duration = Duration::from_secs(10);
@@ -20,10 +23,11 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Serves `routes` over TLS on `listener` until `shutdown` is raised.
+/// Serves `routes` over TLS on `listener` (with the certificates `shared` has when each
+/// connection comes) until `shutdown` is raised.
 pub(super) async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
     routes: axum::Router,
     handshake_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -43,7 +47,9 @@ pub(super) async fn serve(
             () = stopped(&mut shutdown) => break,
         };
         let _ = socket.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let Some(acceptor) = shared.tls.as_ref().map(Certificates::acceptor) else {
+            return;
+        };
         let routes = routes.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();

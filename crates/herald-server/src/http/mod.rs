@@ -64,7 +64,7 @@ type AppState = axum::extract::State<Arc<App>>;
 /// streams end then too.
 pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
     let cors = cors(&app.shared.config.http_cors);
-    let tls = app.shared.tls.clone();
+    let tls = app.shared.tls.is_some();
     let timeout = app.shared.config.tls_timeout;
     let mut shutdown = app.shared.shutdown.clone();
     let mut routes = axum::Router::new();
@@ -77,13 +77,14 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
             app.clone(),
             auth::authenticate,
         ))
-        .with_state(app);
+        .with_state(app.clone());
     let routes = match cors {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
-    if let Some(acceptor) = tls.clone() {
-        return tokio::spawn(https::serve(listener, acceptor, routes, timeout, shutdown));
+    if tls {
+        let shared = app.shared.clone();
+        return tokio::spawn(https::serve(listener, shared, routes, timeout, shutdown));
     }
     tokio::spawn(async move {
         let stopped = async move {

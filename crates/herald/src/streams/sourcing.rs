@@ -329,9 +329,9 @@ fn store_mirrored(target: &Held, batch: Batch, sync: bool) -> u64 {
         tracing::error!(stream = %stream.name, %err, "cannot store a mirrored message");
         // What was appended is flushed with the next round or the stream's close.
     }
-    let last = log.next_seq().saturating_sub(1);
+    // Readable as the log's lock goes: the count and the last sequence agree.
+    stream.appended(log.next_seq().saturating_sub(1));
     drop(log);
-    stream.appended(last);
     next
 }
 

@@ -607,8 +607,11 @@ pub(crate) fn info_of(held: &Held) -> StreamInfo {
         let last = stream.committed().min(log.next_seq() - 1);
         let first = log.first_seq();
         let time = |seq| log.timestamp(seq).map(from_unix_nanos);
+        // Written but not readable yet (their write completes after the flush or fsync): not
+        // counted until they are, so that the count and the last sequence agree.
+        let unseen = log.next_seq() - 1 - last;
         StreamState {
-            messages: log.len(),
+            messages: log.len().saturating_sub(unseen),
             bytes: log.bytes(),
             first_seq: if last == 0 { 0 } else { first },
             first_time: if log.is_empty() { None } else { time(first) },
