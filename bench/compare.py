@@ -310,6 +310,8 @@ def tls_table(herald_bin, nats_bin, version):
             for subs, n in [(0, 2_000_000), (1, 2_000_000), (10, 500_000)]]
     rows.append(("async-nats TLS, 16 B, 1 → 1", ["--size", "16", "--msgs", "500000", "--subs", "1"], "deliver_rate"))
     rows.append(("request/reply TLS, 16 B", ["--request", "--subs", "1", "--msgs", "20000"], "publish_rate"))
+    rows.append(("raw request/reply TLS, 16 B, 256 in flight",
+                 ["--request", "--raw", "--subs", "1", "--msgs", "500000", "--inflight", "256"], "publish_rate"))
     print(f"\nTLS: herald vs {version}, {ROUNDS} round(s), medians\n")
     print("| row | herald | nats-server | ratio | herald CPU | nats CPU |")
     print("|---|---|---|---|---|---|")

@@ -99,7 +99,8 @@ pub struct BenchArgs {
     /// With --raw the timed part uses the raw client (setup stays with async-nats).
     #[arg(long, value_enum)]
     mode: Option<js::JsMode>,
-    /// With --mode: publishes awaiting their ack at once (1: one at a time).
+    /// With --mode: publishes awaiting their ack at once (1: one at a time); with --request
+    /// --raw: requests awaiting their reply, per requester.
     #[arg(long, default_value_t = 256, value_name = "N")]
     inflight: usize,
     /// With --mode js-push: flow control (and 1 s heartbeats) on the push consumer.
@@ -173,9 +174,6 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     if args.mode.is_some() && (args.request || args.idle.is_some()) {
         return Err("--mode measures JetStream; drop --request and --idle".into());
     }
-    if args.raw && args.request {
-        return Err("--raw measures publish/subscribe; use --request without --raw".into());
-    }
     if args.pubs == 0 || args.msgs == 0 || args.subjects == 0 {
         return Err("--pubs, --msgs and --subjects must be at least 1".into());
     }
@@ -197,7 +195,8 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
         },
         (Some(mode), _, _, _) => js::run(&args, mode).await,
         (None, Some(n), _, _) => idle::idle(&args, n).await,
-        (None, None, true, _) => request::request(&args).await,
+        (None, None, true, false) => request::request(&args).await,
+        (None, None, true, true) => request::request_raw(&args).await,
         (None, None, false, true) => raw::pubsub_raw(&args).await,
         (None, None, false, false) => pubsub::pubsub_nats(&args).await,
     }

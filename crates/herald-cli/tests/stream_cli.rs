@@ -416,7 +416,8 @@ fn errors_are_one_clear_line() {
     }
 }
 
-/// `herald bench --mode js-pub|js-consume`, with async-nats and with the raw client, runs to
+/// `herald bench --mode js-pub|js-consume|js-push|js-ordered`, with async-nats and with the
+/// raw client, runs to
 /// the end against herald and reports every message (each mode checks the stream or the
 /// consumer afterwards and fails otherwise).
 #[test]
@@ -427,6 +428,8 @@ fn bench_js_modes_count_every_message() {
         &["--mode", "js-pub", "--inflight", "16", "--raw"],
         &["--mode", "js-consume", "--batch", "64"],
         &["--mode", "js-consume", "--batch", "64", "--raw"],
+        &["--mode", "js-push", "--raw"],
+        &["--mode", "js-ordered", "--raw"],
     ] {
         let mut args = vec!["bench", "bench.js", "--json", "--msgs", "500"];
         args.extend_from_slice(mode);
@@ -446,4 +449,34 @@ fn bench_js_modes_count_every_message() {
         };
         assert_eq!(report["client"], client);
     }
+}
+
+/// `herald bench --request --raw`: raw requesters with requests in flight and raw responders
+/// in a queue group; every request is answered.
+#[test]
+fn bench_request_raw_answers_every_request() {
+    let server = Server::start();
+    let args = [
+        "bench",
+        "bench.req",
+        "--json",
+        "--request",
+        "--raw",
+        "--msgs",
+        "3000",
+        "--pubs",
+        "2",
+        "--subs",
+        "2",
+        "--inflight",
+        "32",
+    ];
+    let report: serde_json::Value =
+        serde_json::from_str(ok(&server.url(), &args).trim()).expect("one JSON report");
+    assert_eq!(report["received"], 3000, "{report}");
+    assert_eq!(
+        (&report["client"], &report["inflight"]),
+        (&"raw".into(), &32.into())
+    );
+    assert!(report["latency_us"]["p50"].as_u64().is_some(), "{report}");
 }

@@ -46,7 +46,6 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
 use herald_proto::ServerOp;
-use tokio::io::AsyncWriteExt;
 
 use super::measure::histogram;
 use super::raw::RawConn;
@@ -180,8 +179,7 @@ const RAW_INBOX: &str = "_INBOX.herald-bench.";
 /// `--mode js-pub --raw`: timed windowed publishes from the raw client, then the same check.
 async fn publish_raw(js: &jetstream::Context, args: &BenchArgs) -> Result<Report> {
     let mut conn = RawConn::open(&args.client).await?;
-    conn.socket
-        .write_all(format!("SUB {RAW_INBOX}* 1\r\n").as_bytes())
+    conn.send(format!("SUB {RAW_INBOX}* 1\r\n").as_bytes())
         .await?;
     conn.round_trip(args.idle_timeout).await?;
     let expected_ack = format!("{{\"stream\":\"{}\"", args.stream);
@@ -207,7 +205,7 @@ async fn publish_raw(js: &jetstream::Context, args: &BenchArgs) -> Result<Report
             sent += 1;
         }
         if !out.is_empty() {
-            conn.socket.write_all(&out).await?;
+            conn.send(&out).await?;
         }
         let before = acked;
         let mut bad = None;
@@ -241,9 +239,7 @@ async fn publish_raw(js: &jetstream::Context, args: &BenchArgs) -> Result<Report
 async fn consume_raw(args: &BenchArgs) -> Result<u64> {
     let mut conn = RawConn::open(&args.client).await?;
     let inbox = "_INBOX.herald-bench-pull";
-    conn.socket
-        .write_all(format!("SUB {inbox} 1\r\n").as_bytes())
-        .await?;
+    conn.send(format!("SUB {inbox} 1\r\n").as_bytes()).await?;
     conn.round_trip(args.idle_timeout).await?;
     let next = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{CONSUMER}", args.stream);
     let bar = progress(args.msgs, "consumed", args.json);
@@ -258,7 +254,7 @@ async fn consume_raw(args: &BenchArgs) -> Result<u64> {
         out.extend_from_slice(format!("PUB {next} {inbox} {}\r\n", request.len()).as_bytes());
         out.extend_from_slice(request.as_bytes());
         out.extend_from_slice(b"\r\n");
-        conn.socket.write_all(&out).await?;
+        conn.send(&out).await?;
         out.clear();
         let mut in_batch = 0u64;
         let mut problem = None;
@@ -298,7 +294,7 @@ async fn consume_raw(args: &BenchArgs) -> Result<u64> {
         bar.set_position(got);
     }
     // The last acks reach the server.
-    conn.socket.write_all(&out).await?;
+    conn.send(&out).await?;
     conn.round_trip(args.idle_timeout).await?;
     bar.finish_and_clear();
     Ok(got)
@@ -463,8 +459,7 @@ async fn push_raw(
 ) -> Result<Report> {
     let prefill_rate = prefill(js, &mut stream, args).await?;
     let mut conn = RawConn::open(&args.client).await?;
-    conn.socket
-        .write_all(format!("SUB {RAW_PUSH} 1\r\n").as_bytes())
+    conn.send(format!("SUB {RAW_PUSH} 1\r\n").as_bytes())
         .await?;
     conn.round_trip(args.idle_timeout).await?;
     let bar = progress(args.msgs, "consumed", args.json);
@@ -517,7 +512,7 @@ async fn push_raw(
             return Err(nothing_within(args, got).into());
         }
         if !answers.is_empty() {
-            conn.socket.write_all(&answers).await?;
+            conn.send(&answers).await?;
             answers.clear();
         }
         bar.set_position(got);

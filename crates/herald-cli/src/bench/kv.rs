@@ -22,7 +22,6 @@ use async_nats::jetstream::{self, kv, stream};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use herald_proto::ServerOp;
-use tokio::io::AsyncWriteExt;
 
 use super::raw::RawConn;
 use super::report::{Report, base, progress};
@@ -177,8 +176,7 @@ fn kv_base(args: &BenchArgs, mode: &'static str) -> Report {
 /// once, each answer checked.
 async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result<Report> {
     let mut conn = RawConn::open(&args.client).await?;
-    conn.socket
-        .write_all(format!("SUB {RAW_INBOX}* 1\r\n").as_bytes())
+    conn.send(format!("SUB {RAW_INBOX}* 1\r\n").as_bytes())
         .await?;
     conn.round_trip(args.idle_timeout).await?;
     let bucket = &args.stream;
@@ -209,7 +207,7 @@ async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result
             sent += 1;
         }
         if !out.is_empty() {
-            conn.socket.write_all(&out).await?;
+            conn.send(&out).await?;
         }
         let before = answered;
         let mut bad = None;

@@ -93,8 +93,7 @@ impl RawConn {
         } else if let Some(scope) = &client.scope {
             connect["user"] = scope.as_str().into();
         }
-        conn.socket
-            .write_all(format!("CONNECT {connect}\r\n").as_bytes())
+        conn.send(format!("CONNECT {connect}\r\n").as_bytes())
             .await?;
         Ok(conn)
     }
@@ -134,9 +133,52 @@ impl RawConn {
         }
     }
 
+    /// Calls `each` on every complete operation buffered, reading once first if there is
+    /// none; false if nothing came within `idle`.
+    pub(super) async fn read_some(
+        &mut self,
+        idle: Duration,
+        mut each: impl FnMut(&ServerOp<'_>),
+    ) -> Result<bool> {
+        let limits = Limits {
+            max_payload: 64 * 1024 * 1024,
+            ..Limits::default()
+        };
+        if matches!(parse_server(&self.buf, &limits)?, Parsed::Incomplete) {
+            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+                self.buf.reserve(256 * 1024);
+            }
+            match tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) => return Err("the server closed the connection".into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Ok(false),
+            }
+        }
+        let mut used = 0;
+        while let Parsed::Op(op, n) = parse_server(&self.buf[used..], &limits)? {
+            used += n;
+            if let ServerOp::Err(text) = op {
+                return Err(format!("server error: -ERR '{text}'").into());
+            }
+            each(&op);
+        }
+        let _ = self.buf.split_to(used);
+        Ok(true)
+    }
+
+    /// Writes `bytes` and flushes them: over TLS a write can leave its last record queued in
+    /// the session when the socket is full, and a client that then only reads waits for an
+    /// answer to what the server never got.
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> Result {
+        self.socket.write_all(bytes).await?;
+        self.socket.flush().await?;
+        Ok(())
+    }
+
     /// PING, and wait for the PONG.
     pub(super) async fn round_trip(&mut self, idle: Duration) -> Result {
-        self.socket.write_all(b"PING\r\n").await?;
+        self.send(b"PING\r\n").await?;
         if self
             .read_until(idle, |op| matches!(op, ServerOp::Pong))
             .await?
@@ -170,7 +212,7 @@ pub(super) async fn pubsub_raw(args: &BenchArgs) -> Result<Report> {
     let warm_ups = conns.iter_mut().enumerate().map(|(i, conn)| {
         let frame = pub_frame(&run.subject, &run.warm.payload(i));
         run.warm
-            .send_until_heard(async move || Ok(conn.socket.write_all(&frame).await?))
+            .send_until_heard(async move || Ok(conn.send(&frame).await?))
     });
     futures::future::try_join_all(warm_ups).await?;
     let start = Instant::now();
@@ -194,8 +236,7 @@ pub(super) async fn raw_subscriber(
     run: &Arc<Run>,
 ) -> Result<JoinHandle<SubResult>> {
     let mut conn = RawConn::open(&args.sub_client(i)).await?;
-    conn.socket
-        .write_all(format!("SUB {} 1\r\n", run.subject).as_bytes())
+    conn.send(format!("SUB {} 1\r\n", run.subject).as_bytes())
         .await?;
     conn.round_trip(run.idle).await?;
     let run = run.clone();
@@ -254,7 +295,7 @@ pub(super) async fn raw_publisher(mut conn: RawConn, count: u64, run: Arc<Run>) 
         for frame in bytes.chunks_mut(frame.len()) {
             stamp(&mut frame[header_len..header_len + run.size], run.base_time);
         }
-        conn.socket.write_all(bytes).await?;
+        conn.send(bytes).await?;
         sent += n;
         run.show_progress(sent);
     }

@@ -1,12 +1,18 @@
 //! Request/reply: requesters that each wait for every reply, responders in a queue group.
+//! With `--raw`, both sides are the raw client and each requester keeps `--inflight`
+//! requests waiting for their replies, so that the server rather than the client is the
+//! bottleneck.
 
 use std::time::Instant;
+
+use herald_proto::server::ServerOp;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::measure::{histogram, split};
+use super::measure::{histogram, record, split, stamp};
+use super::raw::{RawConn, pub_frame};
 use super::report::{Latency, Report, base, progress};
 use super::warmup::first_answer;
 use super::{BenchArgs, Result};
@@ -83,4 +89,138 @@ pub(super) async fn responder(args: &BenchArgs, i: usize) -> Result<JoinHandle<(
             }
         }
     }))
+}
+
+/// Request/reply on the raw client: responders in one queue group echo each request to its
+/// reply subject; each requester keeps `--inflight` requests (each with a reply subject of
+/// its own under one wildcard inbox, as NATS clients make them) waiting, sending one more
+/// for each reply. Latency is from the stamp in the request to its echo.
+pub(super) async fn request_raw(args: &BenchArgs) -> Result<Report> {
+    if args.subs == 0 {
+        return Err("--request needs at least one responder (--subs)".into());
+    }
+    let mut responders = Vec::new();
+    for i in 0..args.subs {
+        let mut conn = RawConn::open(&args.sub_client(i)).await?;
+        conn.send(format!("SUB {} herald-bench 1\r\n", args.subject).as_bytes())
+            .await?;
+        conn.round_trip(args.idle_timeout).await?;
+        responders.push(tokio::spawn(raw_responder(conn, args.idle_timeout)));
+    }
+    let mut conns = Vec::new();
+    for i in 0..args.pubs {
+        let mut conn = RawConn::open(&args.client).await?;
+        conn.send(format!("SUB _INBOX.herald-bench-{i}.* 1\r\n").as_bytes())
+            .await?;
+        conn.round_trip(args.idle_timeout).await?;
+        conns.push(conn);
+    }
+    let bar = progress(args.msgs, "requests", args.json);
+    let base_time = Instant::now();
+    let start = Instant::now();
+    let mut requesters = Vec::new();
+    for ((i, conn), count) in conns
+        .into_iter()
+        .enumerate()
+        .zip(split(args.msgs, args.pubs))
+    {
+        let (subject, bar) = (args.subject.clone(), bar.clone());
+        let (size, inflight, idle) = (args.size.max(8), args.inflight.max(1), args.idle_timeout);
+        requesters.push(tokio::spawn(async move {
+            let mut conn = conn;
+            let mut hist = histogram();
+            let mut payload = vec![0u8; size];
+            let mut next = 0u64;
+            let mut frames = Vec::new();
+            let mut ask = |frames: &mut Vec<u8>, next: &mut u64| {
+                stamp(&mut payload, base_time);
+                let reply = format!("_INBOX.herald-bench-{i}.{next}");
+                frames.extend_from_slice(
+                    format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes(),
+                );
+                frames.extend_from_slice(&payload);
+                frames.extend_from_slice(b"\r\n");
+                *next += 1;
+            };
+            while next < count.min(inflight as u64) {
+                ask(&mut frames, &mut next);
+            }
+            conn.send(&frames).await?;
+            let mut answered = 0u64;
+            while answered < count {
+                let mut got = 0u64;
+                let heard = conn
+                    .read_some(idle, |op| {
+                        if let ServerOp::Msg { payload, .. } = op {
+                            if (answered + got).is_multiple_of(16) {
+                                record(&mut hist, payload, base_time);
+                            }
+                            got += 1;
+                        }
+                    })
+                    .await?;
+                if !heard {
+                    return Err(format!("no reply within {idle:?} ({answered} of {count})").into());
+                }
+                answered += got;
+                frames.clear();
+                for _ in 0..got {
+                    if next < count {
+                        ask(&mut frames, &mut next);
+                    }
+                }
+                if !frames.is_empty() {
+                    conn.send(&frames).await?;
+                }
+                bar.inc(got);
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hist)
+        }));
+    }
+    let mut hist = histogram();
+    for r in requesters {
+        let _ = hist.add(&r.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    for r in responders {
+        r.abort();
+    }
+    let mut report = base(args, "request");
+    report.publish_rate = args.msgs as f64 / elapsed;
+    report.deliver_rate = report.publish_rate;
+    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
+    report.received = args.msgs;
+    report.expected = args.msgs;
+    report.latency_us = Latency::from(&hist);
+    report.inflight = Some(args.inflight);
+    Ok(report)
+}
+
+/// Echoes every request `conn` receives to its reply subject, a read's worth at a time.
+async fn raw_responder(mut conn: RawConn, idle: std::time::Duration) {
+    let mut answers = Vec::new();
+    loop {
+        let read = conn
+            .read_some(idle, |op| {
+                if let ServerOp::Msg {
+                    reply: Some(reply),
+                    payload,
+                    ..
+                } = op
+                {
+                    answers.extend_from_slice(&pub_frame(reply, payload));
+                }
+            })
+            .await;
+        if !matches!(read, Ok(true)) {
+            return;
+        }
+        if !answers.is_empty() {
+            if conn.send(&answers).await.is_err() {
+                return;
+            }
+            answers.clear();
+        }
+    }
 }
