@@ -113,6 +113,108 @@ async fn a_push_consumer_with_flow_control_feeds_a_slow_reader() {
     assert_eq!(info.delivered.stream_sequence, 6_000);
 }
 
+/// A raw connection to `server` subscribed to `subject` (its PONG read: the subscription is
+/// in place), for a test to read as slowly as it likes.
+async fn slow_raw_reader(server: &HeraldProcess, subject: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(format!("CONNECT {{}}\r\nSUB {subject} 1\r\nPING\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("PONG") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before PONG");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    socket
+}
+
+/// The numbers of the MSGs at the start of `data` (as [`fill`] wrote them), and how many
+/// bytes they took.
+fn msgs_in(data: &[u8]) -> (Vec<usize>, usize) {
+    let (mut numbers, mut at) = (Vec::new(), 0);
+    while let Some(end) = data[at..].windows(2).position(|w| w == b"\r\n") {
+        let line = std::str::from_utf8(&data[at..at + end]).unwrap();
+        let size: usize = match line.split(' ').next_back() {
+            Some(size) if line.starts_with("MSG ") => size.parse().unwrap(),
+            // INFO, PING, PONG.
+            _ => {
+                at += end + 2;
+                continue;
+            }
+        };
+        let payload = at + end + 2;
+        if data.len() < payload + size + 2 {
+            break;
+        }
+        numbers.push(number(&data[payload..payload + size]));
+        at = payload + size + 2;
+    }
+    (numbers, at)
+}
+
+#[tokio::test]
+async fn a_push_consumer_without_flow_control_goes_at_its_subscribers_pace() {
+    // Connections may hold 2 MiB unwritten before they are slow consumers; the consumer has
+    // 6 MiB to deliver at once.
+    let dir = tempfile::Builder::new()
+        .prefix("herald-push-")
+        .tempdir()
+        .unwrap();
+    let server = HeraldProcess::start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--max-pending",
+        "2097152",
+    ]);
+    let (_, js) = connect(&server).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BACKLOG".into(),
+            subjects: vec!["backlog.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    fill(&js, "backlog.a", 6_000, 1024).await;
+    let mut reader = slow_raw_reader(&server, "deliver.backlog").await;
+    stream
+        .create_consumer(push::Config {
+            deliver_subject: "deliver.backlog".into(),
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mut data, mut got) = (Vec::new(), Vec::new());
+    while got.len() < 6_000 {
+        // A reader slower than the server: 64 KiB every 5 ms.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout_at(deadline, reader.read(&mut buf))
+            .await
+            .expect("the deliveries stopped")
+            .unwrap();
+        assert!(
+            n > 0,
+            "dropped as a slow consumer after {} messages",
+            got.len()
+        );
+        data.extend_from_slice(&buf[..n]);
+        let (numbers, used) = msgs_in(&data);
+        got.extend(numbers);
+        data.drain(..used);
+    }
+    assert_eq!(got, (0..6_000).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn a_deliver_group_shares_the_messages() {
     let (server, _dir) = start();

@@ -394,4 +394,10 @@ impl Target for SubTarget {
         }
         self.out.push_msg(&self.sid, msg)
     }
+
+    /// A quarter of `max_pending` unwritten: producers that can wait do, well before the
+    /// connection is a slow consumer.
+    fn congested(&self) -> bool {
+        self.out.pending_bytes() > self.out.max_pending / 4
+    }
 }

@@ -443,6 +443,19 @@ impl Scope {
             .unwrap_or(false)
     }
 
+    /// Whether a target `subject` reaches is [congested](Target::congested).
+    pub(crate) fn congested(&self, subject: &str) -> bool {
+        self.index
+            .with_matches(subject, |matches| {
+                matches
+                    .plain
+                    .iter()
+                    .chain(matches.groups.iter().flatten())
+                    .any(|entry| entry.target.congested())
+            })
+            .unwrap_or(false)
+    }
+
     /// Answers on `reply`, a reply subject this scope accepted with a publish (so it is not
     /// checked again): a JetStream publish ack. Returns how many took it.
     pub(crate) fn answer(&self, reply: &str, payload: &[u8]) -> usize {

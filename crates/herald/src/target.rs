@@ -53,6 +53,14 @@ pub trait Target: Send + Sync + 'static {
         self.deliver(0, msg)
     }
 
+    /// Whether this target holds so much it has not passed on yet (a network connection's
+    /// unwritten output) that a producer that can wait should: a push consumer reading a
+    /// stream's backlog then goes at the pace of its subscribers instead of filling their
+    /// buffers until they are dropped as slow consumers. The default says no.
+    fn congested(&self) -> bool {
+        false
+    }
+
     /// Called once when the router drops subscription `sid` on its own (its node shut down),
     /// so the target can tell its reader that no more messages will come.
     fn detach(&self, sid: u64) {

@@ -29,6 +29,13 @@ const FC_STALL_AT: u64 = 2 << 20;
 /// How soon a sink that waits for an answer, or for a subscriber, looks again (an answer
 /// wakes it at once).
 const RECHECK: Duration = Duration::from_millis(100);
+/// Bytes delivered between two looks at whether a subscriber is congested (holds much of its
+/// output unwritten): delivery then pauses, so that a consumer reading a long backlog without
+/// flow control goes at its subscribers' pace instead of having them dropped as slow
+/// consumers.
+const CONGESTION_CHECK_EVERY: u64 = 256 << 10;
+/// How soon a sink paused by a congested subscriber looks again.
+const CONGESTION_RECHECK: Duration = Duration::from_millis(1);
 
 /// Flow-control state of one push consumer, shared by its sink and the `$JS.FC` answers.
 #[derive(Default)]
@@ -61,6 +68,8 @@ struct PushSink {
     flow: Option<Flow>,
     rate: Option<Rate>,
     headers_only: bool,
+    /// Bytes delivered since the subscribers' congestion was last looked at.
+    since_congestion_check: u64,
 }
 
 /// A byte budget refilled at `per_sec`, holding at most a second's worth.
@@ -111,6 +120,7 @@ impl Sink for PushSink {
         if let Some(rate) = &mut self.rate {
             rate.tokens -= cost as f64;
         }
+        self.since_congestion_check += cost;
         if let Some(flow) = &self.flow {
             let mut state = flow.lock();
             state.unanswered += cost;
@@ -156,6 +166,12 @@ impl Sink for PushSink {
             && flow.lock().unanswered >= FC_STALL_AT
         {
             return Some(now + RECHECK);
+        }
+        if self.since_congestion_check >= CONGESTION_CHECK_EVERY {
+            if self.scope.congested(&self.deliver) {
+                return Some(now + CONGESTION_RECHECK);
+            }
+            self.since_congestion_check = 0;
         }
         if let Some(rate) = &mut self.rate {
             rate.refill(now);
@@ -208,6 +224,7 @@ impl Flows {
                 at: Instant::now(),
             }),
             headers_only: config.headers_only,
+            since_congestion_check: 0,
         };
         if let Err(err) = streams.push(stream, consumer, Box::new(sink), push.idle_heartbeat) {
             tracing::debug!(stream, consumer, %err, "push consumer not installed");
