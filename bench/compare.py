@@ -523,6 +523,10 @@ def js(herald_bin, nats_bin, version):
          ["--mode", "kv-put", "--raw", "--inflight", "256", "--msgs", "300000"]),
         ("kv get, 16 B, 256 in flight, raw client",
          ["--mode", "kv-get", "--raw", "--inflight", "256", "--msgs", "300000"]),
+        ("kv put, 16 B, 1 in flight, raw client",
+         ["--mode", "kv-put", "--raw", "--inflight", "1", "--msgs", "20000"]),
+        ("kv get, 16 B, 1 in flight, raw client",
+         ["--mode", "kv-get", "--raw", "--inflight", "1", "--msgs", "50000"]),
     ]
     only = os.environ.get("ROWS")  # e.g. ROWS=kv: the rows whose name has it
     rows = [r for r in rows if not only or only.lower() in r[0].lower()]
