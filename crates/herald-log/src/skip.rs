@@ -9,7 +9,7 @@
 use crate::error::Result;
 use crate::record::Entry;
 use crate::segment::Segment;
-use crate::{Log, files, write_purged};
+use crate::{Config, Log, files, write_purged};
 
 impl Log {
     /// Moves the next sequence up to `seq` (nothing if it is there already); the sequences
@@ -21,16 +21,32 @@ impl Log {
             return Ok(());
         }
         if self.count > 0 {
-            while self.next_seq() < seq {
-                let placeholder = self.append(&Entry {
-                    subject: "_",
-                    headers: b"",
-                    payload: b"",
-                    timestamp,
-                })?;
-                self.delete(placeholder, false)?;
-            }
-            return Ok(());
+            // Placeholders are not messages: the limits neither refuse them nor make room
+            // for them (each is deleted before the next).
+            let unlimited = Config {
+                max_msgs: 0,
+                max_bytes: 0,
+                max_age: None,
+                max_msgs_per_subject: 0,
+                discard_new: false,
+                discard_new_per_subject: false,
+                ..self.config.clone()
+            };
+            let limits = std::mem::replace(&mut self.config, unlimited);
+            let filled = (|| {
+                while self.next_seq() < seq {
+                    let placeholder = self.append(&Entry {
+                        subject: "_",
+                        headers: b"",
+                        payload: b"",
+                        timestamp,
+                    })?;
+                    self.delete(placeholder, false)?;
+                }
+                Ok(())
+            })();
+            self.config = limits;
+            return filled;
         }
         self.flush()?;
         write_purged(&self.dir, seq)?;
@@ -92,6 +108,24 @@ mod tests {
         log.close().unwrap();
         let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
         assert_eq!((log.first_seq(), log.next_seq()), (50, 50));
+    }
+
+    #[test]
+    fn placeholders_neither_push_messages_out_nor_are_refused_by_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        for discard_new in [false, true] {
+            let config = Config {
+                max_msgs: 2,
+                discard_new,
+                ..Config::default()
+            };
+            let (mut log, _) = Log::open(dir.path().join(discard_new.to_string()), config).unwrap();
+            log.append(&entry(b"a")).unwrap();
+            log.append(&entry(b"b")).unwrap();
+            log.skip_to(10, 7).unwrap();
+            assert_eq!((log.first_seq(), log.next_seq(), log.len()), (1, 10, 2));
+            assert_eq!(log.get(2).unwrap().unwrap().payload, b"b");
+        }
     }
 
     #[test]

@@ -113,6 +113,8 @@ fn copied_from(headers: &[u8], source: &str) -> Option<u64> {
 /// The next sequence of a source to copy: after the last one the target holds, else where
 /// the source config says to start.
 fn source_resume_at(target: &Held, source: &Source, origin: &Held) -> u64 {
+    // Copies an earlier copy of this source queued are in the log first.
+    target.stream.writer.drain(RETRY);
     let mut last = None;
     let log = target.stream.writer.log();
     let _ = log.scan_with_headers(0, |view| {
@@ -151,12 +153,18 @@ async fn copy(store: Weak<Store>, target: Weak<Held>, copying: Arc<Copying>) {
     let mut next = None;
     let mut following: Option<Weak<Held>> = None;
     let mut synced = Instant::now();
+    // Stops following the source once the copy ends.
+    let unfollow = |following: Option<Weak<Held>>| {
+        if let Some(origin) = following.as_ref().and_then(Weak::upgrade) {
+            origin.stream.unfollow(&notify);
+        }
+    };
     loop {
         let (Some(store), Some(target)) = (store.upgrade(), target.upgrade()) else {
-            return;
+            return unfollow(following);
         };
         if target.stream.closed.load(Ordering::Acquire) || copying.stopped.load(Ordering::Acquire) {
-            return;
+            return unfollow(following);
         }
         let source = &copying.source;
         let Ok(origin) = store.stream(&source.name) else {
@@ -174,6 +182,7 @@ async fn copy(store: Weak<Store>, target: Weak<Held>, copying: Arc<Copying>) {
             .and_then(Weak::upgrade)
             .is_some_and(|f| Arc::ptr_eq(&f, &origin))
         {
+            unfollow(following.take());
             origin.stream.follow(&notify);
             following = Some(Arc::downgrade(&origin));
         }
@@ -206,7 +215,8 @@ async fn copy(store: Weak<Store>, target: Weak<Held>, copying: Arc<Copying>) {
             committed.saturating_sub(copied.saturating_sub(1)),
             Ordering::Relaxed,
         );
-        let caught_up = copied > committed;
+        // No progress (a sealed mirror, a log that refuses): wait as when caught up.
+        let caught_up = copied > committed || copied == from;
         drop((store, target, origin));
         if caught_up {
             tokio::select! {

@@ -46,6 +46,10 @@ pub(crate) struct Held {
     pub(crate) consumers: RwLock<BTreeMap<String, Arc<Consumer>>>,
     /// The copies that run for it: its mirror, or its sources.
     pub(crate) copies: parking_lot::Mutex<Vec<Arc<Copying>>>,
+    /// Held while what the consumers take is worked out and handed to the stream: one change
+    /// at a time, and never under the stream's own lock on it (a consumer's state lock is
+    /// taken meanwhile, and a consumer delivering under it may publish into the stream).
+    takers_update: parking_lot::Mutex<()>,
 }
 
 impl Held {
@@ -60,10 +64,11 @@ impl Held {
 
     /// Tells the stream what its consumers take now (after any change to them).
     pub(crate) fn consumers_changed(&self) {
-        self.stream.set_takers(|| {
-            let configs: Vec<_> = self.consumers.read().values().map(|c| c.config()).collect();
-            Takers::of(configs.iter().map(|c| c.filter_subjects.as_slice()))
-        });
+        let _one = self.takers_update.lock();
+        let consumers: Vec<_> = self.consumers.read().values().cloned().collect();
+        let configs: Vec<_> = consumers.iter().map(|c| c.config()).collect();
+        let takers = Takers::of(configs.iter().map(|c| c.filter_subjects.as_slice()));
+        self.stream.set_takers(takers);
     }
 }
 
@@ -227,6 +232,7 @@ impl Store {
             stream: stream.clone(),
             consumers: RwLock::default(),
             copies: parking_lot::Mutex::default(),
+            takers_update: parking_lot::Mutex::default(),
         });
         self.streams
             .write()
@@ -305,6 +311,8 @@ impl Store {
         }
         self.check_overlap(&config)?;
         let held = self.open_stream(config, now_nanos(), true)?;
+        // A new stream: no consumer takes anything yet.
+        held.consumers_changed();
         Ok((info_of(&held), true))
     }
 
@@ -540,7 +548,10 @@ impl Store {
         let consumers: Vec<Arc<Consumer>> = std::mem::take(&mut *held.consumers.write())
             .into_values()
             .collect();
-        held.consumers_changed();
+        // Not leading, it decides nothing about them.
+        let one = held.takers_update.lock();
+        held.stream.set_takers(Takers::Unknown);
+        drop(one);
         for consumer in consumers {
             consumer.close(false);
         }

@@ -157,6 +157,9 @@ pub(crate) struct Stream {
 /// The subjects the consumers of a stream take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Takers {
+    /// Not known (the consumers are not loaded: the stream was just opened, or a replica
+    /// does not lead): everything is kept.
+    Unknown,
     /// Some consumer takes every subject.
     All,
     /// Only these patterns (none: there is no consumer).
@@ -178,7 +181,7 @@ impl Takers {
 
     fn take(&self, subject: &str) -> bool {
         match self {
-            Takers::All => true,
+            Takers::Unknown | Takers::All => true,
             Takers::Patterns(patterns) => {
                 patterns.iter().any(|p| crate::subject::matches(p, subject))
             }
@@ -268,17 +271,17 @@ impl Stream {
             subscriptions: Mutex::default(),
             closed: AtomicBool::new(false),
             replication: std::sync::OnceLock::new(),
-            takers: RwLock::new(Takers::Patterns(Vec::new())),
+            takers: RwLock::new(Takers::Unknown),
         });
         stream.recover_dedup();
         stream.recover_ttls();
         stream
     }
 
-    /// Sets what the stream's consumers take (the store calls it whenever they change).
-    pub(crate) fn set_takers(&self, takers: impl FnOnce() -> Takers) {
-        let mut current = self.takers.write();
-        *current = takers();
+    /// Sets what the stream's consumers take (the store calls it whenever they change, one
+    /// change at a time).
+    pub(crate) fn set_takers(&self, takers: Takers) {
+        *self.takers.write() = takers;
     }
 
     /// Subscribes the stream's subjects in its scope: what is published there is captured.
@@ -540,8 +543,9 @@ impl Stream {
             }))
         });
         let size_for_republish = msg.payload.len();
-        // Decided where the consumers run (the replicas of a replicated stream keep the
-        // message until they lead, as they do for acknowledged ones).
+        // Decided as the message is admitted, where the consumers run (the replicas of a
+        // replicated stream keep the message until they lead, as they do for acknowledged
+        // ones).
         let unwanted = interest && answer && !self.takers.read().take(msg.subject);
         let pending = Pending {
             done,
