@@ -70,7 +70,8 @@ pub struct BenchArgs {
     /// Messages to publish in total (requests with --request).
     #[arg(long, default_value_t = 1_000_000)]
     msgs: u64,
-    /// Request/reply instead of publish/subscribe: each requester waits for each reply.
+    /// Request/reply instead of publish/subscribe: each requester waits for each reply (with
+    /// --raw, keeps --inflight requests waiting).
     #[arg(long)]
     request: bool,
     /// Use the raw client (pre-encoded frames, header-only parsing) instead of async-nats.
