@@ -96,6 +96,23 @@ pub struct Config {
     pub discard_new_per_subject: bool,
 }
 
+impl Config {
+    /// This config with no limit on what the log keeps (no count, size, age or per-subject
+    /// limit, nothing refused as new): for writing what is not a new message, such as a copy
+    /// of another log's records or the placeholders of skipped sequences.
+    pub fn without_limits(&self) -> Config {
+        Config {
+            max_msgs: 0,
+            max_bytes: 0,
+            max_age: None,
+            max_msgs_per_subject: 0,
+            discard_new: false,
+            discard_new_per_subject: false,
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

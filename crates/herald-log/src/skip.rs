@@ -9,7 +9,7 @@
 use crate::error::Result;
 use crate::record::Entry;
 use crate::segment::Segment;
-use crate::{Config, Log, files, write_purged};
+use crate::{Log, files, write_purged};
 
 impl Log {
     /// Moves the next sequence up to `seq` (nothing if it is there already); the sequences
@@ -23,15 +23,7 @@ impl Log {
         if self.count > 0 {
             // Placeholders are not messages: the limits neither refuse them nor make room
             // for them (each is deleted before the next).
-            let unlimited = Config {
-                max_msgs: 0,
-                max_bytes: 0,
-                max_age: None,
-                max_msgs_per_subject: 0,
-                discard_new: false,
-                discard_new_per_subject: false,
-                ..self.config.clone()
-            };
+            let unlimited = self.config.without_limits();
             let limits = std::mem::replace(&mut self.config, unlimited);
             let filled = (|| {
                 while self.next_seq() < seq {

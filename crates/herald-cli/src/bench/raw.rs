@@ -104,10 +104,7 @@ impl RawConn {
         idle: Duration,
         mut until: impl FnMut(&ServerOp<'_>) -> bool,
     ) -> Result<bool> {
-        let limits = Limits {
-            max_payload: 64 * 1024 * 1024,
-            ..Limits::default()
-        };
+        let limits = read_limits();
         loop {
             let mut used = 0;
             while let Parsed::Op(op, n) = parse_server(&self.buf[used..], &limits)? {
@@ -121,15 +118,22 @@ impl RawConn {
                 }
             }
             let _ = self.buf.split_to(used);
-            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(256 * 1024);
+            if !self.read_more(idle).await? {
+                return Ok(false);
             }
-            match tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)).await {
-                Ok(Ok(0)) => return Err("the server closed the connection".into()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Ok(false),
-            }
+        }
+    }
+
+    /// One read from the socket into the buffer; false if nothing came within `idle`.
+    async fn read_more(&mut self, idle: Duration) -> Result<bool> {
+        if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+            self.buf.reserve(256 * 1024);
+        }
+        match tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)).await {
+            Ok(Ok(0)) => Err("the server closed the connection".into()),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Ok(false),
         }
     }
 
@@ -140,20 +144,11 @@ impl RawConn {
         idle: Duration,
         mut each: impl FnMut(&ServerOp<'_>),
     ) -> Result<bool> {
-        let limits = Limits {
-            max_payload: 64 * 1024 * 1024,
-            ..Limits::default()
-        };
-        if matches!(parse_server(&self.buf, &limits)?, Parsed::Incomplete) {
-            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(256 * 1024);
-            }
-            match tokio::time::timeout(idle, self.socket.read_buf(&mut self.buf)).await {
-                Ok(Ok(0)) => return Err("the server closed the connection".into()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Ok(false),
-            }
+        let limits = read_limits();
+        if matches!(parse_server(&self.buf, &limits)?, Parsed::Incomplete)
+            && !self.read_more(idle).await?
+        {
+            return Ok(false);
         }
         let mut used = 0;
         while let Parsed::Op(op, n) = parse_server(&self.buf[used..], &limits)? {
@@ -187,6 +182,14 @@ impl RawConn {
         } else {
             Err("no PONG from the server".into())
         }
+    }
+}
+
+/// What the raw client accepts from a server: payloads up to 64 MiB.
+fn read_limits() -> Limits {
+    Limits {
+        max_payload: 64 * 1024 * 1024,
+        ..Limits::default()
     }
 }
 

@@ -3,12 +3,14 @@
 //! requests waiting for their replies, so that the server rather than the client is the
 //! bottleneck.
 
+use std::error::Error;
 use std::time::Instant;
-
-use herald_proto::server::ServerOp;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use hdrhistogram::Histogram;
+use herald_proto::server::ServerOp;
+use indicatif::ProgressBar;
 use tokio::task::JoinHandle;
 
 use super::measure::{histogram, record, split, stamp};
@@ -52,9 +54,23 @@ pub(super) async fn request(args: &BenchArgs) -> Result<Report> {
                 let _ = hist.record(sent.elapsed().as_micros() as u64);
                 bar.inc(1);
             }
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hist)
+            Ok::<_, Box<dyn Error + Send + Sync>>(hist)
         }));
     }
+    finish(args, start, &bar, requesters, responders).await
+}
+
+/// A requester's latencies, or why it failed.
+type Requester = JoinHandle<std::result::Result<Histogram<u64>, Box<dyn Error + Send + Sync>>>;
+
+/// Waits for every requester, stops the responders, and reports the rate and latencies.
+async fn finish<R>(
+    args: &BenchArgs,
+    start: Instant,
+    bar: &ProgressBar,
+    requesters: Vec<Requester>,
+    responders: Vec<JoinHandle<R>>,
+) -> Result<Report> {
     let mut hist = histogram();
     for r in requesters {
         let _ = hist.add(&r.await??);
@@ -174,25 +190,10 @@ pub(super) async fn request_raw(args: &BenchArgs) -> Result<Report> {
                 }
                 bar.inc(got);
             }
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hist)
+            Ok::<_, Box<dyn Error + Send + Sync>>(hist)
         }));
     }
-    let mut hist = histogram();
-    for r in requesters {
-        let _ = hist.add(&r.await??);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    for r in responders {
-        r.abort();
-    }
-    let mut report = base(args, "request");
-    report.publish_rate = args.msgs as f64 / elapsed;
-    report.deliver_rate = report.publish_rate;
-    report.deliver_mb_s = report.deliver_rate * args.size as f64 / 1e6;
-    report.received = args.msgs;
-    report.expected = args.msgs;
-    report.latency_us = Latency::from(&hist);
+    let mut report = finish(args, start, &bar, requesters, responders).await?;
     report.inflight = Some(args.inflight);
     Ok(report)
 }

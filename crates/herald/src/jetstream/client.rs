@@ -492,6 +492,7 @@ mod tests {
             Error::new(Reason::WrongLastSequence, "x"),
             Error::new(Reason::Unavailable, "x"),
             Error::new(Reason::Timeout, "x"),
+            Error::new(Reason::MirrorNotUpdatable, "x"),
         ] {
             let back = Error::from(&ApiError::from(&err));
             assert_eq!(back.kind(), err.kind(), "{err:?}");

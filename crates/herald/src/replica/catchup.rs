@@ -247,16 +247,7 @@ fn store(stream: &Stream, page: Page, from: u64) -> Result<u64, String> {
     let failed = |e: herald_log::Error| format!("cannot store a caught-up record: {e}");
     let mut log = stream.writer.log();
     let limits = log.config().clone();
-    let unlimited = herald_log::Config {
-        max_msgs: 0,
-        max_bytes: 0,
-        max_age: None,
-        max_msgs_per_subject: 0,
-        discard_new: false,
-        discard_new_per_subject: false,
-        ..limits.clone()
-    };
-    log.set_config(unlimited).map_err(failed)?;
+    log.set_config(limits.without_limits()).map_err(failed)?;
     let stored = (|| {
         // Sequences kept nowhere are stored with the time of a neighbour: times rise along
         // the log.

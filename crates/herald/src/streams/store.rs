@@ -369,22 +369,17 @@ impl Store {
         write_json(&stream.dir.join("stream.json"), &file, true).map_err(|e| failed(&e))?;
         // A replica that does not lead captures nothing, before and after.
         let resubscribe = old.subjects != config.subjects && stream.capturing();
-        let (gone, added): (Vec<_>, Vec<_>) = (
-            old.sources
-                .iter()
-                .filter(|s| !config.sources.contains(s))
-                .cloned()
-                .collect(),
-            config
-                .sources
-                .iter()
-                .filter(|s| !old.sources.contains(s))
-                .cloned()
-                .collect(),
-        );
+        let added: Vec<_> = config
+            .sources
+            .iter()
+            .filter(|s| !old.sources.contains(s))
+            .cloned()
+            .collect();
+        let sources = config.sources.clone();
         *stream.config.lock() = config;
+        // A copy of a source no longer listed stops (what it copied stays).
         held.copies.lock().retain(|copy| {
-            let stays = copy.is_mirror() || !gone.contains(&copy.source);
+            let stays = copy.is_mirror() || sources.contains(&copy.source);
             if !stays {
                 copy.stop();
             }
