@@ -90,6 +90,8 @@ struct ClientSub {
 /// The reader side of a connection.
 struct Conn {
     id: u64,
+    /// [`Shared::info_changes`] when this connection's greeting INFO was made.
+    greeted: u64,
     shared: Arc<Shared>,
     out: Arc<Outbound>,
     /// This connection in the server's registry (its counters, for monitoring).
@@ -132,6 +134,9 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
     let _ = socket.set_nodelay(true);
     let peer = socket.peer_addr().ok();
     let nonce = shared.users.nkeys().then(crate::auth::nonce);
+    let greeted = shared
+        .info_changes
+        .load(std::sync::atomic::Ordering::SeqCst);
     let info = shared.info_json(id, peer, nonce.as_deref());
     let (read, write, info_sent): (BoxRead, BoxWrite, bool) = match &shared.tls {
         None => {
@@ -183,6 +188,7 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         publish_checked: FxHashMap::default(),
         responses: None,
         nonce,
+        greeted,
     };
     tracing::debug!(client = id, ?peer, "connected");
     let why = conn.read_loop(read).await;
@@ -456,9 +462,10 @@ impl Conn {
             "CONNECT"
         );
         self.out.set_headers(opts.headers);
-        self.entry
-            .connected
-            .store(true, std::sync::atomic::Ordering::Release);
+        if crate::discovery::greeted_with_old_info(&self.shared, &self.entry, self.greeted) {
+            let line = crate::discovery::async_info(&self.shared);
+            self.out.push_control(|buf| buf.extend_from_slice(&line));
+        }
         *self.entry.meta.lock() = ClientMeta {
             name: opts.name.clone().unwrap_or_default(),
             lang: opts.lang.clone().unwrap_or_default(),

@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Weak;
+use std::sync::atomic::Ordering;
 
 use herald::Node;
 use herald_proto::encode;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::registry::Connection;
 use crate::shared::Shared;
 
 /// The gossip key under which a server advertises its client address.
@@ -54,15 +56,34 @@ pub(crate) fn connect_urls(shared: &Shared) -> Option<Vec<String>> {
 
 /// Sends every connected client an INFO of the server's current state (its `connect_urls`,
 /// `ldm`); INFO's per-client fields are left out, as nats-server leaves them out of these.
+///
+/// A client between its greeting and its CONNECT is not sent one: it checks
+/// [`Shared::info_changes`] once connected ([`greeted_with_old_info`]). Both sides use
+/// sequentially consistent order, so at least one of them sees the other's write.
 pub(crate) fn send_async_info(shared: &Shared) {
-    let info = shared.info_json(0, None, None);
-    let mut line = Vec::with_capacity(info.len() + 8);
-    encode::info(&mut line, &info);
+    shared.info_changes.fetch_add(1, Ordering::SeqCst);
+    let line = async_info(shared);
     for conn in shared.registry.list() {
-        if conn.connected.load(std::sync::atomic::Ordering::Acquire) {
+        if conn.connected.load(Ordering::SeqCst) {
             conn.out.push_control(|buf| buf.extend_from_slice(&line));
         }
     }
+}
+
+/// The INFO line [`send_async_info`] sends.
+pub(crate) fn async_info(shared: &Shared) -> Vec<u8> {
+    let info = shared.info_json(0, None, None);
+    let mut line = Vec::with_capacity(info.len() + 8);
+    encode::info(&mut line, &info);
+    line
+}
+
+/// Marks `conn` connected; true if the server's INFO changed since `greeted` (the
+/// [`Shared::info_changes`] read before its greeting was made), so that the client is owed a
+/// fresh one.
+pub(crate) fn greeted_with_old_info(shared: &Shared, conn: &Connection, greeted: u64) -> bool {
+    conn.connected.store(true, Ordering::SeqCst);
+    shared.info_changes.load(Ordering::SeqCst) != greeted
 }
 
 /// Advertises this server's address and tells its clients of every change of

@@ -120,6 +120,7 @@ impl Server {
             started: std::time::SystemTime::now(),
             client_url,
             lame_duck: Default::default(),
+            info_changes: Default::default(),
             lame_duck_asked: watch::channel(false).0,
             meta,
             group_services: Default::default(),

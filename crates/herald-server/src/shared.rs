@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::collections::HashMap;
 
@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     pub(crate) client_url: String,
     /// Set once lame duck mode starts (INFO `ldm`).
     pub(crate) lame_duck: AtomicBool,
+    /// Raised each time the server's INFO changes for every client (see
+    /// [`crate::discovery::send_async_info`]), so that a connection can tell whether the INFO
+    /// it was greeted with is out of date by the time its CONNECT is accepted.
+    pub(crate) info_changes: AtomicU64,
     /// Raised by `$HERALD.API.SERVER.LAMEDUCK`: whoever runs the server starts lame duck mode.
     pub(crate) lame_duck_asked: watch::Sender<bool>,
     /// This node's member of the cluster's meta group (clustered with a data directory).
