@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::HeraldProcess;
-use common::sse::{Events, WAIT, error_of, http, nats, next, sync};
+use common::sse::{Events, WAIT, error_of, get_json, http, nats, next, sync};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -608,12 +608,6 @@ fn two_nodes() -> (HeraldProcess, HeraldProcess) {
     let seed = a.cluster_addr();
     let b = node("b", &["--seeds", &seed]);
     (a, b)
-}
-
-async fn get_json(url: String) -> Value {
-    let r = http().get(url).send().await.expect("GET");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.expect("a JSON body")
 }
 
 #[tokio::test]

@@ -48,6 +48,13 @@ pub fn http() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// A `200 OK` JSON answer to a GET of `url`.
+pub async fn get_json(url: String) -> Value {
+    let r = http().get(url).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.expect("a JSON body")
+}
+
 /// Waits until the server has processed everything `client` sent so far (async-nats's
 /// `flush` only empties its own buffer; a request nobody answers is a real round trip).
 pub async fn sync(client: &Client) {

@@ -13,7 +13,8 @@
 //! | `streams` | streams, consumers, stored messages and acks by sequence |
 //! | `consume` | a stream's messages as events, resumable with `Last-Event-ID` |
 //! | `groups` | named groups of topics |
-//! | `https` | the accept loop of the HTTP door with TLS (hyper over rustls) |
+//! | `listener` | the accept loop of the HTTP door, plain or over TLS (rustls) |
+//! | `events` | event-stream connections written outside hyper; the rest handed to hyper |
 //! | `metrics` | `/metrics`: Prometheus text from what a scrape gathers |
 //! | `openapi` | `/v1/openapi.json`, made from the route table |
 //! | `monitor` | `/healthz` and nats-server's `/varz`, `/connz`, `/subsz`, `/routez`, `/jsz` |
@@ -22,8 +23,9 @@ mod auth;
 mod consume;
 mod envelope;
 mod error;
+mod events;
 mod groups;
-mod https;
+mod listener;
 mod metrics;
 mod monitor;
 mod openapi;
@@ -60,13 +62,15 @@ pub(crate) struct App {
 
 type AppState = axum::extract::State<Arc<App>>;
 
+/// The routes whose answer is an event stream: a connection opened with one of them is
+/// served outside hyper (see `events`).
+pub(crate) const EVENT_STREAMS: [&str; 2] =
+    ["/v1/subscribe/{pattern}", "/v1/streams/{name}/consume"];
+
 /// Serves the HTTP API on `listener` until the server's shutdown signal; open event
 /// streams end then too.
 pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
     let cors = cors(&app.shared.config.http_cors);
-    let tls = app.shared.tls.is_some();
-    let timeout = app.shared.config.tls_timeout;
-    let mut shutdown = app.shared.shutdown.clone();
     let mut routes = axum::Router::new();
     for route in table() {
         routes = routes.route(route.path, route.handler);
@@ -82,23 +86,7 @@ pub(crate) fn serve(listener: TcpListener, app: Arc<App>) -> JoinHandle<()> {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
-    if tls {
-        let shared = app.shared.clone();
-        return tokio::spawn(https::serve(listener, shared, routes, timeout, shutdown));
-    }
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        // `into_make_service`: each connection shares the route table built once here
-        // (serving the router itself rebuilds it for every connection, about 10 KiB each).
-        if let Err(err) = axum::serve(listener, routes.into_make_service())
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::warn!(%err, "HTTP listener failed");
-        }
-    })
+    tokio::spawn(listener::serve(listener, app.shared.clone(), routes))
 }
 
 /// One route of the API: where, what it does (for the OpenAPI document), and its handler.
@@ -148,7 +136,7 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         route(
             M::GET,
-            "/v1/subscribe/{pattern}",
+            EVENT_STREAMS[0],
             "Messages matching a pattern as Server-Sent Events",
             get(sse::subscribe),
         ),
@@ -190,7 +178,7 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         route(
             M::GET,
-            "/v1/streams/{name}/consume",
+            EVENT_STREAMS[1],
             "A stream's messages as Server-Sent Events, resumable with Last-Event-ID",
             get(consume::consume),
         ),
