@@ -145,7 +145,7 @@ def main():
              lambda u, n: fan_out(u, n, 1)),
             ("SSE fan-out, 4 pubs -> 1,000 clients, 32 B", "deliver_rate", "p99",
              lambda u, n: fan_out(u, n, 4)),
-            ("Idle SSE streams: KiB of server memory each (1,000)", "rss_per_idle_conn_kib", None,
+            ("Idle SSE streams: KiB of server memory each (1,000), fresh servers", "rss_per_idle_conn_kib", None,
              lambda u, n: ["--sse", u + ("/v1/subscribe/idle" if n == "h" else "/sub?id=idle"),
                            "--idle", "1000"]),
         ]
@@ -158,6 +158,11 @@ def main():
                 continue
             hres, nres = [], []
             for _ in range(ROUNDS):
+                if key == "rss_per_idle_conn_kib":
+                    # Memory is measured on fresh servers: a server that served streams
+                    # before reuses what they freed, which would flatter either side.
+                    _, hpids, hurl = start_herald(herald_bin)
+                    _, npids, nurl = start_nginx(nginx_bin, module)
                 hres.append(bench(herald_bin, hpids, make(hurl, "h")))
                 nres.append(bench(herald_bin, npids, make(nurl, "n")))
             h, n = median(hres, key), median(nres, key)
