@@ -48,8 +48,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::with_capacity(HEAD_FIRST);
+    // One deadline for the whole head: a client trickling bytes does not get more time.
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     let request = loop {
-        let read = tokio::time::timeout(HEAD_TIMEOUT, io.read_buf(&mut buf)).await;
+        let read = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await;
         match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
             Ok(Ok(_)) => {}
