@@ -1,14 +1,15 @@
 //! The HTTP/1.1 bytes of the HTTP door as a hand-written client sees them: an event stream
 //! opened on a new connection is written by herald itself (chunked, `connection: close`), a
 //! client that leaves an idle stream is noticed, an event-stream route's error is a complete
-//! answer, and every other first request, with the rest of its connection, is hyper's.
+//! answer, and every other first request, with the rest of its connection, is hyper's; and
+//! `/metrics` counts the door's connections and open event streams, however they were opened.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
 mod common;
 
 use common::HeraldProcess;
-use common::sse::{WAIT, get_json, nats, sync};
+use common::sse::{WAIT, get_json, http, nats, sync};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -178,4 +179,62 @@ async fn a_head_sent_in_pieces_opens_the_stream() {
     let head = raw.until(b"\r\n\r\n").await.to_ascii_lowercase();
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
+}
+
+/// One value of the server's `/metrics` (a line starting with `name `).
+async fn metric(server: &HeraldProcess, name: &str) -> u64 {
+    let text = http()
+        .get(format!("{}/metrics", server.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+async fn wait_metric(server: &HeraldProcess, name: &str, want: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(server, name).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never {want}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// An event stream opened on a new connection (written by herald) and one opened on a
+/// connection hyper already served are both counted while open, and connections too.
+#[tokio::test]
+async fn metrics_count_http_connections_and_open_event_streams() {
+    let server = HeraldProcess::start(&[]);
+    assert_eq!(metric(&server, "herald_event_streams").await, 0);
+    let mut first = Raw::connect(&server).await;
+    first
+        .send("GET /v1/subscribe/m HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await;
+    first.until(b": open\n\n").await;
+    let mut second = Raw::connect(&server).await;
+    second
+        .send("GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await;
+    second.until(b"\r\n\r\n").await;
+    second
+        .send("GET /v1/subscribe/m HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await;
+    second.until(b": open\n\n").await;
+    assert_eq!(metric(&server, "herald_event_streams").await, 2);
+    // These two, and the scraping client's.
+    assert!(metric(&server, "herald_http_connections").await >= 3);
+    assert!(metric(&server, "herald_http_connections_accepted_total").await >= 3);
+    drop(first);
+    wait_metric(&server, "herald_event_streams", 1).await;
+    drop(second);
+    wait_metric(&server, "herald_event_streams", 0).await;
 }

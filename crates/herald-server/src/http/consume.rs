@@ -115,6 +115,7 @@ pub(crate) async fn consume(
         ephemeral,
         handed: VecDeque::new(),
         shutdown: app.shared.shutdown.clone(),
+        _open: super::sse::open_stream(&app.shared.stats),
     };
     let opening =
         futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(opening)) });
@@ -187,6 +188,8 @@ struct Reader {
     /// ends, which is a no-op for those acknowledged by then.
     handed: VecDeque<u64>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Counted in the server's open event streams meanwhile.
+    _open: crate::stats::Held,
 }
 
 impl Reader {

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::events;
 use crate::shared::Shared;
+use crate::stats::Held;
 use crate::tls::Certificates;
 
 /// How long open connections get to finish after shutdown.
@@ -47,6 +48,11 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, routes: ax
             () = stopped(&mut shutdown) => break,
         };
         let _ = socket.set_nodelay(true);
+        let open = Held::new(
+            shared.stats.clone(),
+            |s| &s.http_connections,
+            Some(|s| &s.http_connections_total),
+        );
         let acceptor = shared.tls.as_ref().map(Certificates::acceptor);
         let door = Door {
             routes: routes.clone(),
@@ -55,6 +61,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, routes: ax
             write_deadline,
         };
         tokio::spawn(async move {
+            let _open = open;
             let Some(acceptor) = acceptor else {
                 return door.serve(socket).await;
             };

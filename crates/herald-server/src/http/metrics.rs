@@ -24,6 +24,9 @@ struct Scrape {
     bytes_out: u64,
     connections: u64,
     connections_total: u64,
+    http_connections: u64,
+    http_connections_total: u64,
+    event_streams: u64,
     slow_consumers: u64,
     subscriptions: u64,
     /// (stream, messages, bytes)
@@ -48,6 +51,9 @@ impl Scrape {
             bytes_out: totals.bytes_out,
             connections: totals.connections,
             connections_total: totals.connections_total,
+            http_connections: totals.http_connections,
+            http_connections_total: totals.http_connections_total,
+            event_streams: totals.event_streams,
             slow_consumers: totals.slow_consumers,
             ..Scrape::default()
         };
@@ -136,6 +142,24 @@ impl Collector for Scrape {
             "herald_connections_accepted",
             "NATS client connections accepted",
             self.connections_total,
+        )?;
+        gauge(
+            &mut e,
+            "herald_http_connections",
+            "Open HTTP connections",
+            self.http_connections,
+        )?;
+        counter(
+            &mut e,
+            "herald_http_connections_accepted",
+            "HTTP connections accepted",
+            self.http_connections_total,
+        )?;
+        gauge(
+            &mut e,
+            "herald_event_streams",
+            "Open Server-Sent Events streams (subscriptions and stream consumers)",
+            self.event_streams,
         )?;
         counter(
             &mut e,

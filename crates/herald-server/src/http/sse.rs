@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 use super::envelope::{self, Parts};
-use crate::stats::Stats;
+use crate::stats::{Held, Stats};
 
 /// How often an idle event stream gets a comment.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -234,6 +234,8 @@ impl Target for Client {
 /// index.
 struct Events {
     client: Arc<Client>,
+    /// Counted in the server's open event streams meanwhile.
+    _open: Held,
     opened: bool,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     keep_alive: Pin<Box<Sleep>>,
@@ -300,6 +302,7 @@ pub(crate) fn response(
     *client.subscription.lock() = Some((router, sub));
     let now = Instant::now();
     let events = Events {
+        _open: open_stream(&client.stats),
         client,
         opened: false,
         shutdown: Box::pin(async move {
@@ -309,6 +312,11 @@ pub(crate) fn response(
         last_sent: now,
     };
     event_stream(Body::from_stream(events))
+}
+
+/// Counts an event stream in the server's open ones for as long as the result is held.
+pub(crate) fn open_stream(stats: &Arc<Stats>) -> Held {
+    Held::new(stats.clone(), |s| &s.event_streams, None)
 }
 
 /// Wraps an event-stream body with the headers browsers and proxies need.
@@ -354,6 +362,7 @@ mod tests {
     fn events(client: &Arc<Client>) -> Events {
         let now = Instant::now();
         Events {
+            _open: open_stream(&client.stats),
             client: client.clone(),
             opened: false,
             shutdown: Box::pin(std::future::pending()),
