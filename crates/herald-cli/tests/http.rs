@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::HeraldProcess;
-use common::sse::{Events, WAIT, error_of, get_json, http, nats, next, sync};
+use common::sse::{Events, WAIT, error_of, get_json, http, metrics, nats, next, sync};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -712,14 +712,7 @@ async fn routez_lists_the_routes_of_a_cluster() {
     let routez = get_json(format!("{}/routez", b.http_url())).await;
     assert_eq!(routez["num_routes"], 1, "{routez}");
     assert_eq!(routez["routes"][0]["remote_name"], "a");
-    let metrics = http()
-        .get(format!("{}/metrics", b.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&b).await;
     assert!(metrics.contains("herald_cluster_peers 1"), "{metrics}");
     assert!(
         metrics.contains("herald_route_bytes_out_total{peer=\"a\"}"),

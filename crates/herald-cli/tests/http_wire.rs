@@ -9,7 +9,7 @@
 mod common;
 
 use common::HeraldProcess;
-use common::sse::{WAIT, get_json, http, nats, sync};
+use common::sse::{WAIT, get_json, metric_value, metrics, nats, sync};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -181,21 +181,9 @@ async fn a_head_sent_in_pieces_opens_the_stream() {
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
 }
 
-/// One value of the server's `/metrics` (a line starting with `name `).
+/// One value of the server's `/metrics`.
 async fn metric(server: &HeraldProcess, name: &str) -> u64 {
-    let text = http()
-        .get(format!("{}/metrics", server.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    metric_value(&metrics(server).await, name)
 }
 
 async fn wait_metric(server: &HeraldProcess, name: &str, want: u64) {

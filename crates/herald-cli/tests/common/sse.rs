@@ -55,6 +55,33 @@ pub async fn get_json(url: String) -> Value {
     r.json().await.expect("a JSON body")
 }
 
+/// The Prometheus text of `server`'s `/metrics`.
+pub async fn metrics(server: &HeraldProcess) -> String {
+    http()
+        .get(format!("{}/metrics", server.http_url()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("a text body")
+}
+
+/// The value of the sample `name` (without labels) in Prometheus `text`.
+pub fn metric_value(text: &str, name: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?} has no whole number"))
+}
+
 /// Waits until the server has processed everything `client` sent so far (async-nats's
 /// `flush` only empties its own buffer; a request nobody answers is a real round trip).
 pub async fn sync(client: &Client) {
