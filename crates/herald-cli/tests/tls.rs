@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::HeraldProcess;
-use common::sse::WAIT;
+use common::sse::{WAIT, metric_value};
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
 use tempfile::TempDir;
 
@@ -273,7 +273,9 @@ fn bad_certificates_are_startup_errors() {
 }
 
 /// With `[tls]`, the HTTP listener speaks HTTPS with the same certificate: requests and event
-/// streams work over it, plain HTTP does not.
+/// streams work over it, plain HTTP does not. HTTP/2 is offered: ten event streams of one
+/// client (more than the six HTTP/1.1 connections a browser opens to a server) share one
+/// connection; a client that speaks only HTTP/1.1 is served too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_door_is_https_with_the_same_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,6 +304,54 @@ async fn the_http_door_is_https_with_the_same_certificates() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(events.next().await.data["data"], "over https");
+
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    let mut more = Vec::new();
+    for _ in 0..9 {
+        more.push(
+            common::sse::Events::open(
+                https
+                    .get(format!("{base}/v1/subscribe/secure.%3E"))
+                    .timeout(Duration::from_secs(3600)),
+            )
+            .await,
+        );
+    }
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap(),
+        )
+        .http1_only()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let mut old_style = common::sse::Events::open(
+        http1
+            .get(format!("{base}/v1/subscribe/secure.%3E"))
+            .timeout(Duration::from_secs(3600)),
+    )
+    .await;
+    let metrics = https
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric_value(&metrics, "herald_event_streams"), 11);
+    // The ten and the scrape on one HTTP/2 connection, the HTTP/1.1 client's on another.
+    assert_eq!(metric_value(&metrics, "herald_http_connections"), 2);
+    https
+        .post(format!("{base}/v1/publish/secure.2"))
+        .body("to all")
+        .send()
+        .await
+        .unwrap();
+    for events in more.iter_mut().chain([&mut events, &mut old_style]) {
+        assert_eq!(events.next().await.data["data"], "to all");
+    }
+
     let plain = reqwest::Client::builder()
         .timeout(WAIT)
         .build()

@@ -46,33 +46,59 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// The certificates client connections (NATS and HTTPS) are served with now.
 pub(crate) struct Certificates {
     config: TlsConfig,
-    current: parking_lot::RwLock<TlsAcceptor>,
+    current: parking_lot::RwLock<Acceptors>,
+}
+
+/// One reading of the files: for NATS clients, and for HTTPS (the same, offering HTTP/2 by
+/// ALPN, so that a browser puts every event stream of a page on one connection instead of
+/// running into its six connections per server over HTTP/1.1).
+#[derive(Clone)]
+struct Acceptors {
+    nats: TlsAcceptor,
+    https: TlsAcceptor,
+}
+
+impl Acceptors {
+    fn load(config: &TlsConfig) -> Result<Acceptors, String> {
+        let nats = server_config(config)?;
+        let mut https = nats.clone();
+        https.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Acceptors {
+            nats: TlsAcceptor::from(Arc::new(nats)),
+            https: TlsAcceptor::from(Arc::new(https)),
+        })
+    }
 }
 
 impl Certificates {
     /// Reads the files of `[tls]`; errors name the file and the problem.
     pub(crate) fn load(config: &TlsConfig) -> Result<Certificates, String> {
         Ok(Certificates {
-            current: parking_lot::RwLock::new(acceptor(config)?),
+            current: parking_lot::RwLock::new(Acceptors::load(config)?),
             config: config.clone(),
         })
     }
 
-    /// What a connection accepted now starts TLS with.
+    /// What a NATS connection accepted now starts TLS with.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        self.current.read().clone()
+        self.current.read().nats.clone()
+    }
+
+    /// What an HTTPS connection accepted now starts TLS with.
+    pub(crate) fn https_acceptor(&self) -> TlsAcceptor {
+        self.current.read().https.clone()
     }
 
     /// Reads the files again; on an error the certificates in use stay.
     pub(crate) fn reload(&self) -> Result<(), String> {
-        let fresh = acceptor(&self.config)?;
+        let fresh = Acceptors::load(&self.config)?;
         *self.current.write() = fresh;
         Ok(())
     }
 }
 
 /// Makes the rustls server configuration of `[tls]`; errors name the file and the problem.
-fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
+fn server_config(config: &TlsConfig) -> Result<rustls::ServerConfig, String> {
     let certs = read_certs(&config.cert)?;
     let key = PrivateKeyDer::from_pem_file(&config.key)
         .map_err(|e| format!("tls.key {}: no private key found ({e})", config.key))?;
@@ -103,7 +129,7 @@ fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, String> {
     let server = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("tls.cert/tls.key: {e}"))?;
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    Ok(server)
 }
 
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -1,6 +1,7 @@
-//! The accept loop of the HTTP door, plain or over TLS (when `[tls]` is set): each accepted
-//! connection is read by [`super::events`] first, which answers an opening event-stream
-//! request itself, and is otherwise served by hyper with the same routes. Shutdown stops
+//! The accept loop of the HTTP door, plain or over TLS (when `[tls]` is set, offering HTTP/2
+//! by ALPN): each accepted connection is read by [`super::events`] first, which answers an
+//! opening HTTP/1.1 event-stream request itself, and is otherwise served by hyper (HTTP/1.1,
+//! or HTTP/2 when the client opens with its preface) with the same routes. Shutdown stops
 //! accepting and lets open connections finish.
 
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, routes: ax
             |s| &s.http_connections,
             Some(|s| &s.http_connections_total),
         );
-        let acceptor = shared.tls.as_ref().map(Certificates::acceptor);
+        let acceptor = shared.tls.as_ref().map(Certificates::https_acceptor);
         let door = Door {
             routes: routes.clone(),
             builder: builder.clone(),
