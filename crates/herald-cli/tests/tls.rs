@@ -68,11 +68,18 @@ fn make_certs(dir: &Path) -> Certs {
 }
 
 fn server(dir: &TempDir, certs: &Certs, verify: bool) -> HeraldProcess {
-    let conf = dir.path().join(format!("tls-{verify}.toml"));
+    server_with(dir, certs, &format!("verify = {verify}\n"))
+}
+
+/// A server with `[tls]` of `certs` and the further lines `extra` in that table.
+fn server_with(dir: &TempDir, certs: &Certs, extra: &str) -> HeraldProcess {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let conf = dir.path().join(format!("tls-{n}.toml"));
     std::fs::write(
         &conf,
         format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nverify = {verify}\n",
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n{extra}",
             certs.cert.display(),
             certs.key.display(),
             certs.ca.display()
@@ -227,6 +234,58 @@ asyncio.run(asyncio.wait_for(main(), 10))
     );
 }
 
+/// `handshake_first` as nats-server reads it: `true` starts with TLS (no INFO in plaintext,
+/// a client waiting for one is not served), `false` sends INFO at once (a TLS-first client
+/// cannot connect, one that reads INFO first can).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_first_is_chosen_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    for (setting, info_first_works, tls_first_works) in
+        [("true", false, true), ("false", true, false)]
+    {
+        let server = server_with(&dir, &certs, &format!("handshake_first = {setting}\n"));
+        for tls_first in [false, true] {
+            let mut options = async_nats::ConnectOptions::new()
+                .add_root_certificates(certs.ca.clone())
+                .require_tls(true)
+                .connection_timeout(Duration::from_secs(3));
+            if tls_first {
+                options = options.tls_first();
+            }
+            let connected = tokio::time::timeout(WAIT, options.connect(tls_url(&server)))
+                .await
+                .expect("an answer in time");
+            let want = if tls_first {
+                tls_first_works
+            } else {
+                info_first_works
+            };
+            assert_eq!(
+                connected.is_ok(),
+                want,
+                "handshake_first = {setting}, tls_first = {tls_first}: {:?}",
+                connected.err()
+            );
+        }
+        if setting == "true" {
+            // Plaintext in, no plaintext INFO out: the server only ever speaks TLS.
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            raw.write_all(b"CONNECT {}\r\nPING\r\n").await.unwrap();
+            let mut got = Vec::new();
+            let _ = tokio::time::timeout(WAIT, raw.read_to_end(&mut got))
+                .await
+                .expect("closed in time");
+            assert!(
+                !got.starts_with(b"INFO"),
+                "{:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+    }
+}
+
 /// Broken TLS settings stop the server at startup with a message naming the problem.
 #[test]
 fn bad_certificates_are_startup_errors() {
@@ -249,6 +308,12 @@ fn bad_certificates_are_startup_errors() {
             certs.key.clone(),
             "verify = true\n",
             "tls.verify needs tls.ca",
+        ),
+        (
+            certs.cert.clone(),
+            certs.key.clone(),
+            "handshake_first = \"soon\"\n",
+            "handshake_first must be true, false, \"auto\" or a duration",
         ),
     ] {
         let conf = dir.path().join("bad.toml");

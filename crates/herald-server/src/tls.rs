@@ -34,11 +34,70 @@ pub struct TlsConfig {
     /// Require a client certificate signed by `ca`.
     #[serde(default)]
     pub verify: bool,
+    /// When NATS clients start TLS (nats-server's `handshake_first`): `"auto"` (the default)
+    /// or a duration waits that long for a TLS hello (the clients' TLS-first handshake)
+    /// before sending INFO in plaintext; `false` sends INFO at once (TLS-first clients then
+    /// fail, as with nats-server's default); `true` starts with TLS and nothing else.
+    #[serde(default)]
+    pub handshake_first: HandshakeFirst,
 }
 
-/// How long a client waiting for INFO is given to start TLS at once before the server sends
-/// INFO in plaintext (the clients' TLS-first handshake sends its hello immediately).
-const TLS_FIRST_WAIT: Duration = Duration::from_millis(50);
+/// How a NATS client connection starts TLS: `[tls] handshake_first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFirst {
+    /// INFO in plaintext at once, then TLS (`false`).
+    Never,
+    /// TLS at once; INFO only over it (`true`).
+    Always,
+    /// TLS at once if the client's hello comes within this long, else INFO in plaintext
+    /// first (`"auto"`: 50 ms, or a duration such as `"200ms"`).
+    Wait(Duration),
+}
+
+/// `"auto"`'s wait: TLS-first clients send their hello as soon as they are connected.
+const AUTO_WAIT: Duration = Duration::from_millis(50);
+
+impl Default for HandshakeFirst {
+    fn default() -> Self {
+        HandshakeFirst::Wait(AUTO_WAIT)
+    }
+}
+
+impl<'de> Deserialize<'de> for HandshakeFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Flag(bool),
+            Text(String),
+        }
+        match Given::deserialize(d)? {
+            Given::Flag(true) => Ok(HandshakeFirst::Always),
+            Given::Flag(false) => Ok(HandshakeFirst::Never),
+            Given::Text(text) if text == "auto" => Ok(HandshakeFirst::Wait(AUTO_WAIT)),
+            Given::Text(text) => humantime::parse_duration(&text)
+                .map(HandshakeFirst::Wait)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "handshake_first must be true, false, \"auto\" or a duration, not {text:?} ({e})"
+                    ))
+                }),
+        }
+    }
+}
+
+impl Serialize for HandshakeFirst {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            HandshakeFirst::Never => s.serialize_bool(false),
+            HandshakeFirst::Always => s.serialize_bool(true),
+            HandshakeFirst::Wait(wait) if *wait == AUTO_WAIT => s.serialize_str("auto"),
+            HandshakeFirst::Wait(wait) => {
+                s.serialize_str(&humantime::format_duration(*wait).to_string())
+            }
+        }
+    }
+}
 
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -154,19 +213,24 @@ pub(crate) struct Started {
 }
 
 /// Starts TLS on a new client connection, sending `info_line` (the whole `INFO ...\r\n`) in
-/// plaintext first unless the client opens with its TLS hello; `None` when the client is not
+/// plaintext first unless the client opens with its TLS hello (as `handshake_first` says); `None` when the client is not
 /// speaking TLS (told so), fails the handshake, or takes longer than `timeout`.
 pub(crate) async fn start(
     mut socket: TcpStream,
     acceptor: &TlsAcceptor,
     info_line: &[u8],
+    handshake_first: HandshakeFirst,
     timeout: Duration,
 ) -> Option<Started> {
     let mut first = [0u8; 1];
-    let tls_first = matches!(
-        tokio::time::timeout(TLS_FIRST_WAIT, socket.peek(&mut first)).await,
-        Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE
-    );
+    let tls_first = match handshake_first {
+        HandshakeFirst::Never => false,
+        HandshakeFirst::Always => true,
+        HandshakeFirst::Wait(wait) => matches!(
+            tokio::time::timeout(wait, socket.peek(&mut first)).await,
+            Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE
+        ),
+    };
     let handshake = async {
         if !tls_first {
             socket.write_all(info_line).await.ok()?;
