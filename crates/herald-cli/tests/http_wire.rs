@@ -9,7 +9,7 @@
 mod common;
 
 use common::HeraldProcess;
-use common::sse::{WAIT, get_json, metric_value, metrics, nats, sync};
+use common::sse::{WAIT, metric_value, metrics, nats, sync};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,18 +65,17 @@ impl Raw {
     }
 }
 
-/// The server's subscription count (`/varz`).
-async fn subscriptions(server: &HeraldProcess) -> u64 {
-    let varz = get_json(format!("{}/varz", server.http_url())).await;
-    varz["subscriptions"].as_u64().expect("a count")
+/// One value of the server's `/metrics`.
+async fn metric(server: &HeraldProcess, name: &str) -> u64 {
+    metric_value(&metrics(server).await, name)
 }
 
-async fn wait_subscriptions(server: &HeraldProcess, want: u64) {
+async fn wait_metric(server: &HeraldProcess, name: &str, want: u64) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while subscriptions(server).await != want {
+    while metric(server, name).await != want {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "subscriptions never {want}"
+            "{name} never {want}"
         );
         tokio::task::yield_now().await;
     }
@@ -89,7 +88,7 @@ async fn an_event_stream_is_chunked_and_ends_when_its_client_leaves() {
     let server = HeraldProcess::start(&[]);
     let client = nats(&server).await;
     sync(&client).await;
-    let base = subscriptions(&server).await;
+    let base = metric(&server, "herald_subscriptions").await;
     let mut raw = Raw::connect(&server).await;
     raw.send("GET /v1/subscribe/wire.%3E HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n")
         .await;
@@ -116,9 +115,9 @@ async fn an_event_stream_is_chunked_and_ends_when_its_client_leaves() {
         event,
         "event: message\nid: 1\ndata: {\"subject\":\"wire.1\",\"data\":\"one\"}\n\n\r\n"
     );
-    assert_eq!(subscriptions(&server).await, base + 1);
+    assert_eq!(metric(&server, "herald_subscriptions").await, base + 1);
     drop(raw);
-    wait_subscriptions(&server, base).await;
+    wait_metric(&server, "herald_subscriptions", base).await;
 }
 
 /// An error on an event-stream route is a whole answer with its length, then the connection
@@ -179,22 +178,6 @@ async fn a_head_sent_in_pieces_opens_the_stream() {
     let head = raw.until(b"\r\n\r\n").await.to_ascii_lowercase();
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
-}
-
-/// One value of the server's `/metrics`.
-async fn metric(server: &HeraldProcess, name: &str) -> u64 {
-    metric_value(&metrics(server).await, name)
-}
-
-async fn wait_metric(server: &HeraldProcess, name: &str, want: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while metric(server, name).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} never {want}"
-        );
-        tokio::task::yield_now().await;
-    }
 }
 
 /// An event stream opened on a new connection (written by herald) and one opened on a

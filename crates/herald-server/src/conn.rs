@@ -149,17 +149,11 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
             // Boxed: the handshake's state (rustls's) would otherwise make every
             // connection's task larger, TLS or not.
             let acceptor = certificates.acceptor();
-            let handshake_first = shared
-                .config
-                .tls
-                .as_ref()
-                .map(|tls| tls.handshake_first)
-                .unwrap_or_default();
             let start = crate::tls::start(
                 socket,
                 &acceptor,
                 &line,
-                handshake_first,
+                certificates.handshake_first(),
                 shared.config.tls_timeout,
             );
             let Some(started) = Box::pin(start).await else {

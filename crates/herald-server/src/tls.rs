@@ -143,6 +143,11 @@ impl Certificates {
         self.current.read().nats.clone()
     }
 
+    /// How NATS connections start TLS (`handshake_first`).
+    pub(crate) fn handshake_first(&self) -> HandshakeFirst {
+        self.config.handshake_first
+    }
+
     /// What an HTTPS connection accepted now starts TLS with.
     pub(crate) fn https_acceptor(&self) -> TlsAcceptor {
         self.current.read().https.clone()

@@ -316,7 +316,49 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
+
     use super::*;
+
+    /// On the runtime's paused clock: a head sent a line every 10 s is cut off at 30 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_head_gets_30_seconds_in_all_however_it_trickles_in() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let start = Instant::now();
+        let serving = tokio::spawn(async move {
+            let routes = axum::Router::new();
+            let given = first_request(server, &routes, Duration::from_secs(10)).await;
+            (given.is_none(), start.elapsed())
+        });
+        client
+            .write_all(b"GET /v1/subscribe/x HTTP/1.1\r\n")
+            .await
+            .unwrap_or_else(|_| unreachable!());
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let _ = client.write_all(b"X-Slow: 1\r\n").await;
+        }
+        let (closed, after) = serving.await.unwrap_or_else(|_| unreachable!());
+        assert!(closed, "the connection was handed on");
+        assert_eq!(after, HEAD_TIMEOUT);
+    }
+
+    /// A client that reads nothing holds a write for `write_deadline`, then is let go.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_let_go_at_the_write_deadline() {
+        let (_client, mut server) = tokio::io::duplex(64);
+        let body = Body::from_stream(futures::stream::iter([Ok::<_, io::Error>(Bytes::from(
+            vec![b'x'; 4096],
+        ))]));
+        let start = Instant::now();
+        let deadline = Duration::from_secs(10);
+        let err = respond(&mut server, axum::response::Response::new(body), deadline)
+            .await
+            .expect_err("a write that never ends");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(start.elapsed(), deadline);
+    }
 
     #[test]
     fn route_templates_take_one_segment_per_parameter() {
