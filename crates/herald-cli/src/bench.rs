@@ -18,6 +18,7 @@
 //! | `pubsub` | publish/subscribe with async-nats, and what a run's tasks share |
 //! | `raw` | the raw client: pre-encoded frames, header-only parsing |
 //! | `request` | request/reply |
+//! | `ping` | the round-trip floor: the cheapest exchange, one at a time |
 //! | `idle` | idle connections and the server's memory per connection |
 //! | `js` | JetStream publish and consume |
 //! | `http` | HTTP publish, Server-Sent Events fan-out and idle event streams |
@@ -31,6 +32,7 @@ mod idle;
 mod js;
 mod kv;
 mod measure;
+mod ping;
 mod pubsub;
 mod raw;
 mod report;
@@ -77,6 +79,11 @@ pub struct BenchArgs {
     /// Use the raw client (pre-encoded frames, header-only parsing) instead of async-nats.
     #[arg(long)]
     raw: bool,
+    /// Measure the floor under one-at-a-time rows instead: --msgs round trips, one at a time,
+    /// of the cheapest exchange the server answers (--raw: PING/PONG; async-nats: a message
+    /// to its own subscription).
+    #[arg(long, conflicts_with_all = ["request", "idle", "mode", "http_pub", "sse"])]
+    ping: bool,
     /// Open this many idle connections instead and report the server's memory per connection
     /// (needs --server-pid).
     #[arg(long, value_name = "N")]
@@ -190,6 +197,8 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
             ((Some(publish), None), None, 0) => http::publish_only(&args, publish).await,
             _ => Err("HTTP: --http-pub URL [--sse URL --subs N], or --sse URL --idle N".into()),
         },
+        _ if args.ping && args.clusters.any() => Err("--ping measures one server".into()),
+        _ if args.ping => ping::ping(&args).await,
         _ if args.clusters.any() => match (args.mode, args.idle, args.request, args.raw) {
             (None, None, false, false) => spread::pubsub_spread(&args).await,
             _ => Err("--cluster measures publish/subscribe with herald-client only".into()),

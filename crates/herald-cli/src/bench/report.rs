@@ -103,6 +103,7 @@ pub(super) fn print_table(r: &Report) {
         "{:<12} {:>14} {:>10.1}",
         match r.mode {
             "request" => "requests",
+            "ping" => "round trips",
             "js-pub" => "publish+ack",
             "js-consume" => "prefill",
             _ => "publish",
