@@ -17,8 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("herald-gc-{}", std::process::id()));
     let (log, _) = Log::open(&dir, Config::default())?;
     // Each publish's tag is the channel its publisher waits on.
-    let done = |r: herald_log::Result<u64>, tx: std::sync::mpsc::Sender<bool>| {
-        let _ = tx.send(r.is_ok());
+    let done = |batch: herald_log::Completions<'_, std::sync::mpsc::Sender<bool>>| {
+        for (r, tx) in batch {
+            let _ = tx.send(r.is_ok());
+        }
     };
     let writer = Arc::new(Writer::spawn(log, Fsync::Always, done));
     let started = Instant::now();

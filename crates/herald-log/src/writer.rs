@@ -76,6 +76,29 @@ struct Shared<T> {
     draining: std::sync::atomic::AtomicUsize,
 }
 
+/// The completions of one batch, in append order: each message's sequence (or the error that
+/// kept it out) and its tag. A handler should take them all; what it leaves is dropped.
+pub struct Completions<'a, T> {
+    items: std::vec::Drain<'a, Item<T>>,
+    results: std::vec::Drain<'a, Result<u64>>,
+}
+
+impl<T> Iterator for Completions<'_, T> {
+    type Item = (Result<u64>, T);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.items.next()?;
+        let result = self.results.next()?;
+        Some((result, item.tag))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
+impl<T> ExactSizeIterator for Completions<'_, T> {}
+
 /// The appending thread of one log, shared by every publisher of its stream. `T` is what a
 /// publisher attaches to a message to know it again in the completion.
 pub struct Writer<T: Send + 'static> {
@@ -90,13 +113,13 @@ fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
 }
 
 impl<T: Send + 'static> Writer<T> {
-    /// Starts the writer thread for `log`; `done` is called on that thread for each message,
-    /// in append order, with its sequence once it is stored as the fsync policy says (or the
-    /// error that kept it out) and its tag.
+    /// Starts the writer thread for `log`; `done` is called on that thread once per batch with
+    /// the batch's [`Completions`]: each message, in append order, with its sequence once it
+    /// is stored as the fsync policy says (or the error that kept it out) and its tag.
     pub fn spawn(
         log: Log,
         fsync: Fsync,
-        done: impl FnMut(Result<u64>, T) + Send + 'static,
+        done: impl FnMut(Completions<'_, T>) + Send + 'static,
     ) -> Writer<T> {
         let shared = Arc::new(Shared {
             log: Mutex::new(log),
@@ -222,7 +245,7 @@ impl<T: Send + 'static> Drop for Writer<T> {
     }
 }
 
-fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Result<u64>, T)) {
+fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Completions<'_, T>)) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let mut batch = Staged::default();
@@ -333,9 +356,15 @@ fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Result<u64>, T)
         }
         batch.bytes.clear();
         let count = batch.items.len() as u64;
-        for (item, result) in batch.items.drain(..).zip(results.drain(..)) {
-            done(result, item.tag);
+        if count > 0 {
+            done(Completions {
+                items: batch.items.drain(..),
+                results: results.drain(..),
+            });
         }
+        // What a handler left untaken is dropped.
+        batch.items.clear();
+        results.clear();
         if count > 0 {
             use std::sync::atomic::Ordering::SeqCst;
             // No lock per batch: only a drain in progress is woken (under its lock, so

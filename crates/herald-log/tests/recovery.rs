@@ -115,8 +115,10 @@ fn the_writer_acknowledges_only_what_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let done = move |r: herald_log::Result<u64>, (t, i): (u8, u32)| {
-        tx.send((t, i, r.unwrap())).unwrap();
+    let done = move |batch: herald_log::Completions<'_, (u8, u32)>| {
+        for (r, (t, i)) in batch {
+            tx.send((t, i, r.unwrap())).unwrap();
+        }
     };
     let writer = std::sync::Arc::new(Writer::spawn(log, Fsync::Always, done));
     let threads: Vec<_> = (0..4u8)
@@ -264,7 +266,11 @@ fn the_writer_indexes_the_log_when_it_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let writer = Writer::spawn(log, Fsync::Never, move |r, ()| tx.send(r.unwrap()).unwrap());
+    let writer = Writer::spawn(log, Fsync::Never, move |batch| {
+        for (r, ()) in batch {
+            tx.send(r.unwrap()).unwrap();
+        }
+    });
     for i in 0..10u8 {
         let entry = Entry {
             subject: "s",
@@ -289,8 +295,10 @@ fn draining_the_writer_waits_for_every_completion_queued_before() {
     let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
     let done = std::sync::Arc::new(AtomicU64::new(0));
     let counted = done.clone();
-    let writer = Writer::spawn(log, Fsync::Always, move |r, ()| {
-        counted.fetch_max(r.unwrap(), Ordering::SeqCst);
+    let writer = Writer::spawn(log, Fsync::Always, move |batch| {
+        for (r, ()) in batch {
+            counted.fetch_max(r.unwrap(), Ordering::SeqCst);
+        }
     });
     assert!(
         writer.drain(std::time::Duration::from_secs(5)),

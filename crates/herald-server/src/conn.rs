@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Permissions, Presented, Responses, User};
-use crate::outbound::{BoxWrite, Close, Outbound, SubTarget};
+use crate::outbound::{Close, Outbound, Socket, SubTarget};
 use crate::registry::{ClientMeta, Connection};
 use crate::services::GroupsLease;
 use crate::shared::Shared;
@@ -138,10 +138,10 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
         .info_changes
         .load(std::sync::atomic::Ordering::SeqCst);
     let info = shared.info_json(id, peer, nonce.as_deref());
-    let (read, write, info_sent): (BoxRead, BoxWrite, bool) = match &shared.tls {
+    let (read, write, info_sent): (BoxRead, Socket, bool) = match &shared.tls {
         None => {
             let (read, write) = socket.into_split();
-            (Box::new(read), Box::new(write), false)
+            (Box::new(read), Socket::Tcp(write), false)
         }
         Some(certificates) => {
             let mut line = Vec::with_capacity(info.len() + 8);
@@ -160,7 +160,11 @@ pub(crate) async fn serve(socket: TcpStream, id: u64, shared: Arc<Shared>) {
                 return;
             };
             let (read, write) = tokio::io::split(started.stream);
-            (Box::new(read), Box::new(write), started.info_sent)
+            (
+                Box::new(read),
+                Socket::Boxed(Box::new(write)),
+                started.info_sent,
+            )
         }
     };
     let out = Arc::new(Outbound::new(

@@ -20,6 +20,7 @@ use herald::{Delivery, Target};
 use herald_proto::encode;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::auth::Responses;
@@ -28,6 +29,19 @@ use crate::stats::Stats;
 
 /// A connection's writing half: a TCP socket's, or a TLS stream's.
 pub(crate) type BoxWrite = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The most queued output a producer writes in place ([`Outbound::flush`]); more is a burst,
+/// left to the writer task so that writing it overlaps the producer's next work.
+const IN_PLACE_MAX: usize = 16 * 1024;
+
+/// Where a connection's output goes.
+pub(crate) enum Socket {
+    /// A plain TCP socket: besides the writer task, a publisher waking the writer may write
+    /// to it in place when the writer is idle ([`Outbound::flush`]).
+    Tcp(OwnedWriteHalf),
+    /// Anything else (a TLS stream): only the writer task writes.
+    Boxed(BoxWrite),
+}
 
 /// Why a connection closes; shown in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +67,9 @@ struct State {
     closed: Option<Close>,
     /// Messages appended (for statistics).
     msgs: u64,
+    /// A plain TCP connection's socket, which a publisher may write to in place (see
+    /// [`Outbound::flush`]); `None` for TLS, and once the writer has finished.
+    direct: Option<Arc<OwnedWriteHalf>>,
 }
 
 /// The outbound buffer of one client connection.
@@ -91,6 +108,7 @@ impl Outbound {
                 in_flight: 0,
                 closed: None,
                 msgs: 0,
+                direct: None,
             }),
             writer: Notify::new(),
             reader: Notify::new(),
@@ -240,7 +258,15 @@ impl Outbound {
 
     /// Drains the buffer into `socket` until the connection closes and everything queued
     /// before the close is written (or the socket fails, or a write outlasts `deadline`).
-    pub(crate) async fn run_writer(self: Arc<Self>, mut socket: BoxWrite, deadline: Duration) {
+    pub(crate) async fn run_writer(self: Arc<Self>, socket: Socket, deadline: Duration) {
+        let mut socket = match socket {
+            Socket::Tcp(half) => {
+                let half = Arc::new(half);
+                self.state.lock().direct = Some(half.clone());
+                Writing::Tcp(half)
+            }
+            Socket::Boxed(boxed) => Writing::Boxed(boxed),
+        };
         let mut spare = Vec::new();
         loop {
             let closing = {
@@ -251,16 +277,18 @@ impl Outbound {
             };
             if !spare.is_empty() {
                 let bytes = spare.len() as u64;
-                let write = tokio::time::timeout(deadline, socket.write_all(&spare));
-                tokio::pin!(write);
-                let result = loop {
-                    tokio::select! {
-                        result = &mut write => break Some(result),
-                        // New data only needs the next round; a slow-consumer close must not
-                        // wait for a write that the client is not reading.
-                        () = self.writer.notified() => {
-                            if self.closed() == Some(Close::SlowConsumer) {
-                                break None;
+                let result = {
+                    let write = tokio::time::timeout(deadline, socket.write_all(&spare));
+                    tokio::pin!(write);
+                    loop {
+                        tokio::select! {
+                            result = &mut write => break Some(result),
+                            // New data only needs the next round; a slow-consumer close must
+                            // not wait for a write that the client is not reading.
+                            () = self.writer.notified() => {
+                                if self.closed() == Some(Close::SlowConsumer) {
+                                    break None;
+                                }
                             }
                         }
                     }
@@ -294,7 +322,49 @@ impl Outbound {
             }
             self.writer.notified().await;
         }
-        let _ = socket.shutdown().await;
+        // The last reference to a TCP socket's half shuts its writing side down when dropped.
+        self.state.lock().direct = None;
+        if let Writing::Boxed(boxed) = &mut socket {
+            let _ = boxed.shutdown().await;
+        }
+    }
+
+    /// Writes what is queued straight to the socket, on the caller's thread, if that can be
+    /// done now: a plain TCP connection whose writer task is idle, and a socket that takes it
+    /// all without waiting. True if nothing is left for the writer task; false if it must be
+    /// woken (a TLS connection, a write in progress, a full socket buffer, an error).
+    ///
+    /// Called when a producer's burst ends ([`Batch`]): a waiting client is spared the
+    /// wake-up of the writer task (a thread switch) on every answer, as nats-server writes
+    /// its clients' output in place at the end of each read.
+    fn flush(&self) -> bool {
+        let mut state = self.state.lock();
+        if state.in_flight != 0 || state.closed.is_some() {
+            return false;
+        }
+        let Some(socket) = &state.direct else {
+            return false;
+        };
+        if state.buf.is_empty() {
+            return true;
+        }
+        if state.buf.len() > IN_PLACE_MAX {
+            // A burst: the writer task writes it on another core while this one goes on.
+            return false;
+        }
+        match socket.try_write(&state.buf) {
+            Ok(n) if n == state.buf.len() => {
+                state.buf.clear();
+                self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                true
+            }
+            Ok(n) => {
+                state.buf.drain(..n);
+                self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Marks subscription `sid` for removal by the reader.
@@ -307,6 +377,37 @@ impl Outbound {
 impl Wake for Outbound {
     fn wake(&self) {
         self.writer.notify_one();
+    }
+
+    fn flush(&self) -> bool {
+        Outbound::flush(self)
+    }
+}
+
+/// The writer task's side of a [`Socket`].
+enum Writing {
+    Tcp(Arc<OwnedWriteHalf>),
+    Boxed(BoxWrite),
+}
+
+impl Writing {
+    async fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writing::Boxed(boxed) => boxed.write_all(buf).await,
+            Writing::Tcp(half) => {
+                while !buf.is_empty() {
+                    match half.try_write(buf) {
+                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Ok(n) => buf = &buf[n..],
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                            half.writable().await?;
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -399,5 +500,85 @@ impl Target for SubTarget {
     /// connection is a slow consumer.
     fn congested(&self) -> bool {
         self.out.pending_bytes() > self.out.max_pending / 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// An outbound over a real loopback connection, its writer running, and the client's end.
+    async fn connected() -> (Arc<Outbound>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_read, write) = accepted.unwrap().0.into_split();
+        let out = Arc::new(Outbound::new(
+            1,
+            1 << 20,
+            SlowConsumerPolicy::Disconnect,
+            Arc::default(),
+        ));
+        tokio::spawn(
+            out.clone()
+                .run_writer(Socket::Tcp(write), Duration::from_secs(5)),
+        );
+        // The writer shares the socket once it has started.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while out.state.lock().direct.is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        (out, client.unwrap())
+    }
+
+    async fn read_exactly(client: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .expect("the output arrives")
+            .unwrap();
+        got
+    }
+
+    /// On the current-thread runtime the writer task cannot run between the batch's close and
+    /// the check: what is gone from the buffer was written in place.
+    #[tokio::test]
+    async fn a_flushing_batch_writes_small_output_in_place_and_leaves_bursts_to_the_writer() {
+        let (out, mut client) = connected().await;
+        {
+            let _batch = Batch::flushing();
+            out.push_control(|buf| buf.extend_from_slice(b"one\r\n"));
+            out.push_control(|buf| buf.extend_from_slice(b"two\r\n"));
+        }
+        assert_eq!(out.pending_bytes(), 0, "written at the batch's close");
+        assert_eq!(read_exactly(&mut client, 10).await, b"one\r\ntwo\r\n");
+
+        // A batch opened on the runtime wakes the writer instead.
+        {
+            let _batch = Batch::open();
+            out.push_control(|buf| buf.extend_from_slice(b"three\r\n"));
+        }
+        assert_eq!(out.pending_bytes(), 7, "left to the writer");
+        assert_eq!(read_exactly(&mut client, 7).await, b"three\r\n");
+
+        // A burst goes to the writer, and what follows it keeps its place behind it.
+        let burst = vec![b'x'; IN_PLACE_MAX + 1];
+        {
+            let _batch = Batch::flushing();
+            out.push_control(|buf| buf.extend_from_slice(&burst));
+        }
+        assert_eq!(out.pending_bytes(), burst.len(), "left to the writer");
+        {
+            let _batch = Batch::flushing();
+            out.push_control(|buf| buf.extend_from_slice(b"after\r\n"));
+        }
+        let got = read_exactly(&mut client, burst.len() + 7).await;
+        assert_eq!(&got[..burst.len()], &burst[..]);
+        assert_eq!(&got[burst.len()..], b"after\r\n");
     }
 }

@@ -5,7 +5,9 @@
 //! what one read returned. Targets that queue output for a writer call [`Batch::wake`]
 //! instead of waking it directly: inside a batch the wake-up is collected and sent when the
 //! batch closes, so everything queued meanwhile leaves in one write; outside one it happens at
-//! once. The batch is per thread, so it must be closed before the reader awaits.
+//! once. A producer off the runtime's threads opens a [`Batch::flushing`] batch instead, whose
+//! close lets each target write in place ([`Wake::flush`]). The batch is per thread, so it
+//! must be closed before the reader awaits.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -14,11 +16,26 @@ use std::sync::Arc;
 pub trait Wake: Send + Sync + 'static {
     /// Wakes it: there is output to write.
     fn wake(&self);
+
+    /// Called when a [`Batch::flushing`] batch closes, before [`wake`](Wake::wake): writes
+    /// what is queued now, on the closing thread, if that can be done without waiting, and
+    /// says whether nothing is left to write (then `wake` is not called). By default nothing
+    /// is written here.
+    fn flush(&self) -> bool {
+        false
+    }
 }
 
 thread_local! {
     /// What to wake when the batch open on this thread closes, if one is open.
-    static BATCH: RefCell<Option<Vec<Arc<dyn Wake>>>> = const { RefCell::new(None) };
+    static BATCH: RefCell<Option<Open>> = const { RefCell::new(None) };
+}
+
+/// The batch open on a thread.
+struct Open {
+    wakes: Vec<Arc<dyn Wake>>,
+    /// Whether closing it writes in place ([`Batch::flushing`]).
+    flush: bool,
 }
 
 /// A batch open on this thread; closing it (dropping the guard) sends the collected wake-ups.
@@ -47,11 +64,28 @@ impl Batch {
     /// Opens a batch on this thread (or joins the one already open). Must not be held across
     /// an `.await`: the task may move to another thread.
     pub fn open() -> Batch {
+        Batch::start(false)
+    }
+
+    /// Opens a batch whose close lets each target write in place ([`Wake::flush`]) before
+    /// waking it (or joins the batch already open, as it is). For producers off the runtime's
+    /// threads, such as a log's writer thread: waking a parked runtime worker to write an
+    /// answer costs a waiting client more than the write itself. Producers on the runtime
+    /// use [`open`](Batch::open): the writer they wake runs next on the same worker, and
+    /// writes a burst on another core while the producer goes on.
+    pub fn flushing() -> Batch {
+        Batch::start(true)
+    }
+
+    fn start(flush: bool) -> Batch {
         let outer = BATCH.with(|b| {
             let mut b = b.borrow_mut();
             let outer = b.is_none();
             if outer {
-                *b = Some(Vec::new());
+                *b = Some(Open {
+                    wakes: Vec::new(),
+                    flush,
+                });
             }
             outer
         });
@@ -62,8 +96,8 @@ impl Batch {
     pub fn wake<W: Wake>(w: &Arc<W>) {
         let deferred = BATCH.with(|b| match b.try_borrow_mut() {
             Ok(mut b) => match b.as_mut() {
-                Some(list) => {
-                    list.push(w.clone());
+                Some(open) => {
+                    open.wakes.push(w.clone());
                     true
                 }
                 None => false,
@@ -81,9 +115,13 @@ impl Drop for Batch {
         if !self.outer {
             return;
         }
-        let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
-        for w in list {
-            w.wake();
+        let Some(open) = BATCH.with(|b| b.borrow_mut().take()) else {
+            return;
+        };
+        for w in open.wakes {
+            if !(open.flush && w.flush()) {
+                w.wake();
+            }
         }
     }
 }

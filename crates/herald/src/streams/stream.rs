@@ -250,9 +250,13 @@ impl Stream {
         let stream = Arc::new_cyclic(|me: &Weak<Stream>| Stream {
             writer: Writer::spawn(log, fsync, {
                 let me = me.clone();
-                move |result, pending| {
+                move |batch| {
                     if let Some(stream) = me.upgrade() {
-                        stream.stored(result, pending);
+                        // The acks of a batch leave together, written in place where they can.
+                        let _batch = crate::batch::Batch::flushing();
+                        for (result, pending) in batch {
+                            stream.stored(result, pending);
+                        }
                     }
                 }
             }),
