@@ -527,6 +527,10 @@ def js(herald_bin, nats_bin, version):
          ["--mode", "kv-put", "--raw", "--inflight", "1", "--msgs", "20000"]),
         ("kv get, 16 B, 1 in flight, raw client",
          ["--mode", "kv-get", "--raw", "--inflight", "1", "--msgs", "50000"]),
+        # The floor under the 1-in-flight rows: the cheapest exchange each server answers.
+        ("round-trip floor, 1 in flight: PING/PONG, raw client", ["--ping", "--raw", "--msgs", "30000"]),
+        ("round-trip floor, 1 in flight: a message to its own subscription (async-nats)",
+         ["--ping", "--msgs", "20000"]),
     ]
     only = os.environ.get("ROWS")  # e.g. ROWS=kv: the rows whose name has it
     rows = [r for r in rows if not only or only.lower() in r[0].lower()]
@@ -560,7 +564,9 @@ def print_js_rows(name, args, results):
     h, n, a = results["herald"], results["nats-server"], results["herald always"]
     cpu = lambda rs: f"{median(rs, 'server_cpu_cores'):.2f}"
     consume = any(m in args for m in ("js-consume", "js-push", "js-ordered", "kv-get"))
-    if "kv-get" in args:
+    if "--ping" in args:
+        key, unit = "publish_rate", "round trips/s"
+    elif "kv-get" in args:
         key, unit = "deliver_rate", "gets/s"
     elif consume:
         key, unit = "deliver_rate", "consumed/s"
@@ -575,7 +581,8 @@ def print_js_rows(name, args, results):
         for q in ("p50", "p99"):
             lat = lambda rs: statistics.median(r["latency_us"][q] for r in rs)
             hv, nv, av = lat(h), lat(n), lat(a)
-            print(f"| {name} (ack latency {q} µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | {av:,} | {nv / av:.2f} | | |")
+            what = "latency" if "--ping" in args else "ack latency"
+            print(f"| {name} ({what} {q} µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | {av:,} | {nv / av:.2f} | | |")
 
 
 def stream_messages(port, timeout=2.0):
