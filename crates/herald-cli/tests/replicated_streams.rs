@@ -95,6 +95,47 @@ async fn r3_apart_from_its_leader(
     (servers, leader, jetstream::new(client))
 }
 
+/// A durable pull consumer `billing` of `stream`, from its first message.
+async fn billing(stream: &jetstream::stream::Stream) -> jetstream::consumer::PullConsumer {
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("billing".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a durable consumer")
+}
+
+/// The values of the next `n` messages `consumer` delivers, each acknowledged.
+async fn next_values(consumer: &jetstream::consumer::PullConsumer, n: usize) -> Vec<u64> {
+    values::fetch_values(consumer, n, Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The durable consumer `name` of `stream`, once a new leader serves it.
+async fn after_failover(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+) -> jetstream::consumer::PullConsumer {
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        match stream.get_consumer(name).await {
+            Ok(consumer) => return consumer,
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no consumer after the failover: {err}"
+                );
+                poll.tick().await;
+            }
+        }
+    }
+}
+
 /// A stream with three replicas created through one server, written through a second, read
 /// through the third; every server holds a copy, and STREAM.INFO names the leader and the
 /// two other replicas as current.
@@ -287,18 +328,8 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
         publish_until_acked(&js, value, deadline).await;
     }
     let stream = js.get_stream("EVENTS").await.unwrap();
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("billing".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("a durable consumer");
-    let first_half: Vec<u64> = values::fetch_values(&consumer, 50, Duration::from_secs(5))
-        .await
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
+    let consumer = billing(&stream).await;
+    let first_half = next_values(&consumer, 50).await;
     assert_eq!(first_half, (0..50).collect::<Vec<u64>>());
 
     // The acks reach the other replicas (the leader saves a durable's state within 100 ms
@@ -327,19 +358,7 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
     }
 
     leader.kill9();
-    let deadline = Instant::now() + WAIT;
-    let mut consumer: jetstream::consumer::PullConsumer = loop {
-        match stream.get_consumer("billing").await {
-            Ok(consumer) => break consumer,
-            Err(err) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "no consumer after the failover: {err}"
-                );
-                poll.tick().await;
-            }
-        }
-    };
+    let mut consumer = after_failover(&stream, "billing").await;
     let info = consumer.info().await.unwrap();
     assert_eq!(
         (
@@ -350,12 +369,70 @@ async fn a_durable_consumer_and_its_acks_survive_the_leader() {
         (50, 50, 0),
         "{info:?}"
     );
-    let second_half: Vec<u64> = values::fetch_values(&consumer, 50, Duration::from_secs(5))
-        .await
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
+    let second_half = next_values(&consumer, 50).await;
     assert_eq!(second_half, (50..100).collect::<Vec<u64>>());
+}
+
+/// An interest stream with three replicas: what its durable consumer has not acknowledged
+/// survives the leader (a follower once dropped every message, as if nobody were
+/// interested, since its consumers run on the leader), and what it has acknowledged leaves
+/// every replica, not only the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interest_stream_keeps_what_its_consumer_needs_across_the_leader() {
+    kept_across_the_leader(stream::RetentionPolicy::Interest).await;
+}
+
+/// The same for a work queue, whose followers once kept every message forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_queue_keeps_what_its_consumer_needs_across_the_leader() {
+    kept_across_the_leader(stream::RetentionPolicy::WorkQueue).await;
+}
+
+async fn kept_across_the_leader(retention: stream::RetentionPolicy) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers = three(&dirs).await;
+    let js = jetstream::new(connect(servers.values().next().unwrap()).await);
+    let mut created = js
+        .create_stream(stream::Config {
+            retention,
+            ..events(3)
+        })
+        .await
+        .expect("a create");
+    let info = created.info().await.unwrap();
+    let leader = servers
+        .remove(&info.cluster.clone().unwrap().leader.unwrap())
+        .unwrap();
+    let client = connect(servers.values().next().unwrap()).await;
+    cluster_flush(&client, "").await;
+    let js = jetstream::new(client);
+    let stream = js.get_stream("EVENTS").await.unwrap();
+    let consumer = billing(&stream).await;
+    let deadline = Instant::now() + WAIT;
+    for value in 0..100 {
+        publish_until_acked(&js, value, deadline).await;
+    }
+    let first_half = next_values(&consumer, 50).await;
+    assert_eq!(first_half, (0..50).collect::<Vec<u64>>());
+    // Every copy drops the 50 acknowledged: the leader's as each ack comes, the others'
+    // once the consumer's state reaches them.
+    for server in servers.values().chain([&leader]) {
+        holds(server, 50, 100).await;
+    }
+
+    leader.kill9();
+    let mut consumer = after_failover(&stream, "billing").await;
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        (info.ack_floor.stream_sequence, info.num_pending),
+        (50, 50),
+        "{info:?}"
+    );
+    let second_half = next_values(&consumer, 50).await;
+    assert_eq!(second_half, (50..100).collect::<Vec<u64>>());
+    for server in servers.values() {
+        holds(server, 0, 100).await;
+    }
 }
 
 /// A follower's stream segment is damaged (a flipped byte in the middle of its only segment)

@@ -382,6 +382,7 @@ fn keep_consumer(stream: &Stream, name: &str, saved: Option<&[u8]>) {
     if let Err(err) = kept {
         tracing::warn!(stream = %stream.name, consumer = name, %err, "cannot keep a consumer's state");
     }
+    stream.states_changed.store(true, Ordering::Release);
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Machine {

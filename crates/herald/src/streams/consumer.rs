@@ -130,6 +130,18 @@ pub(crate) struct Saved {
     pending: Vec<(u64, u64, u32)>,
 }
 
+impl Saved {
+    /// The first message the consumer of this state may still need: its first
+    /// unacknowledged delivery, or the next it delivers.
+    pub(crate) fn needs_from(&self) -> u64 {
+        self.pending
+            .iter()
+            .map(|&(seq, _, _)| seq)
+            .min()
+            .map_or(self.next, |first| first.min(self.next))
+    }
+}
+
 /// What an acknowledgement asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckKind {

@@ -11,12 +11,24 @@
 //!   the stream had no consumer at all). A work queue without consumers keeps its messages
 //!   for the consumer to come.
 //!
+//! - A replica that does not lead its replicated stream runs no consumers: the leader does,
+//!   and the group replicates their states into each replica's directory. Such a replica
+//!   drops what is below the first message any of those states may still need, and keeps
+//!   everything while it knows of no consumer (it cannot tell "nobody is interested" from a
+//!   state not replicated yet). Its copy then stays close to the leader's, and the next
+//!   leader, whose consumers start from those states, finds every message they need.
+//!
 //! Work queues also restrict their consumers ([`check_consumer`]): explicit acks, delivery
 //! from the start, and at most one consumer per subject.
 
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
 use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy, Retention};
+use super::consumer::Saved;
 use super::error::{Error, Reason, Result};
 use super::store::Held;
+use super::stream::Stream;
 use crate::subject;
 
 /// After consumer acks of `seq`: deletes it when everyone who takes it is done with it.
@@ -43,12 +55,23 @@ pub(crate) fn sweep(held: &Held) {
     if retention == Retention::Limits {
         return;
     }
-    let consumers: Vec<_> = held.consumers.read().values().cloned().collect();
-    let floor = match consumers.iter().map(|c| c.needs_from()).min() {
-        Some(floor) => floor,
-        // Nobody is interested: nothing is kept. A work queue waits for its consumer.
-        None if retention == Retention::Interest => stream.committed() + 1,
-        None => return,
+    let floor = if following(stream) {
+        let mut floor = held.follower_floor.lock();
+        if stream.states_changed.swap(false, Ordering::AcqRel) {
+            *floor = floor_of_states(&stream.dir.join("consumers"));
+        }
+        match *floor {
+            Some(floor) => floor,
+            None => return,
+        }
+    } else {
+        let consumers: Vec<_> = held.consumers.read().values().cloned().collect();
+        match consumers.iter().map(|c| c.needs_from()).min() {
+            Some(floor) => floor,
+            // Nobody is interested: nothing is kept. A work queue waits for its consumer.
+            None if retention == Retention::Interest => stream.committed() + 1,
+            None => return,
+        }
     };
     let mut log = stream.writer.log();
     let floor = floor.min(stream.committed() + 1);
@@ -57,6 +80,29 @@ pub(crate) fn sweep(held: &Held) {
     {
         tracing::error!(stream = %stream.name, %err, "cannot remove consumed messages");
     }
+}
+
+/// Whether `stream` is a replica of a replicated stream that does not lead it (it captures
+/// its subjects only while it leads).
+fn following(stream: &Stream) -> bool {
+    stream.replication.get().is_some() && !stream.capturing()
+}
+
+/// The first message any of the consumer states kept in `dir` may still need; `None` when
+/// there is none, or one cannot be read (then everything is kept).
+fn floor_of_states(dir: &Path) -> Option<u64> {
+    let mut floor: Option<u64> = None;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let saved: Saved = serde_json::from_slice(&bytes).ok()?;
+        let needs = saved.needs_from();
+        floor = Some(floor.map_or(needs, |f| f.min(needs)));
+    }
+    floor
 }
 
 /// A work queue's rules for a new consumer `config` beside the `others` it has.

@@ -50,6 +50,9 @@ pub(crate) struct Held {
     /// at a time, and never under the stream's own lock on it (a consumer's state lock is
     /// taken meanwhile, and a consumer delivering under it may publish into the stream).
     takers_update: parking_lot::Mutex<()>,
+    /// A following replica's retention floor, from the consumer states its group keeps
+    /// (see [`retention`](super::retention)); `None`: keep everything.
+    pub(crate) follower_floor: parking_lot::Mutex<Option<u64>>,
 }
 
 impl Held {
@@ -233,6 +236,7 @@ impl Store {
             consumers: RwLock::default(),
             copies: parking_lot::Mutex::default(),
             takers_update: parking_lot::Mutex::default(),
+            follower_floor: parking_lot::Mutex::default(),
         });
         self.streams
             .write()
@@ -550,6 +554,8 @@ impl Store {
         for consumer in consumers {
             consumer.close(false);
         }
+        // Following, its retention goes by the states the group keeps.
+        held.stream.states_changed.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -152,6 +152,10 @@ pub(crate) struct Stream {
     /// What the consumers take, for interest retention: a message none of them takes is
     /// not kept (see [`Takers`]).
     takers: RwLock<Takers>,
+    /// Set when the consumer states kept in the stream's directory change (a replica applies
+    /// one its group replicated, or stops leading): a following replica's retention reads
+    /// them again.
+    pub(crate) states_changed: AtomicBool,
 }
 
 /// The subjects the consumers of a stream take.
@@ -276,6 +280,7 @@ impl Stream {
             closed: AtomicBool::new(false),
             replication: std::sync::OnceLock::new(),
             takers: RwLock::new(Takers::Unknown),
+            states_changed: AtomicBool::new(true),
         });
         stream.recover_dedup();
         stream.recover_ttls();
