@@ -14,6 +14,8 @@ runtime uses both cores too), nchan with its memory store, `nchan_message_buffer
     with reqwest (what Rust programs use), once with the bench's lean hand-written client
     (`--http-raw`), which leaves the servers more of the machine. nginx may keep a
     connection for any number of requests (`keepalive_requests`), as herald does.
+  - The publish rows' floor: the lean client's row again, nginx now answering each POST with
+    a bare `return 204` (no nchan, no body kept): what nginx itself costs per request.
   - SSE fan-out: 1,000 event-stream clients (herald: GET /v1/subscribe/fan; nchan:
     GET /sub?id=fan), one or four publishing connections POSTing 32-byte messages, kept
     within 512 messages of the average client; delivered events/s and publish-to-receipt
@@ -73,6 +75,7 @@ http {{
     listen 127.0.0.1:{port};
     location = /pub {{ nchan_publisher; nchan_channel_id $arg_id; }}
     location = /sub {{ nchan_subscriber eventsource; nchan_channel_id $arg_id; }}
+    location = /floor {{ return 204; }}
   }}
 }}
 """
@@ -140,6 +143,11 @@ def main():
                            "--pubs", "8", "--msgs", "100000", "--size", "16"]),
             ("HTTP publish, 8 connections, 16 B, lean client (--http-raw)", "publish_rate", None,
              lambda u, n: ["--http-pub", u + ("/v1/publish/bench" if n == "h" else "/pub?id=bench"),
+                           "--http-raw", "--pubs", "8", "--msgs", "200000", "--size", "16"]),
+            # The floor of the publish rows: nginx answering a POST with no module at all.
+            ("HTTP publish (herald) against nginx's bare `return 204` (no nchan), 8 connections, lean client",
+             "publish_rate", None,
+             lambda u, n: ["--http-pub", u + ("/v1/publish/bench" if n == "h" else "/floor"),
                            "--http-raw", "--pubs", "8", "--msgs", "200000", "--size", "16"]),
             ("SSE fan-out, 1 pub -> 1,000 clients, 32 B", "deliver_rate", "p99",
              lambda u, n: fan_out(u, n, 1)),
