@@ -334,9 +334,11 @@ impl Outbound {
     /// all without waiting. True if nothing is left for the writer task; false if it must be
     /// woken (a TLS connection, a write in progress, a full socket buffer, an error).
     ///
-    /// Called when a producer's burst ends ([`Batch`]): a waiting client is spared the
-    /// wake-up of the writer task (a thread switch) on every answer, as nats-server writes
-    /// its clients' output in place at the end of each read.
+    /// Called when a [`Batch::flushing`] batch closes (a producer off the runtime, such as a
+    /// log's writer thread, is done with a burst): a waiting client is spared the wake-up of
+    /// a parked worker before each answer is written. (nats-server writes its clients'
+    /// output in place at the end of every read; herald's readers do not, since the writer
+    /// they wake runs next on the same worker, or on the other core while they go on.)
     fn flush(&self) -> bool {
         let mut state = self.state.lock();
         if state.in_flight != 0 || state.closed.is_some() {

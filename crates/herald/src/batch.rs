@@ -125,3 +125,65 @@ impl Drop for Batch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its wake-ups and flushes; a flush writes everything when `writes` says so.
+    struct Target {
+        wakes: AtomicUsize,
+        flushes: AtomicUsize,
+        writes: bool,
+    }
+
+    impl Wake for Target {
+        fn wake(&self) {
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn flush(&self) -> bool {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            self.writes
+        }
+    }
+
+    fn target(writes: bool) -> Arc<Target> {
+        Arc::new(Target {
+            wakes: AtomicUsize::new(0),
+            flushes: AtomicUsize::new(0),
+            writes,
+        })
+    }
+
+    fn counts(t: &Target) -> (usize, usize) {
+        (
+            t.flushes.load(Ordering::Relaxed),
+            t.wakes.load(Ordering::Relaxed),
+        )
+    }
+
+    #[test]
+    fn only_a_flushing_batch_writes_in_place_and_wakes_what_it_could_not_write() {
+        let (writes, cannot) = (target(true), target(false));
+        {
+            let _batch = Batch::open();
+            Batch::wake(&writes);
+        }
+        assert_eq!(counts(&writes), (0, 1), "an ordinary batch only wakes");
+        {
+            let _batch = Batch::flushing();
+            Batch::wake(&writes);
+            Batch::wake(&cannot);
+            // A nested open joins the flushing batch as it is.
+            let _inner = Batch::open();
+            assert_eq!(counts(&writes), (0, 1), "deferred to the close");
+        }
+        assert_eq!(counts(&writes), (1, 1), "written in place: not woken");
+        assert_eq!(counts(&cannot), (1, 1), "not written: woken");
+        // Outside a batch a wake-up is sent at once, never written in place.
+        Batch::wake(&writes);
+        assert_eq!(counts(&writes), (1, 2));
+    }
+}

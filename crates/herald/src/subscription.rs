@@ -391,8 +391,7 @@ impl CallbackHandle {
             Ok(rt) => {
                 rt.spawn(async move {
                     while let Some(msg) = runner.sub.recv().await {
-                        let _batch = crate::batch::Batch::open();
-                        runner.burst(msg);
+                        runner.run(msg);
                     }
                 });
             }
@@ -401,8 +400,7 @@ impl CallbackHandle {
                     .name(format!("herald-on-{}", handle.pattern))
                     .spawn(move || {
                         while let Some(msg) = runner.sub.recv_blocking() {
-                            let _batch = crate::batch::Batch::flushing();
-                            runner.burst(msg);
+                            runner.run(msg);
                         }
                     });
                 if let Err(err) = spawned {
@@ -451,23 +449,7 @@ struct Runner<F> {
     panics: Arc<AtomicU64>,
 }
 
-/// Messages a callback takes in one go once woken, in one [`Batch`](crate::batch::Batch):
-/// what it publishes meanwhile is written when they are done (in place on a thread of its
-/// own, where waking the writer would wake a runtime worker).
-const BURST: usize = 64;
-
 impl<F: FnMut(Message)> Runner<F> {
-    /// Runs the callback for `first` and for what else is queued, up to [`BURST`].
-    fn burst(&mut self, first: Message) {
-        self.run(first);
-        for _ in 1..BURST {
-            match self.sub.try_recv() {
-                Ok(msg) => self.run(msg),
-                Err(_) => break,
-            }
-        }
-    }
-
     fn run(&mut self, msg: Message) {
         let subject = msg.subject_shared().clone();
         let outcome =
