@@ -132,21 +132,22 @@ pub struct ReplicaGroup {
     stream: Arc<Stream>,
     /// The proposer's queue (changes go through it, after what was captured before).
     queue: mpsc::UnboundedSender<Queued>,
-    /// This member's leadership count (see [`Queued`]).
-    epoch: Arc<AtomicU64>,
+    /// The Raft term this member leads the stream in; 0 while it does not (see [`Queued`]).
+    term: Arc<AtomicU64>,
 }
 
 /// The proposer's side of [`Propose`]: captured messages wait for the proposer task here.
 struct Proposer {
     queue: mpsc::UnboundedSender<(u64, Proposal)>,
-    /// The leadership this member's captures belong to (see [`Epoch`]).
-    epoch: Arc<AtomicU64>,
+    /// The term this member's captures belong to (see [`Queued`]).
+    term: Arc<AtomicU64>,
 }
 
-/// What the proposer queue carries: a proposal with the leadership (epoch) it was captured
-/// in. The proposer drops proposals of an earlier leadership of this member: a publish
-/// captured while it led before may have been captured by the leader in between too (both
-/// had the stream's interest for a moment), and proposing it now would store it twice.
+/// What the proposer queue carries: a proposal with the Raft term this member led in when it
+/// was captured (0: it did not lead). The proposer proposes it only in that term: a publish
+/// captured while this member led before may have been captured by the leader in between
+/// too (both had the stream's interest for a moment), and proposing it in a later term of
+/// this member's would store it twice.
 type Queued = (u64, Proposal);
 
 impl Propose for Proposer {
@@ -159,14 +160,14 @@ impl Propose for Proposer {
         ) else {
             return false;
         };
-        let epoch = self.epoch.load(Ordering::Acquire);
-        self.queue.send((epoch, Proposal::Message(item))).is_ok()
+        let term = self.term.load(Ordering::Acquire);
+        self.queue.send((term, Proposal::Message(item))).is_ok()
     }
 
     fn consumer(&self, name: &str, saved: Option<Vec<u8>>) {
         if let Some(item) = types::encode_consumer(name, saved.as_deref()) {
-            let epoch = self.epoch.load(Ordering::Acquire);
-            let _ = self.queue.send((epoch, Proposal::Consumer(item)));
+            let term = self.term.load(Ordering::Acquire);
+            let _ = self.queue.send((term, Proposal::Consumer(item)));
         }
     }
 }
@@ -266,12 +267,12 @@ impl ReplicaGroup {
         }
         let (members_tx, wanted) = watch::channel(founders);
         let (queue, proposals) = mpsc::unbounded_channel();
-        let epoch = Arc::new(AtomicU64::new(0));
+        let term = Arc::new(AtomicU64::new(0));
         if stream
             .replication
             .set(Arc::new(Proposer {
                 queue: queue.clone(),
-                epoch: epoch.clone(),
+                term: term.clone(),
             }))
             .is_err()
         {
@@ -285,19 +286,14 @@ impl ReplicaGroup {
         let leader_changes = Arc::new(AtomicU64::new(0));
         let tasks = vec![
             tokio::spawn(serve(raft.clone(), stream.clone(), requests)),
-            tokio::spawn(propose(
-                raft.clone(),
-                proposals,
-                clock.clone(),
-                epoch.clone(),
-            )),
+            tokio::spawn(propose(raft.clone(), proposals, clock.clone())),
             tokio::spawn(lead(
                 raft.clone(),
                 stream.clone(),
                 clock,
                 last_ts,
                 leading_tx,
-                epoch.clone(),
+                term.clone(),
             )),
             tokio::spawn(count_leaders(raft.clone(), leader_changes.clone())),
             tokio::spawn(keep_members(raft.clone(), wanted)),
@@ -312,7 +308,7 @@ impl ReplicaGroup {
             tasks: parking_lot::Mutex::new(tasks),
             stream,
             queue,
-            epoch,
+            term,
         })
     }
 
@@ -336,7 +332,7 @@ impl ReplicaGroup {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
             .send((
-                self.epoch.load(Ordering::Acquire),
+                self.term.load(Ordering::Acquire),
                 Proposal::Change(item, tx),
             ))
             .map_err(|_| unavailable("the stream's group stopped"))?;
@@ -586,7 +582,6 @@ async fn propose(
     raft: Raft<TypeConfig>,
     mut proposals: mpsc::UnboundedReceiver<Queued>,
     clock: Arc<AtomicU64>,
-    epoch: Arc<AtomicU64>,
 ) {
     // Proposed entries not yet applied, with the term they were proposed in.
     let mut waiting = std::collections::VecDeque::with_capacity(WINDOW);
@@ -614,11 +609,12 @@ async fn propose(
         let mut change = None;
         let mut proposal = Some(first);
         let mut taken = 0;
-        let now = epoch.load(Ordering::Acquire);
+        // Read after the wait above: the term may have changed meanwhile.
+        let now = raft.metrics().borrow().current_term;
         while let Some((captured, item)) = proposal.take() {
             if captured != now {
-                // Captured while this member led before: dropped (a change's caller hears
-                // it from the dropped answer).
+                // Captured while this member led in an earlier term (or did not lead):
+                // dropped (a change's caller hears it from the dropped answer).
                 if taken < MAX_BATCH {
                     proposal = proposals.try_recv().ok();
                 }
@@ -675,31 +671,51 @@ async fn propose(
 }
 
 /// Captures the stream's publishes while this member leads, and stops when it does not.
+/// `term` says which Raft term the captures belong to: the term of the leadership, set once
+/// it is confirmed, and 0 as soon as it ends (this member follows, or leads again in a later
+/// term without having been seen to follow in between).
 async fn lead(
     raft: Raft<TypeConfig>,
     stream: Arc<Stream>,
     clock: Arc<AtomicU64>,
     last_ts: Arc<AtomicU64>,
     leading: watch::Sender<bool>,
-    epoch: Arc<AtomicU64>,
+    term: Arc<AtomicU64>,
 ) {
     let mut metrics = raft.metrics();
+    let stop = |why: &str| {
+        stream.unsubscribe();
+        leading.send_replace(false);
+        term.store(0, Ordering::Release);
+        tracing::info!(stream = %stream.name, "{why}");
+    };
     loop {
-        let leader = metrics.borrow_and_update().state == ServerState::Leader;
+        let (leader, current) = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader, m.current_term)
+        };
+        if *leading.borrow() && (!leader || term.load(Ordering::Acquire) != current) {
+            stop("no longer leading the stream");
+        }
         if leader && !*leading.borrow() {
             // Everything committed before is applied first: the new leader's checks see
             // every earlier message and its stamps rise above theirs.
             match tokio::time::timeout(Duration::from_secs(5), raft.ensure_linearizable()).await {
                 Ok(Ok(_)) => {
                     clock.fetch_max(last_ts.load(Ordering::Acquire), Ordering::AcqRel);
-                    // A new leadership: what was captured in an earlier one is not proposed.
-                    epoch.fetch_add(1, Ordering::AcqRel);
+                    // Captures from now on belong to this term; what was captured in an
+                    // earlier one is not proposed (and if the term moved on meanwhile, the
+                    // next round ends this leadership at once).
+                    term.store(current, Ordering::Release);
                     match stream.subscribe() {
                         Ok(()) => {
                             tracing::info!(stream = %stream.name, "leading the stream");
                             leading.send_replace(true);
                         }
-                        Err(err) => tracing::warn!(%err, "cannot capture the stream"),
+                        Err(err) => {
+                            term.store(0, Ordering::Release);
+                            tracing::warn!(%err, "cannot capture the stream");
+                        }
                     }
                 }
                 Ok(Err(err)) => tracing::debug!(%err, "not leading the stream after all"),
@@ -715,14 +731,8 @@ async fn lead(
             }
             continue;
         }
-        if !leader && *leading.borrow() {
-            stream.unsubscribe();
-            leading.send_replace(false);
-            tracing::info!(stream = %stream.name, "no longer leading the stream");
-        }
         if metrics.changed().await.is_err() {
-            stream.unsubscribe();
-            leading.send_replace(false);
+            stop("the stream's group stopped");
             return;
         }
     }
