@@ -451,6 +451,31 @@ fn bench_js_modes_count_every_message() {
     }
 }
 
+/// `herald bench --ping`: round trips one at a time with either client, each counted and
+/// timed; it refuses to be mixed with another mode.
+#[test]
+fn bench_ping_counts_every_round_trip() {
+    let server = Server::start();
+    for client in [&[][..], &["--raw"]] {
+        let mut args = vec!["bench", "--json", "--ping", "--msgs", "200"];
+        args.extend_from_slice(client);
+        let report: serde_json::Value =
+            serde_json::from_str(ok(&server.url(), &args).trim()).expect("one JSON report");
+        assert_eq!(
+            (&report["mode"], &report["received"]),
+            (&"ping".into(), &200.into()),
+            "{report}"
+        );
+        assert!(report["latency_us"]["p50"].as_u64().is_some(), "{report}");
+    }
+    let refused = herald(&server.url(), &["bench", "--ping", "--request"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot be used with"),
+        "{refused:?}"
+    );
+}
+
 /// `herald bench --request --raw`: raw requesters with requests in flight and raw responders
 /// in a queue group; every request is answered.
 #[test]
