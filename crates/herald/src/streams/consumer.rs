@@ -334,6 +334,14 @@ impl Consumer {
         self.wake();
     }
 
+    /// Runs `f` while no delivery to any of the consumer's requests is under way (deliveries
+    /// are made under its state lock): what a request's channel holds after `f` closed it is
+    /// then all it will ever hold. `f` must not call back into the consumer.
+    pub(crate) fn between_deliveries<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _st = self.state.lock();
+        f()
+    }
+
     /// Takes a pull request whose messages go to `sink`; a request the consumer's limits
     /// refuse, or one that asks not to wait when nothing is there, ends at once.
     pub(crate) fn pull(&self, req: &PullRequest, mut sink: Box<dyn Sink>) {

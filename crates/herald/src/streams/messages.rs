@@ -121,12 +121,25 @@ impl Messages {
         let Some(mut events) = self.events.take() else {
             return;
         };
-        // Closed first: a message given back must not come straight back here.
-        events.close();
-        while let Ok(event) = events.try_recv() {
-            if let Event::Message(msg) = event {
-                let _ = msg.nak(None);
+        // Closed first: a message given back must not come straight back here. Closed and
+        // drained between deliveries: a send under way when the channel closes is counted
+        // but not yet queued, and `try_recv` would miss it; the message would then wait out
+        // its ack wait (an hour for an event stream) instead of going back at once.
+        let mut left = Vec::new();
+        let mut drain = || {
+            events.close();
+            while let Ok(event) = events.try_recv() {
+                if let Event::Message(msg) = event {
+                    left.push(msg);
+                }
             }
+        };
+        match self.consumer.upgrade() {
+            Some(consumer) => consumer.between_deliveries(drain),
+            None => drain(),
+        }
+        for msg in left {
+            let _ = msg.nak(None);
         }
     }
 
