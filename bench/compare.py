@@ -310,11 +310,15 @@ def tls_table(herald_bin, nats_bin, version):
             for subs, n in [(0, 2_000_000), (1, 2_000_000), (10, 500_000)]]
     rows.append(("async-nats TLS, 16 B, 1 → 1", ["--size", "16", "--msgs", "500000", "--subs", "1"], "deliver_rate"))
     rows.append(("request/reply TLS, 16 B", ["--request", "--subs", "1", "--msgs", "20000"], "publish_rate"))
+    # The floor under the 1-in-flight request row: a request is two of these trips (requester
+    # to responder, responder back), each through the same server.
+    rows.append(("round trip TLS, async-nats, 1 in flight (message to its own subscription)",
+                 ["--ping", "--msgs", "20000"], "publish_rate"))
     rows.append(("raw request/reply TLS, 16 B, 256 in flight",
                  ["--request", "--raw", "--subs", "1", "--msgs", "500000", "--inflight", "256"], "publish_rate"))
-    print(f"\nTLS: herald vs {version}, {ROUNDS} round(s), medians\n")
-    print("| row | herald | nats-server | ratio | herald CPU | nats CPU |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nTLS: herald vs {version}, {ROUNDS} round(s), medians; client CPU: the bench client's own\n")
+    print("| row | herald | nats-server | ratio | herald CPU | nats CPU | client CPU (herald / nats) |")
+    print("|---|---|---|---|---|---|---|")
     for name, args, key in rows:
         results = {label: [] for label, _, _ in servers}
         for _ in range(ROUNDS):
@@ -328,8 +332,9 @@ def tls_table(herald_bin, nats_bin, version):
             continue
         if errors:
             print(f"| {name}: {len(errors)} failed round(s), first: {errors[0][:80]} | | | | | |")
-        cpu = lambda rs: f"{median(rs, 'server_cpu_cores'):.2f}" if median(rs, "server_cpu_cores") is not None else ""
-        print(f"| {name} ({key.replace('_', ' ')}/s) | {hv:,.0f} | {nv:,.0f} | **{hv / nv:.2f}** | {cpu(h)} | {cpu(n)} |")
+        cpu = lambda rs, key="server_cpu_cores": f"{median(rs, key):.2f}" if median(rs, key) is not None else ""
+        print(f"| {name} ({key.replace('_', ' ')}/s) | {hv:,.0f} | {nv:,.0f} | **{hv / nv:.2f}** | {cpu(h)} | {cpu(n)} "
+              f"| {cpu(h, 'client_cpu_cores')} / {cpu(n, 'client_cpu_cores')} |")
         sys.stdout.flush()
     for proc in (herald, nats):
         stop(proc)

@@ -186,6 +186,7 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
         return Err("--pubs, --msgs and --subjects must be at least 1".into());
     }
     let cpu_before = args.server_cpu();
+    let own_cpu_before = cpu_ticks(std::process::id());
     let started = Instant::now();
     let http = (args.http_pub.clone(), args.sse.clone());
     let mut report = match (args.mode, args.idle, args.request, args.raw) {
@@ -214,6 +215,9 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     let wall = started.elapsed().as_secs_f64();
     if let (Some(before), Some(after)) = (cpu_before, args.server_cpu()) {
         report.server_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
+    }
+    if let (Some(before), Some(after)) = (own_cpu_before, cpu_ticks(std::process::id())) {
+        report.client_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
     }
     // A mode that measured memory itself (idle streams, while open) keeps its reading.
     if report.server_rss_kib.is_none() {

@@ -27,6 +27,9 @@ pub(super) struct Report {
     pub(super) latency_us: Option<Latency>,
     /// Server CPU time over the run, in cores (1.0 = one core busy the whole time).
     pub(super) server_cpu_cores: Option<f64>,
+    /// This client's own CPU time over the run, in cores: with the server's, what the
+    /// machine had left (a run whose two add up to every core is bound by the machine).
+    pub(super) client_cpu_cores: Option<f64>,
     /// Server resident memory after the run, KiB.
     pub(super) server_rss_kib: Option<u64>,
     /// With --idle: server memory per idle connection, KiB.
@@ -140,6 +143,9 @@ pub(super) fn print_table(r: &Report) {
     }
     if let Some(cpu) = r.server_cpu_cores {
         println!("server CPU   {cpu:.2} cores");
+    }
+    if let Some(cpu) = r.client_cpu_cores {
+        println!("client CPU   {cpu:.2} cores");
     }
 }
 
