@@ -159,8 +159,8 @@ def main():
         ]
         print(f"rounds: {ROUNDS}; herald {hurl}, nginx+nchan {nurl} ({module})\n")
         print("| row | herald | nginx+nchan | herald / nchan | herald p50/p99 µs | nchan p50/p99 µs "
-              "| server CPU (cores) herald / nchan | client CPU (cores) herald / nchan |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| server CPU (cores) herald / nchan | of it in the kernel | client CPU (cores) herald / nchan |")
+        print("|---|---|---|---|---|---|---|---|---|")
         only = os.environ.get("ROWS")  # e.g. ROWS=publish: the rows whose name has it
         for name, key, _, make in rows:
             if only and only.lower() not in name.lower():
@@ -186,7 +186,8 @@ def main():
             cpu = lambda res, key="server_cpu_cores": (f"{median(res, key):.2f}"
                                                        if median(res, key) is not None else "-")
             print(f"| {name} | {h:,.1f} | {n:,.1f} | **{ratio:.2f}** | {lat(hres)} | {lat(nres)} "
-                  f"| {cpu(hres)} / {cpu(nres)} | {cpu(hres, 'client_cpu_cores')} / {cpu(nres, 'client_cpu_cores')} |")
+                  f"| {cpu(hres)} / {cpu(nres)} | {cpu(hres, 'server_kernel_cores')} / {cpu(nres, 'server_kernel_cores')} "
+                  f"| {cpu(hres, 'client_cpu_cores')} / {cpu(nres, 'client_cpu_cores')} |")
             if key == "rss_per_idle_conn_kib":
                 ht, nt = median(hres, "server_rss_kib"), median(nres, "server_rss_kib")
                 print(f"| server RSS with the 1,000 streams open, KiB | {ht:,.0f} | {nt:,.0f} | **{nt / ht:.2f}** | | | |")

@@ -43,7 +43,7 @@ mod warmup;
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientArgs, parse_duration};
-use measure::{CLOCK_TICKS, cpu_ticks, rss_kib};
+use measure::{CLOCK_TICKS, cpu_ticks, kernel_ticks, rss_kib};
 use report::print_table;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -159,6 +159,11 @@ impl BenchArgs {
         self.sum_over_server(cpu_ticks)
     }
 
+    /// The server's time in the kernel, clock ticks, summed over its processes.
+    fn server_kernel(&self) -> Option<u64> {
+        self.sum_over_server(kernel_ticks)
+    }
+
     fn sum_over_server(&self, read: fn(u32) -> Option<u64>) -> Option<u64> {
         if self.server_pid.is_empty() {
             return None;
@@ -186,6 +191,7 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
         return Err("--pubs, --msgs and --subjects must be at least 1".into());
     }
     let cpu_before = args.server_cpu();
+    let kernel_before = args.server_kernel();
     let own_cpu_before = cpu_ticks(std::process::id());
     let started = Instant::now();
     let http = (args.http_pub.clone(), args.sse.clone());
@@ -215,6 +221,9 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     let wall = started.elapsed().as_secs_f64();
     if let (Some(before), Some(after)) = (cpu_before, args.server_cpu()) {
         report.server_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
+    }
+    if let (Some(before), Some(after)) = (kernel_before, args.server_kernel()) {
+        report.server_kernel_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
     }
     if let (Some(before), Some(after)) = (own_cpu_before, cpu_ticks(std::process::id())) {
         report.client_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);

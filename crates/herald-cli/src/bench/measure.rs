@@ -102,13 +102,24 @@ pub(super) const CLOCK_TICKS: f64 = 100.0;
 
 /// utime + stime of a process, in clock ticks.
 pub(super) fn cpu_ticks(pid: u32) -> Option<u64> {
+    let (utime, stime) = user_and_kernel_ticks(pid)?;
+    Some(utime + stime)
+}
+
+/// stime of a process (its time in the kernel: system calls, and the network stack's work
+/// they do), in clock ticks.
+pub(super) fn kernel_ticks(pid: u32) -> Option<u64> {
+    Some(user_and_kernel_ticks(pid)?.1)
+}
+
+fn user_and_kernel_ticks(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Resident memory of a process, KiB.

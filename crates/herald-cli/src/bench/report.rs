@@ -27,6 +27,8 @@ pub(super) struct Report {
     pub(super) latency_us: Option<Latency>,
     /// Server CPU time over the run, in cores (1.0 = one core busy the whole time).
     pub(super) server_cpu_cores: Option<f64>,
+    /// The part of `server_cpu_cores` spent in the kernel.
+    pub(super) server_kernel_cores: Option<f64>,
     /// This client's own CPU time over the run, in cores: with the server's, what the
     /// machine had left (a run whose two add up to every core is bound by the machine).
     pub(super) client_cpu_cores: Option<f64>,
@@ -142,7 +144,11 @@ pub(super) fn print_table(r: &Report) {
         );
     }
     if let Some(cpu) = r.server_cpu_cores {
-        println!("server CPU   {cpu:.2} cores");
+        let kernel = r
+            .server_kernel_cores
+            .map(|k| format!(" ({k:.2} in the kernel)"))
+            .unwrap_or_default();
+        println!("server CPU   {cpu:.2} cores{kernel}");
     }
     if let Some(cpu) = r.client_cpu_cores {
         println!("client CPU   {cpu:.2} cores");
