@@ -542,8 +542,9 @@ def js(herald_bin, nats_bin, version):
     print(f"\nJetStream, file storage: herald (--fsync 2m) vs {version} (-js: fsync every 2 min), "
           f"{ROUNDS} round(s) each, medians; ratio > 1: herald better; "
           "herald --fsync always reported separately\n")
-    print("| row | herald (fsync 2m) | nats-server | ratio | herald (fsync always) | always / nats | herald CPU | nats CPU |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| row | herald (fsync 2m) | nats-server | ratio | herald (fsync always) | always / nats | herald CPU | nats CPU "
+          "| client CPU (herald / nats) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="herald-compare-js-") as root:
         servers = js_servers(herald_bin, nats_bin, root)
         for name, args in rows:
@@ -567,7 +568,7 @@ def print_js_rows(name, args, results):
         print(f"| {name} | error: {errors[0][:120]} | | | | | | |")
         return
     h, n, a = results["herald"], results["nats-server"], results["herald always"]
-    cpu = lambda rs: f"{median(rs, 'server_cpu_cores'):.2f}"
+    cpu = lambda rs, key="server_cpu_cores": f"{median(rs, key):.2f}" if median(rs, key) is not None else ""
     consume = any(m in args for m in ("js-consume", "js-push", "js-ordered", "kv-get"))
     if "--ping" in args:
         key, unit = "publish_rate", "round trips/s"
@@ -581,13 +582,13 @@ def print_js_rows(name, args, results):
     consume = consume or "kv-put" in args
     hv, nv, av = median(h, key), median(n, key), median(a, key)
     print(f"| {name} ({unit}) | {hv:,.0f} | {nv:,.0f} | {hv / nv:.2f} | {av:,.0f} | {av / nv:.2f} "
-          f"| {cpu(h)} | {cpu(n)} |")
+          f"| {cpu(h)} | {cpu(n)} | {cpu(h, 'client_cpu_cores')} / {cpu(n, 'client_cpu_cores')} |")
     if not consume and all(r.get("latency_us") for r in h + n + a):
         for q in ("p50", "p99"):
             lat = lambda rs: statistics.median(r["latency_us"][q] for r in rs)
             hv, nv, av = lat(h), lat(n), lat(a)
             what = "latency" if "--ping" in args else "ack latency"
-            print(f"| {name} ({what} {q} µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | {av:,} | {nv / av:.2f} | | |")
+            print(f"| {name} ({what} {q} µs) | {hv:,} | {nv:,} | {nv / hv:.2f} | {av:,} | {nv / av:.2f} | | | |")
 
 
 def stream_messages(port, timeout=2.0):

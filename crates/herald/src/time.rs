@@ -10,16 +10,37 @@ use time::format_description::well_known::Rfc3339;
 
 /// `at` as RFC 3339 in UTC, with trailing zeros of the fraction trimmed.
 pub fn rfc3339(at: SystemTime) -> String {
-    let utc = OffsetDateTime::from(at);
-    let mut text = utc.format(&Rfc3339).unwrap_or_default();
-    // `time` writes the fraction's nine digits, or none for a whole second.
-    if let Some(dot) = text.find('.') {
-        let end = text.len() - 1; // the `Z`
-        let digits = text[dot + 1..end].trim_end_matches('0').len();
-        let cut = if digits == 0 { dot } else { dot + 1 + digits };
-        text.replace_range(cut..end, "");
-    }
+    let mut text = String::with_capacity(32);
+    push_rfc3339(&mut text, at);
     text
+}
+
+/// Appends [`rfc3339`]`(at)` to `out`, with no allocation of its own.
+pub(crate) fn push_rfc3339(out: &mut String, at: SystemTime) {
+    // The longest: a four-digit year, nine fractional digits, `Z` (30 bytes).
+    let mut buf = [0u8; 40];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    if OffsetDateTime::from(at)
+        .format_into(&mut cursor, &Rfc3339)
+        .is_err()
+    {
+        return;
+    }
+    let len = cursor.position() as usize;
+    let Ok(text) = std::str::from_utf8(&buf[..len]) else {
+        return;
+    };
+    // `time` writes the fraction's nine digits, or none for a whole second.
+    match text.find('.') {
+        Some(dot) => {
+            let end = text.len() - 1; // the `Z`
+            let digits = text[dot + 1..end].trim_end_matches('0').len();
+            let cut = if digits == 0 { dot } else { dot + 1 + digits };
+            out.push_str(&text[..cut]);
+            out.push('Z');
+        }
+        None => out.push_str(text),
+    }
 }
 
 /// Reads an RFC 3339 time (`Z` or an offset, 0 to 9 fractional digits); `None` when it is

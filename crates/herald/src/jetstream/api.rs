@@ -72,7 +72,8 @@ pub(crate) fn handle_call(api: &Api, msg: &Message, call: &str) {
         return;
     };
     let body = msg.payload();
-    let tokens: Vec<&str> = call.split('.').collect();
+    // On the stack for every call the API has (a direct get's subject may add a few more).
+    let tokens: smallvec::SmallVec<[&str; 16]> = call.split('.').collect();
     let answer = match tokens.as_slice() {
         ["INFO"] => account_info(store),
         ["STREAM", "CREATE", name] => stream_create(api, name, body),
@@ -428,7 +429,11 @@ fn send_direct(
     batch: Option<(u64, u64)>,
 ) {
     use std::fmt::Write as _;
-    let mut block = String::from("NATS/1.0\r\n");
+    // Room for the fields below (their names and a timestamp take about 130 bytes).
+    let own_len = m.message.header_block().map_or(0, <[u8]>::len);
+    let room = 192 + own_len + stream.len() + m.message.subject().len();
+    let mut block = String::with_capacity(room);
+    block.push_str("NATS/1.0\r\n");
     if let Some(own) = m.message.header_block() {
         // The stored message's own fields, after its version line.
         let text = String::from_utf8_lossy(own);
@@ -439,11 +444,12 @@ fn send_direct(
     }
     let _ = write!(
         block,
-        "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\n",
+        "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: ",
         m.message.subject(),
         m.seq,
-        rfc3339(Some(m.time)),
     );
+    crate::time::push_rfc3339(&mut block, m.time);
+    block.push_str("\r\n");
     if let Some((left, last)) = batch {
         let _ = write!(
             block,
