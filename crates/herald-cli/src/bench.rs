@@ -40,10 +40,10 @@ mod request;
 mod spread;
 mod warmup;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::client::{ClientArgs, parse_duration};
-use measure::{CLOCK_TICKS, cpu_ticks, kernel_ticks, rss_kib};
+use measure::{CpuMark, cpu_ticks, kernel_ticks, rss_kib};
 use report::print_table;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -190,10 +190,7 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     if args.pubs == 0 || args.msgs == 0 || args.subjects == 0 {
         return Err("--pubs, --msgs and --subjects must be at least 1".into());
     }
-    let cpu_before = args.server_cpu();
-    let kernel_before = args.server_kernel();
-    let own_cpu_before = cpu_ticks(std::process::id());
-    let started = Instant::now();
+    let whole_run = CpuMark::now(&args);
     let http = (args.http_pub.clone(), args.sse.clone());
     let mut report = match (args.mode, args.idle, args.request, args.raw) {
         _ if http.0.is_some() || http.1.is_some() => match (&http, args.idle, args.subs) {
@@ -218,15 +215,9 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
         (None, None, false, false) => pubsub::pubsub_nats(&args).await,
     }
     .map_err(|e| e.to_string())?;
-    let wall = started.elapsed().as_secs_f64();
-    if let (Some(before), Some(after)) = (cpu_before, args.server_cpu()) {
-        report.server_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
-    }
-    if let (Some(before), Some(after)) = (kernel_before, args.server_kernel()) {
-        report.server_kernel_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
-    }
-    if let (Some(before), Some(after)) = (own_cpu_before, cpu_ticks(std::process::id())) {
-        report.client_cpu_cores = Some((after - before) as f64 / CLOCK_TICKS / wall);
+    // A mode with untimed setup (a prefill) measured the CPU of its timed part itself.
+    if !report.cpu_timed {
+        whole_run.record(&args, &mut report);
     }
     // A mode that measured memory itself (idle streams, while open) keeps its reading.
     if report.server_rss_kib.is_none() {

@@ -47,7 +47,7 @@ use indicatif::ProgressBar;
 
 use herald_proto::ServerOp;
 
-use super::measure::histogram;
+use super::measure::{CpuMark, histogram};
 use super::raw::RawConn;
 use super::report::{Latency, Report, base, progress};
 use super::{BenchArgs, Result};
@@ -320,28 +320,29 @@ async fn consume(
         .await
         .map_err(|e| format!("cannot create the consumer: {e}"))?;
 
-    let start = Instant::now();
+    let timed = CpuMark::now(args);
     let got = if raw {
         consume_raw(args).await?
     } else {
         consume_nats(client, &consumer, args).await?
     };
-    let elapsed = start.elapsed().as_secs_f64();
+    let report = consumed(args, "js-consume", prefill_rate, got, &timed);
     wait_all_acked(stream, args).await?;
-
-    Ok(consumed(args, "js-consume", prefill_rate, got, elapsed))
+    Ok(report)
 }
 
-/// The report of a consuming mode: `got` messages in `elapsed` seconds after a prefill at
-/// `prefill_rate`.
+/// The report of a consuming mode: `got` messages since `timed` (its rate, and the CPU used
+/// meanwhile) after a prefill at `prefill_rate`.
 fn consumed(
     args: &BenchArgs,
     mode: &'static str,
     prefill_rate: f64,
     got: u64,
-    elapsed: f64,
+    timed: &CpuMark,
 ) -> Report {
+    let elapsed = timed.elapsed();
     let mut report = js_base(args, mode);
+    timed.record(args, &mut report);
     report.subs = 1;
     report.publish_rate = prefill_rate;
     report.deliver_rate = got as f64 / elapsed;
@@ -380,7 +381,7 @@ async fn push_consume(
 ) -> Result<Report> {
     let prefill_rate = prefill(js, &mut stream, args).await?;
     let deliver_subject = client.new_inbox();
-    let start;
+    let timed;
     let mut messages: std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes>> + Send>> =
         if ordered {
             let consumer: jetstream::consumer::Consumer<push::OrderedConfig> = stream
@@ -390,7 +391,7 @@ async fn push_consume(
                 })
                 .await
                 .map_err(|e| format!("cannot create the consumer: {e}"))?;
-            start = Instant::now();
+            timed = CpuMark::now(args);
             let messages = consumer.messages().await?;
             Box::pin(messages.map(|m| Ok(m.map_err(|e| e.to_string())?.payload.clone())))
         } else {
@@ -398,7 +399,7 @@ async fn push_consume(
                 .create_consumer(push_config(args, deliver_subject))
                 .await
                 .map_err(|e| format!("cannot create the consumer: {e}"))?;
-            start = Instant::now();
+            timed = CpuMark::now(args);
             let messages = consumer.messages().await?;
             Box::pin(messages.map(|m| Ok(m.map_err(|e| e.to_string())?.payload.clone())))
         };
@@ -418,14 +419,13 @@ async fn push_consume(
             bar.set_position(got);
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok(consumed(
         args,
         if ordered { "js-ordered" } else { "js-push" },
         prefill_rate,
         got,
-        elapsed,
+        &timed,
     ))
 }
 
@@ -463,7 +463,7 @@ async fn push_raw(
         .await?;
     conn.round_trip(args.idle_timeout).await?;
     let bar = progress(args.msgs, "consumed", args.json);
-    let start = Instant::now();
+    let timed = CpuMark::now(args);
     let made = if ordered {
         stream
             .create_consumer(push::OrderedConfig {
@@ -517,10 +517,9 @@ async fn push_raw(
         }
         bar.set_position(got);
     }
-    let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let mode = if ordered { "js-ordered" } else { "js-push" };
-    Ok(consumed(args, mode, prefill_rate, got, elapsed))
+    Ok(consumed(args, mode, prefill_rate, got, &timed))
 }
 
 /// The timed part of `js-consume` with async-nats: `batch()` fetches, `ack()` per message.

@@ -16,13 +16,12 @@
 //! to `$KV.<bucket>.<key>` with a reply subject each, gets are direct gets
 //! (`$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key>`), `--inflight` awaiting their answer.
 
-use std::time::Instant;
-
 use async_nats::jetstream::{self, kv, stream};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use herald_proto::ServerOp;
 
+use super::measure::CpuMark;
 use super::raw::RawConn;
 use super::report::{Report, base, progress};
 use super::{BenchArgs, Result};
@@ -92,7 +91,7 @@ async fn puts(
     key: impl Fn(u64) -> String,
 ) -> Result<Report> {
     let bar = progress(args.msgs, "put", args.json);
-    let start = Instant::now();
+    let timed = CpuMark::now(args);
     if args.inflight <= 1 {
         for i in 0..args.msgs {
             store.put(key(i), value.clone()).await?;
@@ -116,9 +115,10 @@ async fn puts(
             ack?;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = timed.elapsed();
     bar.finish_and_clear();
     let mut report = kv_base(args, "kv-put");
+    timed.record(args, &mut report);
     report.publish_rate = args.msgs as f64 / elapsed;
     report.received = args.msgs;
     report.expected = args.msgs;
@@ -142,7 +142,7 @@ async fn gets(
             other => Err(format!("a get returned {other:?}").into()),
         }
     };
-    let start = Instant::now();
+    let timed = CpuMark::now(args);
     let mut gets = FuturesUnordered::new();
     for i in 0..args.msgs {
         if gets.len() >= args.inflight.max(1) {
@@ -156,9 +156,11 @@ async fn gets(
     while let Some(got) = gets.next().await {
         check(got?)?;
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = timed.elapsed();
     bar.finish_and_clear();
     let mut report = kv_base(args, "kv-get");
+    // Without the puts of every key before.
+    timed.record(args, &mut report);
     report.deliver_rate = args.msgs as f64 / elapsed;
     report.received = args.msgs;
     report.expected = args.msgs;
@@ -186,7 +188,7 @@ async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result
     let mut out = Vec::with_capacity(64 * 1024);
     let (mut sent, mut answered) = (0u64, 0u64);
     let refill = (args.inflight as u64 / 4).max(1);
-    let start = std::time::Instant::now();
+    let timed = CpuMark::now(args);
     while answered < args.msgs {
         out.clear();
         while sent < args.msgs && sent - answered < args.inflight.max(1) as u64 {
@@ -247,9 +249,10 @@ async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result
         }
         bar.set_position(answered);
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = timed.elapsed();
     bar.finish_and_clear();
     let mut report = kv_base(args, if get { "kv-get" } else { "kv-put" });
+    timed.record(args, &mut report);
     if get {
         report.deliver_rate = answered as f64 / elapsed;
     } else {

@@ -97,6 +97,44 @@ pub(super) fn split(total: u64, parts: usize) -> Vec<u64> {
         .collect()
 }
 
+/// CPU times at the start of a measured span: the server's (all of it, and in the kernel) and
+/// this process's own.
+pub(super) struct CpuMark {
+    at: Instant,
+    server: Option<u64>,
+    server_kernel: Option<u64>,
+    own: Option<u64>,
+}
+
+impl CpuMark {
+    pub(super) fn now(args: &super::BenchArgs) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            server: args.server_cpu(),
+            server_kernel: args.server_kernel(),
+            own: cpu_ticks(std::process::id()),
+        }
+    }
+
+    /// Seconds since the mark.
+    pub(super) fn elapsed(&self) -> f64 {
+        self.at.elapsed().as_secs_f64()
+    }
+
+    /// Puts the CPU used since the mark into `report`, in cores (a mode with an untimed
+    /// prefill calls it at the end of its timed part, so that the prefill does not count).
+    pub(super) fn record(&self, args: &super::BenchArgs, report: &mut super::report::Report) {
+        let wall = self.at.elapsed().as_secs_f64();
+        let cores = |before: Option<u64>, after: Option<u64>| {
+            Some(after?.saturating_sub(before?) as f64 / CLOCK_TICKS / wall)
+        };
+        report.server_cpu_cores = cores(self.server, args.server_cpu());
+        report.server_kernel_cores = cores(self.server_kernel, args.server_kernel());
+        report.client_cpu_cores = cores(self.own, cpu_ticks(std::process::id()));
+        report.cpu_timed = true;
+    }
+}
+
 /// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
 pub(super) const CLOCK_TICKS: f64 = 100.0;
 

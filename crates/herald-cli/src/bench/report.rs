@@ -32,6 +32,9 @@ pub(super) struct Report {
     /// This client's own CPU time over the run, in cores: with the server's, what the
     /// machine had left (a run whose two add up to every core is bound by the machine).
     pub(super) client_cpu_cores: Option<f64>,
+    /// The CPU fields cover the timed part only (not a prefill before it).
+    #[serde(skip)]
+    pub(super) cpu_timed: bool,
     /// Server resident memory after the run, KiB.
     pub(super) server_rss_kib: Option<u64>,
     /// With --idle: server memory per idle connection, KiB.
