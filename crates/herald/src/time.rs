@@ -20,10 +20,7 @@ pub(crate) fn push_rfc3339(out: &mut String, at: SystemTime) {
     // The longest: a four-digit year, nine fractional digits, `Z` (30 bytes).
     let mut buf = [0u8; 40];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    if OffsetDateTime::from(at)
-        .format_into(&mut cursor, &Rfc3339)
-        .is_err()
-    {
+    if utc(at).format_into(&mut cursor, &Rfc3339).is_err() {
         return;
     }
     let len = cursor.position() as usize;
@@ -41,6 +38,23 @@ pub(crate) fn push_rfc3339(out: &mut String, at: SystemTime) {
         }
         None => out.push_str(text),
     }
+}
+
+/// `at` in UTC, held to the years RFC 3339 can write (0000 to 9999): `time`'s own conversion
+/// from a `SystemTime` panics outside them.
+fn utc(at: SystemTime) -> OffsetDateTime {
+    let nanos = match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
+    };
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or_else(|_| {
+        let edge = if nanos < 0 {
+            time::PrimitiveDateTime::MIN
+        } else {
+            time::PrimitiveDateTime::MAX
+        };
+        edge.assume_utc()
+    })
 }
 
 /// Reads an RFC 3339 time (`Z` or an offset, 0 to 9 fractional digits); `None` when it is
@@ -155,6 +169,20 @@ mod tests {
             rfc3339(at(1_700_000_000, 1_000)),
             "2023-11-14T22:13:20.000001Z"
         );
+    }
+
+    #[test]
+    fn pushing_appends_to_what_is_there() {
+        let mut header = String::from("Nats-Time-Stamp: ");
+        push_rfc3339(
+            &mut header,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 120_000_000),
+        );
+        assert_eq!(header, "Nats-Time-Stamp: 2023-11-14T22:13:20.12Z");
+        // Times past what RFC 3339 writes are held to its last instant (they panicked in
+        // the `time` crate's conversion).
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999999999Z");
     }
 
     #[test]

@@ -773,10 +773,8 @@ impl Stream {
                 let _ = headers.append(name, value);
             }
         }
-        let time = crate::time::from_unix_nanos(r.timestamp);
-        let stamp = time::OffsetDateTime::from(time)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        // As every other Nats-Time-Stamp herald writes (Go's RFC3339Nano, as nats-server).
+        let stamp = crate::time::rfc3339(crate::time::from_unix_nanos(r.timestamp));
         let fields = [
             ("Nats-Stream", self.name.clone()),
             ("Nats-Subject", r.subject.clone()),
