@@ -18,7 +18,7 @@
 //! at-least-once, as in JetStream.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -131,6 +131,29 @@ pub(crate) struct Saved {
 }
 
 impl Saved {
+    /// The states kept in a stream's `consumers` directory, each with the file it was read
+    /// from, or why it could not be read (an entry of the directory that cannot be listed
+    /// comes as an error under the directory's path); nothing when the directory cannot be
+    /// read at all.
+    pub(crate) fn read_all(
+        dir: &Path,
+    ) -> impl Iterator<Item = (PathBuf, std::result::Result<Saved, String>)> {
+        let listed = std::fs::read_dir(dir).into_iter().flatten();
+        listed.filter_map(move |entry| {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(err) => return Some((dir.to_owned(), Err(err.to_string()))),
+            };
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                return None;
+            }
+            let saved = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+            Some((path, saved))
+        })
+    }
+
     /// The first message the consumer of this state may still need: its first
     /// unacknowledged delivery, or the next it delivers.
     pub(crate) fn needs_from(&self) -> u64 {

@@ -92,14 +92,8 @@ fn following(stream: &Stream) -> bool {
 /// there is none, or one cannot be read (then everything is kept).
 fn floor_of_states(dir: &Path) -> Option<u64> {
     let mut floor: Option<u64> = None;
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).ok()?;
-        let saved: Saved = serde_json::from_slice(&bytes).ok()?;
-        let needs = saved.needs_from();
+    for (_, saved) in Saved::read_all(dir) {
+        let needs = saved.ok()?.needs_from();
         floor = Some(floor.map_or(needs, |f| f.min(needs)));
     }
     floor

@@ -138,19 +138,8 @@ impl Store {
     }
 
     fn recover_consumers(&self, held: &Arc<Held>) {
-        let dir = held.stream.dir.join("consumers");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let saved: Saved = match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
+        for (path, saved) in Saved::read_all(&held.stream.dir.join("consumers")) {
+            let saved = match saved {
                 Ok(s) => s,
                 Err(err) => {
                     tracing::error!(
