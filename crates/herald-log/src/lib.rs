@@ -66,7 +66,7 @@ pub use error::{Corruption, Error, Result};
 pub use record::{Entry, Stored};
 pub use segment::Truncation;
 pub use subjects::{Filter, SubjectState};
-pub use writer::{Completions, Fsync, Writer};
+pub use writer::{Completions, Fsync, IN_PLACE_MOST, Writer};
 
 use deleted::Deleted;
 use error::io;

@@ -5,10 +5,19 @@
 //! has grown); the writer thread swaps the whole staging buffer out, appends it all, writes it
 //! with one call, and under [`Fsync::Always`] fsyncs once for the whole batch before
 //! completing any of it: concurrent publishers share one fsync, and a completion with
-//! `Ok(seq)` means the message is on disk. Completions run on the writer thread, in append
-//! order, through the one handler given to [`Writer::spawn`], with each message's tag. The
-//! fsync runs without the log's lock, so readers are not held up by it.
+//! `Ok(seq)` means the message is on disk. Completions run in append order, through the one
+//! handler given to [`Writer::spawn`], with each message's tag. The fsync runs without the
+//! log's lock, so readers are not held up by it.
+//!
+//! A publisher that reads requests in bursts (a network connection) queues with
+//! [`Writer::append_deferred`] and calls [`Writer::kick`] at the end of its burst: a small
+//! batch is then appended on its own thread when the writer thread is idle, which spares a
+//! lone publisher waiting for its ack two thread wake-ups; a larger one, or any under
+//! [`Fsync::Always`], goes to the thread.
 
+use std::cell::Cell;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,20 +69,38 @@ struct Queue<T> {
     closed: bool,
 }
 
+/// What appending a batch needs, taken by the thread or by a caller appending in place
+/// ([`Writer::kick`]), one at a time.
+struct Work<T> {
+    batch: Staged<T>,
+    results: Vec<Result<u64>>,
+    done: Box<Done<T>>,
+}
+
+/// The completion handler given to [`Writer::spawn`].
+type Done<T> = dyn FnMut(Completions<'_, T>) + Send;
+
 struct Shared<T> {
     log: Mutex<Log>,
     queue: Mutex<Queue<T>>,
+    /// Held while a batch is appended and completed: by the thread, or by a caller appending
+    /// in place. Completions stay in append order.
+    work: Mutex<Work<T>>,
+    fsync: Fsync,
     /// Signalled when the queue goes from empty to not, and at close.
     ready: Condvar,
-    syncs: std::sync::atomic::AtomicU64,
+    /// Whether something was written since the last fsync (under [`Fsync::Interval`], the
+    /// thread then wakes in time for the next one).
+    unsynced: AtomicBool,
+    syncs: AtomicU64,
     /// How many messages were completed (appended or refused, their handler called).
-    completed: std::sync::atomic::AtomicU64,
+    completed: AtomicU64,
     /// Where [`Writer::drain`] waits for `completed` to move.
     progress_lock: Mutex<()>,
     progress: Condvar,
     /// Callers waiting in [`Writer::drain`]: the writer wakes them only when there are some
     /// (a wake-up is a system call; draining is rare).
-    draining: std::sync::atomic::AtomicUsize,
+    draining: AtomicUsize,
 }
 
 /// The completions of one batch, in append order: each message's sequence (or the error that
@@ -112,10 +139,21 @@ fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The most messages [`Writer::kick`] appends on its caller's thread; a larger batch is the
+/// writer thread's.
+pub const IN_PLACE_MOST: usize = 4;
+
+thread_local! {
+    /// Whether this thread is appending a batch in place (its completions may stage into
+    /// another log: that one's writer thread takes it rather than this stack growing).
+    static IN_PLACE: Cell<bool> = const { Cell::new(false) };
+}
+
 impl<T: Send + 'static> Writer<T> {
-    /// Starts the writer thread for `log`; `done` is called on that thread once per batch with
-    /// the batch's [`Completions`]: each message, in append order, with its sequence once it
-    /// is stored as the fsync policy says (or the error that kept it out) and its tag.
+    /// Starts the writer thread for `log`; `done` is called once per batch with the batch's
+    /// [`Completions`]: each message, in append order, with its sequence once it is stored as
+    /// the fsync policy says (or the error that kept it out) and its tag. It runs on the
+    /// writer thread, or on a caller's thread in [`kick`](Writer::kick).
     pub fn spawn(
         log: Log,
         fsync: Fsync,
@@ -128,18 +166,25 @@ impl<T: Send + 'static> Writer<T> {
                 total: 0,
                 closed: false,
             }),
+            work: Mutex::new(Work {
+                batch: Staged::default(),
+                results: Vec::new(),
+                done: Box::new(done),
+            }),
+            fsync,
             ready: Condvar::new(),
-            syncs: std::sync::atomic::AtomicU64::new(0),
-            completed: std::sync::atomic::AtomicU64::new(0),
+            unsynced: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
             progress_lock: Mutex::new(()),
             progress: Condvar::new(),
-            draining: std::sync::atomic::AtomicUsize::new(0),
+            draining: AtomicUsize::new(0),
         });
         let thread = std::thread::Builder::new()
             .name("herald-log-writer".into())
             .spawn({
                 let shared = shared.clone();
-                move || run(&shared, fsync, done)
+                move || run(&shared)
             })
             .map_err(|err| tracing::error!(%err, "cannot start a log writer thread"))
             .ok();
@@ -151,7 +196,10 @@ impl<T: Send + 'static> Writer<T> {
     /// the tag straight back when there is no writer thread (it could not be started): nothing
     /// was queued and the handler will not be called for it.
     pub fn append(&self, entry: &Entry<'_>, tag: T) -> std::result::Result<(), T> {
-        self.stage(entry, None, tag)
+        if self.stage(entry, None, tag)? == 0 {
+            self.shared.ready.notify_one();
+        }
+        Ok(())
     }
 
     /// [`append`](Writer::append) under conditions checked as it is appended
@@ -162,21 +210,80 @@ impl<T: Send + 'static> Writer<T> {
         expect: Expect,
         tag: T,
     ) -> std::result::Result<(), T> {
-        self.stage(entry, Some(Box::new(expect)), tag)
+        if self.stage(entry, Some(Box::new(expect)), tag)? == 0 {
+            self.shared.ready.notify_one();
+        }
+        Ok(())
     }
 
+    /// [`append`](Writer::append) (with conditions, if `expect`) that may leave the writer
+    /// asleep: `Ok(true)` says the caller must call [`kick`](Writer::kick) for it to be
+    /// stored, once it has queued what else it has at hand; `Ok(false)` that a kick is already
+    /// owed for what was queued before it and takes this message too, or that the queue holds
+    /// more than [`IN_PLACE_MOST`] and the thread was woken for it (a burst is appended while
+    /// its reader goes on).
+    pub fn append_deferred(
+        &self,
+        entry: &Entry<'_>,
+        expect: Option<Expect>,
+        tag: T,
+    ) -> std::result::Result<bool, T> {
+        let before = self.stage(entry, expect.map(Box::new), tag)?;
+        if before == IN_PLACE_MOST {
+            self.shared.ready.notify_one();
+        }
+        Ok(before == 0)
+    }
+
+    /// Stores what [`append_deferred`](Writer::append_deferred) queued: appended here, on the
+    /// caller's thread, if the writer is idle, at most [`IN_PLACE_MOST`] messages are queued
+    /// and no fsync is owed per batch ([`Fsync::Always`] is left to the thread, as is every
+    /// fsync); otherwise by the writer thread. In place saves a waiting publisher the thread's
+    /// wake-up and its own.
+    pub fn kick(&self) {
+        let shared = &*self.shared;
+        if shared.fsync == Fsync::Always || IN_PLACE.with(Cell::get) {
+            shared.ready.notify_one();
+            return;
+        }
+        let Ok(mut work) = shared.work.try_lock() else {
+            // The thread is appending; it looks at the queue again when done.
+            shared.ready.notify_one();
+            return;
+        };
+        match lock(&shared.queue).staged.items.len() {
+            // Taken by the thread already.
+            0 => return,
+            n if n > IN_PLACE_MOST => {
+                // The thread was woken as it grew past that.
+                return;
+            }
+            _ => {}
+        }
+        IN_PLACE.with(|c| c.set(true));
+        let outcome = process(shared, &mut work, SyncRule::Never);
+        IN_PLACE.with(|c| c.set(false));
+        drop(work);
+        if outcome.newly_unsynced && matches!(shared.fsync, Fsync::Interval(_)) {
+            // The thread may be waiting with no deadline: it owes an fsync now.
+            shared.ready.notify_one();
+        }
+    }
+
+    /// Copies `entry` into the queue; says how many messages it held before (whoever staged
+    /// the first message of a batch wakes the writer, or has it woken).
     fn stage(
         &self,
         entry: &Entry<'_>,
         expect: Option<Box<Expect>>,
         tag: T,
-    ) -> std::result::Result<(), T> {
+    ) -> std::result::Result<usize, T> {
         if self.thread.is_none() {
             return Err(tag);
         }
         let mut queue = lock(&self.shared.queue);
         let staged = &mut queue.staged;
-        let was_empty = staged.items.is_empty();
+        let before = staged.items.len();
         staged.bytes.extend_from_slice(entry.subject.as_bytes());
         staged.bytes.extend_from_slice(entry.headers);
         staged.bytes.extend_from_slice(entry.payload);
@@ -189,11 +296,7 @@ impl<T: Send + 'static> Writer<T> {
             tag,
         });
         queue.total += 1;
-        drop(queue);
-        if was_empty {
-            self.shared.ready.notify_one();
-        }
-        Ok(())
+        Ok(before)
     }
 
     /// Waits until every message queued before this call is completed (appended, or refused,
@@ -203,7 +306,6 @@ impl<T: Send + 'static> Writer<T> {
         if self.thread.is_none() {
             return true;
         }
-        use std::sync::atomic::Ordering::SeqCst;
         let target = lock(&self.shared.queue).total;
         self.shared.draining.fetch_add(1, SeqCst);
         let completed = || self.shared.completed.load(SeqCst);
@@ -225,7 +327,7 @@ impl<T: Send + 'static> Writer<T> {
 
     /// How many times the writer has fsynced (fewer than appends under load: group commit).
     pub fn syncs(&self) -> u64 {
-        self.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.syncs.load(Relaxed)
     }
 }
 
@@ -245,20 +347,148 @@ impl<T: Send + 'static> Drop for Writer<T> {
     }
 }
 
-fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Completions<'_, T>)) {
+/// When a batch is fsynced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SyncRule {
+    /// Not now (a caller appending in place, or an interval not yet over).
+    Never,
+    /// If the batch appended anything (group commit under [`Fsync::Always`]).
+    IfAppended,
+    /// If anything was written since the last fsync (an interval that is over).
+    IfUnsynced,
+}
+
+/// What one [`process`] did.
+struct Outcome {
+    /// The queue was closed when the batch was taken.
+    closed: bool,
+    /// It fsynced.
+    synced: bool,
+    /// It wrote what is not fsynced, where all was before.
+    newly_unsynced: bool,
+}
+
+/// Takes what is queued, appends it, fsyncs as `sync` says, and completes it.
+fn process<T>(shared: &Shared<T>, work: &mut Work<T>, sync: SyncRule) -> Outcome {
+    let Work {
+        batch,
+        results,
+        done,
+    } = work;
+    let closed = {
+        let mut queue = lock(&shared.queue);
+        std::mem::swap(&mut queue.staged, batch);
+        queue.closed
+    };
+    results.clear();
+    let handle = {
+        let mut log = lock(&shared.log);
+        let mut at = 0;
+        for item in &batch.items {
+            let subject = &batch.bytes[at..at + item.subject];
+            let headers = &batch.bytes[at + item.subject..at + item.subject + item.headers];
+            let end = at + item.subject + item.headers + item.payload;
+            let payload = &batch.bytes[at + item.subject + item.headers..end];
+            at = end;
+            results.push(match std::str::from_utf8(subject) {
+                Ok(subject) => {
+                    let entry = Entry {
+                        subject,
+                        headers,
+                        payload,
+                        timestamp: item.timestamp,
+                    };
+                    match &item.expect {
+                        None => log.append(&entry),
+                        Some(expect) => log.append_expecting(&entry, expect),
+                    }
+                }
+                Err(_) => Err(crate::Error::FieldTooLong),
+            });
+        }
+        match log.flush() {
+            Ok(()) => log.sync_handle(),
+            Err(err) => {
+                // Nothing of this batch reached the file: fail it all.
+                let text = err.to_string();
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(crate::Error::Io {
+                        path: log.dir().to_owned(),
+                        source: std::io::Error::other(text.clone()),
+                    });
+                }
+                None
+            }
+        }
+    };
+    let appended = !batch.items.is_empty();
+    let due = match sync {
+        SyncRule::Never => false,
+        SyncRule::IfAppended => appended,
+        SyncRule::IfUnsynced => appended || shared.unsynced.load(SeqCst),
+    };
+    let mut newly_unsynced = false;
+    if due {
+        let synced = match &handle {
+            Some((file, path)) => file
+                .sync_data()
+                .map_err(|e| format!("{}: fsync: {e}", path.display())),
+            None => Err("no handle on the segment to fsync".to_owned()),
+        };
+        shared.syncs.fetch_add(1, Relaxed);
+        shared.unsynced.store(false, SeqCst);
+        if let Err(text) = synced {
+            tracing::error!("{text}");
+            if shared.fsync == Fsync::Always {
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(crate::Error::Io {
+                        path: Default::default(),
+                        source: std::io::Error::other(text.clone()),
+                    });
+                }
+            }
+        }
+    } else if appended {
+        newly_unsynced = !shared.unsynced.swap(true, SeqCst);
+    }
+    batch.bytes.clear();
+    let count = batch.items.len() as u64;
+    if count > 0 {
+        done(Completions {
+            items: batch.items.drain(..),
+            results: results.drain(..),
+        });
+    }
+    // What a handler left untaken is dropped.
+    batch.items.clear();
+    results.clear();
+    if count > 0 {
+        // No lock per batch: only a drain in progress is woken (under its lock, so that a
+        // drain about to wait does not miss it).
+        shared.completed.fetch_add(count, SeqCst);
+        if shared.draining.load(SeqCst) > 0 {
+            let _held = lock(&shared.progress_lock);
+            shared.progress.notify_all();
+        }
+    }
+    Outcome {
+        closed,
+        synced: due,
+        newly_unsynced,
+    }
+}
+
+fn run<T>(shared: &Shared<T>) {
     let mut last_sync = Instant::now();
-    let mut unsynced = false;
-    let mut batch = Staged::default();
-    let mut results = Vec::new();
     loop {
-        let closed = {
+        let sync = {
             let mut queue = lock(&shared.queue);
             loop {
                 if !queue.staged.items.is_empty() || queue.closed {
                     break;
                 }
-                match fsync {
-                    Fsync::Interval(every) if unsynced => {
+                match shared.fsync {
+                    Fsync::Interval(every) if shared.unsynced.load(SeqCst) => {
                         let left = every.saturating_sub(last_sync.elapsed());
                         if left.is_zero() {
                             break;
@@ -277,105 +507,18 @@ fn run<T>(shared: &Shared<T>, fsync: Fsync, mut done: impl FnMut(Completions<'_,
                     }
                 }
             }
-            std::mem::swap(&mut queue.staged, &mut batch);
-            queue.closed
-        };
-        results.clear();
-        let handle = {
-            let mut log = lock(&shared.log);
-            let mut at = 0;
-            for item in &batch.items {
-                let subject = &batch.bytes[at..at + item.subject];
-                let headers = &batch.bytes[at + item.subject..at + item.subject + item.headers];
-                let end = at + item.subject + item.headers + item.payload;
-                let payload = &batch.bytes[at + item.subject + item.headers..end];
-                at = end;
-                results.push(match std::str::from_utf8(subject) {
-                    Ok(subject) => {
-                        let entry = Entry {
-                            subject,
-                            headers,
-                            payload,
-                            timestamp: item.timestamp,
-                        };
-                        match &item.expect {
-                            None => log.append(&entry),
-                            Some(expect) => log.append_expecting(&entry, expect),
-                        }
-                    }
-                    Err(_) => Err(crate::Error::FieldTooLong),
-                });
-            }
-            match log.flush() {
-                Ok(()) => log.sync_handle(),
-                Err(err) => {
-                    // Nothing of this batch reached the file: fail it all.
-                    let text = err.to_string();
-                    for r in results.iter_mut().filter(|r| r.is_ok()) {
-                        *r = Err(crate::Error::Io {
-                            path: log.dir().to_owned(),
-                            source: std::io::Error::other(text.clone()),
-                        });
-                    }
-                    None
-                }
+            match shared.fsync {
+                Fsync::Always => SyncRule::IfAppended,
+                Fsync::Interval(every) if last_sync.elapsed() >= every => SyncRule::IfUnsynced,
+                _ => SyncRule::Never,
             }
         };
-        let due = match fsync {
-            Fsync::Always => !batch.items.is_empty(),
-            Fsync::Interval(every) => {
-                last_sync.elapsed() >= every && (unsynced || !batch.items.is_empty())
-            }
-            Fsync::Never => false,
-        };
-        if due {
-            let synced = match &handle {
-                Some((file, path)) => file
-                    .sync_data()
-                    .map_err(|e| format!("{}: fsync: {e}", path.display())),
-                None => Err("no handle on the segment to fsync".to_owned()),
-            };
-            shared
-                .syncs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A caller appending in place may hold it: the batch it took is done when it is free.
+        let outcome = process(shared, &mut lock(&shared.work), sync);
+        if outcome.synced {
             last_sync = Instant::now();
-            unsynced = false;
-            if let Err(text) = synced {
-                tracing::error!("{text}");
-                if fsync == Fsync::Always {
-                    for r in results.iter_mut().filter(|r| r.is_ok()) {
-                        *r = Err(crate::Error::Io {
-                            path: Default::default(),
-                            source: std::io::Error::other(text.clone()),
-                        });
-                    }
-                }
-            }
-        } else if !batch.items.is_empty() {
-            unsynced = true;
         }
-        batch.bytes.clear();
-        let count = batch.items.len() as u64;
-        if count > 0 {
-            done(Completions {
-                items: batch.items.drain(..),
-                results: results.drain(..),
-            });
-        }
-        // What a handler left untaken is dropped.
-        batch.items.clear();
-        results.clear();
-        if count > 0 {
-            use std::sync::atomic::Ordering::SeqCst;
-            // No lock per batch: only a drain in progress is woken (under its lock, so
-            // that a drain about to wait does not miss it).
-            shared.completed.fetch_add(count, SeqCst);
-            if shared.draining.load(SeqCst) > 0 {
-                let _held = lock(&shared.progress_lock);
-                shared.progress.notify_all();
-            }
-        }
-        if closed && lock(&shared.queue).staged.items.is_empty() {
+        if outcome.closed && lock(&shared.queue).staged.items.is_empty() {
             break;
         }
     }

@@ -109,56 +109,6 @@ fn oversized_messages_are_refused() {
     assert!(log.is_empty());
 }
 
-#[test]
-fn the_writer_acknowledges_only_what_is_stored() {
-    use herald_log::{Entry, Fsync, Writer};
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let done = move |batch: herald_log::Completions<'_, (u8, u32)>| {
-        for (r, (t, i)) in batch {
-            tx.send((t, i, r.unwrap())).unwrap();
-        }
-    };
-    let writer = std::sync::Arc::new(Writer::spawn(log, Fsync::Always, done));
-    let threads: Vec<_> = (0..4u8)
-        .map(|t| {
-            let writer = writer.clone();
-            std::thread::spawn(move || {
-                for i in 0..250u32 {
-                    let entry = Entry {
-                        subject: &format!("t.{t}"),
-                        headers: b"",
-                        payload: &i.to_le_bytes(),
-                        timestamp: 1,
-                    };
-                    writer.append(&entry, (t, i)).unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let mut acks: Vec<(u8, u32, u64)> = rx.iter().take(1000).collect();
-    assert_eq!(acks.len(), 1000);
-    // Each acknowledged sequence holds what its publisher sent; every publisher's order holds.
-    acks.sort_by_key(|a| a.2);
-    let seqs: Vec<u64> = acks.iter().map(|a| a.2).collect();
-    assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
-    drop(std::sync::Arc::into_inner(writer).expect("threads done"));
-    let (log, recovery) = Log::open(dir.path(), Config::default()).unwrap();
-    assert_eq!(recovery.records, 1000);
-    let mut last = [None::<u32>; 4];
-    for (t, i, seq) in acks {
-        let stored = log.get(seq).unwrap().unwrap();
-        assert_eq!(stored.subject, format!("t.{t}"));
-        assert_eq!(stored.payload, i.to_le_bytes());
-        assert!(last[t as usize].is_none_or(|prev| prev < i));
-        last[t as usize] = Some(i);
-    }
-}
-
 /// Everything a log serves: each kept record (through `get`), its indexed timestamp, and the
 /// sequences `scan_with_headers` visits.
 fn served(log: &Log) -> (Vec<(herald_log::Stored, Option<u64>)>, Vec<u64>) {
@@ -258,67 +208,6 @@ fn a_clean_close_indexes_every_segment_and_reopening_decodes_nothing() {
     assert_eq!(recovery.scanned_bytes, total);
     assert_eq!(served(&log), (records, with_headers));
     assert_eq!(files(dir.path(), "idx").len(), segments.len() - 1);
-}
-
-#[test]
-fn the_writer_indexes_the_log_when_it_stops() {
-    use herald_log::{Entry, Fsync, Writer};
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let writer = Writer::spawn(log, Fsync::Never, move |batch| {
-        for (r, ()) in batch {
-            tx.send(r.unwrap()).unwrap();
-        }
-    });
-    for i in 0..10u8 {
-        let entry = Entry {
-            subject: "s",
-            headers: b"",
-            payload: &[i],
-            timestamp: 1,
-        };
-        writer.append(&entry, ()).unwrap();
-    }
-    assert_eq!(rx.iter().take(10).last(), Some(10));
-    drop(writer);
-    let (_, recovery) = Log::open(dir.path(), Config::default()).unwrap();
-    assert_eq!((recovery.records, recovery.indexed_segments), (10, 1));
-    assert_eq!(recovery.scanned_bytes, 0);
-}
-
-#[test]
-fn draining_the_writer_waits_for_every_completion_queued_before() {
-    use herald_log::{Entry, Fsync, Writer};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), Config::default()).unwrap();
-    let done = std::sync::Arc::new(AtomicU64::new(0));
-    let counted = done.clone();
-    let writer = Writer::spawn(log, Fsync::Always, move |batch| {
-        for (r, ()) in batch {
-            counted.fetch_max(r.unwrap(), Ordering::SeqCst);
-        }
-    });
-    assert!(
-        writer.drain(std::time::Duration::from_secs(5)),
-        "nothing queued"
-    );
-    for round in 1..=20u64 {
-        for i in 0..50u8 {
-            let entry = Entry {
-                subject: "s",
-                headers: b"",
-                payload: &[i],
-                timestamp: 1,
-            };
-            writer.append(&entry, ()).unwrap();
-        }
-        assert!(writer.drain(std::time::Duration::from_secs(5)));
-        // Every completion ran, and the log holds every message.
-        assert_eq!(done.load(Ordering::SeqCst), round * 50);
-        assert_eq!(writer.log().next_seq(), round * 50 + 1);
-    }
 }
 
 #[test]

@@ -92,6 +92,12 @@ impl Batch {
         Batch { outer }
     }
 
+    /// Whether a batch is open on this thread (and not closing): a [`wake`](Batch::wake) now
+    /// is deferred to its close.
+    pub fn is_open() -> bool {
+        BATCH.with(|b| b.try_borrow().is_ok_and(|b| b.is_some()))
+    }
+
     /// Wakes `w` when the open batch closes, or now if none is open.
     pub fn wake<W: Wake>(w: &Arc<W>) {
         let deferred = BATCH.with(|b| match b.try_borrow_mut() {

@@ -18,13 +18,12 @@
 //! at-least-once, as in JetStream.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 
 use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy};
 use super::error::{Error, Result};
@@ -32,6 +31,7 @@ use super::files::write_json;
 use super::info::{ConsumerInfo, Position};
 use super::pull::{Delivered, Place, PullEnd, PullRequest, Sink};
 use super::read_ahead::{ReadAhead, Record};
+use super::saved::Saved;
 use super::stream::Stream;
 use crate::subject;
 use crate::time::{from_unix_nanos, now_nanos, unix_nanos};
@@ -116,53 +116,6 @@ struct Pull {
     last_sent: Instant,
     /// A push consumer's standing request: no batch, no expiry, not counted as waiting.
     push: bool,
-}
-
-/// A durable consumer's state as saved on disk.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Saved {
-    pub(crate) config: ConsumerConfig,
-    pub(crate) created: u64,
-    next: u64,
-    cseq: u64,
-    last_sseq: u64,
-    /// (stream sequence, consumer sequence, deliveries) of each unacknowledged message.
-    pending: Vec<(u64, u64, u32)>,
-}
-
-impl Saved {
-    /// The states kept in a stream's `consumers` directory, each with the file it was read
-    /// from, or why it could not be read (an entry of the directory that cannot be listed
-    /// comes as an error under the directory's path); nothing when the directory cannot be
-    /// read at all.
-    pub(crate) fn read_all(
-        dir: &Path,
-    ) -> impl Iterator<Item = (PathBuf, std::result::Result<Saved, String>)> {
-        let listed = std::fs::read_dir(dir).into_iter().flatten();
-        listed.filter_map(move |entry| {
-            let path = match entry {
-                Ok(entry) => entry.path(),
-                Err(err) => return Some((dir.to_owned(), Err(err.to_string()))),
-            };
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                return None;
-            }
-            let saved = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
-            Some((path, saved))
-        })
-    }
-
-    /// The first message the consumer of this state may still need: its first
-    /// unacknowledged delivery, or the next it delivers.
-    pub(crate) fn needs_from(&self) -> u64 {
-        self.pending
-            .iter()
-            .map(|&(seq, _, _)| seq)
-            .min()
-            .map_or(self.next, |first| first.min(self.next))
-    }
 }
 
 /// What an acknowledgement asks.

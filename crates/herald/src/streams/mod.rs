@@ -57,6 +57,7 @@ pub(crate) mod pull;
 mod read_ahead;
 mod republish;
 mod retention;
+mod saved;
 mod sourcing;
 pub(crate) mod store;
 pub(crate) mod stream;

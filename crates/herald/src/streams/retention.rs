@@ -25,8 +25,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy, Retention};
-use super::consumer::Saved;
 use super::error::{Error, Reason, Result};
+use super::saved::Saved;
 use super::store::Held;
 use super::stream::Stream;
 use crate::subject;

@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Purge;
 use super::config::{ConsumerConfig, Discard, Storage, StreamConfig};
-use super::consumer::{Consumer, Saved};
+use super::consumer::Consumer;
 use super::error::{Error, Reason, Result};
 use super::files::write_json;
 use super::info::{ConsumerInfo, StreamInfo, StreamState};
+use super::saved::Saved;
 use super::sourcing::{self, Copying};
 use super::stream::{Hooks, Stream, Takers};
 use crate::scope::Scope;

@@ -3,7 +3,8 @@
 //!
 //! Capture is the router's fan-out: the stream subscribes its subject patterns with a
 //! [`Target`] whose `deliver` copies the message and queues it on the stream's [`Writer`]. The
-//! writer's completion (on its thread, after the fsync the policy asks for) answers the
+//! writer's completion (after the fsync the policy asks for; on the writer's thread, or on a
+//! connection's reader that appended its small batch in place, see [`Kick`]) answers the
 //! publisher, records the message id, and wakes the consumers that follow the stream. A publisher in this process
 //! ([`Streams::publish`](super::Streams::publish)) is answered on a channel; one on the
 //! network through the installed [`Answers`] (the JetStream adapter's PubAck), if any. Consumers only read up to the
@@ -152,6 +153,8 @@ pub(crate) struct Stream {
     /// What the consumers take, for interest retention: a message none of them takes is
     /// not kept (see [`Takers`]).
     takers: RwLock<Takers>,
+    /// Stores what a reader's burst queued on the writer (see [`Kick`]).
+    kick: Arc<Kick>,
     /// Set when the consumer states kept in the stream's directory change (a replica applies
     /// one its group replicated, or stops leading): a following replica's retention reads
     /// them again.
@@ -189,6 +192,19 @@ impl Takers {
             Takers::Patterns(patterns) => {
                 patterns.iter().any(|p| crate::subject::matches(p, subject))
             }
+        }
+    }
+}
+
+/// What a reader's batch wakes, when it closes, for the messages it queued on a stream's
+/// writer: appended there and then if the writer is idle and they are few (a lone publisher
+/// waiting for its ack gets it without two thread wake-ups), by the writer thread otherwise.
+struct Kick(Weak<Stream>);
+
+impl crate::batch::Wake for Kick {
+    fn wake(&self) {
+        if let Some(stream) = self.0.upgrade() {
+            stream.writer.kick();
         }
     }
 }
@@ -280,6 +296,7 @@ impl Stream {
             closed: AtomicBool::new(false),
             replication: std::sync::OnceLock::new(),
             takers: RwLock::new(Takers::Unknown),
+            kick: Arc::new(Kick(me.clone())),
             states_changed: AtomicBool::new(true),
         });
         stream.recover_dedup();
@@ -570,10 +587,21 @@ impl Stream {
                 r
             }),
         };
-        let queued = if expect == herald_log::Expect::default() {
-            self.writer.append(&entry, pending)
+        let expect = (expect != herald_log::Expect::default()).then_some(expect);
+        let queued = if crate::batch::Batch::is_open() {
+            // A reader's burst: the writer is kicked once, when the burst ends.
+            self.writer
+                .append_deferred(&entry, expect, pending)
+                .map(|owed| {
+                    if owed {
+                        crate::batch::Batch::wake(&self.kick);
+                    }
+                })
         } else {
-            self.writer.append_expecting(&entry, expect, pending)
+            match expect {
+                None => self.writer.append(&entry, pending),
+                Some(expect) => self.writer.append_expecting(&entry, expect, pending),
+            }
         };
         if let Err(pending) = queued {
             let stopped = herald_log::Error::Io {
@@ -585,7 +613,7 @@ impl Stream {
         true
     }
 
-    /// The writer's completion for one message (on the writer thread).
+    /// The writer's completion for one message (on the writer thread, or a reader's).
     fn stored(&self, result: herald_log::Result<u64>, pending: Pending) {
         let Pending {
             done,
