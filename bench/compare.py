@@ -536,6 +536,10 @@ def js(herald_bin, nats_bin, version):
         ("round-trip floor, 1 in flight: PING/PONG, raw client", ["--ping", "--raw", "--msgs", "30000"]),
         ("round-trip floor, 1 in flight: a message to its own subscription (async-nats)",
          ["--ping", "--msgs", "20000"]),
+        # The floor under the async-nats kv get row: what a kv get is to the client (a
+        # request and its reply) answered by a raw responder instead of JetStream.
+        ("request floor, 256 in flight: async-nats requests, raw responder",
+         ["--request", "--subs", "1", "--inflight", "256", "--msgs", "200000"]),
     ]
     only = os.environ.get("ROWS")  # e.g. ROWS=kv: the rows whose name has it
     rows = [r for r in rows if not only or only.lower() in r[0].lower()]
@@ -572,6 +576,8 @@ def print_js_rows(name, args, results):
     consume = any(m in args for m in ("js-consume", "js-push", "js-ordered", "kv-get"))
     if "--ping" in args:
         key, unit = "publish_rate", "round trips/s"
+    elif "--request" in args:
+        key, unit = "publish_rate", "requests/s"
     elif "kv-get" in args:
         key, unit = "deliver_rate", "gets/s"
     elif consume:
@@ -579,7 +585,7 @@ def print_js_rows(name, args, results):
     else:
         key, unit = "publish_rate", "acked/s"
     # Latency rows are for publishes with acks (kv puts report none).
-    consume = consume or "kv-put" in args
+    consume = consume or "kv-put" in args or "--request" in args
     hv, nv, av = median(h, key), median(n, key), median(a, key)
     print(f"| {name} ({unit}) | {hv:,.0f} | {nv:,.0f} | {hv / nv:.2f} | {av:,.0f} | {av / nv:.2f} "
           f"| {cpu(h)} | {cpu(n)} | {cpu(h, 'client_cpu_cores')} / {cpu(n, 'client_cpu_cores')} |")

@@ -72,8 +72,8 @@ pub struct BenchArgs {
     /// Messages to publish in total (requests with --request).
     #[arg(long, default_value_t = 1_000_000)]
     msgs: u64,
-    /// Request/reply instead of publish/subscribe: each requester waits for each reply (with
-    /// --raw, keeps --inflight requests waiting).
+    /// Request/reply instead of publish/subscribe: each requester keeps --inflight requests
+    /// waiting for their replies (async-nats: one at a time unless --inflight is given).
     #[arg(long)]
     request: bool,
     /// Use the raw client (pre-encoded frames, header-only parsing) instead of async-nats.
@@ -107,10 +107,11 @@ pub struct BenchArgs {
     /// With --raw the timed part uses the raw client (setup stays with async-nats).
     #[arg(long, value_enum)]
     mode: Option<js::JsMode>,
-    /// With --mode: publishes awaiting their ack at once (1: one at a time); with --request
-    /// --raw: requests awaiting their reply, per requester.
-    #[arg(long, default_value_t = 256, value_name = "N")]
-    inflight: usize,
+    /// With --mode: publishes awaiting their ack at once (1: one at a time); with --request:
+    /// requests awaiting their reply, per requester. [default: 256; 1 for --request without
+    /// --raw]
+    #[arg(long = "inflight", value_name = "N")]
+    inflight_given: Option<usize>,
     /// With --mode js-push: flow control (and 1 s heartbeats) on the push consumer.
     #[arg(long)]
     flow_control: bool,
@@ -149,6 +150,12 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// Operations awaiting their answer at once (`--inflight`, or the mode's default).
+    fn inflight(&self) -> usize {
+        let default = if self.request && !self.raw { 1 } else { 256 };
+        self.inflight_given.unwrap_or(default)
+    }
+
     /// The server's resident memory, KiB, summed over its processes.
     fn server_rss(&self) -> Option<u64> {
         self.sum_over_server(rss_kib)

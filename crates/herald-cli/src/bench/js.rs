@@ -80,14 +80,14 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
     if args.pubs != 1 {
         return Err("the JetStream modes use one connection (--pubs 1)".into());
     }
-    if args.inflight == 0 || args.batch == 0 {
+    if args.inflight() == 0 || args.batch == 0 {
         return Err("--inflight and --batch must be at least 1".into());
     }
     let client = args.client.connect("herald bench js").await;
     let client = client.map_err(|e| e.to_string())?;
     let js = jetstream::ContextBuilder::new()
         .timeout(API_TIMEOUT.max(args.idle_timeout))
-        .max_ack_inflight(args.inflight)
+        .max_ack_inflight(args.inflight())
         .build(client.clone());
     if matches!(mode, JsMode::KvPut | JsMode::KvGet) {
         return super::kv::run(&js, args, mode == JsMode::KvGet).await;
@@ -187,11 +187,11 @@ async fn publish_raw(js: &jetstream::Context, args: &BenchArgs) -> Result<Report
     let bar = progress(args.msgs, "acked", args.json);
     let mut out = Vec::with_capacity(64 * 1024);
     let (mut sent, mut acked) = (0u64, 0u64);
-    let refill = (args.inflight as u64 / 4).max(1);
+    let refill = (args.inflight() as u64 / 4).max(1);
     let start = Instant::now();
     while acked < args.msgs {
         out.clear();
-        while sent < args.msgs && sent - acked < args.inflight as u64 {
+        while sent < args.msgs && sent - acked < args.inflight() as u64 {
             out.extend_from_slice(b"PUB ");
             out.extend_from_slice(args.subject.as_bytes());
             out.push(b' ');
@@ -597,7 +597,8 @@ async fn publish_acked(
 ) -> Result<u64> {
     let subject = async_nats::Subject::from(args.subject.as_str());
     let payload = Bytes::from(vec![0u8; args.size]);
-    let mut window: VecDeque<(Instant, PublishAckFuture)> = VecDeque::with_capacity(args.inflight);
+    let mut window: VecDeque<(Instant, PublishAckFuture)> =
+        VecDeque::with_capacity(args.inflight());
     let mut acked = 0u64;
     let mut await_oldest = async |window: &mut VecDeque<(Instant, PublishAckFuture)>| -> Result {
         let Some((sent, ack)) = window.pop_front() else {
@@ -611,7 +612,7 @@ async fn publish_acked(
         Ok(())
     };
     for _ in 0..args.msgs {
-        if window.len() >= args.inflight {
+        if window.len() >= args.inflight() {
             await_oldest(&mut window).await?;
             acked += 1;
             if acked.is_multiple_of(1024) {
@@ -643,7 +644,7 @@ fn nothing_within(args: &BenchArgs, got: u64) -> String {
 fn js_base(args: &BenchArgs, mode: &'static str) -> Report {
     let mut report = base(args, mode);
     report.subs = 0;
-    report.inflight = Some(args.inflight);
+    report.inflight = Some(args.inflight());
     if mode == "js-consume" {
         report.batch = Some(args.batch);
     }

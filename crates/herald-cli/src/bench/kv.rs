@@ -92,7 +92,7 @@ async fn puts(
 ) -> Result<Report> {
     let bar = progress(args.msgs, "put", args.json);
     let timed = CpuMark::now(args);
-    if args.inflight <= 1 {
+    if args.inflight() <= 1 {
         for i in 0..args.msgs {
             store.put(key(i), value.clone()).await?;
         }
@@ -100,7 +100,7 @@ async fn puts(
         // What `put` publishes, with a window of acks.
         let mut acks = FuturesUnordered::new();
         for i in 0..args.msgs {
-            if acks.len() >= args.inflight {
+            if acks.len() >= args.inflight() {
                 acks.next().await.expect("a pending ack")?;
             }
             let ack = js
@@ -145,7 +145,7 @@ async fn gets(
     let timed = CpuMark::now(args);
     let mut gets = FuturesUnordered::new();
     for i in 0..args.msgs {
-        if gets.len() >= args.inflight.max(1) {
+        if gets.len() >= args.inflight().max(1) {
             check(gets.next().await.expect("a pending get")?)?;
         }
         gets.push(store.get(key(i)));
@@ -170,7 +170,7 @@ async fn gets(
 fn kv_base(args: &BenchArgs, mode: &'static str) -> Report {
     let mut report = base(args, mode);
     report.subs = 0;
-    report.inflight = Some(args.inflight);
+    report.inflight = Some(args.inflight());
     report
 }
 
@@ -187,11 +187,11 @@ async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result
     let bar = progress(args.msgs, if get { "get" } else { "put" }, args.json);
     let mut out = Vec::with_capacity(64 * 1024);
     let (mut sent, mut answered) = (0u64, 0u64);
-    let refill = (args.inflight as u64 / 4).max(1);
+    let refill = (args.inflight() as u64 / 4).max(1);
     let timed = CpuMark::now(args);
     while answered < args.msgs {
         out.clear();
-        while sent < args.msgs && sent - answered < args.inflight.max(1) as u64 {
+        while sent < args.msgs && sent - answered < args.inflight().max(1) as u64 {
             let k = key(sent);
             if get {
                 out.extend_from_slice(

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use herald_proto::server::ServerOp;
 use indicatif::ProgressBar;
@@ -21,14 +22,21 @@ use super::{BenchArgs, Result};
 use crate::client::round_trip;
 
 /// Request/reply with async-nats: responders in one queue group (taking the `--sub-server`s in
-/// turn), requesters one request at a time.
+/// turn), requesters one request at a time. With `--inflight` above 1 each requester keeps
+/// that many `request`s waiting (as an application's tasks would), and the responders are raw
+/// clients, so that what is measured is the requesting client and the server.
 pub(super) async fn request(args: &BenchArgs) -> Result<Report> {
     if args.subs == 0 {
         return Err("--request needs at least one responder (--subs)".into());
     }
+    let inflight = args.inflight().max(1);
     let mut responders = Vec::new();
     for i in 0..args.subs {
-        responders.push(responder(args, i).await?);
+        responders.push(if inflight > 1 {
+            raw_responder_on(args, i).await?
+        } else {
+            responder(args, i).await?
+        });
     }
     let mut clients = Vec::new();
     for _ in 0..args.pubs {
@@ -48,16 +56,28 @@ pub(super) async fn request(args: &BenchArgs) -> Result<Report> {
         );
         requesters.push(tokio::spawn(async move {
             let mut hist = histogram();
+            let mut waiting = FuturesUnordered::new();
             for _ in 0..count {
+                if waiting.len() >= inflight
+                    && let Some(sent) = waiting.next().await
+                {
+                    let _ = hist.record(Instant::elapsed(&sent?).as_micros() as u64);
+                    bar.inc(1);
+                }
+                let request = client.request(subject.clone(), payload.clone());
                 let sent = Instant::now();
-                client.request(subject.clone(), payload.clone()).await?;
-                let _ = hist.record(sent.elapsed().as_micros() as u64);
+                waiting.push(async move { request.await.map(|_| sent) });
+            }
+            while let Some(sent) = waiting.next().await {
+                let _ = hist.record(Instant::elapsed(&sent?).as_micros() as u64);
                 bar.inc(1);
             }
             Ok::<_, Box<dyn Error + Send + Sync>>(hist)
         }));
     }
-    finish(args, start, &bar, requesters, responders).await
+    let mut report = finish(args, start, &bar, requesters, responders).await?;
+    report.inflight = Some(inflight);
+    Ok(report)
 }
 
 /// A requester's latencies, or why it failed.
@@ -107,6 +127,15 @@ pub(super) async fn responder(args: &BenchArgs, i: usize) -> Result<JoinHandle<(
     }))
 }
 
+/// Connects raw responder `i` to the queue group and spawns its echo loop.
+async fn raw_responder_on(args: &BenchArgs, i: usize) -> Result<JoinHandle<()>> {
+    let mut conn = RawConn::open(&args.sub_client(i)).await?;
+    conn.send(format!("SUB {} herald-bench 1\r\n", args.subject).as_bytes())
+        .await?;
+    conn.round_trip(args.idle_timeout).await?;
+    Ok(tokio::spawn(raw_responder(conn, args.idle_timeout)))
+}
+
 /// Request/reply on the raw client: responders in one queue group echo each request to its
 /// reply subject; each requester keeps `--inflight` requests (each with a reply subject of
 /// its own under one wildcard inbox, as NATS clients make them) waiting, sending one more
@@ -117,11 +146,7 @@ pub(super) async fn request_raw(args: &BenchArgs) -> Result<Report> {
     }
     let mut responders = Vec::new();
     for i in 0..args.subs {
-        let mut conn = RawConn::open(&args.sub_client(i)).await?;
-        conn.send(format!("SUB {} herald-bench 1\r\n", args.subject).as_bytes())
-            .await?;
-        conn.round_trip(args.idle_timeout).await?;
-        responders.push(tokio::spawn(raw_responder(conn, args.idle_timeout)));
+        responders.push(raw_responder_on(args, i).await?);
     }
     let mut conns = Vec::new();
     for i in 0..args.pubs {
@@ -141,7 +166,7 @@ pub(super) async fn request_raw(args: &BenchArgs) -> Result<Report> {
         .zip(split(args.msgs, args.pubs))
     {
         let (subject, bar) = (args.subject.clone(), bar.clone());
-        let (size, inflight, idle) = (args.size.max(8), args.inflight.max(1), args.idle_timeout);
+        let (size, inflight, idle) = (args.size.max(8), args.inflight().max(1), args.idle_timeout);
         requesters.push(tokio::spawn(async move {
             let mut conn = conn;
             let mut hist = histogram();
@@ -194,7 +219,7 @@ pub(super) async fn request_raw(args: &BenchArgs) -> Result<Report> {
         }));
     }
     let mut report = finish(args, start, &bar, requesters, responders).await?;
-    report.inflight = Some(args.inflight);
+    report.inflight = Some(args.inflight());
     Ok(report)
 }
 
