@@ -236,8 +236,8 @@ impl<T: Send + 'static> Writer<T> {
     }
 
     /// Stores what [`append_deferred`](Writer::append_deferred) queued: appended here, on the
-    /// caller's thread, if the writer is idle, at most [`IN_PLACE_MOST`] messages are queued
-    /// and no fsync is owed per batch ([`Fsync::Always`] is left to the thread, as is every
+    /// caller's thread, if the writer is idle, nobody is reading the log, at most
+    /// [`IN_PLACE_MOST`] messages are queued and no fsync is owed per batch ([`Fsync::Always`] is left to the thread, as is every
     /// fsync); otherwise by the writer thread. In place saves a waiting publisher the thread's
     /// wake-up and its own.
     pub fn kick(&self) {
@@ -260,8 +260,15 @@ impl<T: Send + 'static> Writer<T> {
             }
             _ => {}
         }
+        let Ok(log) = shared.log.try_lock() else {
+            // A reader of the log (a purge, a long scan) holds it: the thread waits for it,
+            // the caller does not.
+            drop(work);
+            shared.ready.notify_one();
+            return;
+        };
         IN_PLACE.with(|c| c.set(true));
-        let outcome = process(shared, &mut work, SyncRule::Never);
+        let outcome = process(shared, &mut work, log, SyncRule::Never);
         IN_PLACE.with(|c| c.set(false));
         drop(work);
         if outcome.newly_unsynced && matches!(shared.fsync, Fsync::Interval(_)) {
@@ -368,8 +375,14 @@ struct Outcome {
     newly_unsynced: bool,
 }
 
-/// Takes what is queued, appends it, fsyncs as `sync` says, and completes it.
-fn process<T>(shared: &Shared<T>, work: &mut Work<T>, sync: SyncRule) -> Outcome {
+/// Takes what is queued, appends it to `log` (released once written), fsyncs as `sync`
+/// says, and completes it.
+fn process<T>(
+    shared: &Shared<T>,
+    work: &mut Work<T>,
+    mut log: MutexGuard<'_, Log>,
+    sync: SyncRule,
+) -> Outcome {
     let Work {
         batch,
         results,
@@ -382,7 +395,6 @@ fn process<T>(shared: &Shared<T>, work: &mut Work<T>, sync: SyncRule) -> Outcome
     };
     results.clear();
     let handle = {
-        let mut log = lock(&shared.log);
         let mut at = 0;
         for item in &batch.items {
             let subject = &batch.bytes[at..at + item.subject];
@@ -421,6 +433,7 @@ fn process<T>(shared: &Shared<T>, work: &mut Work<T>, sync: SyncRule) -> Outcome
             }
         }
     };
+    drop(log);
     let appended = !batch.items.is_empty();
     let due = match sync {
         SyncRule::Never => false,
@@ -514,7 +527,9 @@ fn run<T>(shared: &Shared<T>) {
             }
         };
         // A caller appending in place may hold it: the batch it took is done when it is free.
-        let outcome = process(shared, &mut lock(&shared.work), sync);
+        let mut work = lock(&shared.work);
+        let outcome = process(shared, &mut work, lock(&shared.log), sync);
+        drop(work);
         if outcome.synced {
             last_sync = Instant::now();
         }

@@ -78,6 +78,20 @@ fn a_burst_wakes_the_writer_thread_without_a_kick() {
 }
 
 #[test]
+fn a_kick_never_waits_for_a_reader_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, rx) = reporting(dir.path(), Fsync::Never);
+    let reading = writer.log();
+    assert!(writer.append_deferred(&entry(&[1]), None, 1).unwrap());
+    writer.kick();
+    assert!(rx.try_recv().is_err(), "the kick waited for the log");
+    drop(reading);
+    let (seq, _, thread) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(seq, 1);
+    assert_ne!(thread, std::thread::current().id());
+}
+
+#[test]
 fn under_fsync_always_a_kick_leaves_the_batch_and_its_fsync_to_the_thread() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, rx) = reporting(dir.path(), Fsync::Always);
