@@ -144,9 +144,26 @@ fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
 pub const IN_PLACE_MOST: usize = 4;
 
 thread_local! {
-    /// Whether this thread is appending a batch in place (its completions may stage into
-    /// another log: that one's writer thread takes it rather than this stack growing).
-    static IN_PLACE: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread appends nothing in place: a writer thread (another log's batch
+    /// would hold up its own), or one appending in place already (its completions may stage
+    /// into another log: that one's writer thread takes it rather than this stack growing).
+    static NOT_IN_PLACE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as appending in place until dropped (also when a completion panics).
+struct InPlace;
+
+impl InPlace {
+    fn enter() -> InPlace {
+        NOT_IN_PLACE.with(|c| c.set(true));
+        InPlace
+    }
+}
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        NOT_IN_PLACE.with(|c| c.set(false));
+    }
 }
 
 impl<T: Send + 'static> Writer<T> {
@@ -242,7 +259,7 @@ impl<T: Send + 'static> Writer<T> {
     /// wake-up and its own.
     pub fn kick(&self) {
         let shared = &*self.shared;
-        if shared.fsync == Fsync::Always || IN_PLACE.with(Cell::get) {
+        if shared.fsync == Fsync::Always || NOT_IN_PLACE.with(Cell::get) {
             shared.ready.notify_one();
             return;
         }
@@ -255,7 +272,10 @@ impl<T: Send + 'static> Writer<T> {
             // Taken by the thread already.
             0 => return,
             n if n > IN_PLACE_MOST => {
-                // The thread was woken as it grew past that.
+                // Too many for here. The thread was woken as a deferred append took it past
+                // that, unless plain appends did (they wake it only for a first message).
+                drop(work);
+                shared.ready.notify_one();
                 return;
             }
             _ => {}
@@ -267,12 +287,15 @@ impl<T: Send + 'static> Writer<T> {
             shared.ready.notify_one();
             return;
         };
-        IN_PLACE.with(|c| c.set(true));
+        let in_place = InPlace::enter();
         let outcome = process(shared, &mut work, log, SyncRule::Never);
-        IN_PLACE.with(|c| c.set(false));
+        drop(in_place);
         drop(work);
         if outcome.newly_unsynced && matches!(shared.fsync, Fsync::Interval(_)) {
-            // The thread may be waiting with no deadline: it owes an fsync now.
+            // The thread may be waiting with no deadline: it owes an fsync now. Under the
+            // queue's lock, where the thread reads `unsynced` before it waits: it either
+            // sees it set or is waiting already.
+            let _queue = lock(&shared.queue);
             shared.ready.notify_one();
         }
     }
@@ -388,6 +411,10 @@ fn process<T>(
         results,
         done,
     } = work;
+    // Left by a batch whose completion panicked (its messages may be stored or not): never
+    // appended twice. Their publishers get no answer.
+    batch.bytes.clear();
+    batch.items.clear();
     let closed = {
         let mut queue = lock(&shared.queue);
         std::mem::swap(&mut queue.staged, batch);
@@ -492,6 +519,7 @@ fn process<T>(
 }
 
 fn run<T>(shared: &Shared<T>) {
+    NOT_IN_PLACE.with(|c| c.set(true));
     let mut last_sync = Instant::now();
     loop {
         let sync = {

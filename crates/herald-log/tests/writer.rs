@@ -38,6 +38,28 @@ fn reporting(
     (writer, rx)
 }
 
+/// Waits (at most a second) until every writer thread of this process sleeps, as Linux
+/// reports it.
+fn writers_asleep() {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let running = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|task| {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state follows the parenthesised name.
+                let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+                comm.trim() == "herald-log-writ" && state != Some('S')
+            })
+            .count()
+    };
+    while running() > 0 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn a_small_deferred_batch_is_appended_on_the_kicking_thread() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,6 +97,28 @@ fn a_burst_wakes_the_writer_thread_without_a_kick() {
     // A late kick finds nothing left to do.
     writer.kick();
     assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+}
+
+#[test]
+fn plain_appends_behind_a_deferred_one_are_stored_when_it_is_kicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, rx) = reporting(dir.path(), Fsync::Never);
+    // The thread stored one message and went back to waiting (a thread still running when
+    // the messages below are queued would find them without a wake-up).
+    writer.append(&entry(&[1]), 99).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().1, 99);
+    writers_asleep();
+    // A reader's deferred message first, then plain appends (a source's copies, a publish
+    // outside a reader's batch) that find the queue not empty and wake nobody.
+    assert!(writer.append_deferred(&entry(&[1]), None, 0).unwrap());
+    for i in 1..=IN_PLACE_MOST as u32 {
+        writer.append(&entry(&[1]), i).unwrap();
+    }
+    writer.kick();
+    let done: Vec<u32> = (0..=IN_PLACE_MOST)
+        .map(|_| rx.recv_timeout(WAIT).expect("a message was never stored").1)
+        .collect();
+    assert_eq!(done, (0..=IN_PLACE_MOST as u32).collect::<Vec<_>>());
 }
 
 #[test]
