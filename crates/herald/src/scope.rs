@@ -602,7 +602,7 @@ pub(crate) fn check_queue(queue: &str) -> Result<Arc<str>> {
     Ok(queue.into())
 }
 
-/// A message as a protocol server parsed it, for [`Router::publish_wire`].
+/// A message as a protocol server parsed it, for [`Router::publish_wire`](crate::Router::publish_wire).
 #[derive(Debug, Clone, Copy)]
 pub struct WireMessage<'a> {
     /// The literal subject published to.

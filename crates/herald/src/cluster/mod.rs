@@ -616,7 +616,7 @@ async fn all_answered(pings: Vec<tokio::sync::oneshot::Receiver<()>>) -> bool {
     ok
 }
 
-/// A node's view of its cluster, from [`Node::cluster_info`]; also served as JSON on
+/// A node's view of its cluster, from [`Node::cluster_info`](crate::Node::cluster_info); also served as JSON on
 /// `$HERALD.API.CLUSTER.INFO` by `herald serve`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterInfo {

@@ -281,7 +281,7 @@ pub struct StreamConfig {
     pub metadata: Option<BTreeMap<String, String>>,
     /// Fields herald does not implement that the request set (mirror, sources, republish,
     /// subject_transform, placement, ...), noted while deserializing so that
-    /// [`normalize`](StreamConfig::normalize) can refuse them. Never serialized.
+    /// [`normalize`](crate::streams::StreamConfig::normalize) can refuse them. Never serialized.
     ///
     /// Deserialized from the keys no other field takes (`flatten`).
     #[serde(flatten, skip_serializing, deserialize_with = "unsupported_fields")]
