@@ -62,7 +62,7 @@ pub struct BenchArgs {
     /// Subscribing connections (responders with --request).
     #[arg(long, default_value_t = 0)]
     subs: usize,
-    /// Publish to SUBJECT.0 .. SUBJECT.<N-1> in turn (subscribers take SUBJECT.>) instead of
+    /// Publish to SUBJECT.0 .. SUBJECT.(N-1) in turn (subscribers take SUBJECT.>) instead of
     /// SUBJECT alone (async-nats and --cluster runs).
     #[arg(long, default_value_t = 1, value_name = "N")]
     subjects: usize,

@@ -211,7 +211,7 @@ impl Deleted {
 impl crate::Log {
     /// Deletes message `seq`; with `erase`, its headers and payload are also overwritten with
     /// zeros on disk. Returns whether it was kept. The delete is on disk with the next
-    /// [`flush`](Log::flush), durable with the next [`sync`](Log::sync).
+    /// [`flush`](crate::Log::flush), durable with the next [`sync`](crate::Log::sync).
     pub fn delete(&mut self, seq: u64, erase: bool) -> Result<bool> {
         self.remove(seq, None, erase)
     }

@@ -3,7 +3,7 @@
 //!
 //! A password or token is kept only as a hash (argon2id, or bcrypt `$2a$`/`$2b$`) and checked
 //! with the hashing crate's constant-time comparison; hashing is slow on purpose, so callers
-//! run [`Users::authenticate`] off the async threads. Permissions are allow and deny pattern
+//! run `Users::authenticate` off the async threads. Permissions are allow and deny pattern
 //! lists per direction: deny wins, and with an `allow` list nothing else is allowed.
 
 use std::time::Duration;

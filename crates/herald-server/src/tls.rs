@@ -4,7 +4,7 @@
 //! once (the TLS-first handshake of async-nats and nats-py). A plaintext client is told
 //! `-ERR 'Secure Connection - TLS Required'` and closed.
 //!
-//! The certificate and key are read again on [`Certificates::reload`] (what SIGHUP does to
+//! The certificate and key are read again on `Certificates::reload` (what SIGHUP does to
 //! `herald serve`): connections made after it use the new ones, open ones keep theirs, and
 //! files that do not make a valid configuration leave the current one in place.
 

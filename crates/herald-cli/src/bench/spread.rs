@@ -1,5 +1,5 @@
 //! Publish/subscribe over several clusters through herald-client (`--cluster`): publishers
-//! publish to the run's subjects in turn (`--subjects N`: SUBJECT.0 .. SUBJECT.<N-1>, spread
+//! publish to the run's subjects in turn (`--subjects N`: `SUBJECT.0` .. `SUBJECT.<N-1>`, spread
 //! over the clusters by their names); subscribers take the run's pattern (SUBJECT.>: every
 //! cluster). With one `--cluster`, the same load as the async-nats run with the same
 //! `--subjects` on that server, plus the client's hashing and routing: side by side, its cost.
