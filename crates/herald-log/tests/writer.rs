@@ -50,7 +50,10 @@ fn writers_asleep() {
                 let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
                 let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                 // The state follows the parenthesised name.
-                let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+                let state = stat
+                    .rsplit(") ")
+                    .next()
+                    .and_then(|rest| rest.chars().next());
                 comm.trim() == "herald-log-writ" && state != Some('S')
             })
             .count()
