@@ -213,10 +213,7 @@ impl<T: Send + 'static> Writer<T> {
     /// the tag straight back when there is no writer thread (it could not be started): nothing
     /// was queued and the handler will not be called for it.
     pub fn append(&self, entry: &Entry<'_>, tag: T) -> std::result::Result<(), T> {
-        if self.stage(entry, None, tag)? == 0 {
-            self.shared.ready.notify_one();
-        }
-        Ok(())
+        self.append_and_wake(entry, None, tag)
     }
 
     /// [`append`](Writer::append) under conditions checked as it is appended
@@ -227,7 +224,17 @@ impl<T: Send + 'static> Writer<T> {
         expect: Expect,
         tag: T,
     ) -> std::result::Result<(), T> {
-        if self.stage(entry, Some(Box::new(expect)), tag)? == 0 {
+        self.append_and_wake(entry, Some(Box::new(expect)), tag)
+    }
+
+    /// Queues `entry` and wakes the thread for the first message of a batch.
+    fn append_and_wake(
+        &self,
+        entry: &Entry<'_>,
+        expect: Option<Box<Expect>>,
+        tag: T,
+    ) -> std::result::Result<(), T> {
+        if self.stage(entry, expect, tag)? == 0 {
             self.shared.ready.notify_one();
         }
         Ok(())
@@ -254,38 +261,36 @@ impl<T: Send + 'static> Writer<T> {
 
     /// Stores what [`append_deferred`](Writer::append_deferred) queued: appended here, on the
     /// caller's thread, if the writer is idle, nobody is reading the log, at most
-    /// [`IN_PLACE_MOST`] messages are queued and no fsync is owed per batch ([`Fsync::Always`] is left to the thread, as is every
-    /// fsync); otherwise by the writer thread. In place saves a waiting publisher the thread's
-    /// wake-up and its own.
+    /// [`IN_PLACE_MOST`] messages are queued and no fsync is owed per batch
+    /// ([`Fsync::Always`] is left to the thread, as is every fsync); otherwise by the writer
+    /// thread. In place saves a waiting publisher the thread's wake-up and its own.
     pub fn kick(&self) {
+        if !self.append_in_place() {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    /// What [`kick`](Writer::kick) appends here; `false` leaves the queue to the thread.
+    fn append_in_place(&self) -> bool {
         let shared = &*self.shared;
         if shared.fsync == Fsync::Always || NOT_IN_PLACE.with(Cell::get) {
-            shared.ready.notify_one();
-            return;
+            return false;
         }
+        // Held: the thread is appending, and looks at the queue again when done.
         let Ok(mut work) = shared.work.try_lock() else {
-            // The thread is appending; it looks at the queue again when done.
-            shared.ready.notify_one();
-            return;
+            return false;
         };
         match lock(&shared.queue).staged.items.len() {
             // Taken by the thread already.
-            0 => return,
-            n if n > IN_PLACE_MOST => {
-                // Too many for here. The thread was woken as a deferred append took it past
-                // that, unless plain appends did (they wake it only for a first message).
-                drop(work);
-                shared.ready.notify_one();
-                return;
-            }
+            0 => return true,
+            // Too many for here (plain appends wake the thread only for a first message).
+            n if n > IN_PLACE_MOST => return false,
             _ => {}
         }
+        // Held by a reader of the log (a purge, a long scan): the thread waits for it, the
+        // caller does not.
         let Ok(log) = shared.log.try_lock() else {
-            // A reader of the log (a purge, a long scan) holds it: the thread waits for it,
-            // the caller does not.
-            drop(work);
-            shared.ready.notify_one();
-            return;
+            return false;
         };
         let in_place = InPlace::enter();
         let outcome = process(shared, &mut work, log, SyncRule::Never);
@@ -298,6 +303,7 @@ impl<T: Send + 'static> Writer<T> {
             let _queue = lock(&shared.queue);
             shared.ready.notify_one();
         }
+        true
     }
 
     /// Copies `entry` into the queue; says how many messages it held before (whoever staged
