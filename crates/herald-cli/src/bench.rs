@@ -197,6 +197,9 @@ pub async fn run(args: BenchArgs) -> std::result::Result<(), Box<dyn std::error:
     if args.pubs == 0 || args.msgs == 0 || args.subjects == 0 {
         return Err("--pubs, --msgs and --subjects must be at least 1".into());
     }
+    if args.inflight() == 0 {
+        return Err("--inflight must be at least 1".into());
+    }
     let whole_run = CpuMark::now(&args);
     let http = (args.http_pub.clone(), args.sse.clone());
     let mut report = match (args.mode, args.idle, args.request, args.raw) {

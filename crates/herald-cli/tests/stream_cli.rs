@@ -476,32 +476,48 @@ fn bench_ping_counts_every_round_trip() {
     );
 }
 
-/// `herald bench --request --raw`: raw requesters with requests in flight and raw responders
-/// in a queue group; every request is answered.
+/// `herald bench --request`: raw requesters, and async-nats ones, with requests in flight
+/// (raw responders in a queue group), and async-nats one at a time by default; every request
+/// is answered, and no requests in flight is refused.
 #[test]
-fn bench_request_raw_answers_every_request() {
+fn bench_request_answers_every_request() {
     let server = Server::start();
-    let args = [
-        "bench",
-        "bench.req",
-        "--json",
-        "--request",
-        "--raw",
-        "--msgs",
-        "3000",
-        "--pubs",
-        "2",
-        "--subs",
-        "2",
-        "--inflight",
-        "32",
+    let runs: [(&[&str], &str, u64); 3] = [
+        (&["--raw", "--inflight", "32"], "raw", 32),
+        (&["--inflight", "32"], "async-nats", 32),
+        (&[], "async-nats", 1),
     ];
-    let report: serde_json::Value =
-        serde_json::from_str(ok(&server.url(), &args).trim()).expect("one JSON report");
-    assert_eq!(report["received"], 3000, "{report}");
-    assert_eq!(
-        (&report["client"], &report["inflight"]),
-        (&"raw".into(), &32.into())
+    for (extra, client, inflight) in runs {
+        let mut args = vec![
+            "bench",
+            "bench.req",
+            "--json",
+            "--request",
+            "--msgs",
+            "3000",
+            "--pubs",
+            "2",
+            "--subs",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let report: serde_json::Value =
+            serde_json::from_str(ok(&server.url(), &args).trim()).expect("one JSON report");
+        assert_eq!(report["received"], 3000, "{report}");
+        assert_eq!(
+            (&report["client"], &report["inflight"]),
+            (&client.into(), &inflight.into()),
+            "{args:?}"
+        );
+        assert!(report["latency_us"]["p50"].as_u64().is_some(), "{report}");
+    }
+    let refused = herald(
+        &server.url(),
+        &["bench", "--request", "--subs", "1", "--inflight", "0"],
     );
-    assert!(report["latency_us"]["p50"].as_u64().is_some(), "{report}");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--inflight must be at least 1"),
+        "{refused:?}"
+    );
 }

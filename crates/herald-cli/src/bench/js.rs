@@ -80,8 +80,8 @@ pub(super) async fn run(args: &BenchArgs, mode: JsMode) -> Result<Report> {
     if args.pubs != 1 {
         return Err("the JetStream modes use one connection (--pubs 1)".into());
     }
-    if args.inflight() == 0 || args.batch == 0 {
-        return Err("--inflight and --batch must be at least 1".into());
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
     }
     let client = args.client.connect("herald bench js").await;
     let client = client.map_err(|e| e.to_string())?;

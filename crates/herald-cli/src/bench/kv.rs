@@ -145,7 +145,7 @@ async fn gets(
     let timed = CpuMark::now(args);
     let mut gets = FuturesUnordered::new();
     for i in 0..args.msgs {
-        if gets.len() >= args.inflight().max(1) {
+        if gets.len() >= args.inflight() {
             check(gets.next().await.expect("a pending get")?)?;
         }
         gets.push(store.get(key(i)));
@@ -191,7 +191,7 @@ async fn raw(args: &BenchArgs, get: bool, key: impl Fn(u64) -> String) -> Result
     let timed = CpuMark::now(args);
     while answered < args.msgs {
         out.clear();
-        while sent < args.msgs && sent - answered < args.inflight().max(1) as u64 {
+        while sent < args.msgs && sent - answered < args.inflight() as u64 {
             let k = key(sent);
             if get {
                 out.extend_from_slice(

@@ -29,7 +29,7 @@ pub(super) async fn request(args: &BenchArgs) -> Result<Report> {
     if args.subs == 0 {
         return Err("--request needs at least one responder (--subs)".into());
     }
-    let inflight = args.inflight().max(1);
+    let inflight = args.inflight();
     let mut responders = Vec::new();
     for i in 0..args.subs {
         responders.push(if inflight > 1 {
@@ -166,7 +166,7 @@ pub(super) async fn request_raw(args: &BenchArgs) -> Result<Report> {
         .zip(split(args.msgs, args.pubs))
     {
         let (subject, bar) = (args.subject.clone(), bar.clone());
-        let (size, inflight, idle) = (args.size.max(8), args.inflight().max(1), args.idle_timeout);
+        let (size, inflight, idle) = (args.size.max(8), args.inflight(), args.idle_timeout);
         requesters.push(tokio::spawn(async move {
             let mut conn = conn;
             let mut hist = histogram();
